@@ -1,0 +1,206 @@
+#include "replayrail/core/event.h"
+
+#include <boost/json/monotonic_resource.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include "replayrail/core/fingerprint.h"
+#include "replayrail/core/random.h"
+#include "replayrail/core/timestamp.h"
+
+namespace replayrail {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr bool is_alnum(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+// `extra` lists the punctuation allowed besides ASCII letters and digits.
+result<void> check_name(std::string_view value, std::size_t max_size, std::string_view extra,
+                        errc code, std::string_view what) {
+  auto fail = [&](std::string why) { return make_error(code, std::string(what) + " " + why); };
+  if (value.empty()) return fail("must not be empty");
+  if (value.size() > max_size) {
+    return fail("must be at most " + std::to_string(max_size) + " characters");
+  }
+  for (char c : value) {
+    if (!is_alnum(c) && extra.find(c) == std::string_view::npos) {
+      return fail("may contain only letters, digits and \"" + std::string(extra) + "\"");
+    }
+  }
+  return {};
+}
+
+// Parses `text` as JSON into `out` (storage from `mr`); the error says which field was wrong.
+result<void> parse_json(std::string_view text, json::monotonic_resource& mr, json::value& out,
+                        errc code, std::string_view what) {
+  boost::system::error_code ec;
+  out = json::parse(text, ec, &mr);
+  if (ec) return make_error(code, std::string(what) + " is not valid JSON: " + ec.message());
+  return {};
+}
+
+}  // namespace
+
+result<void> validate_channel(std::string_view channel) {
+  return check_name(channel, kMaxChannelSize, "._-:/", errc::invalid_channel, "channel");
+}
+
+result<void> validate_type(std::string_view type) {
+  return check_name(type, kMaxTypeSize, "._-:", errc::invalid_event_type, "type");
+}
+
+result<void> validate_event_id(std::string_view event_id) {
+  return check_name(event_id, kMaxEventIdSize, "._-:", errc::invalid_event_id, "event_id");
+}
+
+result<NewEvent> make_event(const EventInput& in) {
+  RR_TRY(validate_channel(in.channel));
+  RR_TRY(validate_type(in.type));
+  if (in.event_id) RR_TRY(validate_event_id(*in.event_id));
+  if (in.created_at && !is_valid_timestamp(*in.created_at)) {
+    return make_error(errc::invalid_created_at,
+                      "created_at must be an RFC 3339 UTC timestamp ending in Z, e.g. "
+                      "2026-06-29T12:00:00.123Z");
+  }
+
+  std::string_view actor_text = in.actor.value_or("null");
+  std::string_view metadata_text = in.metadata.value_or("{}");
+
+  unsigned char buffer[4096];
+  json::monotonic_resource mr(buffer, sizeof buffer);
+  json::value payload, actor, metadata;
+  RR_TRY(parse_json(in.payload, mr, payload, errc::invalid_payload, "payload"));
+  if (!payload.is_object())
+    return make_error(errc::invalid_payload, "payload must be a JSON object");
+  RR_TRY(parse_json(actor_text, mr, actor, errc::invalid_actor, "actor"));
+  if (!actor.is_object() && !actor.is_null()) {
+    return make_error(errc::invalid_actor, "actor must be a JSON object or null");
+  }
+  RR_TRY(parse_json(metadata_text, mr, metadata, errc::invalid_metadata, "metadata"));
+  if (!metadata.is_object()) {
+    return make_error(errc::invalid_metadata, "metadata must be a JSON object");
+  }
+
+  NewEvent out;
+  out.fingerprint =
+      compute_fingerprint(in.channel, in.type, payload, actor, metadata, in.created_at);
+  Event& e = out.event;
+  e.event_id = in.event_id ? std::string(*in.event_id) : make_uuid_v4();
+  e.channel = in.channel;
+  e.type = in.type;
+  e.payload = in.payload;
+  e.actor = actor_text;
+  e.metadata = metadata_text;
+  e.created_at = in.created_at ? std::string(*in.created_at) : now_timestamp();
+  return out;
+}
+
+EventInput PublishBody::input(std::string_view channel) const {
+  EventInput in;
+  in.channel = channel;
+  in.type = type;
+  in.payload = payload;
+  in.actor = actor;
+  in.metadata = metadata;
+  in.event_id = event_id;
+  in.created_at = created_at;
+  return in;
+}
+
+result<PublishBody> parse_publish_body(std::string_view text) {
+  boost::system::error_code ec;
+  json::value doc = json::parse(text, ec);
+  if (ec) return make_error(errc::invalid_json, "request body is not valid JSON: " + ec.message());
+  if (!doc.is_object()) return make_error(errc::invalid_json, "request body must be a JSON object");
+
+  PublishBody body;
+  bool has_type = false;
+  auto string_field = [](const json::value& v, std::string_view name,
+                         errc code) -> result<std::string> {
+    if (!v.is_string()) return make_error(code, std::string(name) + " must be a string");
+    return std::string(v.get_string());
+  };
+  for (const auto& kv : doc.get_object()) {
+    std::string_view key = kv.key();
+    const json::value& v = kv.value();
+    if (key == "type") {
+      RR_TRY_ASSIGN(body.type, string_field(v, key, errc::invalid_event_type));
+      has_type = true;
+    } else if (key == "payload") {
+      body.payload = json::serialize(v);
+    } else if (key == "actor") {
+      body.actor = json::serialize(v);
+    } else if (key == "metadata") {
+      if (!v.is_null()) body.metadata = json::serialize(v);
+    } else if (key == "event_id") {
+      if (!v.is_null()) RR_TRY_ASSIGN(body.event_id, string_field(v, key, errc::invalid_event_id));
+    } else if (key == "created_at") {
+      if (!v.is_null()) {
+        RR_TRY_ASSIGN(body.created_at, string_field(v, key, errc::invalid_created_at));
+      }
+    } else if (key == "partition_key") {
+      if (!v.is_null()) {
+        RR_TRY_ASSIGN(body.partition_key, string_field(v, key, errc::invalid_argument));
+      }
+    } else {
+      // Refused rather than ignored: a misspelt "paylod" would otherwise publish an empty event.
+      return make_error(errc::invalid_argument, "unknown field \"" + std::string(key) + "\"");
+    }
+  }
+  if (!has_type) return make_error(errc::invalid_event_type, "type is required");
+  return body;
+}
+
+namespace {
+
+// Channel, type and event_id are validated to need no escaping, but events written by another
+// producer into a shared Redis may not be, so escape whenever a character needs it.
+void append_json_string(std::string& out, std::string_view s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) {
+      out += json::serialize(json::string_view(s.data(), s.size()));
+      return;
+    }
+  }
+  out.push_back('"');
+  out.append(s);
+  out.push_back('"');
+}
+
+}  // namespace
+
+void append_envelope(std::string& out, const Event& e) {
+  char id[StreamId::kMaxTextSize];
+  out += R"({"id":")";
+  out.append(id, e.id.format_to(id));
+  out += R"(","event_id":)";
+  append_json_string(out, e.event_id);
+  out += R"(,"channel":)";
+  append_json_string(out, e.channel);
+  out += R"(,"type":)";
+  append_json_string(out, e.type);
+  out += R"(,"payload":)";
+  out += e.payload;
+  out += R"(,"actor":)";
+  out += e.actor;
+  out += R"(,"metadata":)";
+  out += e.metadata;
+  out += R"(,"created_at":)";
+  append_json_string(out, e.created_at);
+  out.push_back('}');
+}
+
+std::string render_envelope(const Event& e) {
+  std::string out;
+  out.reserve(160 + e.event_id.size() + e.channel.size() + e.type.size() + e.payload.size() +
+              e.actor.size() + e.metadata.size());
+  append_envelope(out, e);
+  return out;
+}
+
+}  // namespace replayrail

@@ -1,0 +1,84 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "replayrail/common/errc.h"
+#include "replayrail/common/stream_id.h"
+
+namespace replayrail {
+
+// One stored event (DESIGN §2). payload, actor and metadata hold the exact JSON text that was
+// validated, so delivery re-encodes nothing. Immutable once stored: shared as EventPtr.
+struct Event {
+  StreamId id;           // assigned by the store; 0-0 until appended
+  std::string event_id;  // idempotency key
+  std::string channel;
+  std::string type;
+  std::string payload;     // JSON object text
+  std::string actor;       // JSON object text, or "null"
+  std::string metadata;    // JSON object text, "{}" by default
+  std::string created_at;  // RFC 3339 UTC
+};
+
+using EventPtr = std::shared_ptr<const Event>;
+
+// SHA-256 of the canonical JSON of an event's content (see fingerprint.h).
+using Fingerprint = std::array<std::uint8_t, 32>;
+
+// A validated event ready to append: its content and fingerprint.
+struct NewEvent {
+  Event event;
+  Fingerprint fingerprint{};
+};
+
+// What a publisher supplies. Views must outlive the make_event() call only.
+struct EventInput {
+  std::string_view channel;
+  std::string_view type;
+  std::string_view payload = "{}";             // JSON object text
+  std::optional<std::string_view> actor;       // JSON object or null text
+  std::optional<std::string_view> metadata;    // JSON object text
+  std::optional<std::string_view> event_id;    // generated (UUIDv4) when absent
+  std::optional<std::string_view> created_at;  // now when absent
+};
+
+// Validation rules of DESIGN §2.
+inline constexpr std::size_t kMaxChannelSize = 256;
+inline constexpr std::size_t kMaxTypeSize = 200;
+inline constexpr std::size_t kMaxEventIdSize = 128;
+inline constexpr std::uint32_t kMaxPartitions = 1024;
+
+result<void> validate_channel(std::string_view channel);
+result<void> validate_type(std::string_view type);
+result<void> validate_event_id(std::string_view event_id);
+
+// Validates every field and fills the defaults: the only way to make a NewEvent.
+result<NewEvent> make_event(const EventInput& input);
+
+// The body of `POST /events/{channel}`: `{type, payload?, actor?, metadata?, event_id?,
+// created_at?}`. Sub-objects are re-serialised once here, on ingest; the result is what is stored
+// and delivered.
+struct PublishBody {
+  std::string type;
+  std::string payload = "{}";
+  std::optional<std::string> actor;
+  std::optional<std::string> metadata;
+  std::optional<std::string> event_id;
+  std::optional<std::string> created_at;
+  std::optional<std::string> partition_key;
+
+  EventInput input(std::string_view channel) const;
+};
+result<PublishBody> parse_publish_body(std::string_view json_text);
+
+// The wire envelope: `{"id":…,"event_id":…,"channel":…,"type":…,"payload":…,"actor":…,
+// "metadata":…,"created_at":…}`. The one function that renders it, everywhere.
+std::string render_envelope(const Event& e);
+void append_envelope(std::string& out, const Event& e);
+
+}  // namespace replayrail

@@ -1,0 +1,96 @@
+#include "replayrail/rail.h"
+
+#include <algorithm>
+
+namespace replayrail {
+
+Rail::Rail(std::shared_ptr<store::Store> store, RailConfig config)
+    : store_(std::move(store)), config_(config) {}
+
+store::task<result<store::Appended>> Rail::publish(const EventInput& input) {
+  std::size_t size =
+      input.payload.size() + input.actor.value_or("").size() + input.metadata.value_or("").size();
+  if (size > config_.max_payload_bytes) {
+    co_return make_error(errc::payload_too_large,
+                         "payload, actor and metadata are " + std::to_string(size) +
+                             " bytes; the limit is " + std::to_string(config_.max_payload_bytes));
+  }
+  NewEvent event;
+  RR_CO_TRY_ASSIGN(event, make_event(input));
+  std::string stream = event.event.channel;
+  co_return co_await store_->append(
+      stream, std::move(event),
+      store::AppendOptions{config_.max_stream_length, config_.idempotency_ttl});
+}
+
+store::task<result<StreamId>> Rail::resolve(std::string_view channel, Cursor cursor) {
+  if (!cursor.is_latest()) co_return cursor.id();
+  auto info = co_await store_->info(channel);
+  if (info) co_return info->last_id;
+  if (info.error() == errc::stream_not_found) co_return StreamId{};
+  co_return info.error();
+}
+
+store::task<result<std::vector<EventPtr>>> Rail::replay(std::string_view channel, Cursor after,
+                                                        std::optional<std::size_t> limit) {
+  RR_CO_TRY(validate_channel(channel));
+  if (after.is_latest()) co_return std::vector<EventPtr>{};
+  std::size_t n = std::min(limit.value_or(config_.default_replay_limit), config_.max_replay_limit);
+  co_return co_await store_->range(channel, after.id(), n);
+}
+
+store::task<result<std::vector<EventPtr>>> Rail::read(std::string_view channel, Cursor after,
+                                                      std::optional<store::Millis> block,
+                                                      std::optional<std::size_t> limit) {
+  RR_CO_TRY(validate_channel(channel));
+  StreamId from;
+  RR_CO_TRY_ASSIGN(from, co_await resolve(channel, after));
+  store::StreamCursor cursor{std::string(channel), from, {}};
+  std::size_t n = std::min(limit.value_or(config_.default_replay_limit), config_.max_replay_limit);
+  std::vector<store::StreamEvents> batches;
+  RR_CO_TRY_ASSIGN(batches, co_await store_->read({&cursor, 1}, {n, block}));
+  co_return batches.empty() ? std::vector<EventPtr>{} : std::move(batches.front().events);
+}
+
+store::task<result<Subscription>> Rail::subscribe(std::string_view channel,
+                                                  std::optional<Cursor> from, std::string epoch) {
+  RR_CO_TRY(validate_channel(channel));
+  Cursor start =
+      from.value_or(config_.default_start_position == StartPosition::latest ? Cursor::latest()
+                                                                            : Cursor::beginning());
+  StreamId position = start.is_latest() ? StreamId{} : start.id();
+  // One info() both resolves `$` and learns the epoch, so later reads notice a re-created stream.
+  auto info = co_await store_->info(channel);
+  if (!info && info.error() != errc::stream_not_found) co_return info.error();
+  if (info) {
+    if (start.is_latest()) position = info->last_id;
+    if (epoch.empty()) epoch = info->epoch;
+  }
+  co_return Subscription(*store_, std::string(channel), position, std::move(epoch),
+                         std::max<std::size_t>(1, config_.subscribe_batch_size));
+}
+
+store::task<result<std::vector<EventPtr>>> Subscription::next(
+    std::optional<store::Millis> timeout) {
+  if (!caught_up_) {
+    std::vector<EventPtr> page;
+    RR_CO_TRY_ASSIGN(page, co_await store_->range(channel_, position_, batch_, epoch_));
+    // A short page means replay reached the end of what was stored when it ran.
+    if (page.size() < batch_) caught_up_ = true;
+    if (!page.empty()) {
+      position_ = page.back()->id;
+      co_return page;
+    }
+  }
+  // Live: a blocking read strictly after the last id yielded, so nothing published after that
+  // id is skipped and nothing yielded is repeated.
+  store::StreamCursor cursor{channel_, position_, epoch_};
+  std::vector<store::StreamEvents> batches;
+  RR_CO_TRY_ASSIGN(
+      batches, co_await store_->read({&cursor, 1}, {batch_, timeout.value_or(store::Millis(0))}));
+  if (batches.empty()) co_return std::vector<EventPtr>{};
+  position_ = batches.front().events.back()->id;
+  co_return std::move(batches.front().events);
+}
+
+}  // namespace replayrail

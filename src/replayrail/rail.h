@@ -1,0 +1,107 @@
+#pragma once
+
+// The library facade (DESIGN §1): publish, replay, read and subscribe on channels, over any
+// store. This is what an application embeds; the server is built on it.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "replayrail/core/cursor.h"
+#include "replayrail/core/event.h"
+#include "replayrail/store/store.h"
+
+namespace replayrail {
+
+// Where a subscriber without a cursor starts.
+enum class StartPosition { latest, earliest };
+
+struct RailConfig {
+  std::size_t default_replay_limit = 100;
+  std::size_t max_replay_limit = 1000;
+  std::uint64_t max_stream_length = 10000;  // retention: newest events kept per stream
+  StartPosition default_start_position = StartPosition::latest;
+  std::size_t subscribe_batch_size = 100;   // events per replay page and per live read
+  std::size_t max_payload_bytes = 1 << 20;  // payload + actor + metadata text
+  std::chrono::seconds idempotency_ttl{24 * 60 * 60};
+};
+
+class Subscription;
+
+// Lifecycle: construct over a store; share it; it must outlive its subscriptions.
+// Thread-safe: every method may be called from any thread concurrently.
+class Rail {
+ public:
+  explicit Rail(std::shared_ptr<store::Store> store, RailConfig config = {});
+
+  // Validates and stores the event; returns it with its cursor. A repeat of a remembered
+  // event_id with the same content returns the first event (duplicate = true).
+  store::task<result<store::Appended>> publish(const EventInput& input);
+
+  // Events after the cursor, oldest first; `limit` defaults to default_replay_limit and is
+  // capped at max_replay_limit. `$` yields nothing (there is nothing after "now").
+  store::task<result<std::vector<EventPtr>>> replay(std::string_view channel, Cursor after,
+                                                    std::optional<std::size_t> limit = {});
+
+  // Like replay, but waits up to `block` (0 = no limit) for an event when there is none yet;
+  // `$` means events published after this call.
+  store::task<result<std::vector<EventPtr>>> read(std::string_view channel, Cursor after,
+                                                  std::optional<store::Millis> block,
+                                                  std::optional<std::size_t> limit = {});
+
+  // Replay from `from` (default: config.default_start_position), then follow live. A non-empty
+  // `epoch` must match the stream's (else stream_reset).
+  store::task<result<Subscription>> subscribe(std::string_view channel,
+                                              std::optional<Cursor> from = {},
+                                              std::string epoch = {});
+
+  store::Store& store() { return *store_; }
+  const RailConfig& config() const { return config_; }
+
+ private:
+  // The id `cursor` stands for now: `$` resolves to the stream's last id (0-0 if none yet).
+  store::task<result<StreamId>> resolve(std::string_view channel, Cursor cursor);
+
+  std::shared_ptr<store::Store> store_;
+  RailConfig config_;
+};
+
+// One subscriber's view of one channel: replay pages up to the live edge, then live events,
+// never an id at or below one already yielded, never a gap.
+// Thread affinity: one coroutine at a time calls next().
+class Subscription {
+ public:
+  // The next events (at least one), or empty when `timeout` (nullopt = no limit) passed first.
+  store::task<result<std::vector<EventPtr>>> next(std::optional<store::Millis> timeout = {});
+
+  const std::string& channel() const { return channel_; }
+  // The last id yielded, or the starting cursor.
+  StreamId position() const { return position_; }
+  // Whether replay has reached the live edge.
+  bool caught_up() const { return caught_up_; }
+  // The stream's epoch when the subscription started (empty if the stream did not exist).
+  const std::string& epoch() const { return epoch_; }
+
+ private:
+  friend class Rail;
+  Subscription(store::Store& store, std::string channel, StreamId position, std::string epoch,
+               std::size_t batch)
+      : store_(&store),
+        channel_(std::move(channel)),
+        position_(position),
+        epoch_(std::move(epoch)),
+        batch_(batch) {}
+
+  store::Store* store_;
+  std::string channel_;
+  StreamId position_;
+  std::string epoch_;
+  std::size_t batch_;
+  bool caught_up_ = false;
+};
+
+}  // namespace replayrail

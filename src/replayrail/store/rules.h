@@ -1,0 +1,46 @@
+#pragma once
+
+// Rules of the store contract shared by every backend, so each one checks the same thing and
+// says it in the same words.
+
+#include <cstdint>
+#include <string_view>
+
+#include "replayrail/store/store.h"
+
+namespace replayrail::store {
+
+// What a cursor check needs to know of a stream.
+struct StreamPosition {
+  std::string_view epoch;
+  StreamId first_id;  // first retained id, 0-0 when empty
+  StreamId last_id;
+  StreamId trimmed_through;  // 0-0 when nothing was trimmed
+};
+
+// stream_reset when `expected_epoch` is given and the stream is gone (`stream` null) or has
+// another epoch; replay_window_expired when entries after `after` were trimmed (`0-0` never is).
+result<void> check_cursor(std::string_view name, const StreamPosition* stream, StreamId after,
+                          std::string_view expected_epoch);
+
+// The id XADD gives the next entry: `<now>-0` when the clock moved past the last id, otherwise
+// the last id plus one, so ids stay strictly increasing even when the clock steps back.
+result<StreamId> next_stream_id(StreamId last, std::uint64_t now_ms);
+
+// Validates the arguments common to read() and read_group().
+result<void> check_read_args(std::size_t cursors, const ReadOptions& options);
+
+Error no_stream(std::string_view stream);
+Error no_group(std::string_view stream, std::string_view group);
+Error group_exists_error(std::string_view stream, std::string_view group);
+Error duplicate_conflict_error(std::string_view stream, std::string_view event_id);
+Error topic_conflict_error(std::string_view topic, std::uint32_t existing, std::uint32_t asked);
+
+// Validates a topic name (channel rules) and partition count (1..kMaxPartitions).
+result<void> check_topic(std::string_view name, std::uint32_t partitions);
+
+// Group and consumer names: non-empty, at most 200 characters, no control characters.
+result<void> check_group_name(std::string_view group);
+result<void> check_consumer_name(std::string_view consumer);
+
+}  // namespace replayrail::store

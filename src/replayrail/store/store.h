@@ -1,0 +1,225 @@
+#pragma once
+
+// The store contract (DESIGN §3): one interface, three backends (memory, local, redis), one
+// conformance suite (store/testing/). It follows Redis Streams semantics exactly, so a behaviour
+// the Redis store shows is the behaviour every store shows.
+//
+// Threading: a Store is shared by every event-loop thread; every operation may be called
+// concurrently from any thread. Blocking reads suspend only the calling coroutine.
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "replayrail/common/errc.h"
+#include "replayrail/common/stream_id.h"
+#include "replayrail/core/cursor.h"
+#include "replayrail/core/event.h"
+
+namespace replayrail::store {
+
+template <class T>
+using task = boost::asio::awaitable<T>;
+
+using Millis = std::chrono::milliseconds;
+
+struct AppendOptions {
+  // Keep at most this many newest entries after the append (XADD MAXLEN); 0 = unbounded.
+  std::uint64_t maxlen = 0;
+  // How long the event_id is remembered for idempotency; 0 = not at all.
+  std::chrono::seconds idempotency_ttl{24 * 60 * 60};
+};
+
+struct Appended {
+  EventPtr event;          // as stored (on a duplicate: the event stored the first time)
+  bool duplicate = false;  // the event_id was seen with the same content: nothing was written
+};
+
+// A stream to read and the id to read strictly after. A non-empty `epoch` must match the
+// stream's, or the read fails with stream_reset.
+struct StreamCursor {
+  std::string stream;
+  StreamId after;
+  std::string epoch;
+};
+
+struct StreamEvents {
+  std::string stream;
+  std::vector<EventPtr> events;
+};
+
+struct ReadOptions {
+  std::size_t count = 100;  // per stream
+  // nullopt: return at once; otherwise wait up to this long for an event; 0 = without limit
+  // (XREAD BLOCK 0).
+  std::optional<Millis> block;
+};
+
+struct GroupInfo {
+  std::string name;
+  std::uint64_t consumers = 0;
+  std::uint64_t pending = 0;
+  StreamId last_delivered;
+  // Retained entries after last_delivered: what the group has still to read.
+  std::uint64_t lag = 0;
+};
+
+struct StreamInfo {
+  std::uint64_t length = 0;
+  StreamId first_id;         // 0-0 when empty
+  StreamId last_id;          // last id ever generated, even if trimmed since
+  StreamId trimmed_through;  // greatest id removed by trimming; 0-0 when nothing was
+  std::string epoch;
+  std::vector<GroupInfo> groups;
+};
+
+// One message delivered to a consumer group. `event` is null when the entry was trimmed
+// while pending (Redis answers such history reads with a nil entry).
+struct GroupMessage {
+  StreamId id;
+  EventPtr event;
+  std::uint64_t delivery_count = 0;
+};
+
+struct GroupStreamMessages {
+  std::string stream;
+  std::vector<GroupMessage> messages;
+};
+
+// For read_group: `pending_after` nullopt = `>` (new messages); an id = re-read this consumer's
+// own pending messages after it (never blocks).
+struct GroupCursor {
+  std::string stream;
+  std::optional<StreamId> pending_after;
+};
+
+struct AutoclaimResult {
+  StreamId next;  // where to continue scanning; 0-0 when the scan is complete
+  std::vector<GroupMessage> claimed;
+  std::vector<StreamId> deleted;  // pending ids whose entries were trimmed; removed from the PEL
+};
+
+struct PendingSummary {
+  std::uint64_t count = 0;
+  StreamId min_id;
+  StreamId max_id;
+  std::vector<std::pair<std::string, std::uint64_t>> consumers;  // sorted by name
+};
+
+struct PendingEntry {
+  StreamId id;
+  std::string consumer;
+  std::uint64_t idle_ms = 0;
+  std::uint64_t delivery_count = 0;
+};
+
+struct PendingQuery {
+  StreamId start;                  // inclusive
+  StreamId end = StreamId::max();  // inclusive
+  std::size_t count = 100;
+  std::optional<std::string> consumer;  // only this consumer's entries
+  std::uint64_t min_idle_ms = 0;
+};
+
+struct ConsumerInfo {
+  std::string name;
+  std::uint64_t pending = 0;
+  std::uint64_t idle_ms = 0;  // since the consumer last read or claimed
+};
+
+// A topic: a channel split into a fixed number of partitions, stream `T#p` each (P = 1: the
+// stream is named T).
+struct Topic {
+  std::string name;
+  std::uint32_t partitions = 1;
+  std::string created_at;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // XADD with MAXLEN and idempotency: same event_id and fingerprint as a remembered event → that
+  // event, duplicate = true; same event_id, other fingerprint → duplicate_conflict.
+  virtual task<result<Appended>> append(std::string_view stream, NewEvent event,
+                                        AppendOptions options) = 0;
+
+  // Events with id > after, ascending, at most `limit` (XRANGE with an exclusive start).
+  // replay_window_expired when entries after `after` were trimmed (`0-0` never is);
+  // stream_reset when `epoch` is given and differs (or the stream is gone).
+  virtual task<result<std::vector<EventPtr>>> range(std::string_view stream, StreamId after,
+                                                    std::size_t limit,
+                                                    std::string_view epoch = {}) = 0;
+
+  // XREAD [BLOCK] over several streams: the streams with events after their cursor (only those),
+  // the same errors as range() per stream. Returns empty when `block` ran out.
+  virtual task<result<std::vector<StreamEvents>>> read(std::span<const StreamCursor> cursors,
+                                                       ReadOptions options) = 0;
+
+  // XINFO STREAM + GROUPS; stream_not_found when the stream does not exist.
+  virtual task<result<StreamInfo>> info(std::string_view stream) = 0;
+
+  // Removes the stream, its groups and idempotency records (DEL). Returns whether it existed.
+  // A stream created again gets a new epoch.
+  virtual task<result<bool>> delete_stream(std::string_view stream) = 0;
+
+  virtual task<result<std::vector<std::string>>> list_streams() = 0;
+
+  // --- Consumer groups (XGROUP, XREADGROUP, XACK, XAUTOCLAIM, XPENDING, XINFO CONSUMERS) ---
+
+  // `start`: `$` = the stream's last id, or an id. stream_not_found unless the stream exists or
+  // `mkstream`; group_exists when it does.
+  virtual task<result<void>> group_create(std::string_view stream, std::string_view group,
+                                          Cursor start, bool mkstream) = 0;
+  virtual task<result<void>> group_setid(std::string_view stream, std::string_view group,
+                                         Cursor id) = 0;
+  // Returns whether the group existed; stream_not_found when the stream does not.
+  virtual task<result<bool>> group_destroy(std::string_view stream, std::string_view group) = 0;
+
+  // group_not_found when the group (or stream) does not exist. `>` cursors deliver new entries,
+  // advance the group and record them as pending for `consumer` (delivery count 1); history
+  // cursors re-deliver the consumer's pending entries and count the delivery. Blocks only when
+  // every cursor is `>`.
+  virtual task<result<std::vector<GroupStreamMessages>>> read_group(
+      std::string_view group, std::string_view consumer, std::span<const GroupCursor> cursors,
+      ReadOptions options) = 0;
+
+  // Removes the ids from the group's pending list; returns how many were pending. 0 (not an
+  // error) when the stream or group does not exist, as XACK.
+  virtual task<result<std::uint64_t>> ack(std::string_view stream, std::string_view group,
+                                          std::span<const StreamId> ids) = 0;
+
+  // XAUTOCLAIM: gives `consumer` the pending entries idle for at least `min_idle`, scanning from
+  // `start` (inclusive), up to `count` claimed; each claim counts a delivery.
+  virtual task<result<AutoclaimResult>> autoclaim(std::string_view stream, std::string_view group,
+                                                  std::string_view consumer, Millis min_idle,
+                                                  StreamId start, std::size_t count) = 0;
+
+  virtual task<result<PendingSummary>> pending(std::string_view stream, std::string_view group) = 0;
+  virtual task<result<std::vector<PendingEntry>>> pending_entries(std::string_view stream,
+                                                                  std::string_view group,
+                                                                  PendingQuery query) = 0;
+  virtual task<result<std::vector<ConsumerInfo>>> consumers(std::string_view stream,
+                                                            std::string_view group) = 0;
+
+  // --- Topics ---
+
+  // Creates the topic, or returns the existing one; topic_conflict when it exists with another
+  // partition count (fixed at creation).
+  virtual task<result<Topic>> create_topic(std::string_view name, std::uint32_t partitions) = 0;
+  virtual task<result<std::optional<Topic>>> get_topic(std::string_view name) = 0;
+  virtual task<result<std::vector<Topic>>> list_topics() = 0;
+
+  // Whether the store can serve requests now (store_unavailable otherwise).
+  virtual task<result<void>> health() = 0;
+};
+
+// Stream name of partition `p` of topic `topic` with `partitions` partitions (DESIGN §2).
+std::string partition_stream(std::string_view topic, std::uint32_t partitions, std::uint32_t p);
+
+}  // namespace replayrail::store

@@ -1,0 +1,264 @@
+#include "replayrail/store/testing/conformance.h"
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <set>
+
+#include "replayrail/store/testing/helpers.h"
+
+namespace replayrail::testing {
+
+using namespace replayrail::store;
+using std::chrono_literals::operator""ms;
+
+NewEvent StoreConformance::event(std::string_view channel, std::string_view payload,
+                                 std::optional<std::string_view> event_id) {
+  EventInput in;
+  in.channel = channel;
+  in.type = "test.event";
+  in.payload = payload;
+  in.event_id = event_id;
+  return make_event(in).value();
+}
+
+EventPtr StoreConformance::append(std::string_view stream, std::string_view payload,
+                                  std::uint64_t maxlen) {
+  auto r = run(store().append(stream, event(stream, payload), {maxlen}));
+  EXPECT_TRUE(r) << r.error().message;
+  return r ? r->event : nullptr;
+}
+
+std::vector<EventPtr> StoreConformance::append_n(std::string_view stream, int n,
+                                                 std::uint64_t maxlen) {
+  std::vector<EventPtr> out;
+  for (int i = 0; i < n; ++i) {
+    out.push_back(append(stream, R"({"n":)" + std::to_string(i) + "}", maxlen));
+  }
+  return out;
+}
+
+// --- append / range ---------------------------------------------------------------------
+
+TEST_P(StoreConformance, AppendAssignsStrictlyIncreasingIds) {
+  auto events = append_n("orders", 50);
+  for (std::size_t i = 1; i < events.size(); ++i) EXPECT_LT(events[i - 1]->id, events[i]->id);
+  EXPECT_GT(events.front()->id.ms, 1'600'000'000'000u) << "ids start at the Unix time in ms";
+}
+
+TEST_P(StoreConformance, AppendStoresTheContentAsGiven) {
+  EventInput in;
+  in.channel = "restaurant:123:orders";
+  in.type = "order.created";
+  in.payload = R"({"order_id": "ord_123", "items": [1, 2.5]})";
+  in.actor = R"({"type":"waiter","id":"usr_123"})";
+  in.metadata = R"({"correlation_id":"req_abc123"})";
+  in.event_id = "evt-1";
+  in.created_at = "2026-06-29T12:00:00.123Z";
+  auto appended = run(store().append("restaurant:123:orders", make_event(in).value(), {}));
+  ASSERT_TRUE(appended);
+  EXPECT_FALSE(appended->duplicate);
+  auto page = run(store().range("restaurant:123:orders", {}, 10));
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page->size(), 1u);
+  const Event& e = *page->front();
+  EXPECT_EQ(e.id, appended->event->id);
+  EXPECT_EQ(e.event_id, "evt-1");
+  EXPECT_EQ(e.channel, "restaurant:123:orders");
+  EXPECT_EQ(e.type, "order.created");
+  EXPECT_EQ(e.payload, in.payload);
+  EXPECT_EQ(e.actor, *in.actor);
+  EXPECT_EQ(e.metadata, *in.metadata);
+  EXPECT_EQ(e.created_at, *in.created_at);
+}
+
+TEST_P(StoreConformance, RangeIsExclusiveOrderedAndLimited) {
+  auto events = append_n("s", 10);
+  auto all = run(store().range("s", {}, 100));
+  ASSERT_TRUE(all);
+  EXPECT_EQ(ids_of(*all), ids_of(events));
+
+  auto after3 = run(store().range("s", events[3]->id, 4));
+  ASSERT_TRUE(after3);
+  EXPECT_EQ(ids_of(*after3),
+            (std::vector<StreamId>{events[4]->id, events[5]->id, events[6]->id, events[7]->id}));
+
+  auto none = run(store().range("s", events[2]->id, 0));
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty());
+
+  auto tail = run(store().range("s", events.back()->id, 10));
+  ASSERT_TRUE(tail);
+  EXPECT_TRUE(tail->empty());
+}
+
+TEST_P(StoreConformance, RangeBetweenIdsStartsAtTheNextId) {
+  auto events = append_n("s", 3);
+  // A cursor that is not an event id still means "strictly after".
+  StreamId between{events[1]->id.ms, events[1]->id.seq};
+  auto page = run(store().range("s", {between.ms - 1, UINT64_MAX}, 10));
+  ASSERT_TRUE(page);
+  ASSERT_FALSE(page->empty());
+  EXPECT_GE(page->front()->id.ms, between.ms);
+  auto far = run(store().range("s", StreamId::max(), 10));
+  ASSERT_TRUE(far);
+  EXPECT_TRUE(far->empty());
+}
+
+TEST_P(StoreConformance, RangeOfMissingStreamIsEmpty) {
+  auto page = run(store().range("nothing-here", {}, 10));
+  ASSERT_TRUE(page);
+  EXPECT_TRUE(page->empty());
+}
+
+TEST_P(StoreConformance, MaxlenKeepsTheNewestEntries) {
+  auto events = append_n("s", 7, 3);
+  auto page = run(store().range("s", {}, 10));
+  ASSERT_TRUE(page);
+  EXPECT_EQ(ids_of(*page), (std::vector<StreamId>{events[4]->id, events[5]->id, events[6]->id}));
+  auto info = run(store().info("s"));
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->length, 3u);
+  EXPECT_EQ(info->first_id, events[4]->id);
+  EXPECT_EQ(info->last_id, events[6]->id);
+  EXPECT_EQ(info->trimmed_through, events[3]->id);
+}
+
+TEST_P(StoreConformance, ReplayAfterTrimmedCursorIsExpired) {
+  auto events = append_n("s", 6, 3);  // keeps 3, 4, 5
+  auto expired = run(store().range("s", events[1]->id, 10));
+  ASSERT_FALSE(expired);
+  EXPECT_EQ(expired.error().code, errc::replay_window_expired);
+  ASSERT_TRUE(expired.error().first_available);
+  EXPECT_EQ(*expired.error().first_available, events[3]->id);
+  EXPECT_NE(expired.error().message.find(events[3]->id.to_string()), std::string::npos)
+      << "the message names the first available id: " << expired.error().message;
+
+  // The last trimmed id itself is fine: nothing after it is missing.
+  auto edge = run(store().range("s", events[2]->id, 10));
+  ASSERT_TRUE(edge);
+  EXPECT_EQ(ids_of(*edge), (std::vector<StreamId>{events[3]->id, events[4]->id, events[5]->id}));
+
+  // 0-0 always means "whatever is retained".
+  auto from_start = run(store().range("s", {}, 10));
+  ASSERT_TRUE(from_start);
+  EXPECT_EQ(from_start->size(), 3u);
+}
+
+TEST_P(StoreConformance, IdsKeepIncreasingAfterEverythingWasTrimmed) {
+  auto first = append_n("s", 3, 1);
+  auto later = append("s", R"({"n":9})", 1);
+  EXPECT_GT(later->id, first.back()->id);
+  auto info = run(store().info("s"));
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->length, 1u);
+  EXPECT_EQ(info->last_id, later->id);
+}
+
+// --- idempotency ------------------------------------------------------------------------
+
+TEST_P(StoreConformance, SameEventIdAndContentIsStoredOnce) {
+  auto first = run(store().append("s", event("s", R"({"a":1})", "evt-1"), {}));
+  ASSERT_TRUE(first);
+  auto again = run(store().append("s", event("s", R"({"a":1})", "evt-1"), {}));
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->event->id, first->event->id);
+  auto info = run(store().info("s"));
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->length, 1u);
+}
+
+TEST_P(StoreConformance, SameEventIdWithOtherContentIsAConflict) {
+  ASSERT_TRUE(run(store().append("s", event("s", R"({"a":1})", "evt-1"), {})));
+  auto clash = run(store().append("s", event("s", R"({"a":2})", "evt-1"), {}));
+  ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error().code, errc::duplicate_conflict);
+  auto info = run(store().info("s"));
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->length, 1u) << "a conflict writes nothing";
+}
+
+TEST_P(StoreConformance, IdempotencyIsPerStream) {
+  ASSERT_TRUE(run(store().append("a", event("a", R"({})", "evt-1"), {})));
+  auto other = run(store().append("b", event("b", R"({})", "evt-1"), {}));
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(other->duplicate);
+}
+
+TEST_P(StoreConformance, ZeroIdempotencyTtlRemembersNothing) {
+  AppendOptions no_memory{0, std::chrono::seconds(0)};
+  ASSERT_TRUE(run(store().append("s", event("s", R"({})", "evt-1"), no_memory)));
+  auto again = run(store().append("s", event("s", R"({})", "evt-1"), no_memory));
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(again->duplicate);
+  EXPECT_EQ(run(store().info("s"))->length, 2u);
+}
+
+TEST_P(StoreConformance, DuplicateOfATrimmedEventIsStillRecognised) {
+  auto first = run(store().append("s", event("s", R"({})", "evt-1"), {1}));
+  ASSERT_TRUE(first);
+  append_n("s", 3, 1);
+  auto again = run(store().append("s", event("s", R"({})", "evt-1"), {1}));
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->event->id, first->event->id);
+}
+
+// --- info, epochs, delete, list ---------------------------------------------------------
+
+TEST_P(StoreConformance, InfoOfMissingStreamIsNotFound) {
+  auto info = run(store().info("missing"));
+  ASSERT_FALSE(info);
+  EXPECT_EQ(info.error().code, errc::stream_not_found);
+}
+
+TEST_P(StoreConformance, EpochIdentifiesOneIncarnationOfAStream) {
+  auto events = append_n("s", 2);
+  auto info = run(store().info("s"));
+  ASSERT_TRUE(info);
+  ASSERT_FALSE(info->epoch.empty());
+  EXPECT_TRUE(run(store().range("s", {}, 10, info->epoch)));
+  auto wrong = run(store().range("s", {}, 10, "0000000000000000"));
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code, errc::stream_reset);
+
+  auto deleted = run(store().delete_stream("s"));
+  ASSERT_TRUE(deleted);
+  EXPECT_TRUE(*deleted);
+  auto gone = run(store().range("s", events[0]->id, 10, info->epoch));
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, errc::stream_reset);
+
+  append("s");
+  auto again = run(store().info("s"));
+  ASSERT_TRUE(again);
+  EXPECT_NE(again->epoch, info->epoch);
+  auto old_cursor = run(store().range("s", events[0]->id, 10, info->epoch));
+  ASSERT_FALSE(old_cursor);
+  EXPECT_EQ(old_cursor.error().code, errc::stream_reset);
+  ASSERT_TRUE(old_cursor.error().first_available);
+}
+
+TEST_P(StoreConformance, DeleteStreamForgetsEverything) {
+  ASSERT_TRUE(run(store().append("s", event("s", R"({})", "evt-1"), {})));
+  ASSERT_TRUE(run(store().group_create("s", "g", Cursor::beginning(), false)));
+  EXPECT_TRUE(*run(store().delete_stream("s")));
+  EXPECT_FALSE(*run(store().delete_stream("s")));
+  EXPECT_EQ(run(store().info("s")).error().code, errc::stream_not_found);
+  auto fresh = run(store().append("s", event("s", R"({})", "evt-1"), {}));
+  ASSERT_TRUE(fresh);
+  EXPECT_FALSE(fresh->duplicate) << "idempotency records go with the stream";
+  EXPECT_TRUE(run(store().info("s"))->groups.empty());
+}
+
+TEST_P(StoreConformance, ListStreamsIsSorted) {
+  append("b");
+  append("a");
+  append("c:1");
+  auto names = run(store().list_streams());
+  ASSERT_TRUE(names);
+  EXPECT_EQ(*names, (std::vector<std::string>{"a", "b", "c:1"}));
+}
+
+}  // namespace replayrail::testing
