@@ -2,6 +2,7 @@
 
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
@@ -36,11 +37,18 @@ result<void> check_name(std::string_view value, std::size_t max_size, std::strin
 }
 
 // Parses `text` as JSON into `out` (storage from `mr`); the error says which field was wrong.
+// One parser per thread keeps its internal stack allocated between events.
 result<void> parse_json(std::string_view text, json::monotonic_resource& mr, json::value& out,
                         errc code, std::string_view what) {
+  thread_local json::parser parser;
   boost::system::error_code ec;
-  out = json::parse(text, ec, &mr);
-  if (ec) return make_error(code, std::string(what) + " is not valid JSON: " + ec.message());
+  parser.reset(&mr);
+  parser.write(text.data(), text.size(), ec);
+  if (ec) {
+    parser.reset();
+    return make_error(code, std::string(what) + " is not valid JSON: " + ec.message());
+  }
+  out = parser.release();
   return {};
 }
 

@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <stdexcept>
@@ -12,12 +13,21 @@ namespace {
 
 // OpenSSL's CSPRNG: thread-safe and unpredictable, so generated event ids never collide across
 // processes or restarts (a seeded std::mt19937 gives no such guarantee).
+// Each RAND_bytes call costs about a microsecond of locking, so every thread draws a few KiB at a
+// time and hands them out.
 template <std::size_t N>
 std::array<std::uint8_t, N> random_bytes() {
-  std::array<std::uint8_t, N> bytes;
-  if (RAND_bytes(bytes.data(), static_cast<int>(N)) != 1) {
-    throw std::runtime_error("OpenSSL RAND_bytes failed");
+  thread_local std::array<std::uint8_t, 4096> pool;
+  thread_local std::size_t used = pool.size();
+  if (used + N > pool.size()) {
+    if (RAND_bytes(pool.data(), static_cast<int>(pool.size())) != 1) {
+      throw std::runtime_error("OpenSSL RAND_bytes failed");
+    }
+    used = 0;
   }
+  std::array<std::uint8_t, N> bytes;
+  std::copy_n(pool.begin() + static_cast<std::ptrdiff_t>(used), N, bytes.begin());
+  used += N;
   return bytes;
 }
 
