@@ -24,6 +24,8 @@ struct StoreFactory {
   std::string name;
   // A fresh, empty store whose I/O (if any) runs on `executor`.
   std::function<std::shared_ptr<store::Store>(boost::asio::any_io_executor executor)> make;
+
+  friend void PrintTo(const StoreFactory& f, std::ostream* os) { *os << f.name; }
 };
 
 class StoreConformance : public ::testing::TestWithParam<StoreFactory> {

@@ -1,0 +1,252 @@
+#include "replayrail/core/event.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+#include <regex>
+#include <set>
+
+#include "replayrail/core/fingerprint.h"
+#include "replayrail/core/random.h"
+#include "replayrail/core/timestamp.h"
+
+namespace replayrail {
+namespace {
+
+namespace json = boost::json;
+
+EventInput valid() {
+  EventInput in;
+  in.channel = "restaurant:123:orders";
+  in.type = "order.created";
+  in.payload = R"({"order_id":"ord_123"})";
+  return in;
+}
+
+errc error_of(const EventInput& in) {
+  auto r = make_event(in);
+  return r ? errc{} : r.error().code;
+}
+
+TEST(Event, ChannelRules) {
+  for (const char* ok : {"a", "restaurant:123:orders", "a.b-c_d/e:f", "A0"}) {
+    EXPECT_TRUE(validate_channel(ok)) << ok;
+  }
+  EXPECT_TRUE(validate_channel(std::string(256, 'c')));
+  for (std::string bad : {std::string(), std::string(257, 'c'), std::string("a#1"),
+                          std::string("a b"), std::string("a*"), std::string("é"),
+                          std::string("a\nb"), std::string("a\0b", 3), std::string("a?b")}) {
+    auto r = validate_channel(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, errc::invalid_channel);
+  }
+}
+
+TEST(Event, TypeAndEventIdRules) {
+  EXPECT_TRUE(validate_type("order.created"));
+  EXPECT_TRUE(validate_type(std::string(200, 't')));
+  EXPECT_EQ(validate_type(std::string(201, 't')).error().code, errc::invalid_event_type);
+  EXPECT_EQ(validate_type("a/b").error().code, errc::invalid_event_type) << "no / in types";
+  EXPECT_EQ(validate_type("").error().code, errc::invalid_event_type);
+
+  EXPECT_TRUE(validate_event_id("evt_1:2.3-4"));
+  EXPECT_TRUE(validate_event_id(std::string(128, 'e')));
+  EXPECT_EQ(validate_event_id(std::string(129, 'e')).error().code, errc::invalid_event_id);
+  EXPECT_EQ(validate_event_id("a/b").error().code, errc::invalid_event_id);
+  EXPECT_EQ(validate_event_id("").error().code, errc::invalid_event_id);
+  EXPECT_EQ(validate_event_id("a b").error().code, errc::invalid_event_id);
+}
+
+TEST(Event, FillsDefaults) {
+  auto r = make_event(valid());
+  ASSERT_TRUE(r) << r.error().message;
+  const Event& e = r->event;
+  EXPECT_EQ(e.id, StreamId{});
+  EXPECT_TRUE(std::regex_match(
+      e.event_id,
+      std::regex("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")))
+      << e.event_id;
+  EXPECT_EQ(e.actor, "null");
+  EXPECT_EQ(e.metadata, "{}");
+  EXPECT_TRUE(is_valid_timestamp(e.created_at)) << e.created_at;
+  EXPECT_NE(make_event(valid())->event.event_id, e.event_id);
+}
+
+TEST(Event, KeepsTheValidatedTextExactly) {
+  EventInput in = valid();
+  in.payload = R"({ "b" : 2, "a" : [1, 2.50, "x"] })";
+  in.actor = R"({"type":"waiter","id":"usr_123"})";
+  in.metadata = R"({"correlation_id":"req_abc123"})";
+  in.event_id = "evt-1";
+  in.created_at = "2026-06-29T12:00:00.123Z";
+  auto r = make_event(in);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->event.payload, in.payload);
+  EXPECT_EQ(r->event.actor, *in.actor);
+  EXPECT_EQ(r->event.metadata, *in.metadata);
+  EXPECT_EQ(r->event.event_id, "evt-1");
+  EXPECT_EQ(r->event.created_at, "2026-06-29T12:00:00.123Z");
+}
+
+TEST(Event, RefusesBadJsonFields) {
+  auto with = [](auto field, std::string_view text) {
+    EventInput in = valid();
+    field(in, text);
+    return error_of(in);
+  };
+  auto payload = [](EventInput& in, std::string_view t) { in.payload = t; };
+  auto actor = [](EventInput& in, std::string_view t) { in.actor = t; };
+  auto metadata = [](EventInput& in, std::string_view t) { in.metadata = t; };
+  for (const char* bad : {"", "[]", "1", "\"x\"", "null", "{", "{\"a\":}", "{} {}", "{'a':1}"}) {
+    EXPECT_EQ(with(payload, bad), errc::invalid_payload) << bad;
+    EXPECT_EQ(with(metadata, bad), errc::invalid_metadata) << bad;
+  }
+  EXPECT_EQ(with(actor, "null"), errc{});
+  EXPECT_EQ(with(actor, "[]"), errc::invalid_actor);
+  EXPECT_EQ(with(actor, "\"waiter\""), errc::invalid_actor);
+  EXPECT_EQ(with(actor, "{"), errc::invalid_actor);
+
+  EventInput deep = valid();
+  std::string nested = std::string(100, '[') + std::string(100, ']');
+  std::string payload_text = R"({"a":)" + nested + "}";
+  deep.payload = payload_text;
+  EXPECT_EQ(error_of(deep), errc::invalid_payload) << "nesting is bounded";
+
+  EventInput bad_time = valid();
+  bad_time.created_at = "yesterday";
+  EXPECT_EQ(error_of(bad_time), errc::invalid_created_at);
+  EventInput bad_channel = valid();
+  bad_channel.channel = "a#b";
+  EXPECT_EQ(error_of(bad_channel), errc::invalid_channel);
+  EventInput bad_id = valid();
+  bad_id.event_id = "has space";
+  EXPECT_EQ(error_of(bad_id), errc::invalid_event_id);
+}
+
+TEST(Event, FingerprintIgnoresKeyOrderAndSpacing) {
+  EventInput a = valid(), b = valid();
+  a.payload = R"({"x":1,"y":{"b":true,"a":null}})";
+  b.payload = R"({ "y" : { "a" : null , "b" : true } , "x" : 1 })";
+  EXPECT_EQ(make_event(a)->fingerprint, make_event(b)->fingerprint);
+}
+
+TEST(Event, FingerprintCoversEveryContentField) {
+  Fingerprint base = make_event(valid())->fingerprint;
+  std::vector<EventInput> changed(6, valid());
+  changed[0].payload = R"({"order_id":"ord_124"})";
+  changed[1].type = "order.updated";
+  changed[2].channel = "restaurant:124:orders";
+  changed[3].actor = R"({"id":"u"})";
+  changed[4].metadata = R"({"k":"v"})";
+  changed[5].created_at = "2026-06-29T12:00:00Z";
+  for (const auto& in : changed) EXPECT_NE(make_event(in)->fingerprint, base);
+  // Not the event_id, and not a created_at the server chose: a retry must match.
+  EventInput retry = valid();
+  retry.event_id = "evt-9";
+  EXPECT_EQ(make_event(retry)->fingerprint, base);
+}
+
+TEST(Event, CanonicalJsonSortsKeysRecursively) {
+  std::string out;
+  append_canonical_json(out, json::parse(R"({"b":[{"d":1,"c":2}],"a":"\u00e9\n"})"));
+  EXPECT_EQ(out, "{\"a\":\"\u00e9\\n\",\"b\":[{\"c\":2,\"d\":1}]}");
+  EXPECT_EQ(to_hex(Fingerprint{}), std::string(64, '0'));
+}
+
+TEST(Event, RenderedEnvelopeIsTheWireFormat) {
+  EventInput in = valid();
+  in.actor = R"({"type":"waiter","id":"usr_123"})";
+  in.event_id = "evt-1";
+  in.created_at = "2026-06-29T12:00:00.123Z";
+  Event e = make_event(in)->event;
+  e.id = {1719367320123, 0};
+  std::string text = render_envelope(e);
+  EXPECT_EQ(text, R"({"id":"1719367320123-0","event_id":"evt-1","channel":"restaurant:123:orders",)"
+                  R"("type":"order.created","payload":{"order_id":"ord_123"},)"
+                  R"("actor":{"type":"waiter","id":"usr_123"},"metadata":{},)"
+                  R"("created_at":"2026-06-29T12:00:00.123Z"})");
+  EXPECT_NO_THROW(json::parse(text));
+}
+
+TEST(Event, RenderEscapesForeignStrings) {
+  Event e;
+  e.event_id = "a\"b";
+  e.channel = "c\\d";
+  e.type = "t\n";
+  e.payload = "{}";
+  e.actor = "null";
+  e.metadata = "{}";
+  e.created_at = "2026-06-29T12:00:00Z";
+  auto doc = json::parse(render_envelope(e)).as_object();
+  EXPECT_EQ(doc.at("event_id").as_string(), "a\"b");
+  EXPECT_EQ(doc.at("channel").as_string(), "c\\d");
+  EXPECT_EQ(doc.at("type").as_string(), "t\n");
+}
+
+TEST(PublishBody, ParsesEveryField) {
+  auto r = parse_publish_body(
+      R"({"type":"order.created","payload":{"a":1},"actor":{"id":"u"},"metadata":{"m":2},)"
+      R"("event_id":"e1","created_at":"2026-06-29T12:00:00Z","partition_key":"k"})");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->type, "order.created");
+  EXPECT_EQ(r->payload, R"({"a":1})");
+  EXPECT_EQ(r->actor, R"({"id":"u"})");
+  EXPECT_EQ(r->metadata, R"({"m":2})");
+  EXPECT_EQ(r->event_id, "e1");
+  EXPECT_EQ(r->created_at, "2026-06-29T12:00:00Z");
+  EXPECT_EQ(r->partition_key, "k");
+  auto event = make_event(r->input("ch"));
+  ASSERT_TRUE(event);
+  EXPECT_EQ(event->event.channel, "ch");
+}
+
+TEST(PublishBody, MinimalBodyGetsDefaults) {
+  auto r = parse_publish_body(R"({"type":"t"})");
+  ASSERT_TRUE(r);
+  auto event = make_event(r->input("ch"));
+  ASSERT_TRUE(event);
+  EXPECT_EQ(event->event.payload, "{}");
+  EXPECT_EQ(event->event.actor, "null");
+}
+
+TEST(PublishBody, RefusesBadBodies) {
+  struct Case {
+    const char* body;
+    errc code;
+  };
+  for (auto [body, code] : std::initializer_list<Case>{
+           {"", errc::invalid_json},
+           {"{", errc::invalid_json},
+           {"[]", errc::invalid_json},
+           {"{}", errc::invalid_event_type},
+           {R"({"type":1})", errc::invalid_event_type},
+           {R"({"type":"t","event_id":5})", errc::invalid_event_id},
+           {R"({"type":"t","created_at":5})", errc::invalid_created_at},
+           {R"({"type":"t","paylod":{}})", errc::invalid_argument},
+           {R"({"type":"t","partition_key":[]})", errc::invalid_argument},
+       }) {
+    auto r = parse_publish_body(body);
+    ASSERT_FALSE(r) << body;
+    EXPECT_EQ(r.error().code, code) << body << ": " << r.error().message;
+  }
+  // Shape errors inside fields surface from make_event.
+  auto r = parse_publish_body(R"({"type":"t","payload":[1]})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(make_event(r->input("ch")).error().code, errc::invalid_payload);
+}
+
+TEST(Random, UuidsAndEpochsAreWellFormedAndDistinct) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    auto u = make_uuid_v4();
+    ASSERT_EQ(u.size(), 36u);
+    EXPECT_EQ(u[14], '4');
+    EXPECT_TRUE(seen.insert(u).second);
+  }
+  auto e = make_epoch();
+  EXPECT_EQ(e.size(), 16u);
+  EXPECT_NE(e, make_epoch());
+}
+
+}  // namespace
+}  // namespace replayrail
