@@ -3,7 +3,9 @@
 // Rules of the store contract shared by every backend, so each one checks the same thing and
 // says it in the same words.
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "replayrail/store/store.h"
@@ -26,6 +28,24 @@ result<void> check_cursor(std::string_view name, const StreamPosition* stream, S
 // The id XADD gives the next entry: `<now>-0` when the clock moved past the last id, otherwise
 // the last id plus one, so ids stay strictly increasing even when the clock steps back.
 result<StreamId> next_stream_id(StreamId last, std::uint64_t now_ms);
+
+// How long a blocked read may still wait (ReadOptions::block; 0 = without limit).
+class ReadDeadline {
+ public:
+  explicit ReadDeadline(const ReadOptions& o) {
+    if (o.block && o.block->count() > 0) at_ = std::chrono::steady_clock::now() + *o.block;
+  }
+  // nullopt = without limit.
+  std::optional<Millis> remaining() const {
+    if (!at_) return std::nullopt;
+    auto left = std::chrono::ceil<Millis>(*at_ - std::chrono::steady_clock::now());
+    return left.count() > 0 ? left : Millis(0);
+  }
+  bool passed() const { return at_ && std::chrono::steady_clock::now() >= *at_; }
+
+ private:
+  std::optional<std::chrono::steady_clock::time_point> at_;
+};
 
 // Validates the arguments common to read() and read_group().
 result<void> check_read_args(std::size_t cursors, const ReadOptions& options);

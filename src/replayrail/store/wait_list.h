@@ -53,6 +53,13 @@ class WaitList {
     std::vector<std::string> streams_;
   };
 
+  // A new waiter on `streams`, woken on `ex`; unregistered when the result is destroyed.
+  std::unique_ptr<Registration> watch(boost::asio::any_io_executor ex,
+                                      std::vector<std::string> streams) {
+    return std::make_unique<Registration>(*this, std::make_shared<Waiter>(std::move(ex)),
+                                          std::move(streams));
+  }
+
   // Wakes every waiter registered on `stream`.
   void notify(std::string_view stream);
   // Wakes every waiter (e.g. the store is closing).

@@ -156,33 +156,7 @@ struct MemoryStore::State {
       expiries.pop();
     }
   }
-
-  // Registers a blocked reader on `names` while the caller still holds `mu`.
-  std::unique_ptr<WaitList::Registration> register_waiter(asio::any_io_executor ex,
-                                                          std::vector<std::string> names) {
-    return std::make_unique<WaitList::Registration>(
-        waiters, std::make_shared<WaitList::Waiter>(std::move(ex)), std::move(names));
-  }
 };
-
-namespace {
-
-// How long a blocked read may still wait; nullopt = without limit.
-struct Deadline {
-  explicit Deadline(const ReadOptions& o) {
-    if (o.block && o.block->count() > 0) at = SteadyClock::now() + *o.block;
-  }
-  std::optional<Millis> remaining() const {
-    if (!at) return std::nullopt;
-    auto left = std::chrono::ceil<Millis>(*at - SteadyClock::now());
-    return left.count() > 0 ? left : Millis(0);
-  }
-  bool passed() const { return at && SteadyClock::now() >= *at; }
-
-  std::optional<SteadyClock::time_point> at;
-};
-
-}  // namespace
 
 MemoryStore::MemoryStore() : MemoryStore(Options{}) {}
 MemoryStore::MemoryStore(Options options) : state_(std::make_unique<State>(std::move(options))) {}
@@ -244,7 +218,7 @@ task<result<std::vector<EventPtr>>> MemoryStore::range(std::string_view stream, 
 task<result<std::vector<StreamEvents>>> MemoryStore::read(std::span<const StreamCursor> cursors,
                                                           ReadOptions options) {
   RR_CO_TRY(check_read_args(cursors.size(), options));
-  Deadline deadline(options);
+  ReadDeadline deadline(options);
   auto executor = co_await asio::this_coro::executor;
   for (;;) {
     std::unique_ptr<WaitList::Registration> registration;
@@ -265,7 +239,7 @@ task<result<std::vector<StreamEvents>>> MemoryStore::read(std::span<const Stream
       if (!out.empty() || !options.block || deadline.passed()) co_return out;
       std::vector<std::string> names;
       for (const auto& c : cursors) names.push_back(c.stream);
-      registration = state_->register_waiter(executor, std::move(names));
+      registration = state_->waiters.watch(executor, std::move(names));
     }
     if (!co_await registration->waiter().wait(deadline.remaining()) && deadline.passed()) {
       co_return std::vector<StreamEvents>{};
@@ -350,7 +324,7 @@ task<result<std::vector<GroupStreamMessages>>> MemoryStore::read_group(
   RR_CO_TRY(check_consumer_name(consumer));
   bool history = std::any_of(cursors.begin(), cursors.end(),
                              [](const GroupCursor& c) { return c.pending_after.has_value(); });
-  Deadline deadline(options);
+  ReadDeadline deadline(options);
   auto executor = co_await asio::this_coro::executor;
   for (;;) {
     std::unique_ptr<WaitList::Registration> registration;
@@ -391,7 +365,7 @@ task<result<std::vector<GroupStreamMessages>>> MemoryStore::read_group(
       if (!out.empty() || history || !options.block || deadline.passed()) co_return out;
       std::vector<std::string> names;
       for (const auto& c : cursors) names.push_back(c.stream);
-      registration = state_->register_waiter(executor, std::move(names));
+      registration = state_->waiters.watch(executor, std::move(names));
     }
     if (!co_await registration->waiter().wait(deadline.remaining()) && deadline.passed()) {
       co_return std::vector<GroupStreamMessages>{};

@@ -1,0 +1,86 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+
+#include "replayrail/store/local/schema.h"
+#include "replayrail/store/store.h"
+
+namespace replayrail::store {
+
+namespace local {
+class Writer;
+class ReaderPool;
+}  // namespace local
+
+// The embedded default store (DESIGN §3 "local"): one SQLite database in WAL mode in a data
+// directory. Writes go through one writer thread that group-commits; an append is acknowledged
+// only after its transaction committed with the configured fsync policy. Reads run on the
+// calling thread with their own connections. Blocked readers are woken after commit.
+//
+// Lifecycle: open() locks the directory (a second process gets "data directory in use") and
+// starts the writer; destroying the store fails queued writes, stops the writer and unlocks.
+// Thread-safe.
+class LocalStore final : public Store {
+ public:
+  struct Options {
+    std::filesystem::path dir = "replayrail-data";
+    local::Fsync fsync = local::Fsync::always;
+    std::size_t max_batch = 4096;  // write operations per transaction at most
+    // Wall clock in Unix milliseconds, for new ids and idle times; injectable for tests.
+    std::function<std::uint64_t()> now_ms;
+  };
+
+  static result<std::shared_ptr<LocalStore>> open(Options options);
+  ~LocalStore() override;
+
+  // The SQLite database file.
+  std::filesystem::path database_path() const;
+
+  task<result<Appended>> append(std::string_view stream, NewEvent event,
+                                AppendOptions options) override;
+  task<result<std::vector<EventPtr>>> range(std::string_view stream, StreamId after,
+                                            std::size_t limit, std::string_view epoch) override;
+  task<result<std::vector<StreamEvents>>> read(std::span<const StreamCursor> cursors,
+                                               ReadOptions options) override;
+  task<result<StreamInfo>> info(std::string_view stream) override;
+  task<result<bool>> delete_stream(std::string_view stream) override;
+  task<result<std::vector<std::string>>> list_streams() override;
+
+  task<result<void>> group_create(std::string_view stream, std::string_view group, Cursor start,
+                                  bool mkstream) override;
+  task<result<void>> group_setid(std::string_view stream, std::string_view group,
+                                 Cursor id) override;
+  task<result<bool>> group_destroy(std::string_view stream, std::string_view group) override;
+  task<result<std::vector<GroupStreamMessages>>> read_group(std::string_view group,
+                                                            std::string_view consumer,
+                                                            std::span<const GroupCursor> cursors,
+                                                            ReadOptions options) override;
+  task<result<std::uint64_t>> ack(std::string_view stream, std::string_view group,
+                                  std::span<const StreamId> ids) override;
+  task<result<AutoclaimResult>> autoclaim(std::string_view stream, std::string_view group,
+                                          std::string_view consumer, Millis min_idle,
+                                          StreamId start, std::size_t count) override;
+  task<result<PendingSummary>> pending(std::string_view stream, std::string_view group) override;
+  task<result<std::vector<PendingEntry>>> pending_entries(std::string_view stream,
+                                                          std::string_view group,
+                                                          PendingQuery query) override;
+  task<result<std::vector<ConsumerInfo>>> consumers(std::string_view stream,
+                                                    std::string_view group) override;
+
+  task<result<Topic>> create_topic(std::string_view name, std::uint32_t partitions) override;
+  task<result<std::optional<Topic>>> get_topic(std::string_view name) override;
+  task<result<std::vector<Topic>>> list_topics() override;
+
+  task<result<void>> health() override;
+
+ private:
+  struct State;
+  explicit LocalStore(std::unique_ptr<State> state);
+
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace replayrail::store

@@ -1,0 +1,34 @@
+#include "replayrail/store/local/reader_pool.h"
+
+namespace replayrail::store::local {
+
+ReaderPool::Lease::Lease(ReaderPool& pool, std::unique_ptr<sqlite::Connection> conn)
+    : pool_(&pool), conn_(std::move(conn)) {}
+
+ReaderPool::Lease::~Lease() {
+  if (!conn_) return;
+  // Ends the read transaction; a connection that cannot is dropped rather than reused.
+  if (!conn_->exec("COMMIT")) return;
+  std::lock_guard lock(pool_->mu_);
+  pool_->idle_.push_back(std::move(conn_));
+}
+
+result<ReaderPool::Lease> ReaderPool::lease() {
+  std::unique_ptr<sqlite::Connection> conn;
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      conn = std::move(idle_.back());
+      idle_.pop_back();
+    }
+  }
+  if (!conn) {
+    RR_TRY_ASSIGN(conn, sqlite::Connection::open(path_, false));
+    RR_TRY(configure(*conn, fsync_));
+    RR_TRY(conn->exec("PRAGMA query_only=1"));
+  }
+  RR_TRY(conn->exec("BEGIN"));
+  return Lease(*this, std::move(conn));
+}
+
+}  // namespace replayrail::store::local

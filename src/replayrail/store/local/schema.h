@@ -1,0 +1,26 @@
+#pragma once
+
+#include <string>
+
+#include "replayrail/store/local/sqlite.h"
+
+namespace replayrail::store::local {
+
+// The database's schema version (PRAGMA user_version); bumped with every change to schema.cc.
+inline constexpr int kSchemaVersion = 1;
+// PRAGMA application_id: marks a file as a ReplayRail database ("RRL1").
+inline constexpr int kApplicationId = 0x52524c31;
+
+// How commits reach the disk. always: acknowledged = on disk (synchronous=FULL); batch: on disk
+// at WAL checkpoints, survives a process crash but not a power cut (NORMAL); never: left to the
+// OS (OFF).
+enum class Fsync { always, batch, never };
+
+// Applies the connection pragmas every connection uses.
+result<void> configure(sqlite::Connection& db, Fsync fsync);
+
+// Creates the schema in an empty database, or checks that an existing one is ours and of a
+// version this build understands. Errors say which of those it was.
+result<void> prepare_schema(sqlite::Connection& db);
+
+}  // namespace replayrail::store::local

@@ -1,0 +1,144 @@
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/execution.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "replayrail/common/string_map.h"
+#include "replayrail/store/local/rows.h"
+#include "replayrail/store/wait_list.h"
+
+namespace replayrail::store::local {
+
+// What a write operation sees: the writer's connection inside the batch transaction, and the
+// writer's cached state of the streams it touches.
+class WriteContext {
+ public:
+  struct Stream {
+    StreamRow row;
+    bool dirty = false;  // row changed in this batch: written back before COMMIT
+    // Retained length Redis would have after this batch's appends and MAXLEN trims; the
+    // oldest entries beyond it are deleted at the end of the batch (or before another op).
+    std::uint64_t target_length = 0;
+  };
+
+  WriteContext(sqlite::Connection& db, std::uint64_t now_ms) : db(db), now_ms(now_ms) {}
+
+  // The stream's cached state; nullptr when it does not exist and `create` is false.
+  result<Stream*> stream(std::string_view name, bool create);
+  // Deletes what MAXLEN trimming removes, so every op sees the state Redis would show.
+  result<void> apply_trims();
+  // Writes dirty stream rows back.
+  result<void> flush();
+  void forget(std::string_view name) { streams_.erase(std::string(name)); }
+  // Streams whose blocked readers to wake after COMMIT.
+  void touch(std::string_view name) { touched.emplace_back(name); }
+
+  sqlite::Connection& db;
+  std::uint64_t now_ms;
+  std::vector<std::string> touched;
+
+ private:
+  friend class Writer;
+  StringMap<Stream> streams_;
+};
+
+// The single writer of a local store (DESIGN §3): one thread, one connection, group commit.
+// Concurrent write operations queue up; the thread applies everything queued in one
+// transaction, commits it with the configured fsync policy, and only then completes each
+// operation (on the executor of the coroutine that awaits it) and wakes blocked readers.
+//
+// Lifecycle: started by the constructor; the destructor fails what is still queued with
+// store_unavailable and joins the thread.
+class Writer {
+ public:
+  // A queued write. apply() runs in the transaction; finish() completes it after the commit
+  // (with `failure` set when the batch was rolled back).
+  class Op {
+   public:
+    virtual ~Op() = default;
+    // A store_unavailable error means the transaction itself failed (rolled back for all).
+    virtual bool apply(WriteContext& ctx) = 0;
+    virtual void finish(const std::optional<Error>& failure) = 0;
+  };
+
+  Writer(std::unique_ptr<sqlite::Connection> db, WaitList& waiters,
+         std::function<std::uint64_t()> now_ms, std::size_t max_batch);
+  ~Writer();
+
+  // Runs `fn(WriteContext&) -> result<T>` on the writer thread inside a batch transaction and
+  // returns its result once the transaction committed.
+  template <class T, class Fn>
+  task<result<T>> call(Fn fn);
+
+ private:
+  template <class T, class Fn, class Handler>
+  class TypedOp;
+
+  void submit(std::unique_ptr<Op> op);
+  void run();
+  void run_batch(std::vector<std::unique_ptr<Op>>& batch);
+
+  std::unique_ptr<sqlite::Connection> db_;
+  WaitList& waiters_;
+  std::function<std::uint64_t()> now_ms_;
+  std::size_t max_batch_;
+  std::uint64_t next_expiry_sweep_ms_ = 0;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Op>> queue_;
+  bool stopping_ = false;
+  std::thread thread_;  // last: started after everything above exists
+};
+
+template <class T, class Fn, class Handler>
+class Writer::TypedOp final : public Writer::Op {
+ public:
+  TypedOp(Fn fn, Handler handler)
+      : fn_(std::move(fn)),
+        handler_(std::move(handler)),
+        work_(boost::asio::prefer(boost::asio::get_associated_executor(handler_),
+                                  boost::asio::execution::outstanding_work.tracked)) {}
+
+  bool apply(WriteContext& ctx) override {
+    result_.emplace(fn_(ctx));
+    return *result_ || result_->error().code != errc::store_unavailable;
+  }
+
+  void finish(const std::optional<Error>& failure) override {
+    result<T> r = failure ? result<T>(*failure) : std::move(*result_);
+    boost::asio::post(work_, [h = std::move(handler_), r = std::move(r)]() mutable {
+      std::move(h)(std::move(r));
+    });
+  }
+
+ private:
+  Fn fn_;
+  Handler handler_;
+  boost::asio::any_io_executor work_;  // keeps the awaiting io_context running meanwhile
+  std::optional<result<T>> result_;
+};
+
+template <class T, class Fn>
+task<result<T>> Writer::call(Fn fn) {
+  auto initiate = [this](auto handler, Fn fn) {
+    using Handler = decltype(handler);
+    submit(std::make_unique<TypedOp<T, Fn, Handler>>(std::move(fn), std::move(handler)));
+  };
+  return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(result<T>)>(
+      std::move(initiate), boost::asio::use_awaitable, std::move(fn));
+}
+
+}  // namespace replayrail::store::local
