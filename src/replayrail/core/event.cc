@@ -99,6 +99,7 @@ result<NewEvent> make_event(const EventInput& in) {
       compute_fingerprint(in.channel, in.type, payload, actor, metadata, in.created_at);
   Event& e = out.event;
   e.event_id = in.event_id ? std::string(*in.event_id) : make_uuid_v4();
+  out.chosen_event_id = in.event_id.has_value();
   e.channel = in.channel;
   e.type = in.type;
   e.payload = in.payload;

@@ -34,6 +34,9 @@ using Fingerprint = std::array<std::uint8_t, 32>;
 struct NewEvent {
   Event event;
   Fingerprint fingerprint{};
+  // The publisher chose the event_id. Server-generated ids are never sent twice (a retry without
+  // an event_id is a new event), so stores remember only chosen ones for idempotency.
+  bool chosen_event_id = false;
 };
 
 // What a publisher supplies. Views must outlive the make_event() call only.

@@ -31,7 +31,7 @@ using Millis = std::chrono::milliseconds;
 struct AppendOptions {
   // Keep at most this many newest entries after the append (XADD MAXLEN); 0 = unbounded.
   std::uint64_t maxlen = 0;
-  // How long the event_id is remembered for idempotency; 0 = not at all.
+  // How long a publisher-chosen event_id is remembered for idempotency; 0 = not at all.
   std::chrono::seconds idempotency_ttl{24 * 60 * 60};
 };
 
@@ -145,7 +145,8 @@ class Store {
   virtual ~Store() = default;
 
   // XADD with MAXLEN and idempotency: same event_id and fingerprint as a remembered event → that
-  // event, duplicate = true; same event_id, other fingerprint → duplicate_conflict.
+  // event, duplicate = true; same event_id, other fingerprint → duplicate_conflict. Only
+  // publisher-chosen event_ids (NewEvent::chosen_event_id) are looked up and remembered.
   virtual task<result<Appended>> append(std::string_view stream, NewEvent event,
                                         AppendOptions options) = 0;
 

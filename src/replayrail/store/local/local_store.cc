@@ -88,26 +88,27 @@ task<result<Appended>> LocalStore::append(std::string_view stream, NewEvent even
              options](WriteContext& ctx) mutable -> result<Appended> {
     auto& db = ctx.db;
     const Event& e = event.event;
-    auto seen = db.prepare(
-        "SELECT ms, seq, created_at, fingerprint FROM idempotency "
-        "WHERE stream = ?1 AND event_id = ?2 AND expires_ms > ?3");
-    if (!seen) return seen.error();
-    seen->bind(1, stream).bind(2, e.event_id).bind(3, ctx.now_ms);
-    bool found;
-    RR_TRY_ASSIGN(found, seen->step());
-    if (found) {
-      auto fp = seen->blob(3);
-      if (fp.size() != event.fingerprint.size() ||
-          std::memcmp(fp.data(), event.fingerprint.data(), fp.size()) != 0) {
-        return duplicate_conflict_error(stream, e.event_id);
+    if (event.chosen_event_id) {
+      auto seen = db.prepare(
+          "SELECT ms, seq, created_at, fingerprint FROM idempotency "
+          "WHERE stream = ?1 AND event_id = ?2 AND expires_ms > ?3");
+      if (!seen) return seen.error();
+      seen->bind(1, stream).bind(2, e.event_id).bind(3, ctx.now_ms);
+      bool found;
+      RR_TRY_ASSIGN(found, seen->step());
+      if (found) {
+        auto fp = seen->blob(3);
+        if (fp.size() != event.fingerprint.size() ||
+            std::memcmp(fp.data(), event.fingerprint.data(), fp.size()) != 0) {
+          return duplicate_conflict_error(stream, e.event_id);
+        }
+        // Same content: the event as first stored (its id and created_at).
+        auto original = std::make_shared<Event>(std::move(event.event));
+        original->id = {seen->uint64(0), seen->uint64(1)};
+        original->created_at = seen->text(2);
+        return Appended{std::move(original), true};
       }
-      // Same content: the event as first stored (its id and created_at).
-      auto original = std::make_shared<Event>(std::move(event.event));
-      original->id = {seen->uint64(0), seen->uint64(1)};
-      original->created_at = seen->text(2);
-      return Appended{std::move(original), true};
     }
-
     WriteContext::Stream* s;
     RR_TRY_ASSIGN(s, ctx.stream(stream, true));
     StreamId id;
@@ -126,7 +127,7 @@ task<result<Appended>> LocalStore::append(std::string_view stream, NewEvent even
                .bind(9, e.metadata)
                .bind(10, e.created_at)
                .run());
-    if (options.idempotency_ttl.count() > 0) {
+    if (event.chosen_event_id && options.idempotency_ttl.count() > 0) {
       auto remember = db.prepare(
           "INSERT OR REPLACE INTO idempotency "
           "(stream, event_id, ms, seq, created_at, fingerprint, expires_ms) "

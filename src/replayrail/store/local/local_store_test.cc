@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "replayrail/store/local/sqlite.h"
 #include "replayrail/store/testing/conformance.h"
 #include "replayrail/store/testing/temp_dir.h"
 
@@ -28,3 +29,133 @@ INSTANTIATE_TEST_SUITE_P(Local, StoreConformance,
                          StoreConformance::name_of);
 
 }  // namespace replayrail::testing
+
+namespace replayrail::store {
+namespace {
+
+using testing::TempDir;
+
+NewEvent sample(std::string_view payload = R"({"n":1})") {
+  EventInput in{.channel = "s", .type = "t", .payload = payload};
+  return make_event(in).value();
+}
+
+class LocalStoreTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<LocalStore> open(LocalStore::Options o = {}) {
+    o.dir = dir_.path();
+    auto r = LocalStore::open(std::move(o));
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? *r : nullptr;
+  }
+  template <class T>
+  T run(boost::asio::awaitable<T> t) {
+    return testing::run(io_, std::move(t));
+  }
+  void set_pragma(const std::string& sql) {
+    auto db = sqlite::Connection::open(dir_.path() / "replayrail.db", false).value();
+    ASSERT_TRUE(db->exec(sql));
+  }
+
+  TempDir dir_{"local"};
+  boost::asio::io_context io_;
+};
+
+TEST_F(LocalStoreTest, EverythingSurvivesAReopen) {
+  StreamId last;
+  std::string epoch;
+  {
+    auto s = open();
+    for (int i = 0; i < 5; ++i) last = run(s->append("s", sample(), {})).value().event->id;
+    ASSERT_TRUE(run(s->group_create("s", "g", Cursor::beginning(), false)));
+    std::vector<GroupCursor> fresh{{"s", std::nullopt}};
+    ASSERT_TRUE(run(s->read_group("g", "c", fresh, {2, std::nullopt})));
+    ASSERT_TRUE(run(s->create_topic("orders", 4)));
+    epoch = run(s->info("s")).value().epoch;
+  }
+  auto s = open();
+  auto info = run(s->info("s")).value();
+  EXPECT_EQ(info.length, 5u);
+  EXPECT_EQ(info.last_id, last);
+  EXPECT_EQ(info.epoch, epoch);
+  ASSERT_EQ(info.groups.size(), 1u);
+  EXPECT_EQ(info.groups[0].pending, 2u);
+  EXPECT_EQ(run(s->get_topic("orders")).value()->partitions, 4u);
+  EXPECT_GT(run(s->append("s", sample(), {})).value().event->id, last);
+  auto dup = run(s->append("s", sample(), {}));
+  ASSERT_TRUE(dup);
+}
+
+TEST_F(LocalStoreTest, IdsAreNeverReusedAcrossRestartsTrimsAndClockSteps) {
+  std::uint64_t now = 2'000'000'000'000;
+  auto clock = [&] { return now; };
+  StreamId last;
+  {
+    auto s = open({.now_ms = clock});
+    for (int i = 0; i < 3; ++i) last = run(s->append("s", sample(), {1})).value().event->id;
+  }
+  now = 1'000'000'000'000;  // the clock stepped back while the store was down
+  auto s = open({.now_ms = clock});
+  auto next = run(s->append("s", sample(), {1})).value().event->id;
+  EXPECT_GT(next, last);
+  EXPECT_EQ(next, (StreamId{2'000'000'000'000, 3}));
+}
+
+TEST_F(LocalStoreTest, SecondOpenOfTheDirectoryIsRefused) {
+  auto first = open();
+  auto second = LocalStore::open({.dir = dir_.path()});
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("data directory in use"), std::string::npos);
+}
+
+TEST_F(LocalStoreTest, NewerSchemaIsRefused) {
+  open().reset();
+  set_pragma("PRAGMA user_version=99");
+  auto r = LocalStore::open({.dir = dir_.path()});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::store_unavailable);
+  EXPECT_NE(r.error().message.find("schema version 99"), std::string::npos) << r.error().message;
+}
+
+TEST_F(LocalStoreTest, ForeignDatabaseIsRefused) {
+  {
+    auto db = sqlite::Connection::open(dir_.path() / "replayrail.db", true).value();
+    ASSERT_TRUE(db->exec("CREATE TABLE mine (x)"));
+  }
+  auto r = LocalStore::open({.dir = dir_.path()});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("not a ReplayRail database"), std::string::npos)
+      << r.error().message;
+}
+
+TEST_F(LocalStoreTest, CorruptFileFailsWithAClearError) {
+  {
+    std::ofstream junk(dir_.path() / "replayrail.db", std::ios::binary);
+    for (int i = 0; i < 4096; ++i) junk.put(static_cast<char>(i * 31 + 7));
+  }
+  auto r = LocalStore::open({.dir = dir_.path()});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::store_unavailable);
+  EXPECT_NE(r.error().message.find("not a database"), std::string::npos) << r.error().message;
+}
+
+TEST_F(LocalStoreTest, UnwritableDirectoryFailsWithAClearError) {
+  auto r = LocalStore::open({.dir = "/proc/replayrail-cannot-be-here"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::store_unavailable);
+  EXPECT_NE(r.error().message.find("replayrail-cannot-be-here"), std::string::npos);
+}
+
+TEST_F(LocalStoreTest, ExpiredIdempotencyRecordsAreForgotten) {
+  std::uint64_t now = 2'000'000'000'000;
+  auto s = open({.now_ms = [&] { return now; }});
+  NewEvent e = make_event({.channel = "s", .type = "t", .event_id = "once"}).value();
+  ASSERT_FALSE(run(s->append("s", e, {0, std::chrono::seconds(10)})).value().duplicate);
+  now += 5'000;
+  EXPECT_TRUE(run(s->append("s", e, {0, std::chrono::seconds(10)})).value().duplicate);
+  now += 6'000;
+  EXPECT_FALSE(run(s->append("s", e, {0, std::chrono::seconds(10)})).value().duplicate);
+}
+
+}  // namespace
+}  // namespace replayrail::store

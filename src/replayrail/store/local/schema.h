@@ -11,9 +11,10 @@ inline constexpr int kSchemaVersion = 1;
 // PRAGMA application_id: marks a file as a ReplayRail database ("RRL1").
 inline constexpr int kApplicationId = 0x52524c31;
 
-// How commits reach the disk. always: acknowledged = on disk (synchronous=FULL); batch: on disk
-// at WAL checkpoints, survives a process crash but not a power cut (NORMAL); never: left to the
-// OS (OFF).
+// How commits reach the disk.
+//   always: acknowledged = on disk: every COMMIT fsyncs the WAL (synchronous=FULL).
+//   batch:  on disk at WAL checkpoints: survives a process crash, not a power cut (NORMAL).
+//   never:  left to the OS (OFF).
 enum class Fsync { always, batch, never };
 
 // Applies the connection pragmas every connection uses.

@@ -89,21 +89,25 @@ Writer::~Writer() {
   }
   cv_.notify_one();
   thread_.join();
+  // Nothing can be queued after stopping_, and run() returned only with an empty queue.
 }
 
 void Writer::submit(std::unique_ptr<Op> op) {
+  bool wake = false;
   {
     std::lock_guard lock(mu_);
     if (!stopping_) {
       queue_.push_back(std::move(op));
-      op = nullptr;
+      wake = std::exchange(idle_, false);
     }
   }
   if (op) {
     op->finish(make_error(errc::store_unavailable, "the local store is closing"));
     return;
   }
-  cv_.notify_one();
+  // A busy writer takes what queued up when its batch is done; waking it each time would cost a
+  // futex call per write.
+  if (wake) cv_.notify_one();
 }
 
 void Writer::run() {
@@ -111,7 +115,9 @@ void Writer::run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
+      idle_ = queue_.empty();
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      idle_ = false;
       if (queue_.empty()) return;  // stopping, and nothing left to write
       while (!queue_.empty() && batch.size() < max_batch_) {
         batch.push_back(std::move(queue_.front()));

@@ -44,7 +44,6 @@ class WriteContext {
   void forget(std::string_view name) { streams_.erase(std::string(name)); }
   // Streams whose blocked readers to wake after COMMIT.
   void touch(std::string_view name) { touched.emplace_back(name); }
-
   sqlite::Connection& db;
   std::uint64_t now_ms;
   std::vector<std::string> touched;
@@ -68,7 +67,7 @@ class Writer {
   class Op {
    public:
     virtual ~Op() = default;
-    // A store_unavailable error means the transaction itself failed (rolled back for all).
+    // False: the transaction itself failed (the batch is rolled back for all).
     virtual bool apply(WriteContext& ctx) = 0;
     virtual void finish(const std::optional<Error>& failure) = 0;
   };
@@ -100,6 +99,7 @@ class Writer {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Op>> queue_;
   bool stopping_ = false;
+  bool idle_ = false;   // the writer thread waits for work: only then does submit() wake it
   std::thread thread_;  // last: started after everything above exists
 };
 

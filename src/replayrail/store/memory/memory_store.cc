@@ -169,7 +169,9 @@ task<result<Appended>> MemoryStore::append(std::string_view stream, NewEvent eve
     std::lock_guard lock(state_->mu);
     auto now = SteadyClock::now();
     state_->expire_idempotency(now);
-    if (auto records = state_->idempotency.find(stream); records != state_->idempotency.end()) {
+    auto records =
+        event.chosen_event_id ? state_->idempotency.find(stream) : state_->idempotency.end();
+    if (records != state_->idempotency.end()) {
       if (auto it = records->second.find(event.event.event_id); it != records->second.end()) {
         if (it->second.fingerprint != event.fingerprint) {
           co_return duplicate_conflict_error(stream, event.event.event_id);
@@ -189,7 +191,7 @@ task<result<Appended>> MemoryStore::append(std::string_view stream, NewEvent eve
       s.trimmed_through = s.entries.front()->id;
       s.entries.pop_front();
     }
-    if (options.idempotency_ttl.count() > 0) {
+    if (event.chosen_event_id && options.idempotency_ttl.count() > 0) {
       auto expires = now + options.idempotency_ttl;
       state_->idempotency[std::string(stream)][stored->event_id] =
           IdempotencyRecord{stored, event.fingerprint, expires};

@@ -205,6 +205,21 @@ TEST_P(StoreConformance, DuplicateOfATrimmedEventIsStillRecognised) {
   EXPECT_EQ(again->event->id, first->event->id);
 }
 
+TEST_P(StoreConformance, ServerGeneratedEventIdsAreNotRemembered) {
+  // A retry without an event_id is a new event, so a generated id needs no idempotency record;
+  // a publisher that later sends the same id explicitly publishes a new event.
+  NewEvent generated = event("s", R"({})");
+  ASSERT_FALSE(generated.chosen_event_id);
+  auto first = run(store().append("s", generated, {}));
+  ASSERT_TRUE(first);
+  auto explicit_copy = event("s", R"({})", first->event->event_id);
+  ASSERT_TRUE(explicit_copy.chosen_event_id);
+  auto second = run(store().append("s", explicit_copy, {}));
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(second->duplicate);
+  EXPECT_EQ(run(store().info("s"))->length, 2u);
+}
+
 // --- info, epochs, delete, list ---------------------------------------------------------
 
 TEST_P(StoreConformance, InfoOfMissingStreamIsNotFound) {

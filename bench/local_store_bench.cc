@@ -1,0 +1,160 @@
+// Local store throughput (issue 3): durable appends/s with 200-byte payloads from 1 and from 64
+// concurrent publishers, with fsync=always and fsync=never; range reads of a 1M-event stream; and,
+// in the same run, the raw SQLite ceiling: the same rows inserted in 1000-row transactions with
+// the same pragmas, so each append figure is also printed as a ratio.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "replayrail/core/random.h"
+#include "replayrail/store/local/local_store.h"
+#include "replayrail/store/local/schema.h"
+#include "replayrail/store/local/sqlite.h"
+#include "replayrail/store/testing/temp_dir.h"
+
+namespace {
+
+using namespace replayrail;
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+using store::local::Fsync;
+
+const std::string kPayload = [] {
+  std::string p = R"({"note":")";
+  p.append(200 - p.size() - 2, 'x');
+  return p + "\"}";
+}();
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+const char* name(Fsync f) { return f == Fsync::always ? "always" : "never"; }
+
+// Appends `total` events from `publishers` concurrent coroutines; returns events/s.
+double store_appends(Fsync fsync, int publishers, int total) {
+  testing::TempDir dir("bench");
+  auto s = store::LocalStore::open({.dir = dir.path(), .fsync = fsync}).value();
+  asio::io_context io;
+  NewEvent proto =
+      make_event({.channel = "bench", .type = "bench.event", .payload = kPayload}).value();
+  auto start = Clock::now();
+  for (int p = 0; p < publishers; ++p) {
+    asio::co_spawn(
+        io,
+        [](store::Store& s, const NewEvent& proto, int n) -> asio::awaitable<void> {
+          for (int i = 0; i < n; ++i) {
+            NewEvent e = proto;
+            e.event.event_id = make_uuid_v4();
+            (void)(co_await s.append("bench", std::move(e), {10'000'000})).value();
+          }
+        }(*s, proto, total / publishers),
+        asio::detached);
+  }
+  io.run();
+  return (total / publishers) * publishers / seconds_since(start);
+}
+
+// The same rows straight into SQLite, 1000 per transaction, same schema and pragmas.
+double raw_sqlite_inserts(Fsync fsync, int total) {
+  testing::TempDir dir("bench-raw");
+  auto db = store::sqlite::Connection::open(dir.path() / "raw.db", true).value();
+  store::local::configure(*db, fsync).value();
+  store::local::prepare_schema(*db).value();
+  NewEvent e = make_event({.channel = "bench", .type = "bench.event", .payload = kPayload}).value();
+  auto start = Clock::now();
+  std::uint64_t ms = 1'700'000'000'000;
+  for (int done = 0; done < total;) {
+    db->exec("BEGIN IMMEDIATE").value();
+    for (int i = 0; i < 1000 && done < total; ++i, ++done) {
+      auto st =
+          db->prepare(
+                "INSERT INTO events (stream, ms, seq, event_id, channel, type, payload, "
+                "actor, metadata, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+              .value();
+      std::string id = make_uuid_v4();
+      st.bind(1, "bench").bind(2, ms).bind(3, std::uint64_t(done)).bind(4, id);
+      st.bind(5, e.event.channel).bind(6, e.event.type).bind(7, e.event.payload);
+      st.bind(8, e.event.actor).bind(9, e.event.metadata).bind(10, e.event.created_at);
+      st.run().value();
+    }
+    db->exec("COMMIT").value();
+  }
+  return total / seconds_since(start);
+}
+
+// Range reads over a stream of `total` events, 1000 per page; returns events/s.
+double range_reads(int total) {
+  testing::TempDir dir("bench-range");
+  auto s = store::LocalStore::open({.dir = dir.path(), .fsync = Fsync::never}).value();
+  asio::io_context io;
+  double rate = 0;
+  asio::co_spawn(
+      io,
+      [](store::Store& s, int total, double& rate) -> asio::awaitable<void> {
+        NewEvent proto =
+            make_event({.channel = "big", .type = "bench.event", .payload = kPayload}).value();
+        // Filled by 64 concurrent publishers so the writer batches.
+        std::vector<asio::awaitable<void>> fill;
+        int per = total / 64;
+        auto ex = co_await asio::this_coro::executor;
+        int finished = 0;
+        for (int p = 0; p < 64; ++p) {
+          asio::co_spawn(
+              ex,
+              [](store::Store& s, const NewEvent& proto, int n,
+                 int& finished) -> asio::awaitable<void> {
+                for (int i = 0; i < n; ++i) {
+                  NewEvent e = proto;
+                  e.event.event_id = make_uuid_v4();
+                  (void)(co_await s.append("big", std::move(e), {0, std::chrono::seconds(0)}))
+                      .value();
+                }
+                ++finished;
+              }(s, proto, per, finished),
+              asio::detached);
+        }
+        asio::steady_timer t(ex);
+        while (finished < 64) {
+          t.expires_after(std::chrono::milliseconds(5));
+          co_await t.async_wait(asio::use_awaitable);
+        }
+        auto start = Clock::now();
+        std::size_t read = 0;
+        for (StreamId after;;) {
+          auto page = (co_await s.range("big", after, 1000, {})).value();
+          if (page.empty()) break;
+          read += page.size();
+          after = page.back()->id;
+        }
+        rate = read / seconds_since(start);
+      }(*s, total, rate),
+      asio::detached);
+  io.run();
+  return rate;
+}
+
+}  // namespace
+
+int main() {
+  std::printf("local store benchmark (200-byte payloads, server-generated event ids)\n\n");
+  std::printf("%-10s %-22s %14s %14s %8s\n", "fsync", "publishers", "store ev/s", "raw ev/s",
+              "ratio");
+  for (Fsync f : {Fsync::always, Fsync::never}) {
+    double raw = raw_sqlite_inserts(f, 200'000);
+    double one = store_appends(f, 1, f == Fsync::always ? 3'000 : 50'000);
+    double many = store_appends(f, 64, 256'000);
+    std::printf("%-10s %-22s %14.0f %14.0f %7.0f%%\n", name(f), "1", one, raw, 100 * one / raw);
+    std::printf("%-10s %-22s %14.0f %14.0f %7.0f%%\n", name(f), "64 concurrent", many, raw,
+                100 * many / raw);
+  }
+  double reads = range_reads(1'000'000);
+  std::printf("\nrange read of a 1M-event stream, 1000-event pages: %.0f events/s\n", reads);
+}
