@@ -102,7 +102,10 @@ void Writer::submit(std::unique_ptr<Op> op) {
     }
   }
   if (op) {
-    op->finish(make_error(errc::store_unavailable, "the local store is closing"));
+    op->fail(make_error(errc::store_unavailable, "the local store is closing"));
+    std::vector<std::unique_ptr<Op>> one;
+    one.push_back(std::move(op));
+    complete_all(one);
     return;
   }
   // A busy writer takes what queued up when its batch is done; waking it each time would cost a
@@ -129,11 +132,24 @@ void Writer::run() {
   }
 }
 
+void Writer::complete_all(std::vector<std::unique_ptr<Op>>& ops) {
+  while (!ops.empty()) {
+    auto executor = ops.front()->executor();
+    std::vector<std::unique_ptr<Op>> group, rest;
+    for (auto& op : ops) (op->executor() == executor ? group : rest).push_back(std::move(op));
+    ops.swap(rest);
+    boost::asio::post(executor, [group = std::move(group)] {
+      for (auto& op : group) op->complete();
+    });
+  }
+}
+
 void Writer::run_batch(std::vector<std::unique_ptr<Op>>& batch) {
   WriteContext ctx(*db_, now_ms_());
   auto fail_all = [&](Error e) {
     (void)db_->exec("ROLLBACK");
-    for (auto& op : batch) op->finish(e);
+    for (auto& op : batch) op->fail(e);
+    complete_all(batch);
   };
   if (auto begun = db_->exec("BEGIN IMMEDIATE"); !begun) return fail_all(begun.error());
   for (auto& op : batch) {
@@ -151,7 +167,7 @@ void Writer::run_batch(std::vector<std::unique_ptr<Op>>& batch) {
   }
   if (auto flushed = ctx.flush(); !flushed) return fail_all(flushed.error());
   if (auto committed = db_->exec("COMMIT"); !committed) return fail_all(committed.error());
-  for (auto& op : batch) op->finish(std::nullopt);
+  complete_all(batch);
   std::sort(ctx.touched.begin(), ctx.touched.end());
   ctx.touched.erase(std::unique(ctx.touched.begin(), ctx.touched.end()), ctx.touched.end());
   for (const auto& name : ctx.touched) waiters_.notify(name);

@@ -69,7 +69,11 @@ class Writer {
     virtual ~Op() = default;
     // False: the transaction itself failed (the batch is rolled back for all).
     virtual bool apply(WriteContext& ctx) = 0;
-    virtual void finish(const std::optional<Error>& failure) = 0;
+    // Sets the outcome (`failure` when the batch was rolled back); then complete() runs on
+    // executor(), where the awaiting coroutine lives.
+    virtual void fail(const Error& failure) = 0;
+    virtual const boost::asio::any_io_executor& executor() const = 0;
+    virtual void complete() = 0;
   };
 
   Writer(std::unique_ptr<sqlite::Connection> db, WaitList& waiters,
@@ -88,6 +92,9 @@ class Writer {
   void submit(std::unique_ptr<Op> op);
   void run();
   void run_batch(std::vector<std::unique_ptr<Op>>& batch);
+  // Completes `ops` with one post per executor rather than one per operation: a post to an
+  // io_context contends on its scheduler and may wake its thread.
+  static void complete_all(std::vector<std::unique_ptr<Op>>& ops);
 
   std::unique_ptr<sqlite::Connection> db_;
   WaitList& waiters_;
@@ -117,12 +124,9 @@ class Writer::TypedOp final : public Writer::Op {
     return *result_ || result_->error().code != errc::store_unavailable;
   }
 
-  void finish(const std::optional<Error>& failure) override {
-    result<T> r = failure ? result<T>(*failure) : std::move(*result_);
-    boost::asio::post(work_, [h = std::move(handler_), r = std::move(r)]() mutable {
-      std::move(h)(std::move(r));
-    });
-  }
+  void fail(const Error& failure) override { result_.emplace(failure); }
+  const boost::asio::any_io_executor& executor() const override { return work_; }
+  void complete() override { std::move(handler_)(std::move(*result_)); }
 
  private:
   Fn fn_;
