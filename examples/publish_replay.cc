@@ -1,11 +1,14 @@
 // Publishes a few events with the library, replays them after a cursor, and follows the channel
-// live while another coroutine publishes: the replay-then-live contract in thirty lines.
+// live while another coroutine publishes: the replay-then-live contract in a few lines.
+// Usage: publish_replay [DATA_DIR]   (default ./replayrail-data, the local store; "-" = memory)
+// Run it twice: the second run replays the first run's events too, from disk.
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <cstdio>
 
 #include "replayrail/rail.h"
+#include "replayrail/store/local/local_store.h"
 #include "replayrail/store/memory/memory_store.h"
 
 namespace asio = boost::asio;
@@ -15,6 +18,8 @@ using replayrail::EventInput;
 asio::awaitable<void> demo(replayrail::Rail& rail) {
   const char* channel = "restaurant:123:orders";
   replayrail::StreamId first;
+  auto existing = co_await rail.store().info(channel);
+  replayrail::StreamId before = existing ? existing->last_id : replayrail::StreamId{};
   for (int i = 1; i <= 3; ++i) {
     std::string payload = R"({"order_id":"ord_)" + std::to_string(i) + R"("})";
     EventInput in{.channel = channel,
@@ -29,7 +34,12 @@ asio::awaitable<void> demo(replayrail::Rail& rail) {
   auto missed = (co_await rail.replay(channel, Cursor::after(first))).value();
   std::printf("replay after %s: %zu events\n", first.to_string().c_str(), missed.size());
 
-  auto sub = (co_await rail.subscribe(channel, Cursor::beginning())).value();
+  auto info = (co_await rail.store().info(channel)).value();
+  std::printf("the channel holds %llu events (epoch %s)\n",
+              static_cast<unsigned long long>(info.length), info.epoch.c_str());
+
+  // Follow from the first event published by this run: replay, then live.
+  auto sub = (co_await rail.subscribe(channel, Cursor::after(before))).value();
   EventInput live{.channel = channel, .type = "order.ready", .payload = R"({"order_id":"ord_1"})"};
   (void)(co_await rail.publish(live)).value();
   std::size_t received = 0;
@@ -41,9 +51,22 @@ asio::awaitable<void> demo(replayrail::Rail& rail) {
   }
 }
 
-int main() {
+int main(int argc, char** argv) {
+  std::string dir = argc > 1 ? argv[1] : "replayrail-data";
+  std::shared_ptr<replayrail::store::Store> store;
+  if (dir == "-") {
+    store = std::make_shared<replayrail::store::MemoryStore>();
+  } else {
+    auto local = replayrail::store::LocalStore::open({.dir = dir});
+    if (!local) {
+      std::fprintf(stderr, "publish_replay: %s\n", local.error().message.c_str());
+      return 1;
+    }
+    store = *local;
+    std::printf("local store in %s\n", dir.c_str());
+  }
   asio::io_context io;
-  replayrail::Rail rail(std::make_shared<replayrail::store::MemoryStore>());
+  replayrail::Rail rail(store);
   asio::co_spawn(io, demo(rail), [](std::exception_ptr e) {
     if (e) std::rethrow_exception(e);
   });
