@@ -1,0 +1,92 @@
+#include "support/redis_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+namespace replayrail::testing {
+
+namespace {
+
+// Opens a loopback connection to `port` and sends PING; true on +PONG (or -NOAUTH: it is up).
+bool answers_ping(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool up = false;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::write(fd, "PING\r\n", 6) == 6) {
+    char buf[64];
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    up = n > 0 && (buf[0] == '+' || buf[0] == '-');
+  }
+  ::close(fd);
+  return up;
+}
+
+}  // namespace
+
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("no free loopback port");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+RedisServer::RedisServer(std::vector<std::string> extra_args)
+    : extra_args_(std::move(extra_args)), port_(free_port()) {
+  start();
+}
+
+std::string RedisServer::url(const std::string& credentials, int db) const {
+  return "redis://" + credentials + "127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(db);
+}
+
+void RedisServer::kill() {
+  if (!process_) return;
+  process_->kill(SIGKILL);
+  process_->wait();
+  process_.reset();
+}
+
+void RedisServer::start() {
+  std::vector<std::string> argv{"/usr/bin/redis-server",
+                                "--port",
+                                std::to_string(port_),
+                                "--bind",
+                                "127.0.0.1",
+                                "--save",
+                                "",
+                                "--appendonly",
+                                "no",
+                                "--dir",
+                                dir_.path().string(),
+                                "--logfile",
+                                (dir_.path() / "redis.log").string()};
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
+  process_ = std::make_unique<ChildProcess>(argv);
+  // Polled, bounded: the server is a separate process with no readiness signal of its own.
+  for (int i = 0; i < 1000; ++i) {
+    if (answers_ping(port_)) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  throw std::runtime_error("redis-server did not start on port " + std::to_string(port_));
+}
+
+}  // namespace replayrail::testing

@@ -1,0 +1,36 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "replayrail/store/testing/temp_dir.h"
+#include "support/child_process.h"
+
+namespace replayrail::testing {
+
+// A real redis-server for one test: on a free loopback port, in a temporary directory, no
+// persistence. Stopped with the object; kill() and start() simulate an outage on the same port.
+class RedisServer {
+ public:
+  explicit RedisServer(std::vector<std::string> extra_args = {});
+
+  std::uint16_t port() const { return port_; }
+  // redis://127.0.0.1:<port>, with `credentials` ("user:pass@" or ":pass@") and `/db`.
+  std::string url(const std::string& credentials = "", int db = 0) const;
+
+  void kill();   // SIGKILL, like a crash
+  void start();  // again, on the same port; returns once it answers PING
+
+ private:
+  TempDir dir_{"redis"};
+  std::vector<std::string> extra_args_;
+  std::uint16_t port_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+// A loopback TCP port nothing listens on right now.
+std::uint16_t free_port();
+
+}  // namespace replayrail::testing
