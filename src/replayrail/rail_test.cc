@@ -138,21 +138,30 @@ TEST_F(RailTest, SubscribeUnderConcurrentPublishingHasNoGapAndNoDuplicate) {
   constexpr int kPublishers = 4;
   constexpr int kPerPublisher = 400;
   Rail rail(std::make_shared<store::MemoryStore>(), RailConfig{.subscribe_batch_size = 16});
+  constexpr int kSubscribers = 4;
   std::atomic<int> finished = 0;
   std::atomic<int> published = 0;
+  std::atomic<int> subscribed = 0;
 
   std::vector<asio::awaitable<void>> tasks;
   for (int p = 0; p < kPublishers; ++p) {
-    tasks.push_back([](Rail& rail, std::atomic<int>& published,
-                       std::atomic<int>& finished) -> asio::awaitable<void> {
+    tasks.push_back([](Rail& rail, std::atomic<int>& published, std::atomic<int>& finished,
+                       std::atomic<int>& subscribed) -> asio::awaitable<void> {
       for (int i = 0; i < kPerPublisher; ++i) {
         (void)(co_await rail.publish({.channel = "live", .type = "tick"})).value();
         ++published;
       }
       if (++finished == kPublishers) {
+        // The closing event only once every subscriber is in: one that joined at `$` after it
+        // would wait for it forever.
+        asio::steady_timer timer(co_await asio::this_coro::executor);
+        while (subscribed < kSubscribers) {
+          timer.expires_after(std::chrono::milliseconds(1));
+          co_await timer.async_wait(asio::use_awaitable);
+        }
         (void)(co_await rail.publish({.channel = "live", .type = "end"})).value();
       }
-    }(rail, published, finished));
+    }(rail, published, finished, subscribed));
   }
   struct Seen {
     std::optional<Cursor> from;
@@ -163,14 +172,17 @@ TEST_F(RailTest, SubscribeUnderConcurrentPublishingHasNoGapAndNoDuplicate) {
                                 {Cursor::latest(), 100, {}},
                                 {Cursor::latest(), 800, {}},
                                 {Cursor::beginning(), 1200, {}}};
+  ASSERT_EQ(subscribers.size(), std::size_t{kSubscribers});
   for (auto& s : subscribers) {
-    tasks.push_back([](Rail& rail, Seen& s, std::atomic<int>& published) -> asio::awaitable<void> {
+    tasks.push_back([](Rail& rail, Seen& s, std::atomic<int>& published,
+                       std::atomic<int>& subscribed) -> asio::awaitable<void> {
       asio::steady_timer timer(co_await asio::this_coro::executor);
       while (published < s.start_after_published) {
         timer.expires_after(std::chrono::milliseconds(1));
         co_await timer.async_wait(asio::use_awaitable);
       }
       auto sub = (co_await rail.subscribe("live", s.from)).value();
+      ++subscribed;
       for (;;) {
         auto batch = (co_await sub.next(std::chrono::seconds(20))).value();
         if (batch.empty()) throw std::runtime_error("subscriber starved");
@@ -178,7 +190,7 @@ TEST_F(RailTest, SubscribeUnderConcurrentPublishingHasNoGapAndNoDuplicate) {
         if (s.ids.size() > kPublishers * kPerPublisher + 1) throw std::runtime_error("duplicates");
         if (batch.back()->type == "end") co_return;
       }
-    }(rail, s, published));
+    }(rail, s, published, subscribed));
   }
   testing::run_all(io_, std::move(tasks), 4);
 

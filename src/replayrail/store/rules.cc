@@ -98,6 +98,14 @@ result<void> check_topic(std::string_view name, std::uint32_t partitions) {
   return {};
 }
 
+result<void> check_autoclaim_args(std::string_view consumer, Millis min_idle, std::size_t count) {
+  if (count == 0) return make_error(errc::invalid_argument, "count must be positive");
+  if (min_idle.count() < 0) {
+    return make_error(errc::invalid_argument, "min_idle must not be negative");
+  }
+  return check_consumer_name(consumer);
+}
+
 result<void> check_group_name(std::string_view group) { return check_name(group, "group"); }
 
 result<void> check_consumer_name(std::string_view consumer) {

@@ -59,6 +59,9 @@ Error topic_conflict_error(std::string_view topic, std::uint32_t existing, std::
 // Validates a topic name (channel rules) and partition count (1..kMaxPartitions).
 result<void> check_topic(std::string_view name, std::uint32_t partitions);
 
+// XAUTOCLAIM's arguments: count positive, min_idle not negative, a valid consumer name.
+result<void> check_autoclaim_args(std::string_view consumer, Millis min_idle, std::size_t count);
+
 // Group and consumer names: non-empty, at most 200 characters, no control characters.
 result<void> check_group_name(std::string_view group);
 result<void> check_consumer_name(std::string_view consumer);

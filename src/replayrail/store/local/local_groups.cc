@@ -264,11 +264,7 @@ task<result<std::uint64_t>> LocalStore::ack(std::string_view stream, std::string
 task<result<AutoclaimResult>> LocalStore::autoclaim(std::string_view stream, std::string_view group,
                                                     std::string_view consumer, Millis min_idle,
                                                     StreamId start, std::size_t count) {
-  if (count == 0) co_return make_error(errc::invalid_argument, "count must be positive");
-  if (min_idle.count() < 0) {
-    co_return make_error(errc::invalid_argument, "min_idle must not be negative");
-  }
-  RR_CO_TRY(check_consumer_name(consumer));
+  RR_CO_TRY(check_autoclaim_args(consumer, min_idle, count));
   auto op = [stream = std::string(stream), group = std::string(group),
              consumer = std::string(consumer), min_idle = std::uint64_t(min_idle.count()), start,
              count](WriteContext& ctx) -> result<AutoclaimResult> {

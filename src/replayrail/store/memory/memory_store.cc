@@ -394,11 +394,7 @@ task<result<AutoclaimResult>> MemoryStore::autoclaim(std::string_view stream,
                                                      std::string_view group,
                                                      std::string_view consumer, Millis min_idle,
                                                      StreamId start, std::size_t count) {
-  if (count == 0) co_return make_error(errc::invalid_argument, "count must be positive");
-  if (min_idle.count() < 0) {
-    co_return make_error(errc::invalid_argument, "min_idle must not be negative");
-  }
-  RR_CO_TRY(check_consumer_name(consumer));
+  RR_CO_TRY(check_autoclaim_args(consumer, min_idle, count));
   std::lock_guard lock(state_->mu);
   Group* g;
   RR_CO_TRY_ASSIGN(g, state_->find_group(stream, group));

@@ -1,0 +1,344 @@
+#include "replayrail/store/redis/redis_store.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+
+#include "replayrail/core/fingerprint.h"
+#include "replayrail/core/random.h"
+#include "replayrail/core/timestamp.h"
+#include "replayrail/store/redis/replies.h"
+#include "replayrail/store/redis/scripts.h"
+#include "replayrail/store/rules.h"
+
+namespace replayrail::store {
+
+namespace asio = boost::asio;
+using resp::Reply;
+using namespace redis;
+
+namespace {
+
+// Blocking commands wait at most this long per round trip, below the connection's command
+// timeout; longer waits loop.
+constexpr Millis kMaxBlock{5000};
+
+// How long a command waits for a connection being (re)established before store_unavailable.
+constexpr Millis kConnectWait{500};
+
+std::string sha1_hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha1(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < size; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+}  // namespace
+
+// What the range script saw of a stream.
+struct RedisStore::Page {
+  bool exists = false;
+  std::string epoch;
+  StreamPosition position() const { return {epoch, first_id, last_id, trimmed_through}; }
+  StreamId first_id, last_id, trimmed_through;
+  std::vector<EventPtr> events;
+};
+
+RedisStore::RedisStore(asio::any_io_executor executor, Options options)
+    : executor_(std::move(executor)), options_(std::move(options)) {
+  main_ = resp::Connection::start(executor_, {.url = options_.url});
+}
+
+std::shared_ptr<RedisStore> RedisStore::connect(asio::any_io_executor executor, Options options) {
+  return std::shared_ptr<RedisStore>(new RedisStore(std::move(executor), std::move(options)));
+}
+
+RedisStore::~RedisStore() {
+  main_->stop();
+  for (auto& c : idle_blocking_) c->stop();
+}
+
+task<bool> RedisStore::wait_ready(Millis timeout) { return main_->wait_ready(timeout); }
+
+std::string RedisStore::key(std::string_view stream) const {
+  return options_.prefix + ":" + std::string(stream);
+}
+
+std::string RedisStore::meta_key(std::string_view stream) const {
+  return options_.prefix + ":@meta:" + std::string(stream);
+}
+
+task<result<Reply>> RedisStore::call(std::vector<std::string> args) {
+  // Give a connection that is being (re)established a moment before failing.
+  if (!main_->ready()) co_await main_->wait_ready(kConnectWait);
+  std::string name = args.front();
+  auto reply = co_await main_->command(std::move(args));
+  if (!reply) co_return reply.error();
+  if (reply->is_error()) co_return redis_error(*reply, name);
+  co_return reply;
+}
+
+task<result<Reply>> RedisStore::call_blocking(std::vector<std::string> args) {
+  std::shared_ptr<resp::Connection> conn;
+  {
+    std::lock_guard lock(idle_mu_);
+    if (!idle_blocking_.empty()) {
+      conn = std::move(idle_blocking_.back());
+      idle_blocking_.pop_back();
+    }
+  }
+  if (!conn) {
+    conn = resp::Connection::start(executor_, {.url = options_.url});
+    if (!co_await conn->wait_ready(Millis(2000))) {
+      conn->stop();
+      co_return make_error(errc::store_unavailable,
+                           "Redis at " + options_.url.redacted() + ": not connected");
+    }
+  }
+  std::string name = args.front();
+  auto reply = co_await conn->command(std::move(args));
+  if (conn->ready()) {
+    std::lock_guard lock(idle_mu_);
+    idle_blocking_.push_back(std::move(conn));
+  } else {
+    conn->stop();
+  }
+  if (!reply) co_return reply.error();
+  if (reply->is_error()) co_return redis_error(*reply, name);
+  co_return reply;
+}
+
+task<result<Reply>> RedisStore::eval(const char* script, std::vector<std::string> keys,
+                                     std::vector<std::string> args) {
+  static const std::string append_sha = sha1_hex(kAppendScript);
+  static const std::string range_sha = sha1_hex(kRangeScript);
+  const std::string& sha = script == kAppendScript ? append_sha : range_sha;
+  auto cmd = command("EVALSHA", sha, std::to_string(keys.size()));
+  cmd.insert(cmd.end(), keys.begin(), keys.end());
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  if (!main_->ready()) co_await main_->wait_ready(kConnectWait);
+  auto reply = co_await main_->command(cmd);
+  if (reply && reply->error_is("NOSCRIPT")) {
+    auto load = command("SCRIPT", "LOAD", script);
+    RR_CO_TRY(co_await call(std::move(load)));
+    reply = co_await main_->command(std::move(cmd));
+  }
+  if (!reply) co_return reply.error();
+  if (reply->is_error()) co_return redis_error(*reply, "script");
+  co_return reply;
+}
+
+task<result<Appended>> RedisStore::append(std::string_view stream, NewEvent event,
+                                          AppendOptions options) {
+  const Event& e = event.event;
+  // Only publisher-chosen ids are looked up (and remembered when the TTL is positive).
+  std::string idem = event.chosen_event_id
+                         ? options_.prefix + ":@idem:" + std::string(stream) + ":" + e.event_id
+                         : std::string();
+  auto keys = command(key(stream), meta_key(stream), idem);
+  auto args =
+      command(std::to_string(options.maxlen), std::to_string(options.idempotency_ttl.count()),
+              to_hex(event.fingerprint), make_epoch(), e.event_id, e.channel, e.type, e.payload,
+              e.actor, e.metadata, e.created_at);
+  Reply reply;
+  RR_CO_TRY_ASSIGN(reply, co_await eval(kAppendScript, std::move(keys), std::move(args)));
+  if (reply.elements.empty()) co_return unexpected_reply("append");
+  const std::string& status = reply.elements[0].str;
+  if (status == "conflict") co_return duplicate_conflict_error(stream, e.event_id);
+  auto id = reply.elements.size() > 1 ? StreamId::parse(reply.elements[1].str) : std::nullopt;
+  if (!id) co_return unexpected_reply("append");
+  auto stored = std::make_shared<Event>(std::move(event.event));
+  stored->id = *id;
+  if (status == "dup") {
+    if (reply.elements.size() > 2) stored->created_at = reply.elements[2].str;
+    co_return Appended{std::move(stored), true};
+  }
+  co_return Appended{std::move(stored), false};
+}
+
+task<result<RedisStore::Page>> RedisStore::page(std::string_view stream, StreamId after,
+                                                std::size_t limit) {
+  // XRANGE cannot start after the largest id: nothing can be there.
+  if (after == StreamId::max()) limit = 0;
+  auto keys = command(key(stream), meta_key(stream));
+  auto args = command("(" + after.to_string(), std::to_string(limit), make_epoch());
+  Reply r;
+  RR_CO_TRY_ASSIGN(r, co_await eval(kRangeScript, std::move(keys), std::move(args)));
+  if (r.elements.size() != 6) co_return unexpected_reply("range");
+  Page p;
+  p.exists = r.elements[0].integer == 1;
+  if (!p.exists) co_return p;
+  p.epoch = r.elements[1].str;
+  p.trimmed_through = parse_id_or_zero(r.elements[2]);
+  p.first_id = parse_id_or_zero(r.elements[3]);
+  p.last_id = parse_id_or_zero(r.elements[4]);
+  for (const auto& entry : r.elements[5].elements) {
+    EventPtr e;
+    RR_CO_TRY_ASSIGN(e, parse_entry(entry));
+    if (e) p.events.push_back(std::move(e));
+  }
+  co_return p;
+}
+
+task<result<std::vector<EventPtr>>> RedisStore::checked_page(std::string_view stream,
+                                                             StreamId after, std::size_t limit,
+                                                             std::string_view epoch) {
+  Page p;
+  RR_CO_TRY_ASSIGN(p, co_await page(stream, after, limit));
+  auto pos = p.position();
+  RR_CO_TRY(check_cursor(stream, p.exists ? &pos : nullptr, after, epoch));
+  co_return std::move(p.events);
+}
+
+task<result<std::vector<EventPtr>>> RedisStore::range(std::string_view stream, StreamId after,
+                                                      std::size_t limit, std::string_view epoch) {
+  co_return co_await checked_page(stream, after, limit, epoch);
+}
+
+task<result<std::vector<StreamEvents>>> RedisStore::read(std::span<const StreamCursor> cursors,
+                                                         ReadOptions options) {
+  RR_CO_TRY(check_read_args(cursors.size(), options));
+  ReadDeadline deadline(options);
+  for (;;) {
+    std::vector<StreamEvents> out;
+    for (const auto& c : cursors) {
+      std::vector<EventPtr> events;
+      RR_CO_TRY_ASSIGN(events, co_await checked_page(c.stream, c.after, options.count, c.epoch));
+      if (!events.empty()) out.push_back({c.stream, std::move(events)});
+    }
+    if (!out.empty() || !options.block || deadline.passed()) co_return out;
+    // XREAD BLOCK only as a wake-up: the pages above are read again, with their cursor checks.
+    Millis wait = std::min(deadline.remaining().value_or(kMaxBlock), kMaxBlock);
+    auto cmd = command("XREAD", "COUNT", "1", "BLOCK",
+                       std::to_string(std::max<std::int64_t>(1, wait.count())), "STREAMS");
+    for (const auto& c : cursors) cmd.push_back(key(c.stream));
+    for (const auto& c : cursors) cmd.push_back(c.after.to_string());
+    RR_CO_TRY(co_await call_blocking(std::move(cmd)));
+  }
+}
+
+task<result<StreamInfo>> RedisStore::info(std::string_view stream) {
+  Page p;
+  RR_CO_TRY_ASSIGN(p, co_await page(stream, {}, 0));
+  if (!p.exists) co_return no_stream(stream);
+  StreamInfo out;
+  Reply len;
+  RR_CO_TRY_ASSIGN(len, co_await call(command("XLEN", key(stream))));
+  out.length = static_cast<std::uint64_t>(len.integer);
+  out.first_id = p.first_id;
+  out.last_id = p.last_id;
+  out.trimmed_through = p.trimmed_through;
+  out.epoch = p.epoch;
+  Reply groups;
+  RR_CO_TRY_ASSIGN(groups, co_await call(command("XINFO", "GROUPS", key(stream))));
+  for (const auto& g : groups.elements) {
+    GroupInfo gi;
+    gi.name = field(g, "name").str;
+    gi.consumers = static_cast<std::uint64_t>(field(g, "consumers").integer);
+    gi.pending = static_cast<std::uint64_t>(field(g, "pending").integer);
+    gi.last_delivered = parse_id_or_zero(field(g, "last-delivered-id"));
+    const Reply& lag = field(g, "lag");
+    if (gi.last_delivered < out.first_id || out.length == 0) {
+      // Everything retained comes after the group's position.
+      gi.lag = gi.last_delivered < out.first_id ? out.length : 0;
+    } else if (lag.type == Reply::Type::integer) {
+      gi.lag = static_cast<std::uint64_t>(lag.integer);
+    } else {
+      // Redis could not tell (the group was set to an arbitrary id): count.
+      Reply after;
+      RR_CO_TRY_ASSIGN(after, co_await call(command("XRANGE", key(stream),
+                                                    "(" + gi.last_delivered.to_string(), "+")));
+      gi.lag = after.elements.size();
+    }
+    out.groups.push_back(std::move(gi));
+  }
+  co_return out;
+}
+
+task<result<bool>> RedisStore::delete_stream(std::string_view stream) {
+  Reply deleted;
+  RR_CO_TRY_ASSIGN(deleted, co_await call(command("DEL", key(stream), meta_key(stream))));
+  std::string pattern = options_.prefix + ":@idem:" + std::string(stream) + ":*";
+  std::string cursor = "0";
+  do {
+    Reply page;
+    RR_CO_TRY_ASSIGN(page,
+                     co_await call(command("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")));
+    if (page.elements.size() != 2) co_return unexpected_reply("SCAN");
+    cursor = page.elements[0].str;
+    auto del = command("DEL");
+    for (const auto& k : page.elements[1].elements) del.push_back(k.str);
+    if (del.size() > 1) RR_CO_TRY(co_await call(std::move(del)));
+  } while (cursor != "0");
+  co_return deleted.integer > 0;
+}
+
+task<result<std::vector<std::string>>> RedisStore::list_streams() {
+  std::vector<std::string> out;
+  std::string prefix = options_.prefix + ":";
+  std::string cursor = "0";
+  do {
+    Reply page;
+    RR_CO_TRY_ASSIGN(page, co_await call(command("SCAN", cursor, "MATCH", prefix + "*", "COUNT",
+                                                 "1000", "TYPE", "stream")));
+    if (page.elements.size() != 2) co_return unexpected_reply("SCAN");
+    cursor = page.elements[0].str;
+    for (const auto& k : page.elements[1].elements) {
+      std::string_view name = std::string_view(k.str).substr(prefix.size());
+      if (!name.starts_with('@')) out.emplace_back(name);
+    }
+  } while (cursor != "0");
+  std::sort(out.begin(), out.end());
+  co_return out;
+}
+
+task<result<Topic>> RedisStore::create_topic(std::string_view name, std::uint32_t partitions) {
+  RR_CO_TRY(check_topic(name, partitions));
+  Topic t{std::string(name), partitions, now_timestamp()};
+  std::string value = std::to_string(partitions) + " " + t.created_at;
+  Reply created;
+  RR_CO_TRY_ASSIGN(created,
+                   co_await call(command("HSETNX", options_.prefix + ":@topics", t.name, value)));
+  if (created.integer == 1) co_return t;
+  std::optional<Topic> existing;
+  RR_CO_TRY_ASSIGN(existing, co_await get_topic(name));
+  if (!existing) co_return unexpected_reply("HGET");
+  if (existing->partitions != partitions) {
+    co_return topic_conflict_error(name, existing->partitions, partitions);
+  }
+  co_return *existing;
+}
+
+task<result<std::optional<Topic>>> RedisStore::get_topic(std::string_view name) {
+  Reply r;
+  RR_CO_TRY_ASSIGN(r,
+                   co_await call(command("HGET", options_.prefix + ":@topics", std::string(name))));
+  if (r.is_nil()) co_return std::optional<Topic>();
+  co_return parse_topic(name, r.str);
+}
+
+task<result<std::vector<Topic>>> RedisStore::list_topics() {
+  Reply r;
+  RR_CO_TRY_ASSIGN(r, co_await call(command("HGETALL", options_.prefix + ":@topics")));
+  std::vector<Topic> out;
+  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+    auto t = parse_topic(r.elements[i].str, r.elements[i + 1].str);
+    if (!t) co_return t.error();
+    out.push_back(std::move(*t));
+  }
+  std::sort(out.begin(), out.end(), [](const Topic& a, const Topic& b) { return a.name < b.name; });
+  co_return out;
+}
+
+task<result<void>> RedisStore::health() {
+  RR_CO_TRY(co_await call(command("PING")));
+  co_return result<void>{};
+}
+
+}  // namespace replayrail::store

@@ -1,0 +1,104 @@
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "replayrail/resp/connection.h"
+#include "replayrail/store/store.h"
+
+namespace replayrail::store {
+
+// The production store (DESIGN §3 "redis"): Redis Streams through our RESP client.
+// Layout, shared with the Python ReplayRail library: stream `<prefix>:<stream>` with entry fields
+// event_id, channel, type, payload, actor, metadata, created_at; per-stream metadata (epoch,
+// last trimmed id) in the hash `<prefix>:@meta:<stream>`; idempotency records
+// `<prefix>:@idem:<stream>:<event_id>` with a TTL; topics in the hash `<prefix>:@topics`.
+//
+// Commands share one pipelined connection; blocking reads (XREAD / XREADGROUP BLOCK) each lease a
+// dedicated connection so they never hold up the pipeline.
+// Lifecycle: connect() returns at once, connecting in the background (operations fail with
+// store_unavailable until Redis answers). Thread-safe.
+class RedisStore final : public Store {
+ public:
+  struct Options {
+    resp::RedisUrl url;
+    std::string prefix = "rr";
+  };
+
+  static std::shared_ptr<RedisStore> connect(boost::asio::any_io_executor executor,
+                                             Options options);
+  ~RedisStore() override;
+
+  // Waits until the main connection is ready (for start-up and tests).
+  task<bool> wait_ready(Millis timeout);
+
+  task<result<Appended>> append(std::string_view stream, NewEvent event,
+                                AppendOptions options) override;
+  task<result<std::vector<EventPtr>>> range(std::string_view stream, StreamId after,
+                                            std::size_t limit, std::string_view epoch) override;
+  task<result<std::vector<StreamEvents>>> read(std::span<const StreamCursor> cursors,
+                                               ReadOptions options) override;
+  task<result<StreamInfo>> info(std::string_view stream) override;
+  task<result<bool>> delete_stream(std::string_view stream) override;
+  task<result<std::vector<std::string>>> list_streams() override;
+
+  task<result<void>> group_create(std::string_view stream, std::string_view group, Cursor start,
+                                  bool mkstream) override;
+  task<result<void>> group_setid(std::string_view stream, std::string_view group,
+                                 Cursor id) override;
+  task<result<bool>> group_destroy(std::string_view stream, std::string_view group) override;
+  task<result<std::vector<GroupStreamMessages>>> read_group(std::string_view group,
+                                                            std::string_view consumer,
+                                                            std::span<const GroupCursor> cursors,
+                                                            ReadOptions options) override;
+  task<result<std::uint64_t>> ack(std::string_view stream, std::string_view group,
+                                  std::span<const StreamId> ids) override;
+  task<result<AutoclaimResult>> autoclaim(std::string_view stream, std::string_view group,
+                                          std::string_view consumer, Millis min_idle,
+                                          StreamId start, std::size_t count) override;
+  task<result<PendingSummary>> pending(std::string_view stream, std::string_view group) override;
+  task<result<std::vector<PendingEntry>>> pending_entries(std::string_view stream,
+                                                          std::string_view group,
+                                                          PendingQuery query) override;
+  task<result<std::vector<ConsumerInfo>>> consumers(std::string_view stream,
+                                                    std::string_view group) override;
+
+  task<result<Topic>> create_topic(std::string_view name, std::uint32_t partitions) override;
+  task<result<std::optional<Topic>>> get_topic(std::string_view name) override;
+  task<result<std::vector<Topic>>> list_topics() override;
+
+  task<result<void>> health() override;
+
+ private:
+  struct Page;
+  RedisStore(boost::asio::any_io_executor executor, Options options);
+
+  std::string key(std::string_view stream) const;
+  std::string meta_key(std::string_view stream) const;
+
+  // A command on the shared connection; error replies become Errors (see redis_error()).
+  task<result<resp::Reply>> call(std::vector<std::string> args);
+  // A blocking command on a leased connection of its own.
+  task<result<resp::Reply>> call_blocking(std::vector<std::string> args);
+  // EVALSHA, loading the script when Redis does not know it (NOSCRIPT).
+  task<result<resp::Reply>> eval(const char* script, std::vector<std::string> keys,
+                                 std::vector<std::string> args);
+  // The range script: cursor check data and a page after `after`.
+  task<result<Page>> page(std::string_view stream, StreamId after, std::size_t limit);
+  task<result<std::vector<EventPtr>>> checked_page(std::string_view stream, StreamId after,
+                                                   std::size_t limit, std::string_view epoch);
+  // Delivery counts of a consumer's pending ids (XREADGROUP / XAUTOCLAIM do not report them).
+  task<result<void>> fill_delivery_counts(std::string_view stream, std::string_view group,
+                                          std::vector<GroupMessage>& messages);
+
+  boost::asio::any_io_executor executor_;
+  Options options_;
+  std::shared_ptr<resp::Connection> main_;
+  std::mutex idle_mu_;
+  std::vector<std::shared_ptr<resp::Connection>> idle_blocking_;
+};
+
+}  // namespace replayrail::store

@@ -1,0 +1,83 @@
+#include "replayrail/store/redis/replies.h"
+
+#include <charconv>
+
+namespace replayrail::store::redis {
+
+using resp::Reply;
+
+Error redis_error(const Reply& reply, std::string_view command) {
+  std::string what = std::string(command) + ": " + reply.str;
+  if (reply.error_is("NOGROUP")) return make_error(errc::group_not_found, what);
+  if (reply.error_is("BUSYGROUP")) return make_error(errc::group_exists, what);
+  if (reply.str.find("requires the key to exist") != std::string::npos) {
+    return make_error(errc::stream_not_found, what);
+  }
+  if (reply.error_is("OOM") || reply.error_is("LOADING") || reply.error_is("BUSY") ||
+      reply.error_is("MASTERDOWN") || reply.error_is("READONLY")) {
+    return make_error(errc::store_unavailable, "Redis cannot take it now: " + what);
+  }
+  return make_error(errc::internal, "Redis refused " + what);
+}
+
+Error unexpected_reply(std::string_view command) {
+  return make_error(errc::internal, "unexpected reply from Redis to " + std::string(command));
+}
+
+StreamId parse_id_or_zero(const Reply& reply) {
+  if (reply.type != Reply::Type::string && reply.type != Reply::Type::status) return {};
+  return StreamId::parse(reply.str).value_or(StreamId{});
+}
+
+result<EventPtr> parse_entry(const Reply& entry) {
+  if (entry.elements.size() != 2) return unexpected_reply("a stream read");
+  auto id = StreamId::parse(entry.elements[0].str);
+  if (!id) return unexpected_reply("a stream read");
+  const Reply& fields = entry.elements[1];
+  if (fields.is_nil()) return EventPtr();
+  auto e = std::make_shared<Event>();
+  e->id = *id;
+  e->actor = "null";
+  e->metadata = "{}";
+  e->payload = "{}";
+  for (std::size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+    std::string_view name = fields.elements[i].str;
+    const std::string& value = fields.elements[i + 1].str;
+    if (name == "event_id")
+      e->event_id = value;
+    else if (name == "channel")
+      e->channel = value;
+    else if (name == "type")
+      e->type = value;
+    else if (name == "payload")
+      e->payload = value;
+    else if (name == "actor")
+      e->actor = value;
+    else if (name == "metadata")
+      e->metadata = value;
+    else if (name == "created_at")
+      e->created_at = value;
+  }
+  return EventPtr(std::move(e));
+}
+
+const Reply& field(const Reply& map, std::string_view name) {
+  static const Reply kNil;
+  for (std::size_t i = 0; i + 1 < map.elements.size(); i += 2) {
+    if (map.elements[i].str == name) return map.elements[i + 1];
+  }
+  return kNil;
+}
+
+result<Topic> parse_topic(std::string_view name, std::string_view value) {
+  auto space = value.find(' ');
+  std::uint32_t partitions = 0;
+  auto bad = space == std::string_view::npos ||
+             std::from_chars(value.data(), value.data() + space, partitions).ec != std::errc{};
+  if (bad || partitions == 0) {
+    return make_error(errc::internal, "bad topic record for " + std::string(name));
+  }
+  return Topic{std::string(name), partitions, std::string(value.substr(space + 1))};
+}
+
+}  // namespace replayrail::store::redis

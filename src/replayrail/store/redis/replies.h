@@ -1,0 +1,47 @@
+#pragma once
+
+// Turning Redis replies into the store's values and errors.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "replayrail/core/event.h"
+#include "replayrail/resp/codec.h"
+#include "replayrail/store/store.h"
+
+namespace replayrail::store::redis {
+
+// An error reply as the store's Error: NOGROUP → group_not_found, BUSYGROUP → group_exists,
+// XGROUP on a missing key → stream_not_found, OOM / LOADING / BUSY → store_unavailable, anything
+// else (WRONGTYPE …) → internal, with Redis's words in the message.
+Error redis_error(const resp::Reply& reply, std::string_view command);
+
+Error unexpected_reply(std::string_view command);
+
+// A command's arguments: command("XACK", key, group, id). Built from plain arguments because
+// GCC 12 miscompiles braced lists of string literals inside coroutines.
+template <class... Args>
+std::vector<std::string> command(Args&&... args) {
+  std::vector<std::string> out;
+  out.reserve(sizeof...(args));
+  (out.emplace_back(std::forward<Args>(args)), ...);
+  return out;
+}
+
+// A stream id reply; 0-0 for nil or empty.
+StreamId parse_id_or_zero(const resp::Reply& reply);
+
+// An XRANGE / XREAD entry `[id, [field, value, …]]` as an event; null when the entry's fields are
+// nil (a pending message whose entry was trimmed). Missing fields get their defaults, so entries
+// written by other producers read back.
+result<EventPtr> parse_entry(const resp::Reply& entry);
+
+// The value after `name` in a flat [name, value, …] reply (XINFO); a nil reply when absent.
+const resp::Reply& field(const resp::Reply& map, std::string_view name);
+
+// A topic registry value: "<partitions> <created_at>".
+result<Topic> parse_topic(std::string_view name, std::string_view value);
+
+}  // namespace replayrail::store::redis
