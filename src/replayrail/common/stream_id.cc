@@ -1,6 +1,7 @@
 #include "replayrail/common/stream_id.h"
 
 #include <charconv>
+#include <ostream>
 
 namespace replayrail {
 
@@ -30,6 +31,8 @@ char* StreamId::format_to(char* out) const noexcept {
   *out++ = '-';
   return std::to_chars(out, out + 20, seq).ptr;
 }
+
+std::ostream& operator<<(std::ostream& os, const StreamId& id) { return os << id.to_string(); }
 
 std::string StreamId::to_string() const {
   char buf[kMaxTextSize];

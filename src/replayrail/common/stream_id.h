@@ -2,6 +2,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -37,5 +38,8 @@ struct StreamId {
 
   friend constexpr auto operator<=>(const StreamId&, const StreamId&) = default;
 };
+
+// `<ms>-<seq>`, for logs and test failure messages.
+std::ostream& operator<<(std::ostream& os, const StreamId& id);
 
 }  // namespace replayrail
