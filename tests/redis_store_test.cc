@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
 #include <iterator>
 
 #include "replayrail/core/random.h"
@@ -186,6 +187,83 @@ TEST_F(RedisStoreFaults, RedisSideErrorsAreClear) {
   EXPECT_EQ(r.error().code, errc::store_unavailable);
   EXPECT_NE(r.error().message.find("OOM"), std::string::npos) << r.error().message;
   raw->stop();
+}
+
+}  // namespace
+}  // namespace replayrail::testing
+
+namespace replayrail::testing {
+namespace {
+
+// Data written by the Python ReplayRail library (same layout) reads back here, and the reverse.
+class RedisInterop : public ::testing::Test {
+ protected:
+  std::vector<std::string> python(const std::string& action, const std::string& channel) {
+    ChildProcess p({"/usr/bin/python3", RR_REDIS_INTEROP_SCRIPT, action,
+                    std::to_string(redis_.port()), "rr", channel});
+    std::vector<std::string> lines;
+    while (auto line = p.read_line(std::chrono::seconds(30))) lines.push_back(*line);
+    EXPECT_EQ(p.wait(), 0) << "the Python script failed";
+    return lines;
+  }
+
+  RedisServer redis_;
+  boost::asio::io_context io_;
+  std::shared_ptr<store::RedisStore> store_ = [this] {
+    auto s = store::RedisStore::connect(
+        io_.get_executor(), {.url = resp::parse_redis_url(redis_.url()).value(), .prefix = "rr"});
+    EXPECT_TRUE(run(io_, s->wait_ready(std::chrono::seconds(10))));
+    return s;
+  }();
+};
+
+TEST_F(RedisInterop, EventsWrittenByThePythonLibraryReadBack) {
+  auto ids = python("write", "restaurant:123:orders");
+  ASSERT_EQ(ids.size(), 3u);
+  auto events = run(io_, store_->range("restaurant:123:orders", {}, 10, {})).value();
+  ASSERT_EQ(events.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(events[i]->id.to_string(), ids[i]);
+    EXPECT_EQ(events[i]->channel, "restaurant:123:orders");
+    EXPECT_EQ(events[i]->type, "order.created");
+    auto payload = boost::json::parse(events[i]->payload);
+    EXPECT_EQ(payload.at("order_id").as_string(), "ord_" + std::to_string(i));
+    EXPECT_EQ(payload.at("note").as_string(), "caf\u00e9");
+  }
+  EXPECT_EQ(events[0]->actor, "null");
+  EXPECT_EQ(boost::json::parse(events[1]->actor).at("id").as_string(), "usr_123");
+  // And they render as valid wire envelopes.
+  for (const auto& e : events) EXPECT_NO_THROW(boost::json::parse(render_envelope(*e)));
+  // Appending after them continues the same stream.
+  auto next =
+      run(io_,
+          store_->append(
+              "restaurant:123:orders",
+              make_event({.channel = "restaurant:123:orders", .type = "order.ready"}).value(), {}));
+  ASSERT_TRUE(next) << next.error().message;
+  EXPECT_GT(next->event->id, events.back()->id);
+}
+
+TEST_F(RedisInterop, EventsWrittenHereReadBackInPython) {
+  EventInput in{.channel = "user:9:notifications",
+                .type = "payment.failed",
+                .payload = R"({"amount":12.5,"currency":"EUR"})",
+                .actor = R"({"type":"system","id":"billing"})",
+                .metadata = R"({"correlation_id":"req_7"})",
+                .event_id = "evt-42"};
+  auto stored = run(io_, store_->append("user:9:notifications", make_event(in).value(), {}));
+  ASSERT_TRUE(stored) << stored.error().message;
+  auto lines = python("read", "user:9:notifications");
+  ASSERT_EQ(lines.size(), 1u);
+  auto got = boost::json::parse(lines[0]).as_object();
+  EXPECT_EQ(got.at("id").as_string(), stored->event->id.to_string());
+  EXPECT_EQ(got.at("event_id").as_string(), "evt-42");
+  EXPECT_EQ(got.at("channel").as_string(), "user:9:notifications");
+  EXPECT_EQ(got.at("type").as_string(), "payment.failed");
+  EXPECT_EQ(got.at("payload").at("currency").as_string(), "EUR");
+  EXPECT_EQ(got.at("actor").at("id").as_string(), "billing");
+  EXPECT_EQ(got.at("metadata").at("correlation_id").as_string(), "req_7");
+  EXPECT_EQ(got.at("created_at").as_string(), stored->event->created_at);
 }
 
 }  // namespace
