@@ -1,5 +1,7 @@
 #include "replayrail/store/rules.h"
 
+#include <algorithm>
+
 namespace replayrail::store {
 
 namespace {
@@ -96,6 +98,14 @@ result<void> check_topic(std::string_view name, std::uint32_t partitions) {
                       "partitions must be 1-" + std::to_string(kMaxPartitions));
   }
   return {};
+}
+
+result<bool> check_read_group_args(std::span<const GroupCursor> cursors, std::string_view consumer,
+                                   const ReadOptions& options) {
+  RR_TRY(check_read_args(cursors.size(), options));
+  RR_TRY(check_consumer_name(consumer));
+  return std::any_of(cursors.begin(), cursors.end(),
+                     [](const GroupCursor& c) { return c.pending_after.has_value(); });
 }
 
 result<void> check_autoclaim_args(std::string_view consumer, Millis min_idle, std::size_t count) {

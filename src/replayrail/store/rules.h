@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "replayrail/store/store.h"
@@ -58,6 +59,11 @@ Error topic_conflict_error(std::string_view topic, std::uint32_t existing, std::
 
 // Validates a topic name (channel rules) and partition count (1..kMaxPartitions).
 result<void> check_topic(std::string_view name, std::uint32_t partitions);
+
+// read_group()'s arguments; returns whether any cursor re-reads pending history (then the
+// read never blocks).
+result<bool> check_read_group_args(std::span<const GroupCursor> cursors, std::string_view consumer,
+                                   const ReadOptions& options);
 
 // XAUTOCLAIM's arguments: count positive, min_idle not negative, a valid consumer name.
 result<void> check_autoclaim_args(std::string_view consumer, Millis min_idle, std::size_t count);

@@ -205,10 +205,8 @@ task<result<bool>> LocalStore::group_destroy(std::string_view stream, std::strin
 task<result<std::vector<GroupStreamMessages>>> LocalStore::read_group(
     std::string_view group, std::string_view consumer, std::span<const GroupCursor> cursors,
     ReadOptions options) {
-  RR_CO_TRY(check_read_args(cursors.size(), options));
-  RR_CO_TRY(check_consumer_name(consumer));
-  bool history = std::any_of(cursors.begin(), cursors.end(),
-                             [](const GroupCursor& c) { return c.pending_after.has_value(); });
+  bool history;
+  RR_CO_TRY_ASSIGN(history, check_read_group_args(cursors, consumer, options));
   auto op = [group = std::string(group), consumer = std::string(consumer),
              cursors = std::vector<GroupCursor>(cursors.begin(), cursors.end()),
              count = options.count](WriteContext& ctx) -> result<std::vector<GroupStreamMessages>> {

@@ -322,10 +322,8 @@ task<result<bool>> MemoryStore::group_destroy(std::string_view stream, std::stri
 task<result<std::vector<GroupStreamMessages>>> MemoryStore::read_group(
     std::string_view group, std::string_view consumer, std::span<const GroupCursor> cursors,
     ReadOptions options) {
-  RR_CO_TRY(check_read_args(cursors.size(), options));
-  RR_CO_TRY(check_consumer_name(consumer));
-  bool history = std::any_of(cursors.begin(), cursors.end(),
-                             [](const GroupCursor& c) { return c.pending_after.has_value(); });
+  bool history;
+  RR_CO_TRY_ASSIGN(history, check_read_group_args(cursors, consumer, options));
   ReadDeadline deadline(options);
   auto executor = co_await asio::this_coro::executor;
   for (;;) {

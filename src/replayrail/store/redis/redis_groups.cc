@@ -67,10 +67,8 @@ task<result<void>> RedisStore::fill_delivery_counts(std::string_view stream, std
 task<result<std::vector<GroupStreamMessages>>> RedisStore::read_group(
     std::string_view group, std::string_view consumer, std::span<const GroupCursor> cursors,
     ReadOptions options) {
-  RR_CO_TRY(check_read_args(cursors.size(), options));
-  RR_CO_TRY(check_consumer_name(consumer));
-  bool history = std::any_of(cursors.begin(), cursors.end(),
-                             [](const GroupCursor& c) { return c.pending_after.has_value(); });
+  bool history;
+  RR_CO_TRY_ASSIGN(history, check_read_group_args(cursors, consumer, options));
   ReadDeadline deadline(options);
   for (;;) {
     bool block = options.block && !history;
