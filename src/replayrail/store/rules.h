@@ -16,8 +16,7 @@ namespace replayrail::store {
 // What a cursor check needs to know of a stream.
 struct StreamPosition {
   std::string_view epoch;
-  StreamId first_id;  // first retained id, 0-0 when empty
-  StreamId last_id;
+  StreamId first_id;         // first retained id, 0-0 when empty
   StreamId trimmed_through;  // 0-0 when nothing was trimmed
 };
 

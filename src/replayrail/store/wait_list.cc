@@ -46,11 +46,4 @@ void WaitList::notify(std::string_view stream) {
   for (auto& w : it->second) w->wake();
 }
 
-void WaitList::notify_all() {
-  std::lock_guard lock(mu_);
-  for (auto& [_, list] : waiters_) {
-    for (auto& w : list) w->wake();
-  }
-}
-
 }  // namespace replayrail::store

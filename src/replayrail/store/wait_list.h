@@ -62,8 +62,6 @@ class WaitList {
 
   // Wakes every waiter registered on `stream`.
   void notify(std::string_view stream);
-  // Wakes every waiter (e.g. the store is closing).
-  void notify_all();
 
  private:
   std::mutex mu_;

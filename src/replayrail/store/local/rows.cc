@@ -32,7 +32,7 @@ result<void> check_stored_cursor(sqlite::Connection& db, std::string_view stream
                                  const std::optional<StreamRow>& row, StreamId after,
                                  std::string_view epoch) {
   if (!row) return check_cursor(stream, nullptr, after, epoch);
-  StreamPosition pos{row->epoch, {}, row->last_id, row->trimmed_through};
+  StreamPosition pos{row->epoch, {}, row->trimmed_through};
   auto fast = check_cursor(stream, &pos, after, epoch);
   if (fast) return fast;
   // Only an error needs the first retained id (for its message and first_available).

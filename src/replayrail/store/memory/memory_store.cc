@@ -90,7 +90,7 @@ struct Stream {
   }
 
   StreamPosition position() const {
-    return {epoch, entries.empty() ? StreamId{} : entries.front()->id, last_id, trimmed_through};
+    return {epoch, entries.empty() ? StreamId{} : entries.front()->id, trimmed_through};
   }
 
   std::uint64_t count_after(StreamId id) const {

@@ -16,8 +16,6 @@ using namespace redis;
 
 namespace {
 
-constexpr Millis kMaxBlock{5000};
-
 std::string position(Cursor c) { return c.is_latest() ? "$" : c.id().to_string(); }
 
 }  // namespace

@@ -19,10 +19,6 @@ using namespace redis;
 
 namespace {
 
-// Blocking commands wait at most this long per round trip, below the connection's command
-// timeout; longer waits loop.
-constexpr Millis kMaxBlock{5000};
-
 // How long a command waits for a connection being (re)established before store_unavailable.
 constexpr Millis kConnectWait{500};
 
@@ -45,7 +41,7 @@ std::string sha1_hex(std::string_view text) {
 struct RedisStore::Page {
   bool exists = false;
   std::string epoch;
-  StreamPosition position() const { return {epoch, first_id, last_id, trimmed_through}; }
+  StreamPosition position() const { return {epoch, first_id, trimmed_through}; }
   StreamId first_id, last_id, trimmed_through;
   std::vector<EventPtr> events;
 };

@@ -20,6 +20,10 @@ Error redis_error(const resp::Reply& reply, std::string_view command);
 
 Error unexpected_reply(std::string_view command);
 
+// Blocking commands (XREAD / XREADGROUP BLOCK) wait at most this long per round trip, below
+// the connection's command timeout; longer waits loop.
+inline constexpr Millis kMaxBlock{5000};
+
 // A command's arguments: command("XACK", key, group, id). Built from plain arguments because
 // GCC 12 miscompiles braced lists of string literals inside coroutines.
 template <class... Args>
