@@ -129,5 +129,49 @@ TEST_F(RespConnection, FailsFastDuringAnOutageAndReconnects) {
   EXPECT_EQ(cmd(*c, {"PING"})->str, "PONG");
 }
 
+TEST_F(RespConnection, SendsABatchAndAnswersItAsOneArray) {
+  testing::RedisServer redis;
+  auto c = connect(redis.url());
+  ASSERT_TRUE(run(c->wait_ready(10s)));
+  std::vector<std::vector<std::string>> batch{
+      {"RPUSH", "l", "a", "b"}, {"LLEN", "l"}, {"INCR", "l"}, {"LRANGE", "l", "0", "-1"}};
+  auto r = run(c->commands(std::move(batch)));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->elements.size(), 4u);
+  EXPECT_EQ(r->elements[0].integer, 2);
+  EXPECT_EQ(r->elements[1].integer, 2);
+  EXPECT_TRUE(r->elements[2].error_is("WRONGTYPE")) << "an error reply stays in its place";
+  ASSERT_EQ(r->elements[3].elements.size(), 2u);
+  EXPECT_EQ(cmd(*c, {"PING"})->str, "PONG") << "replies after a batch still match";
+}
+
+TEST_F(RespConnection, SpeaksTlsAndVerifiesTheServer) {
+  auto redis = testing::RedisServer::with_tls();
+  auto c = connect(redis->tls_url());
+  ASSERT_TRUE(run(c->wait_ready(10s)));
+  EXPECT_EQ(cmd(*c, {"SET", "k", "over tls"})->str, "OK");
+  EXPECT_EQ(cmd(*c, {"GET", "k"})->str, "over tls");
+
+  // Without our CA the self-signed certificate is refused, with a TLS error.
+  auto untrusted = connect("rediss://127.0.0.1:" +
+                           std::to_string(parse_redis_url(redis->tls_url()).value().port) + "/0");
+  EXPECT_FALSE(run(untrusted->wait_ready(500ms)));
+  auto r = cmd(*untrusted, {"PING"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::store_unavailable);
+
+  // ssl_cert_reqs=none skips verification (for tests and private networks only).
+  auto unverified = connect(
+      "rediss://127.0.0.1:" + std::to_string(parse_redis_url(redis->tls_url()).value().port) +
+      "/0?ssl_cert_reqs=none");
+  ASSERT_TRUE(run(unverified->wait_ready(10s)));
+  EXPECT_EQ(cmd(*unverified, {"GET", "k"})->str, "over tls");
+
+  // A plain connection to the TLS port never becomes ready.
+  auto plain = connect("redis://127.0.0.1:" +
+                       std::to_string(parse_redis_url(redis->tls_url()).value().port));
+  EXPECT_FALSE(run(plain->wait_ready(300ms)));
+}
+
 }  // namespace
 }  // namespace replayrail::resp

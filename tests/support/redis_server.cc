@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <stdexcept>
 #include <thread>
 
@@ -52,6 +54,28 @@ std::uint16_t free_port() {
 RedisServer::RedisServer(std::vector<std::string> extra_args)
     : extra_args_(std::move(extra_args)), port_(free_port()) {
   start();
+}
+
+std::unique_ptr<RedisServer> RedisServer::with_tls() {
+  TempDir certs("redis-certs");
+  std::string cert = (certs.path() / "cert.pem").string();
+  std::string key = (certs.path() / "key.pem").string();
+  std::string make =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+      "-addext subjectAltName=IP:127.0.0.1 -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
+  if (std::system(make.c_str()) != 0) throw std::runtime_error("openssl could not make a cert");
+  std::uint16_t tls_port = free_port();
+  auto server = std::make_unique<RedisServer>(std::vector<std::string>{
+      "--tls-port", std::to_string(tls_port), "--tls-cert-file", cert, "--tls-key-file", key,
+      "--tls-ca-cert-file", cert, "--tls-auth-clients", "no"});
+  std::filesystem::copy_file(cert, server->ca_file());
+  server->tls_port_ = tls_port;
+  return server;
+}
+
+std::string RedisServer::tls_url() const {
+  return "rediss://127.0.0.1:" + std::to_string(tls_port_) + "/0?ssl_ca_certs=" + ca_file();
 }
 
 std::string RedisServer::url(const std::string& credentials, int db) const {

@@ -16,9 +16,17 @@ class RedisServer {
  public:
   explicit RedisServer(std::vector<std::string> extra_args = {});
 
+  // Also listening for TLS on a second port, with a certificate for 127.0.0.1 made by the
+  // openssl tool into the temporary directory.
+  static std::unique_ptr<RedisServer> with_tls();
+
   std::uint16_t port() const { return port_; }
   // redis://127.0.0.1:<port>, with `credentials` ("user:pass@" or ":pass@") and `/db`.
   std::string url(const std::string& credentials = "", int db = 0) const;
+
+  // rediss://127.0.0.1:<tls port>/0 trusting the server's certificate (with_tls() only).
+  std::string tls_url() const;
+  std::string ca_file() const { return (dir_.path() / "cert.pem").string(); }
 
   void kill();   // SIGKILL, like a crash
   void start();  // again, on the same port; returns once it answers PING
@@ -27,6 +35,7 @@ class RedisServer {
   TempDir dir_{"redis"};
   std::vector<std::string> extra_args_;
   std::uint16_t port_;
+  std::uint16_t tls_port_ = 0;
   std::unique_ptr<ChildProcess> process_;
 };
 

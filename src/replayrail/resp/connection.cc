@@ -7,13 +7,15 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 #include <random>
 
 namespace replayrail::resp {
 
 namespace asio = boost::asio;
+namespace ssl = asio::ssl;
 using asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
 
@@ -25,19 +27,33 @@ Error unavailable(const RedisUrl& url, const std::string& why) {
   return make_error(errc::store_unavailable, "Redis at " + url.redacted() + ": " + why);
 }
 
-}  // namespace
+// The TLS settings a rediss:// URL asks for; a file that cannot be loaded is a clear error.
+result<ssl::context> make_tls_context(const RedisUrl& url) {
+  ssl::context ctx(ssl::context::tls_client);
+  boost::system::error_code ec;
+  if (!url.ca_file.empty()) {
+    ctx.load_verify_file(url.ca_file, ec);
+    if (ec)
+      return unavailable(url, "cannot load ssl_ca_certs " + url.ca_file + ": " + ec.message());
+  } else {
+    ctx.set_default_verify_paths(ec);
+    if (ec) return unavailable(url, "cannot load the system's CA certificates: " + ec.message());
+  }
+  if (!url.cert_file.empty()) {
+    ctx.use_certificate_chain_file(url.cert_file, ec);
+    if (!ec) ctx.use_private_key_file(url.key_file, ssl::context::pem, ec);
+    if (ec) return unavailable(url, "cannot load the client certificate: " + ec.message());
+  }
+  ctx.set_verify_mode(url.verify_peer ? ssl::verify_peer : ssl::verify_none);
+  return ctx;
+}
 
-// A command waiting for its reply; completed by cancelling its timer.
-struct Connection::Slot {
-  explicit Slot(asio::strand<asio::any_io_executor>& strand) : timer(strand) {}
-  std::optional<result<Reply>> value;
-  asio::steady_timer timer;
-};
+}  // namespace
 
 Connection::Connection(asio::any_io_executor executor, Options options)
     : strand_(asio::make_strand(executor)),
       options_(std::move(options)),
-      socket_(strand_),
+      timeout_(strand_),
       down_(strand_),
       ready_signal_(strand_, asio::steady_timer::time_point::max()) {}
 
@@ -54,11 +70,6 @@ void Connection::stop() {
   });
 }
 
-asio::awaitable<result<Reply>> Connection::command(std::vector<std::string> args) {
-  co_return co_await asio::co_spawn(strand_, do_command(std::move(args), false),
-                                    asio::use_awaitable);
-}
-
 asio::awaitable<bool> Connection::wait_ready(Millis timeout) {
   auto self = shared_from_this();
   co_return co_await asio::co_spawn(
@@ -72,54 +83,99 @@ asio::awaitable<bool> Connection::wait_ready(Millis timeout) {
       asio::use_awaitable);
 }
 
-asio::awaitable<result<Reply>> Connection::do_command(std::vector<std::string> args,
-                                                      bool handshake) {
+void Connection::initiate(std::vector<std::vector<std::string>> batch, Completion completion) {
+  asio::dispatch(strand_, [self = shared_from_this(), batch = std::move(batch),
+                           completion = std::move(completion)]() mutable {
+    self->enqueue(batch, std::move(completion), false);
+  });
+}
+
+// The caller's coroutine resumes on its own executor, never inside the strand.
+void Connection::complete(Completion completion, result<Reply> value) {
+  asio::post(completion.executor,
+             [handler = std::move(completion.handler), value = std::move(value)]() mutable {
+               std::move(handler)(std::move(value));
+             });
+}
+
+void Connection::enqueue(const std::vector<std::vector<std::string>>& batch, Completion completion,
+                         bool handshake) {
   if (!(handshake ? connected_ : ready_.load())) {
-    co_return unavailable(options_.url, stopped_ ? "connection closed" : "not connected");
+    return complete(std::move(completion),
+                    unavailable(options_.url, stopped_ ? "connection closed" : "not connected"));
   }
-  auto self = shared_from_this();  // the connection outlives every command in flight
-  auto slot = enqueue(args);
-  slot->timer.expires_after(options_.command_timeout);
-  co_await slot->timer.async_wait(kToken);
-  if (!slot->value) {
-    // No reply in time: later replies could no longer be matched to their commands.
-    fail(unavailable(options_.url, "no reply within " +
-                                       std::to_string(options_.command_timeout.count()) + " ms"));
+  std::vector<std::string_view> views;
+  for (const auto& args : batch) {
+    views.assign(args.begin(), args.end());
+    encode_command(out_, views);
   }
-  co_return std::move(*slot->value);
+  Pending pending{std::move(completion), Clock::now() + options_.command_timeout, batch.size()};
+  if (batch.size() > 1) pending.batch.type = Reply::Type::array;
+  in_flight_.push_back(std::move(pending));
+  arm_timeout();
+  schedule_write();
 }
 
-std::shared_ptr<Connection::Slot> Connection::enqueue(const std::vector<std::string>& args) {
-  std::vector<std::string_view> views(args.begin(), args.end());
-  encode_command(out_, views);
-  auto slot = std::make_shared<Slot>(strand_);
-  in_flight_.push_back(slot);
-  maybe_write();
-  return slot;
+// Commands queued in the same turn of the event loop, or while a write is in progress, go out
+// in the next single write: that is the pipelining.
+void Connection::schedule_write() {
+  if (write_scheduled_ || write_in_progress_) return;
+  write_scheduled_ = true;
+  asio::post(strand_, [self = shared_from_this()] {
+    self->write_scheduled_ = false;
+    self->maybe_write();
+  });
 }
 
-// Everything queued while a write was in progress goes out in the next single write: that is
-// the pipelining.
 void Connection::maybe_write() {
   if (write_in_progress_ || out_.empty() || !connected_) return;
   write_in_progress_ = true;
   writing_.clear();
   writing_.swap(out_);
-  asio::async_write(socket_, asio::buffer(writing_),
-                    asio::bind_executor(strand_, [self = shared_from_this(), gen = generation_](
-                                                     boost::system::error_code ec, std::size_t) {
-                      if (gen != self->generation_) return;
-                      self->write_in_progress_ = false;
-                      if (ec) return self->fail(unavailable(self->options_.url, ec.message()));
-                      self->maybe_write();
-                    }));
+  auto done = asio::bind_executor(strand_, [self = shared_from_this(), gen = generation_](
+                                               boost::system::error_code ec, std::size_t) {
+    if (gen != self->generation_) return;
+    self->write_in_progress_ = false;
+    if (ec) return self->fail(unavailable(self->options_.url, ec.message()));
+    self->maybe_write();
+  });
+  if (tls_) {
+    asio::async_write(*tls_, asio::buffer(writing_), std::move(done));
+  } else {
+    asio::async_write(*tcp_, asio::buffer(writing_), std::move(done));
+  }
+}
+
+// One timer for all commands: they share one timeout and are answered in order, so the oldest
+// has the nearest deadline.
+void Connection::arm_timeout() {
+  if (timeout_armed_ || in_flight_.empty()) return;
+  timeout_armed_ = true;
+  timeout_.expires_at(in_flight_.front().deadline);
+  timeout_.async_wait(asio::bind_executor(strand_, [self = shared_from_this()](auto) {
+    self->timeout_armed_ = false;
+    if (self->in_flight_.empty()) return;
+    if (Clock::now() >= self->in_flight_.front().deadline) {
+      // Later replies could no longer be matched to their commands.
+      return self->fail(unavailable(
+          self->options_.url,
+          "no reply within " + std::to_string(self->options_.command_timeout.count()) + " ms"));
+    }
+    self->arm_timeout();
+  }));
 }
 
 asio::awaitable<void> Connection::read_loop(std::uint64_t generation) {
   auto self = shared_from_this();
   char buf[16384];
   while (generation == generation_) {
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf), kToken);
+    boost::system::error_code ec;
+    std::size_t n = 0;
+    if (tls_) {
+      std::tie(ec, n) = co_await tls_->async_read_some(asio::buffer(buf), kToken);
+    } else {
+      std::tie(ec, n) = co_await tcp_->async_read_some(asio::buffer(buf), kToken);
+    }
     if (generation != generation_) co_return;
     if (ec) {
       fail(unavailable(options_.url, ec.message()));
@@ -134,15 +190,20 @@ asio::awaitable<void> Connection::read_loop(std::uint64_t generation) {
       }
       if (!*reply) break;
       if (in_flight_.empty()) {
-        {
-          fail(unavailable(options_.url, "a reply arrived for no command"));
-          co_return;
+        fail(unavailable(options_.url, "a reply arrived for no command"));
+        co_return;
+      }
+      Pending& front = in_flight_.front();
+      if (front.expected == 1) {
+        complete(std::move(front.completion), std::move(**reply));
+        in_flight_.pop_front();
+      } else {
+        front.batch.elements.push_back(std::move(**reply));
+        if (front.batch.elements.size() == front.expected) {
+          complete(std::move(front.completion), std::move(front.batch));
+          in_flight_.pop_front();
         }
       }
-      auto slot = std::move(in_flight_.front());
-      in_flight_.pop_front();
-      slot->value = std::move(**reply);
-      slot->timer.cancel();
     }
   }
 }
@@ -150,39 +211,81 @@ asio::awaitable<void> Connection::read_loop(std::uint64_t generation) {
 void Connection::fail(const Error& error) {
   ++generation_;
   boost::system::error_code ignored;
-  socket_.close(ignored);
+  if (tcp_ || tls_) socket().close(ignored);
   connected_ = false;
   ready_ = false;
   write_in_progress_ = false;
   out_.clear();
   decoder_.reset();
-  for (auto& slot : in_flight_) {
-    slot->value = error;
-    slot->timer.cancel();
-  }
+  for (auto& pending : in_flight_) complete(std::move(pending.completion), error);
   in_flight_.clear();
   down_.cancel();
 }
 
+asio::awaitable<result<Reply>> Connection::handshake_command(std::vector<std::string> args) {
+  return asio::async_initiate<decltype(asio::use_awaitable), void(result<Reply>)>(
+      [this](auto handler, std::vector<std::string> args) {
+        auto executor = asio::get_associated_executor(handler, strand_);
+        enqueue({std::move(args)}, {std::move(handler), std::move(executor)}, true);
+      },
+      asio::use_awaitable, std::move(args));
+}
+
+asio::awaitable<result<void>> Connection::handshake_tls() {
+  const RedisUrl& url = options_.url;
+  // SNI, and the certificate must name the host we asked for.
+  if (!SSL_set_tlsext_host_name(tls_->native_handle(), url.host.c_str())) {
+    co_return unavailable(url, "cannot set the TLS server name");
+  }
+  if (url.verify_peer) tls_->set_verify_callback(ssl::host_name_verification(url.host));
+  asio::steady_timer deadline(strand_, options_.connect_timeout);
+  auto which = co_await (tls_->async_handshake(ssl::stream_base::client, kToken) ||
+                         deadline.async_wait(kToken));
+  if (which.index() == 1) co_return unavailable(url, "TLS handshake timed out");
+  if (auto [ec] = std::get<0>(which); ec) {
+    co_return unavailable(url, "TLS handshake failed: " + ec.message());
+  }
+  co_return result<void>{};
+}
+
 asio::awaitable<result<void>> Connection::connect_once() {
   const RedisUrl& url = options_.url;
-  if (url.tls) co_return unavailable(url, "rediss:// (TLS) is not supported yet");
+  if (url.tls && !tls_context_) {
+    auto ctx = make_tls_context(url);
+    if (!ctx) co_return ctx.error();
+    tls_context_.emplace(std::move(*ctx));
+  }
   tcp::resolver resolver(strand_);
   auto [rec, endpoints] =
       co_await resolver.async_resolve(url.host, std::to_string(url.port), kToken);
   if (rec) co_return unavailable(url, "cannot resolve: " + rec.message());
+  tls_.reset();
+  tcp_.reset();
+  if (url.tls) {
+    tls_ = std::make_unique<TlsStream>(strand_, *tls_context_);
+  } else {
+    tcp_ = std::make_unique<tcp::socket>(strand_);
+  }
   asio::steady_timer deadline(strand_, options_.connect_timeout);
   auto which =
-      co_await (asio::async_connect(socket_, endpoints, kToken) || deadline.async_wait(kToken));
+      co_await (asio::async_connect(socket(), endpoints, kToken) || deadline.async_wait(kToken));
   if (which.index() == 1) {
     boost::system::error_code ignored;
-    socket_.close(ignored);
+    socket().close(ignored);
     co_return unavailable(url, "connect timed out");
   }
   if (auto ec = std::get<0>(std::get<0>(which)); ec) {
     co_return unavailable(url, "cannot connect: " + ec.message());
   }
-  socket_.set_option(tcp::no_delay(true));
+  socket().set_option(tcp::no_delay(true));
+  if (tls_) {
+    auto shaken = co_await handshake_tls();
+    if (!shaken) {
+      boost::system::error_code ignored;
+      socket().close(ignored);
+      co_return shaken.error();
+    }
+  }
   ++generation_;
   connected_ = true;
   asio::co_spawn(strand_, read_loop(generation_), asio::detached);
@@ -197,7 +300,7 @@ asio::awaitable<result<void>> Connection::connect_once() {
   if (url.db != 0) handshake.push_back({"SELECT", std::to_string(url.db)});
   handshake.push_back({"PING"});
   for (auto& cmd : handshake) {
-    auto reply = co_await do_command(cmd, true);
+    auto reply = co_await handshake_command(cmd);
     if (!reply) co_return reply.error();
     if (reply->is_error()) {
       auto e = unavailable(url, cmd[0] + " failed: " + reply->str);

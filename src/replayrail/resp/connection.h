@@ -1,11 +1,17 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -20,16 +26,18 @@ namespace replayrail::resp {
 
 using Millis = std::chrono::milliseconds;
 
-// One connection to Redis that pipelines: concurrent command() calls are written together and
-// their replies matched in order. It connects in the background, sends AUTH and SELECT on every
-// (re)connect, and reconnects with exponential backoff and jitter after a failure.
+// One connection to Redis that pipelines: commands issued while a write is in progress, or in the
+// same turn of the event loop, go out in one write, and their replies are matched in order. It
+// connects in the background (TLS for rediss://), sends AUTH and SELECT on every (re)connect,
+// and reconnects with exponential backoff and jitter after a failure.
 //
 // While it is not connected, command() fails at once with store_unavailable; when the connection
 // drops, every command in flight fails with store_unavailable and is never retried here (the
 // caller knows whether its command is idempotent). A command without a reply within
 // command_timeout fails, and so does the connection (its replies can no longer be matched).
 //
-// Threads: every member runs on the connection's strand; command() may be called from any thread.
+// Threads: every member runs on the connection's strand; command() may be called from any thread
+// and completes on the caller's executor.
 // Lifecycle: start() returns it connecting; stop() closes it for good and fails what is pending.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
@@ -44,7 +52,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static std::shared_ptr<Connection> start(boost::asio::any_io_executor executor, Options options);
 
   // Sends one command; its reply (an error reply is a value, not a failure).
-  boost::asio::awaitable<result<Reply>> command(std::vector<std::string> args);
+  boost::asio::awaitable<result<Reply>> command(std::vector<std::string> args) {
+    return submit({std::move(args)});
+  }
+
+  // Sends several commands back to back in one go; their replies as one array reply, in order.
+  boost::asio::awaitable<result<Reply>> commands(std::vector<std::vector<std::string>> batch) {
+    return submit(std::move(batch));
+  }
 
   // Waits until the connection is ready or `timeout` passed; true when ready.
   boost::asio::awaitable<bool> wait_ready(Millis timeout);
@@ -53,29 +68,66 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void stop();
 
  private:
-  struct Slot;
+  using Handler = boost::asio::any_completion_handler<void(result<Reply>)>;
+  using Clock = std::chrono::steady_clock;
+  using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
+  // Where a command's reply goes: the caller's handler, resumed on the caller's executor.
+  struct Completion {
+    Handler handler;
+    boost::asio::any_io_executor executor;
+  };
+  struct Pending {
+    Completion completion;
+    Clock::time_point deadline;
+    std::size_t expected = 1;  // replies; more than one: a batch, answered as an array
+    Reply batch;
+  };
+
   Connection(boost::asio::any_io_executor executor, Options options);
 
-  boost::asio::awaitable<result<Reply>> do_command(std::vector<std::string> args, bool handshake);
-  std::shared_ptr<Slot> enqueue(const std::vector<std::string>& args);
+  // One command (batch of one: its reply) or several (their replies as an array).
+  boost::asio::awaitable<result<Reply>> submit(std::vector<std::vector<std::string>> batch) {
+    return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(result<Reply>)>(
+        [self = shared_from_this()](auto handler, std::vector<std::vector<std::string>> batch) {
+          // The executor is taken before the handler's type is erased: the caller resumes there.
+          auto executor = boost::asio::get_associated_executor(handler, self->strand_);
+          self->initiate(std::move(batch), {std::move(handler), std::move(executor)});
+        },
+        boost::asio::use_awaitable, std::move(batch));
+  }
+  void initiate(std::vector<std::vector<std::string>> batch, Completion completion);
+  // On the strand: queues the commands (handshake commands run before the connection is ready).
+  void enqueue(const std::vector<std::vector<std::string>>& batch, Completion completion,
+               bool handshake);
+  static void complete(Completion completion, result<Reply> value);
+  void schedule_write();
   void maybe_write();
+  void arm_timeout();
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<result<void>> connect_once();
+  boost::asio::awaitable<result<void>> handshake_tls();
+  boost::asio::awaitable<result<Reply>> handshake_command(std::vector<std::string> args);
   boost::asio::awaitable<void> read_loop(std::uint64_t generation);
   void fail(const Error& error);
+  boost::asio::ip::tcp::socket& socket() { return tls_ ? tls_->next_layer() : *tcp_; }
 
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   Options options_;
-  boost::asio::ip::tcp::socket socket_;
+  std::optional<boost::asio::ssl::context> tls_context_;  // rediss:// only
+  std::unique_ptr<boost::asio::ip::tcp::socket> tcp_;     // a fresh one per connection
+  std::unique_ptr<TlsStream> tls_;                        // or this, for rediss://
   Decoder decoder_;
   std::string out_;      // encoded commands not yet handed to the socket
   std::string writing_;  // the bytes being written
   bool write_in_progress_ = false;
-  std::deque<std::shared_ptr<Slot>> in_flight_;
+  bool write_scheduled_ = false;
+  std::deque<Pending> in_flight_;
   std::uint64_t generation_ = 0;  // one per socket, so stale callbacks are ignored
   bool connected_ = false;        // socket open (handshake may still run)
   std::atomic<bool> ready_ = false;
   bool stopped_ = false;
+  boost::asio::steady_timer timeout_;  // the oldest command's deadline
+  bool timeout_armed_ = false;
   boost::asio::steady_timer down_;          // cancelled when the connection fails
   boost::asio::steady_timer ready_signal_;  // cancelled when the connection becomes ready
 };

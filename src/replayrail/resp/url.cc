@@ -47,7 +47,28 @@ result<RedisUrl> parse_redis_url(std::string_view text) {
       return bad("the path must be a database number, e.g. /0");
     }
   }
-  if (u.has_query() || u.has_fragment()) return bad("no query or fragment is allowed");
+  if (u.has_fragment()) return bad("no fragment is allowed");
+  for (auto param : u.params()) {
+    if (!out.tls) return bad("query parameters are only for rediss:// (TLS)");
+    if (param.key == "ssl_ca_certs") {
+      out.ca_file = param.value;
+    } else if (param.key == "ssl_certfile") {
+      out.cert_file = param.value;
+    } else if (param.key == "ssl_keyfile") {
+      out.key_file = param.value;
+    } else if (param.key == "ssl_cert_reqs") {
+      if (param.value != "none" && param.value != "required") {
+        return bad("ssl_cert_reqs must be none or required");
+      }
+      out.verify_peer = param.value == "required";
+    } else {
+      return bad("unknown parameter '" + std::string(param.key) +
+                 "' (known: ssl_ca_certs, ssl_cert_reqs, ssl_certfile, ssl_keyfile)");
+    }
+  }
+  if (out.cert_file.empty() != out.key_file.empty()) {
+    return bad("ssl_certfile and ssl_keyfile go together");
+  }
   return out;
 }
 

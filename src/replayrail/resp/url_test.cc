@@ -34,11 +34,27 @@ TEST(RedisUrl, DefaultsAndPasswordOnly) {
 TEST(RedisUrl, RefusesWhatItCannotUse) {
   for (const char* bad :
        {"", "localhost:6379", "http://localhost", "redis://", "redis://h:0", "redis://h:70000",
-        "redis://h:12ab", "redis://h/x", "redis://h/-1", "redis://h/1?timeout=2"}) {
+        "redis://h:12ab", "redis://h/x", "redis://h/-1", "redis://h/1?timeout=2",
+        "redis://h?ssl_cert_reqs=none", "rediss://h?ssl_cert_reqs=maybe", "rediss://h?verify=no",
+        "rediss://h?ssl_certfile=c.pem", "rediss://h#frag"}) {
     auto u = parse_redis_url(bad);
     ASSERT_FALSE(u) << bad;
     EXPECT_EQ(u.error().code, errc::invalid_argument);
   }
+}
+
+TEST(RedisUrl, TlsParameters) {
+  auto u = parse_redis_url(
+      "rediss://h:6380?ssl_ca_certs=/etc/ca.pem&ssl_certfile=c.pem&ssl_keyfile=k.pem");
+  ASSERT_TRUE(u) << u.error().message;
+  EXPECT_TRUE(u->tls);
+  EXPECT_TRUE(u->verify_peer);
+  EXPECT_EQ(u->ca_file, "/etc/ca.pem");
+  EXPECT_EQ(u->cert_file, "c.pem");
+  EXPECT_EQ(u->key_file, "k.pem");
+  auto unverified = parse_redis_url("rediss://h?ssl_cert_reqs=none");
+  ASSERT_TRUE(unverified);
+  EXPECT_FALSE(unverified->verify_peer);
 }
 
 }  // namespace
