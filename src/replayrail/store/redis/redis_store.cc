@@ -3,6 +3,12 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "replayrail/core/fingerprint.h"
 #include "replayrail/core/random.h"
@@ -21,6 +27,9 @@ namespace {
 
 // How long a command waits for a connection being (re)established before store_unavailable.
 constexpr Millis kConnectWait{500};
+
+// Entries per stream node (Redis' stream-node-max-entries default): what MAXLEN ~ frees at once.
+constexpr std::uint64_t kNodeEntries = 100;
 
 std::string sha1_hex(std::string_view text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -46,8 +55,18 @@ struct RedisStore::Page {
   std::vector<EventPtr> events;
 };
 
+// One run of the trim script, shared by every append that joined it before it was sent.
+struct RedisStore::TrimRound {
+  explicit TrimRound(asio::strand<asio::any_io_executor>& strand)
+      : done(strand, asio::steady_timer::time_point::max()) {}
+  asio::steady_timer done;  // cancelled when `outcome` is set
+  std::optional<result<void>> outcome;
+};
+
 RedisStore::RedisStore(asio::any_io_executor executor, Options options)
-    : executor_(std::move(executor)), options_(std::move(options)) {
+    : executor_(std::move(executor)),
+      options_(std::move(options)),
+      trim_strand_(asio::make_strand(executor_)) {
   main_ = resp::Connection::start(executor_, {.url = options_.url});
 }
 
@@ -77,6 +96,17 @@ task<result<Reply>> RedisStore::call(std::vector<std::string> args) {
   auto reply = co_await main_->command(std::move(args));
   if (!reply) co_return reply.error();
   if (reply->is_error()) co_return redis_error(*reply, name);
+  co_return reply;
+}
+
+task<result<Reply>> RedisStore::call_batch(std::vector<std::vector<std::string>> batch) {
+  if (!main_->ready()) co_await main_->wait_ready(kConnectWait);
+  std::string name = batch.front().front();
+  auto reply = co_await main_->commands(std::move(batch));
+  if (!reply) co_return reply.error();
+  for (const auto& r : reply->elements) {
+    if (r.is_error()) co_return redis_error(r, name);
+  }
   co_return reply;
 }
 
@@ -114,7 +144,10 @@ task<result<Reply>> RedisStore::eval(const char* script, std::vector<std::string
                                      std::vector<std::string> args) {
   static const std::string append_sha = sha1_hex(kAppendScript);
   static const std::string range_sha = sha1_hex(kRangeScript);
-  const std::string& sha = script == kAppendScript ? append_sha : range_sha;
+  static const std::string trim_sha = sha1_hex(kTrimScript);
+  const std::string& sha = script == kAppendScript  ? append_sha
+                           : script == kRangeScript ? range_sha
+                                                    : trim_sha;
   auto cmd = command("EVALSHA", sha, std::to_string(keys.size()));
   cmd.insert(cmd.end(), keys.begin(), keys.end());
   cmd.insert(cmd.end(), args.begin(), args.end());
@@ -133,29 +166,103 @@ task<result<Reply>> RedisStore::eval(const char* script, std::vector<std::string
 task<result<Appended>> RedisStore::append(std::string_view stream, NewEvent event,
                                           AppendOptions options) {
   const Event& e = event.event;
-  // Only publisher-chosen ids are looked up (and remembered when the TTL is positive).
-  std::string idem = event.chosen_event_id
-                         ? options_.prefix + ":@idem:" + std::string(stream) + ":" + e.event_id
-                         : std::string();
-  auto keys = command(key(stream), meta_key(stream), idem);
-  auto args =
-      command(std::to_string(options.maxlen), std::to_string(options.idempotency_ttl.count()),
-              to_hex(event.fingerprint), make_epoch(), e.event_id, e.channel, e.type, e.payload,
-              e.actor, e.metadata, e.created_at);
   Reply reply;
-  RR_CO_TRY_ASSIGN(reply, co_await eval(kAppendScript, std::move(keys), std::move(args)));
-  if (reply.elements.empty()) co_return unexpected_reply("append");
-  const std::string& status = reply.elements[0].str;
-  if (status == "conflict") co_return duplicate_conflict_error(stream, e.event_id);
-  auto id = reply.elements.size() > 1 ? StreamId::parse(reply.elements[1].str) : std::nullopt;
+  std::optional<StreamId> id;
+  bool over_maxlen = false;
+  if (!event.chosen_event_id) {
+    // A server-generated id is new by construction: nothing to look up, a plain XADD. (The
+    // stream's epoch is recorded by the first read, info or group operation.)
+    // With a MAXLEN, XLEN rides along in the same write: a trim is needed only past it.
+    auto xadd = command("XADD", key(stream), "*", "event_id", e.event_id, "channel", e.channel,
+                        "type", e.type, "payload", e.payload, "actor", e.actor, "metadata",
+                        e.metadata, "created_at", e.created_at);
+    if (options.maxlen == 0) {
+      RR_CO_TRY_ASSIGN(reply, co_await call(std::move(xadd)));
+    } else {
+      std::vector<std::vector<std::string>> batch{std::move(xadd), command("XLEN", key(stream))};
+      RR_CO_TRY_ASSIGN(reply, co_await call_batch(std::move(batch)));
+      // MAXLEN ~ frees whole nodes only: nothing to do until a node's worth is in excess.
+      std::uint64_t slack = options.approximate ? kNodeEntries : 1;
+      over_maxlen = reply.elements[1].integer >= static_cast<std::int64_t>(options.maxlen + slack);
+      reply = std::move(reply.elements[0]);
+    }
+    id = StreamId::parse(reply.str);
+  } else {
+    over_maxlen = options.maxlen > 0;
+    auto idem = options_.prefix + ":@idem:" + std::string(stream) + ":" + e.event_id;
+    auto keys = command(key(stream), meta_key(stream), idem);
+    auto args = command(std::to_string(options.idempotency_ttl.count()), to_hex(event.fingerprint),
+                        make_epoch(), e.event_id, e.channel, e.type, e.payload, e.actor, e.metadata,
+                        e.created_at);
+    RR_CO_TRY_ASSIGN(reply, co_await eval(kAppendScript, std::move(keys), std::move(args)));
+    if (reply.elements.empty()) co_return unexpected_reply("append");
+    const std::string& status = reply.elements[0].str;
+    if (status == "conflict") co_return duplicate_conflict_error(stream, e.event_id);
+    if (reply.elements.size() > 1) id = StreamId::parse(reply.elements[1].str);
+    if (id && status == "dup") {
+      auto stored = std::make_shared<Event>(std::move(event.event));
+      stored->id = *id;
+      if (reply.elements.size() > 2) stored->created_at = reply.elements[2].str;
+      co_return Appended{std::move(stored), true};
+    }
+  }
   if (!id) co_return unexpected_reply("append");
   auto stored = std::make_shared<Event>(std::move(event.event));
   stored->id = *id;
-  if (status == "dup") {
-    if (reply.elements.size() > 2) stored->created_at = reply.elements[2].str;
-    co_return Appended{std::move(stored), true};
+  if (over_maxlen && options.approximate) {
+    // MAXLEN ~ promises no exact length: the append need not wait for its trim.
+    asio::co_spawn(
+        executor_,
+        [](std::shared_ptr<RedisStore> self, std::string stream,
+           std::uint64_t maxlen) -> task<void> {
+          (void)co_await self->trim(std::move(stream), maxlen, true);
+        }(shared_from_this(), std::string(stream), options.maxlen),
+        asio::detached);
+  } else if (over_maxlen) {
+    // The event is stored whatever happens here; a trim that fails is done by the next append's.
+    (void)co_await trim(std::string(stream), options.maxlen, false);
   }
   co_return Appended{std::move(stored), false};
+}
+
+task<result<void>> RedisStore::trim(std::string stream, std::uint64_t maxlen, bool approximate) {
+  co_return co_await asio::co_spawn(
+      trim_strand_, trim_on_strand(std::move(stream), maxlen, approximate), asio::use_awaitable);
+}
+
+// Runs on trim_strand_, like group commit: at most one trim per (stream, maxlen, approximate)
+// is in flight; callers arriving meanwhile join the next round, sent when it returns. A round
+// covers its callers because each joined only after its XADD had been answered.
+task<result<void>> RedisStore::trim_on_strand(std::string stream, std::uint64_t maxlen,
+                                              bool approximate) {
+  auto slot = std::make_tuple(std::move(stream), maxlen, approximate);
+  auto [it, idle] = trims_.try_emplace(slot);
+  TrimQueue& queue = it->second;
+  if (!queue.next) queue.next = std::make_shared<TrimRound>(trim_strand_);
+  auto round = queue.next;
+  if (idle) asio::co_spawn(trim_strand_, run_trims(slot), asio::detached);
+  co_await round->done.async_wait(asio::as_tuple(asio::use_awaitable));
+  co_return *round->outcome;
+}
+
+// Sends the queued rounds of one slot, one at a time, until none is left.
+task<void> RedisStore::run_trims(TrimSlot slot) {
+  auto self = shared_from_this();  // the store outlives the rounds it runs
+  const std::string& name = std::get<0>(slot);
+  for (;;) {
+    auto it = trims_.find(slot);
+    if (!it->second.next) {
+      trims_.erase(it);
+      co_return;
+    }
+    auto round = std::move(it->second.next);
+    auto keys = command(key(name), meta_key(name));
+    auto args = command(std::to_string(std::get<1>(slot)), std::get<2>(slot) ? "1" : "0",
+                        std::to_string(kNodeEntries));
+    auto trimmed = co_await eval(kTrimScript, std::move(keys), std::move(args));
+    round->outcome = trimmed ? result<void>{} : result<void>(trimmed.error());
+    round->done.cancel();
+  }
 }
 
 task<result<RedisStore::Page>> RedisStore::page(std::string_view stream, StreamId after,

@@ -1,9 +1,12 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/strand.hpp>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "replayrail/resp/connection.h"
@@ -17,11 +20,13 @@ namespace replayrail::store {
 // last trimmed id) in the hash `<prefix>:@meta:<stream>`; idempotency records
 // `<prefix>:@idem:<stream>:<event_id>` with a TTL; topics in the hash `<prefix>:@topics`.
 //
+// Appends of server-generated ids are a plain pipelined XADD; MAXLEN trimming runs after them in
+// a script that records the last trimmed id, one run for all the appends queued before it.
 // Commands share one pipelined connection; blocking reads (XREAD / XREADGROUP BLOCK) each lease a
 // dedicated connection so they never hold up the pipeline.
 // Lifecycle: connect() returns at once, connecting in the background (operations fail with
 // store_unavailable until Redis answers). Thread-safe.
-class RedisStore final : public Store {
+class RedisStore final : public Store, public std::enable_shared_from_this<RedisStore> {
  public:
   struct Options {
     resp::RedisUrl url;
@@ -74,6 +79,7 @@ class RedisStore final : public Store {
 
  private:
   struct Page;
+  struct TrimRound;
   RedisStore(boost::asio::any_io_executor executor, Options options);
 
   std::string key(std::string_view stream) const;
@@ -81,6 +87,8 @@ class RedisStore final : public Store {
 
   // A command on the shared connection; error replies become Errors (see redis_error()).
   task<result<resp::Reply>> call(std::vector<std::string> args);
+  // Several commands in one write; their replies as an array (any error reply is an Error).
+  task<result<resp::Reply>> call_batch(std::vector<std::vector<std::string>> batch);
   // A blocking command on a leased connection of its own.
   task<result<resp::Reply>> call_blocking(std::vector<std::string> args);
   // EVALSHA, loading the script when Redis does not know it (NOSCRIPT).
@@ -90,6 +98,11 @@ class RedisStore final : public Store {
   task<result<Page>> page(std::string_view stream, StreamId after, std::size_t limit);
   task<result<std::vector<EventPtr>>> checked_page(std::string_view stream, StreamId after,
                                                    std::size_t limit, std::string_view epoch);
+  // Trims `stream` to `maxlen` after every append already sent; concurrent callers share a run.
+  task<result<void>> trim(std::string stream, std::uint64_t maxlen, bool approximate);
+  task<result<void>> trim_on_strand(std::string stream, std::uint64_t maxlen, bool approximate);
+  using TrimSlot = std::tuple<std::string, std::uint64_t, bool>;  // stream, maxlen, approximate
+  task<void> run_trims(TrimSlot slot);
   // Delivery counts of a consumer's pending ids (XREADGROUP / XAUTOCLAIM do not report them).
   task<result<void>> fill_delivery_counts(std::string_view stream, std::string_view group,
                                           std::vector<GroupMessage>& messages);
@@ -97,6 +110,12 @@ class RedisStore final : public Store {
   boost::asio::any_io_executor executor_;
   Options options_;
   std::shared_ptr<resp::Connection> main_;
+  // Slots with a trim in flight, and the round that will follow it; used on trim_strand_.
+  struct TrimQueue {
+    std::shared_ptr<TrimRound> next;
+  };
+  boost::asio::strand<boost::asio::any_io_executor> trim_strand_;
+  std::map<TrimSlot, TrimQueue> trims_;
   std::mutex idle_mu_;
   std::vector<std::shared_ptr<resp::Connection>> idle_blocking_;
 };

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "replayrail/store/testing/helpers.h"
 
@@ -122,6 +123,39 @@ TEST_P(StoreConformance, MaxlenKeepsTheNewestEntries) {
   EXPECT_EQ(info->first_id, events[4]->id);
   EXPECT_EQ(info->last_id, events[6]->id);
   EXPECT_EQ(info->trimmed_through, events[3]->id);
+}
+
+TEST_P(StoreConformance, ApproximateMaxlenKeepsAtLeastMaxlenAndStaysExact) {
+  // MAXLEN ~: never fewer than maxlen, bounded above, and the trimmed edge still exact.
+  std::vector<EventPtr> events;
+  for (int i = 0; i < 450; ++i) {
+    auto r =
+        run(store().append("s", event("s", R"({"n":1})"), {.maxlen = 50, .approximate = true}));
+    ASSERT_TRUE(r) << r.error().message;
+    events.push_back(r->event);
+  }
+  // An approximate trim may still be running (the append does not wait for it).
+  std::optional<StreamInfo> info;
+  for (int tries = 0; tries < 200; ++tries) {
+    auto got = run(store().info("s"));
+    ASSERT_TRUE(got);
+    info = *got;
+    if (info->length <= 50 + 2 * 100) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_GE(info->length, 50u);
+  EXPECT_LE(info->length, 50u + 2 * 100) << "one or two stream nodes of slack at most";
+  ASSERT_EQ(info->last_id, events.back()->id);
+  std::size_t first = events.size() - info->length;
+  EXPECT_EQ(info->first_id, events[first]->id);
+  ASSERT_GT(first, 0u);
+  EXPECT_EQ(info->trimmed_through, events[first - 1]->id);
+  EXPECT_TRUE(run(store().range("s", events[first - 1]->id, 1)));
+  if (first > 1) {
+    auto expired = run(store().range("s", events[first - 2]->id, 1));
+    ASSERT_FALSE(expired);
+    EXPECT_EQ(expired.error().code, errc::replay_window_expired);
+  }
 }
 
 TEST_P(StoreConformance, ReplayAfterTrimmedCursorIsExpired) {
