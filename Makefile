@@ -20,8 +20,9 @@ $(ASAN_BUILD)/build.ninja:
 build: setup $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The server on the embedded local store, 127.0.0.1:8000, data in ./replayrail-data.
 run: build
-	$(BUILD)/examples/publish_replay
+	$(BUILD)/src/replayrail/replayrail serve --store local --data-dir replayrail-data --listen 127.0.0.1:8000
 
 test: setup format-check $(ASAN_BUILD)/build.ninja $(BUILD)/build.ninja
 	cmake --build $(ASAN_BUILD) -j $(JOBS)

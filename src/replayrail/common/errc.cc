@@ -45,6 +45,10 @@ std::string_view to_string(errc e) noexcept {
       return "group_exists";
     case errc::topic_conflict:
       return "topic_conflict";
+    case errc::not_found:
+      return "not_found";
+    case errc::method_not_allowed:
+      return "method_not_allowed";
     case errc::backpressure:
       return "backpressure";
     case errc::store_unavailable:

@@ -36,6 +36,8 @@ enum class errc {
   group_not_found,
   group_exists,
   topic_conflict,
+  not_found,           // no such endpoint
+  method_not_allowed,  // the endpoint exists, not with this method
   // The store or the server cannot take more right now.
   backpressure,
   store_unavailable,

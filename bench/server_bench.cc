@@ -1,0 +1,183 @@
+// Server load (issue 5), against the real `replayrail serve` started here on a free port, per
+// store: single-event HTTP publishes over 32 keep-alive connections, and fanout of E events to
+// S WebSocket subscribers of one channel with end-to-end latency (the payload carries the send
+// time) and a count of lost and duplicated deliveries, which must be 0.
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/json/parse.hpp>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "replayrail/common/stream_id.h"
+#include "replayrail/store/testing/temp_dir.h"
+#include "support/child_process.h"
+#include "support/redis_server.h"
+
+namespace {
+
+using namespace replayrail;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+tcp::endpoint at(std::uint16_t port) { return {asio::ip::make_address("127.0.0.1"), port}; }
+
+// `requests` publishes on one keep-alive connection; the payload carries the send time.
+asio::awaitable<void> publisher(std::uint16_t port, std::string channel, int requests,
+                                std::string padding) {
+  beast::tcp_stream stream(co_await asio::this_coro::executor);
+  co_await stream.async_connect(at(port), asio::use_awaitable);
+  beast::flat_buffer buffer;
+  for (int i = 0; i < requests; ++i) {
+    http::request<http::string_body> req{http::verb::post, "/events/" + channel, 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.body() = R"({"type":"bench","payload":{"sent_us":)" + std::to_string(now_us()) +
+                 R"(,"pad":")" + padding + "\"}}";
+    req.prepare_payload();
+    co_await http::async_write(stream, req, asio::use_awaitable);
+    http::response<http::string_body> res;
+    co_await http::async_read(stream, buffer, res, asio::use_awaitable);
+    if (res.result_int() != 201) {
+      std::fprintf(stderr, "publish failed: %s\n", res.body().c_str());
+      std::exit(1);
+    }
+  }
+}
+
+struct Subscriber {
+  std::size_t received = 0, duplicates = 0;
+  std::string last_id;
+  std::vector<std::int64_t> latencies_us;
+};
+
+asio::awaitable<void> subscriber(std::uint16_t port, std::string channel, std::size_t want,
+                                 Subscriber& out, int& connected) {
+  websocket::stream<beast::tcp_stream> ws(co_await asio::this_coro::executor);
+  co_await ws.next_layer().async_connect(at(port), asio::use_awaitable);
+  co_await ws.async_handshake("127.0.0.1", "/ws/" + channel + "?last_event_id=0-0",
+                              asio::use_awaitable);
+  ++connected;
+  beast::flat_buffer buffer;
+  while (out.received + out.duplicates < want) {
+    auto [ec, n] = co_await ws.async_read(buffer, kToken);
+    if (ec) co_return;
+    auto v = boost::json::parse(beast::buffers_to_string(buffer.data()));
+    buffer.clear();
+    std::string id = v.at("id").as_string().c_str();
+    // Ids of one channel come in increasing order; anything not above the last is a repeat.
+    if (!out.last_id.empty() &&
+        !(StreamId::parse(out.last_id).value() < StreamId::parse(id).value())) {
+      ++out.duplicates;
+      continue;
+    }
+    out.last_id = id;
+    ++out.received;
+    out.latencies_us.push_back(now_us() - v.at("payload").at("sent_us").as_int64());
+  }
+  co_await ws.async_close(websocket::close_code::normal, kToken);
+}
+
+struct Server {
+  testing::TempDir dir{"server-bench"};
+  std::uint16_t port = testing::free_port();
+  std::unique_ptr<testing::ChildProcess> process;
+
+  Server(const std::string& store, const std::string& redis_url) {
+    std::vector<std::string> argv{RR_SERVER_BINARY, "serve",
+                                  "--store",        store,
+                                  "--data-dir",     (dir.path() / "d").string(),
+                                  "--listen",       "127.0.0.1:" + std::to_string(port)};
+    if (!redis_url.empty()) {
+      argv.push_back("--redis");
+      argv.push_back(redis_url);
+    }
+    process = std::make_unique<testing::ChildProcess>(argv);
+    auto line = process->read_line(std::chrono::seconds(20));
+    if (!line || line->find("serving") == std::string::npos) {
+      std::fprintf(stderr, "server did not start\n");
+      std::exit(1);
+    }
+  }
+};
+
+void run_store(const std::string& store, const std::string& redis_url) {
+  const std::string pad(150, 'x');  // ~200-byte payloads
+  {
+    Server server(store, redis_url);
+    constexpr int kConnections = 32, kEach = 1500;
+    asio::io_context io;
+    for (int c = 0; c < kConnections; ++c) {
+      asio::co_spawn(io, publisher(server.port, "pub" + std::to_string(c % 8), kEach, pad),
+                     asio::detached);
+    }
+    auto start = Clock::now();
+    io.run();
+    double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    std::printf("%-7s HTTP publish, 32 keep-alive connections: %9.0f req/s\n", store.c_str(),
+                kConnections * kEach / secs);
+  }
+  {
+    Server server(store, redis_url);
+    constexpr int kSubscribers = 1000, kEvents = 1000, kPublishers = 4;
+    asio::io_context io;
+    std::vector<Subscriber> subs(kSubscribers);
+    int connected = 0;
+    for (auto& s : subs) {
+      asio::co_spawn(io, subscriber(server.port, "fan", kEvents, s, connected), asio::detached);
+    }
+    while (connected < kSubscribers) io.run_one();
+    auto start = Clock::now();
+    for (int p = 0; p < kPublishers; ++p) {
+      asio::co_spawn(io, publisher(server.port, "fan", kEvents / kPublishers, pad), asio::detached);
+    }
+    io.run_for(std::chrono::seconds(300));
+    double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    std::vector<std::int64_t> all;
+    std::size_t received = 0, duplicates = 0;
+    for (auto& s : subs) {
+      received += s.received;
+      duplicates += s.duplicates;
+      all.insert(all.end(), s.latencies_us.begin(), s.latencies_us.end());
+    }
+    std::sort(all.begin(), all.end());
+    auto pct = [&](double q) { return all.empty() ? 0.0 : all[all.size() * q] / 1000.0; };
+    std::printf(
+        "%-7s fanout %d subscribers x %d events: %9.0f deliveries/s, p50 %.1f ms, p99 %.1f ms, "
+        "lost %zu, duplicates %zu\n",
+        store.c_str(), kSubscribers, kEvents, received / secs, pct(0.5), pct(0.99),
+        std::size_t(kSubscribers) * kEvents - received, duplicates);
+  }
+}
+
+}  // namespace
+
+int main() {
+  std::printf("server benchmark (load generator in this process, server in another)\n\n");
+  run_store("local", "");
+  run_store("memory", "");
+  testing::RedisServer redis;
+  run_store("redis", redis.url());
+}

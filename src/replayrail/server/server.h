@@ -1,0 +1,60 @@
+#pragma once
+
+// The ReplayRail server (DESIGN §4): HTTP, WebSocket and SSE over Boost.Beast, on N event-loop
+// threads, in front of a Rail over any store.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "replayrail/rail.h"
+
+namespace replayrail::server {
+
+using Millis = std::chrono::milliseconds;
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8000;  // 0: any free port (the bound one is printed and returned)
+  unsigned threads = 0;       // event-loop threads; 0 = one per core
+  bool insecure = false;      // allow a non-loopback address without auth
+  std::size_t max_body_bytes = 1 << 20;
+  std::size_t max_frame_bytes = 64 << 10;  // incoming WebSocket message
+  std::size_t max_connections = 20000;
+  Millis header_timeout{10'000};  // to receive a request's headers
+  Millis idle_timeout{60'000};    // keep-alive connection with no request
+  Millis heartbeat{15'000};       // SSE comment / WebSocket ping when nothing else is sent
+  Millis shutdown_grace{5'000};   // SIGTERM: how long to let WebSockets and SSE close
+  RailConfig rail;
+};
+
+// Makes the store once the server's executors exist (the Redis store runs on them).
+using StoreFactory =
+    std::function<result<std::shared_ptr<store::Store>>(boost::asio::any_io_executor)>;
+
+// Lifecycle: create() binds the port (errors: address in use, non-loopback without --insecure);
+// run() serves until stop() or SIGTERM/SIGINT, then closes WebSockets with 1001 and returns.
+class Server {
+ public:
+  static result<std::unique_ptr<Server>> create(ServerOptions options, StoreFactory make_store);
+  ~Server();
+
+  std::uint16_t port() const;
+  // Blocks, running the event loops on this thread and threads-1 others.
+  void run();
+  // Thread-safe; run() returns after the grace period at most.
+  void stop();
+
+ private:
+  struct Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Whether `host` is a loopback address (127.0.0.0/8, ::1, localhost).
+bool is_loopback(const std::string& host);
+
+}  // namespace replayrail::server

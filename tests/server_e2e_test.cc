@@ -1,0 +1,368 @@
+// End-to-end tests of the real `replayrail serve` binary, started on a free loopback port, once
+// per store (memory, local, and redis against a real redis-server).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/json/parse.hpp>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include "replayrail/common/stream_id.h"
+#include "replayrail/store/testing/temp_dir.h"
+#include "support/child_process.h"
+#include "support/redis_server.h"
+
+namespace replayrail {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+using std::chrono_literals::operator""s;
+constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
+
+struct HttpResult {
+  unsigned status = 0;
+  std::string body;
+  json::value json() const { return json::parse(body); }
+  std::string error_code() const { return json().at("error").at("code").as_string().c_str(); }
+};
+
+class ServerE2E : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { start_server(); }
+
+  void start_server(std::vector<std::string> extra = {}) {
+    port_ = testing::free_port();
+    std::vector<std::string> argv{RR_SERVER_BINARY,
+                                  "serve",
+                                  "--listen",
+                                  "127.0.0.1:" + std::to_string(port_),
+                                  "--store",
+                                  GetParam(),
+                                  "--data-dir",
+                                  (dir_.path() / "data").string(),
+                                  "--threads",
+                                  "2",
+                                  "--max-body-bytes",
+                                  "8192",
+                                  "--max-stream-length",
+                                  "100000"};
+    if (GetParam() == "redis") {
+      if (!redis_) redis_ = std::make_unique<testing::RedisServer>();
+      argv.push_back("--redis");
+      argv.push_back(redis_->url());
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    server_ = std::make_unique<testing::ChildProcess>(argv);
+    auto line = server_->read_line(std::chrono::seconds(20));
+    ASSERT_TRUE(line && line->find("serving on") != std::string::npos)
+        << "the server did not start: " << line.value_or("(no output)");
+  }
+
+  HttpResult call(http::verb verb, const std::string& target, std::string body = {},
+                  std::vector<std::pair<std::string, std::string>> headers = {}) {
+    asio::io_context io;
+    beast::tcp_stream stream(io);
+    stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+    http::request<http::string_body> req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    for (auto& [k, v] : headers) req.set(k, v);
+    if (!body.empty() || verb == http::verb::post) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = std::move(body);
+      req.prepare_payload();
+    }
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(stream, buffer, res);
+    return {res.result_int(), res.body()};
+  }
+
+  HttpResult publish(const std::string& channel, const std::string& body) {
+    return call(http::verb::post, "/events/" + channel, body);
+  }
+
+  std::uint16_t port_ = 0;
+  testing::TempDir dir_{"server-e2e"};
+  std::unique_ptr<testing::RedisServer> redis_;
+  std::unique_ptr<testing::ChildProcess> server_;
+};
+
+TEST_P(ServerE2E, PublishAndReplay) {
+  auto first = publish("orders", R"({"type":"order.created","payload":{"n":1}})");
+  ASSERT_EQ(first.status, 201u) << first.body;
+  auto event = first.json().at("event");
+  EXPECT_EQ(event.at("channel").as_string(), "orders");
+  EXPECT_EQ(event.at("payload").at("n").as_int64(), 1);
+  std::string id1 = event.at("id").as_string().c_str();
+  ASSERT_EQ(publish("orders", R"({"type":"order.paid","payload":{"n":2},"event_id":"k-2"})").status,
+            201u);
+  auto again = publish("orders", R"({"type":"order.paid","payload":{"n":2},"event_id":"k-2"})");
+  EXPECT_EQ(again.status, 200u) << "a retry with the same event_id is not stored twice";
+  EXPECT_TRUE(again.json().at("duplicate").as_bool());
+  auto conflict = publish("orders", R"({"type":"order.paid","payload":{"n":3},"event_id":"k-2"})");
+  EXPECT_EQ(conflict.status, 409u);
+  EXPECT_EQ(conflict.error_code(), "duplicate_conflict");
+
+  auto page = call(http::verb::get, "/events/orders");
+  ASSERT_EQ(page.status, 200u) << page.body;
+  auto events = page.json().at("events").as_array();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].at("id").as_string(), id1);
+  EXPECT_EQ(page.json().at("next").as_string(), events[1].at("id").as_string());
+
+  auto after = call(http::verb::get, "/events/orders?after=" + id1 + "&limit=5");
+  ASSERT_EQ(after.status, 200u);
+  EXPECT_EQ(after.json().at("events").as_array().size(), 1u);
+  auto limited = call(http::verb::get, "/events/orders?limit=1");
+  EXPECT_EQ(limited.json().at("events").as_array().size(), 1u);
+  auto empty = call(http::verb::get, "/events/never-written");
+  ASSERT_EQ(empty.status, 200u);
+  EXPECT_TRUE(empty.json().at("events").as_array().empty());
+
+  EXPECT_EQ(call(http::verb::get, "/healthz").status, 200u);
+  EXPECT_EQ(call(http::verb::get, "/readyz").status, 200u);
+}
+
+TEST_P(ServerE2E, BadInputGetsAClearErrorAndStoresNothing) {
+  struct Case {
+    http::verb verb;
+    std::string target, body;
+    unsigned status;
+    std::string code;
+  };
+  std::vector<Case> cases{
+      {http::verb::post, "/events/c", "{not json", 400, "invalid_json"},
+      {http::verb::post, "/events/c", R"({"payload":{}})", 400, "invalid_event_type"},
+      {http::verb::post, "/events/c", R"({"type":"t","payload":[1]})", 400, "invalid_payload"},
+      {http::verb::post, "/events/c", R"({"type":"t","colour":"red"})", 400, "invalid_argument"},
+      {http::verb::post, "/events/bad%20channel", R"({"type":"t"})", 400, "invalid_channel"},
+      {http::verb::post, "/events/c",
+       R"({"type":"t","payload":{"x":")" + std::string(9000, 'x') + "\"}}", 413,
+       "payload_too_large"},
+      {http::verb::get, "/events/c?after=yesterday", "", 400, "invalid_cursor"},
+      {http::verb::get, "/events/c?after=1-2-3", "", 400, "invalid_cursor"},
+      {http::verb::get, "/events/c?limit=0", "", 400, "invalid_argument"},
+      {http::verb::get, "/events/c?limit=lots", "", 400, "invalid_argument"},
+      {http::verb::get, "/nowhere", "", 404, "not_found"},
+      {http::verb::delete_, "/events/c", "", 405, "method_not_allowed"},
+      {http::verb::get, "/ws/c", "", 400, "invalid_argument"},  // no upgrade
+      {http::verb::get, "/sse/c?last_event_id=nope", "", 400, "invalid_cursor"},
+  };
+  for (const auto& c : cases) {
+    auto r = call(c.verb, c.target, c.body);
+    EXPECT_EQ(r.status, c.status) << c.target << " " << c.body.substr(0, 40) << ": " << r.body;
+    EXPECT_EQ(r.error_code(), c.code) << c.target << ": " << r.body;
+  }
+  auto page = call(http::verb::get, "/events/c");
+  EXPECT_TRUE(page.json().at("events").as_array().empty()) << "nothing was half-written";
+
+  // Malformed HTTP itself.
+  asio::io_context io;
+  tcp::socket s(io);
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  asio::write(s, asio::buffer(std::string("NONSENSE\r\n\r\n")));
+  std::string reply(256, '\0');
+  boost::system::error_code ec;
+  reply.resize(s.read_some(asio::buffer(reply), ec));
+  EXPECT_TRUE(reply.starts_with("HTTP/1.1 400")) << reply;
+}
+
+// A WebSocket subscriber as a coroutine: collects envelopes until `want` arrived.
+struct Received {
+  std::vector<json::value> events;
+  unsigned short close_code = 0;
+};
+
+asio::awaitable<void> subscribe(std::uint16_t port, std::string target, std::size_t want,
+                                Received& out) {
+  auto ex = co_await asio::this_coro::executor;
+  websocket::stream<beast::tcp_stream> ws(ex);
+  co_await ws.next_layer().async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                                         asio::use_awaitable);
+  co_await ws.async_handshake("127.0.0.1", target, asio::use_awaitable);
+  beast::flat_buffer buffer;
+  while (out.events.size() < want) {
+    auto [ec, n] = co_await ws.async_read(buffer, kToken);
+    if (ec) {
+      out.close_code = ws.reason().code;
+      co_return;
+    }
+    out.events.push_back(json::parse(beast::buffers_to_string(buffer.data())));
+    buffer.clear();
+  }
+  co_await ws.async_close(websocket::close_code::normal, kToken);
+}
+
+std::vector<std::string> ids(const Received& r) {
+  std::vector<std::string> out;
+  for (const auto& e : r.events) out.push_back(e.at("id").as_string().c_str());
+  return out;
+}
+
+TEST_P(ServerE2E, WebSocketReplaysFromACursorThenFollowsLive) {
+  std::vector<std::string> published;
+  for (int i = 0; i < 5; ++i) {
+    auto r = publish("feed", R"({"type":"t","payload":{"n":)" + std::to_string(i) + "}}");
+    published.push_back(r.json().at("event").at("id").as_string().c_str());
+  }
+  asio::io_context io;
+  Received all, mid, latest, bad;
+  asio::co_spawn(io, subscribe(port_, "/ws/feed?last_event_id=0-0", 7, all), asio::detached);
+  asio::co_spawn(io, subscribe(port_, "/ws/feed?last_event_id=" + published[2], 4, mid),
+                 asio::detached);
+  asio::co_spawn(io, subscribe(port_, "/ws/feed", 2, latest), asio::detached);
+  asio::co_spawn(io, subscribe(port_, "/ws/feed?last_event_id=garbage", 1, bad), asio::detached);
+  std::thread runner([&] { io.run(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // subscribers are in place
+  for (int i = 5; i < 7; ++i) {
+    auto r = publish("feed", R"({"type":"t","payload":{"n":)" + std::to_string(i) + "}}");
+    published.push_back(r.json().at("event").at("id").as_string().c_str());
+  }
+  runner.join();
+  EXPECT_EQ(ids(all), published) << "replay from 0-0, then live, no gap, no duplicate";
+  EXPECT_EQ(ids(mid), std::vector<std::string>(published.begin() + 3, published.end()));
+  EXPECT_EQ(ids(latest), std::vector<std::string>(published.begin() + 5, published.end()))
+      << "no cursor: the default start position is latest";
+  EXPECT_TRUE(bad.events.empty());
+  EXPECT_EQ(bad.close_code, 4400);
+}
+
+TEST_P(ServerE2E, SseResumesFromLastEventId) {
+  std::vector<std::string> published;
+  for (int i = 0; i < 3; ++i) {
+    auto r = publish("news", R"({"type":"t","payload":{"n":)" + std::to_string(i) + "}}");
+    published.push_back(r.json().at("event").at("id").as_string().c_str());
+  }
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  http::request<http::empty_body> req{http::verb::get, "/sse/news", 11};
+  req.set("Last-Event-ID", published[0]);
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response_parser<http::empty_body> head;
+  http::read_header(stream, buffer, head);
+  EXPECT_EQ(head.get().result_int(), 200u);
+  EXPECT_EQ(head.get()[http::field::content_type], "text/event-stream");
+  std::string text = beast::buffers_to_string(buffer.data());
+  stream.expires_after(10s);
+  while (text.find("id: " + published[2]) == std::string::npos) {
+    char chunk[4096];
+    text.append(chunk, stream.socket().read_some(asio::buffer(chunk)));
+  }
+  EXPECT_EQ(text.find("id: " + published[0]), std::string::npos) << "strictly after the cursor";
+  EXPECT_LT(text.find("id: " + published[1]), text.find("id: " + published[2]));
+}
+
+// 200 subscribers while 4 publishers publish 5,000 events: each subscriber gets every event
+// once, in order; a fifth of them disconnect midway and resume from their last cursor.
+TEST_P(ServerE2E, ManySubscribersGetEveryEventExactlyOnceInOrder) {
+  constexpr int kSubscribers = 200, kPublishers = 4, kPerPublisher = 1250;
+  constexpr std::size_t kTotal = kPublishers * kPerPublisher;
+  asio::io_context io;
+  std::vector<Received> got(kSubscribers);
+  for (int i = 0; i < kSubscribers; ++i) {
+    asio::co_spawn(
+        io,
+        [](std::uint16_t port, Received& out, bool reconnects) -> asio::awaitable<void> {
+          std::size_t first_part = reconnects ? kTotal / 3 : kTotal;
+          co_await subscribe(port, "/ws/fan?last_event_id=0-0", first_part, out);
+          if (reconnects) {
+            std::string cursor = out.events.back().at("id").as_string().c_str();
+            Received rest;
+            co_await subscribe(port, "/ws/fan?last_event_id=" + cursor, kTotal - first_part, rest);
+            for (auto& e : rest.events) out.events.push_back(std::move(e));
+          }
+        }(port_, got[i], i % 5 == 0),
+        asio::detached);
+  }
+  for (int p = 0; p < kPublishers; ++p) {
+    asio::co_spawn(
+        io,
+        [](std::uint16_t port, int p) -> asio::awaitable<void> {
+          auto ex = co_await asio::this_coro::executor;
+          beast::tcp_stream stream(ex);
+          co_await stream.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                                        asio::use_awaitable);
+          beast::flat_buffer buffer;
+          for (int i = 0; i < kPerPublisher; ++i) {
+            http::request<http::string_body> req{http::verb::post, "/events/fan", 11};
+            req.set(http::field::host, "127.0.0.1");
+            req.body() = R"({"type":"t","payload":{"p":)" + std::to_string(p) + R"(,"i":)" +
+                         std::to_string(i) + "}}";
+            req.prepare_payload();
+            co_await http::async_write(stream, req, asio::use_awaitable);
+            http::response<http::string_body> res;
+            co_await http::async_read(stream, buffer, res, asio::use_awaitable);
+            if (res.result_int() != 201) throw std::runtime_error(res.body());
+          }
+        }(port_, p),
+        asio::detached);
+  }
+  io.run_for(std::chrono::seconds(120));
+  for (int i = 0; i < kSubscribers; ++i) {
+    ASSERT_EQ(got[i].events.size(), kTotal) << "subscriber " << i;
+    std::set<std::pair<std::int64_t, std::int64_t>> seen;
+    std::vector<std::int64_t> next(kPublishers, 0);
+    for (const auto& e : got[i].events) {
+      auto p = e.at("payload").at("p").as_int64(), n = e.at("payload").at("i").as_int64();
+      ASSERT_TRUE(seen.insert({p, n}).second) << "duplicate at subscriber " << i;
+      ASSERT_EQ(n, next[p]++) << "publisher " << p << "'s events out of order at subscriber " << i;
+    }
+    auto order = ids(got[i]);
+    ASSERT_TRUE(std::is_sorted(order.begin(), order.end(), [](auto& a, auto& b) {
+      return StreamId::parse(a).value() < StreamId::parse(b).value();
+    }));
+  }
+}
+
+TEST_P(ServerE2E, SigtermClosesWebSocketsWith1001AndExitsZero) {
+  asio::io_context io;
+  Received r;
+  asio::co_spawn(io, subscribe(port_, "/ws/quiet?last_event_id=0-0", 1, r), asio::detached);
+  std::thread runner([&] { io.run(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto started = std::chrono::steady_clock::now();
+  server_->kill(SIGTERM);
+  int status = server_->wait();
+  runner.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(r.close_code, 1001);
+}
+
+TEST(ServerCli, RefusesANonLoopbackAddressWithoutInsecure) {
+  testing::ChildProcess p({RR_SERVER_BINARY, "serve", "--store", "memory", "--listen",
+                           "0.0.0.0:" + std::to_string(testing::free_port())});
+  int status = p.wait();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, ServerE2E, ::testing::Values("memory", "local", "redis"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace replayrail
