@@ -49,6 +49,23 @@ bool is_loopback(const std::string& host) {
   return !ec && address.is_loopback();
 }
 
+namespace {
+
+// The decoded path segments and query parameters of a request target.
+struct Target {
+  std::vector<std::string> path;
+  std::vector<std::pair<std::string, std::string>> params;
+
+  std::optional<std::string> param(std::string_view key) const {
+    for (const auto& [k, v] : params) {
+      if (k == key) return v;
+    }
+    return std::nullopt;
+  }
+};
+
+}  // namespace
+
 struct Server::Impl {
   ServerOptions options;
   std::vector<std::unique_ptr<asio::io_context>> contexts;
@@ -65,10 +82,11 @@ struct Server::Impl {
   asio::io_context& main() { return *contexts.front(); }
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> http_session(tcp::socket socket);
-  asio::awaitable<Response> handle(const Request& req);
-  asio::awaitable<result<Subscription>> subscribe(const Request& req);
-  asio::awaitable<void> websocket_session(beast::tcp_stream stream, Request req);
-  asio::awaitable<void> sse_session(beast::tcp_stream stream, Request req);
+  // The request target is parsed once, by http_session, and handed on.
+  asio::awaitable<Response> handle(const Request& req, const Target& target);
+  asio::awaitable<result<Subscription>> subscribe(const Request& req, const Target& target);
+  asio::awaitable<void> websocket_session(beast::tcp_stream stream, Request req, Target target);
+  asio::awaitable<void> sse_session(beast::tcp_stream stream, Request req, Target target);
   asio::awaitable<void> shutdown();
 };
 
@@ -79,19 +97,6 @@ struct StreamingSession {
   explicit StreamingSession(std::atomic<std::size_t>& n) : n(n) { ++n; }
   ~StreamingSession() { --n; }
   std::atomic<std::size_t>& n;
-};
-
-// The decoded path segments and query parameters of a request target.
-struct Target {
-  std::vector<std::string> path;
-  std::vector<std::pair<std::string, std::string>> params;
-
-  std::optional<std::string> param(std::string_view key) const {
-    for (const auto& [k, v] : params) {
-      if (k == key) return v;
-    }
-    return std::nullopt;
-  }
 };
 
 result<Target> parse_target(std::string_view text) {
@@ -142,10 +147,8 @@ result<std::optional<Cursor>> start_cursor(const Request& req, const Target& tar
 
 }  // namespace
 
-asio::awaitable<Response> Server::Impl::handle(const Request& req) {
-  auto target = parse_target(req.target());
-  if (!target) co_return error_response(req, target.error());
-  const auto& path = target->path;
+asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target& target) {
+  const auto& path = target.path;
   auto method_not_allowed = [&](const char* allowed) {
     auto res = error_response(
         req, make_error(errc::method_not_allowed, std::string(allowed) + " only on this path"));
@@ -176,9 +179,9 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req) {
       co_return json_response(req, stored->duplicate ? 200 : 201, std::move(out));
     }
     if (req.method() == http::verb::get) {
-      auto after = Cursor::parse(target->param("after").value_or("0-0"));
+      auto after = Cursor::parse(target.param("after").value_or("0-0"));
       if (!after) co_return error_response(req, after.error());
-      auto limit = parse_limit(target->param("limit"));
+      auto limit = parse_limit(target.param("limit"));
       if (!limit) co_return error_response(req, limit.error());
       auto page = co_await rail->replay(channel, *after, *limit);
       if (!page) co_return error_response(req, page.error());
@@ -234,20 +237,22 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket) {
         target && target->path.size() == 2 && (target->path[0] == "ws" || target->path[0] == "sse");
     if (streaming_path && target->path[0] == "ws" && websocket::is_upgrade(req)) {
       stream.expires_never();
-      co_await websocket_session(std::move(stream), std::move(req));
+      co_await websocket_session(std::move(stream), std::move(req), std::move(*target));
       co_return;
     }
     if (streaming_path && target->path[0] == "sse" && req.method() == http::verb::get) {
       stream.expires_never();
-      co_await sse_session(std::move(stream), std::move(req));
+      co_await sse_session(std::move(stream), std::move(req), std::move(*target));
       co_return;
     }
     Response res;
-    if (streaming_path && target->path[0] == "ws") {
+    if (!target) {
+      res = error_response(req, target.error());
+    } else if (streaming_path && target->path[0] == "ws") {
       res = error_response(
           req, make_error(errc::invalid_argument, "this path takes a WebSocket upgrade request"));
     } else {
-      res = co_await handle(req);
+      res = co_await handle(req, *target);
     }
     if (stopping) res.keep_alive(false);
     stream.expires_after(options.idle_timeout);
@@ -260,8 +265,8 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket) {
 
 // The subscription a /ws/{channel} or /sse/{channel} request asks for (`last_event_id`,
 // Last-Event-ID, `epoch`).
-asio::awaitable<result<Subscription>> Server::Impl::subscribe(const Request& req) {
-  auto target = parse_target(req.target()).value();  // checked by http_session
+asio::awaitable<result<Subscription>> Server::Impl::subscribe(const Request& req,
+                                                              const Target& target) {
   auto from = start_cursor(req, target);
   if (!from) co_return from.error();
   co_return co_await rail->subscribe(target.path[1], *from, target.param("epoch").value_or(""));
@@ -269,12 +274,13 @@ asio::awaitable<result<Subscription>> Server::Impl::subscribe(const Request& req
 
 // GET /ws/{channel}?last_event_id=&epoch=: replay after the cursor, then live, one text frame
 // per event (the envelope). The subscription is in place before the handshake completes.
-asio::awaitable<void> Server::Impl::websocket_session(beast::tcp_stream stream, Request req) {
+asio::awaitable<void> Server::Impl::websocket_session(beast::tcp_stream stream, Request req,
+                                                      Target target) {
   StreamingSession counted(streaming);
   auto ws = std::make_shared<websocket::stream<beast::tcp_stream>>(std::move(stream));
   ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws->read_message_max(options.max_frame_bytes);
-  auto sub = co_await subscribe(req);
+  auto sub = co_await subscribe(req, target);
   auto [aec] = co_await ws->async_accept(req, kToken);
   if (aec) co_return;
   auto close_with = [&](unsigned short code, std::string reason) -> asio::awaitable<void> {
@@ -328,9 +334,10 @@ asio::awaitable<void> Server::Impl::websocket_session(beast::tcp_stream stream, 
 }
 
 // GET /sse/{channel}: `id:` is the cursor, so EventSource resumes with Last-Event-ID.
-asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Request req) {
+asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Request req,
+                                                Target target) {
   StreamingSession counted(streaming);
-  auto sub = co_await subscribe(req);
+  auto sub = co_await subscribe(req, target);
   if (!sub) {
     auto res = error_response(req, sub.error());
     res.keep_alive(false);
