@@ -219,6 +219,7 @@ void Connection::fail(const Error& error) {
   decoder_.reset();
   for (auto& pending : in_flight_) complete(std::move(pending.completion), error);
   in_flight_.clear();
+  timeout_.cancel();
   down_.cancel();
 }
 
