@@ -71,8 +71,11 @@ result<std::shared_ptr<LocalStore>> LocalStore::open(Options options) {
     return e;
   }
   state->readers = std::make_unique<local::ReaderPool>(state->db_path, options.fsync);
+  // About one fsync: only worth waiting for when a commit costs one.
+  auto commit_delay = options.fsync == local::Fsync::always ? std::chrono::microseconds(200)
+                                                            : std::chrono::microseconds(0);
   state->writer = std::make_unique<local::Writer>(std::move(db), state->waiters, options.now_ms,
-                                                  options.max_batch);
+                                                  options.max_batch, commit_delay);
   state->options = std::move(options);
   return std::shared_ptr<LocalStore>(new LocalStore(std::move(state)));
 }

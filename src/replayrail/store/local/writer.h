@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -76,8 +77,11 @@ class Writer {
     virtual void complete() = 0;
   };
 
+  // `commit_delay`: how long the writer may wait for the writers of its previous batch to come
+  // back before it commits a smaller one (zero: never waits).
   Writer(std::unique_ptr<sqlite::Connection> db, WaitList& waiters,
-         std::function<std::uint64_t()> now_ms, std::size_t max_batch);
+         std::function<std::uint64_t()> now_ms, std::size_t max_batch,
+         std::chrono::microseconds commit_delay);
   ~Writer();
 
   // Runs `fn(WriteContext&) -> result<T>` on the writer thread inside a batch transaction and
@@ -100,14 +104,16 @@ class Writer {
   WaitList& waiters_;
   std::function<std::uint64_t()> now_ms_;
   std::size_t max_batch_;
+  std::chrono::microseconds commit_delay_;
   std::uint64_t next_expiry_sweep_ms_ = 0;
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Op>> queue_;
   bool stopping_ = false;
-  bool idle_ = false;   // the writer thread waits for work: only then does submit() wake it
-  std::thread thread_;  // last: started after everything above exists
+  bool idle_ = false;       // the writer thread waits for work: only then does submit() wake it
+  std::size_t wanted_ = 0;  // during a commit delay: the queue length that ends it
+  std::thread thread_;      // last: started after everything above exists
 };
 
 template <class T, class Fn, class Handler>
