@@ -230,6 +230,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--max-connections", s.server.max_connections, "Connections at most")
       ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-outbound-bytes", s.server.max_outbound_bytes,
+                   "Bytes queued for one WebSocket/SSE client before it counts as slow")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-subscriptions", s.server.max_subscriptions,
+                   "Subscriptions per replayrail.v1 connection")
+      ->capture_default_str();
 
   std::string url = "http://127.0.0.1:8000";
   std::string channel, type, payload = "{}", actor, metadata, event_id, after = "0-0", from;

@@ -51,6 +51,8 @@ std::string_view to_string(errc e) noexcept {
       return "method_not_allowed";
     case errc::backpressure:
       return "backpressure";
+    case errc::slow_consumer:
+      return "slow_consumer";
     case errc::store_unavailable:
       return "store_unavailable";
     case errc::internal:

@@ -40,6 +40,7 @@ enum class errc {
   method_not_allowed,  // the endpoint exists, not with this method
   // The store or the server cannot take more right now.
   backpressure,
+  slow_consumer,  // a subscriber with the `disconnect` policy fell too far behind
   store_unavailable,
   internal,
 };

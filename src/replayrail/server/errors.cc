@@ -35,6 +35,7 @@ unsigned http_status(errc code) {
     case errc::method_not_allowed:
       return 405;
     case errc::backpressure:
+    case errc::slow_consumer:
       return 429;
     case errc::store_unavailable:
       return 503;
@@ -61,6 +62,8 @@ unsigned short ws_close_code(errc code) {
       return 4410;
     case 409:
       return 4409;
+    case 429:
+      return 4429;
     case 503:
       return 1013;
     default:

@@ -2,6 +2,7 @@
 // listener and the event-loop threads. Kept in one file so the heavy headers compile once.
 #include "replayrail/server/server.h"
 
+#include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -12,17 +13,22 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 #include <charconv>
 #include <cstdio>
+#include <map>
 #include <thread>
+#include <unordered_set>
 
 #include "replayrail/server/errors.h"
+#include "replayrail/server/hub.h"
 
 namespace replayrail::server {
 
@@ -38,7 +44,7 @@ namespace {
 
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 // How often a streaming session looks up from waiting for events (shutdown, a closed client).
-constexpr Millis kPoll{250};
+constexpr const char* kProtocolV1 = "replayrail.v1";
 
 }  // namespace
 
@@ -72,6 +78,9 @@ struct Server::Impl {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::shared_ptr<store::Store> store;
   std::unique_ptr<Rail> rail;
+  std::unique_ptr<Hub> hub;
+  // Per event-loop thread, touched only there: its streaming sessions' outboxes.
+  std::vector<std::unordered_set<Outbox*>> outboxes;
   std::unique_ptr<tcp::acceptor> acceptor;
   std::unique_ptr<asio::signal_set> signals;
   std::atomic<bool> stopping = false;
@@ -81,12 +90,20 @@ struct Server::Impl {
 
   asio::io_context& main() { return *contexts.front(); }
   asio::awaitable<void> accept_loop();
-  asio::awaitable<void> http_session(tcp::socket socket);
+  struct Registered;
+  struct V1Session;
+  // `thread`: the index of the event loop the connection lives on.
+  asio::awaitable<void> http_session(tcp::socket socket, std::size_t thread);
   // The request target is parsed once, by http_session, and handed on.
   asio::awaitable<Response> handle(const Request& req, const Target& target);
   asio::awaitable<result<Subscription>> subscribe(const Request& req, const Target& target);
-  asio::awaitable<void> websocket_session(beast::tcp_stream stream, Request req, Target target);
-  asio::awaitable<void> sse_session(beast::tcp_stream stream, Request req, Target target);
+  asio::awaitable<void> websocket_session(beast::tcp_stream stream, Request req, Target target,
+                                          std::size_t thread);
+  asio::awaitable<void> v1_session(beast::tcp_stream stream, Request req, std::size_t thread);
+  asio::awaitable<void> handle_v1(std::size_t thread, std::shared_ptr<Outbox> outbox,
+                                  std::shared_ptr<V1Session> session, std::string text);
+  asio::awaitable<void> sse_session(beast::tcp_stream stream, Request req, Target target,
+                                    std::size_t thread);
   asio::awaitable<void> shutdown();
 };
 
@@ -201,7 +218,7 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
       req, make_error(errc::not_found, "no endpoint at " + std::string(req.target())));
 }
 
-asio::awaitable<void> Server::Impl::http_session(tcp::socket socket) {
+asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t thread) {
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   for (bool first = true;; first = false) {
@@ -235,14 +252,34 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket) {
     auto target = parse_target(req.target());
     bool streaming_path =
         target && target->path.size() == 2 && (target->path[0] == "ws" || target->path[0] == "sse");
-    if (streaming_path && target->path[0] == "ws" && websocket::is_upgrade(req)) {
+    bool v1_path = target && target->path.size() == 1 && target->path[0] == "ws";
+    bool upgrade = websocket::is_upgrade(req);
+    bool v1_offered = false;
+    if (v1_path && upgrade) {
+      // Sec-WebSocket-Protocol: a comma-separated list; replayrail.v1 must be among it.
+      std::string_view offered = req[http::field::sec_websocket_protocol];
+      for (std::size_t pos = 0; pos <= offered.size();) {
+        auto comma = std::min(offered.find(',', pos), offered.size());
+        auto token = offered.substr(pos, comma - pos);
+        while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+        while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+        if (token == kProtocolV1) v1_offered = true;
+        pos = comma + 1;
+      }
+    }
+    if (streaming_path && target->path[0] == "ws" && upgrade) {
       stream.expires_never();
-      co_await websocket_session(std::move(stream), std::move(req), std::move(*target));
+      co_await websocket_session(std::move(stream), std::move(req), std::move(*target), thread);
+      co_return;
+    }
+    if (v1_offered) {
+      stream.expires_never();
+      co_await v1_session(std::move(stream), std::move(req), thread);
       co_return;
     }
     if (streaming_path && target->path[0] == "sse" && req.method() == http::verb::get) {
       stream.expires_never();
-      co_await sse_session(std::move(stream), std::move(req), std::move(*target));
+      co_await sse_session(std::move(stream), std::move(req), std::move(*target), thread);
       co_return;
     }
     Response res;
@@ -251,6 +288,10 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket) {
     } else if (streaming_path && target->path[0] == "ws") {
       res = error_response(
           req, make_error(errc::invalid_argument, "this path takes a WebSocket upgrade request"));
+    } else if (v1_path) {
+      res = error_response(req, make_error(errc::invalid_argument,
+                                           "this path takes a WebSocket upgrade request with "
+                                           "the subprotocol replayrail.v1"));
     } else {
       res = co_await handle(req, *target);
     }
@@ -264,7 +305,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket) {
 }
 
 // The subscription a /ws/{channel} or /sse/{channel} request asks for (`last_event_id`,
-// Last-Event-ID, `epoch`).
+// Last-Event-ID, `epoch`): its start position and epoch, resolved now.
 asio::awaitable<result<Subscription>> Server::Impl::subscribe(const Request& req,
                                                               const Target& target) {
   auto from = start_cursor(req, target);
@@ -272,70 +313,298 @@ asio::awaitable<result<Subscription>> Server::Impl::subscribe(const Request& req
   co_return co_await rail->subscribe(target.path[1], *from, target.param("epoch").value_or(""));
 }
 
+namespace {
+
+using WsStream = websocket::stream<beast::tcp_stream>;
+
+std::string close_reason(const Error& e) {
+  std::string reason = std::string(to_string(e.code)) + ": " + e.message;
+  if (reason.size() > 120) reason.resize(120);  // a close frame carries at most 123 bytes
+  return reason;
+}
+
+// Writes what the outbox holds, one message in flight, until it is closed or finished and
+// drained; pings when idle. False: the connection broke.
+asio::awaitable<bool> ws_write_loop(WsStream& ws, Outbox& outbox, Millis heartbeat) {
+  ws.text(true);
+  for (;;) {
+    auto item = co_await outbox.pop(heartbeat);
+    if (!item) co_return true;
+    boost::system::error_code ec;
+    if (outbox.idle(*item)) {
+      std::tie(ec) = co_await ws.async_ping({}, kToken);
+    } else if (item->message) {
+      std::tie(ec, std::ignore) = co_await ws.async_write(asio::buffer(*item->message), kToken);
+    } else {
+      // The frame's bytes are shared with every other subscriber; only the wrap is this one's.
+      static const Wrap bare;
+      const Wrap& wrap = item->wrap ? *item->wrap : bare;
+      std::array<asio::const_buffer, 3> message{
+          asio::buffer(wrap.prefix), asio::buffer(item->frame().json), asio::buffer(wrap.suffix)};
+      std::tie(ec, std::ignore) = co_await ws.async_write(message, kToken);
+    }
+    outbox.written(*item);
+    if (ec) co_return false;
+  }
+}
+
+// Reads client messages until the connection closes, then closes the outbox (ending the
+// writer). `on_message` handles each text message (the v1 protocol); null: discarded.
+asio::awaitable<void> ws_read_loop(std::shared_ptr<WsStream> ws, std::shared_ptr<Outbox> outbox,
+                                   std::function<asio::awaitable<void>(std::string)> on_message) {
+  beast::flat_buffer buffer;
+  for (;;) {
+    auto [ec, n] = co_await ws->async_read(buffer, kToken);
+    if (ec) break;
+    if (on_message) co_await on_message(beast::buffers_to_string(buffer.data()));
+    buffer.clear();
+  }
+  outbox->close();
+}
+
+}  // namespace
+
+// Keeps a streaming session's outbox known to its thread, so shutdown can flush and end it.
+struct Server::Impl::Registered {
+  Registered(Impl& impl, std::size_t thread, Outbox* outbox)
+      : impl(impl), thread(thread), outbox(outbox) {
+    impl.outboxes[thread].insert(outbox);
+  }
+  ~Registered() { impl.outboxes[thread].erase(outbox); }
+  Impl& impl;
+  std::size_t thread;
+  Outbox* outbox;
+};
+
 // GET /ws/{channel}?last_event_id=&epoch=: replay after the cursor, then live, one text frame
 // per event (the envelope). The subscription is in place before the handshake completes.
 asio::awaitable<void> Server::Impl::websocket_session(beast::tcp_stream stream, Request req,
-                                                      Target target) {
+                                                      Target target, std::size_t thread) {
   StreamingSession counted(streaming);
-  auto ws = std::make_shared<websocket::stream<beast::tcp_stream>>(std::move(stream));
+  auto ws = std::make_shared<WsStream>(std::move(stream));
   ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws->read_message_max(options.max_frame_bytes);
+  auto outbox = std::make_shared<Outbox>(ws->get_executor(), options.max_outbound_bytes);
+  Registered registered(*this, thread, outbox.get());
+  std::optional<Error> failure;
+  std::unique_ptr<Subscriber> subscriber;
   auto sub = co_await subscribe(req, target);
+  if (sub) {
+    subscriber = std::make_unique<Subscriber>(
+        *hub, thread, outbox,
+        Subscriber::Options{.stream = sub->channel(),
+                            .position = sub->position(),
+                            .epoch = sub->epoch(),
+                            .page = options.rail.subscribe_batch_size,
+                            .on_error = [&failure, outbox](const Error& e) {
+                              failure = e;
+                              outbox->finish();
+                            }});
+    subscriber->start();
+  } else {
+    failure = sub.error();
+  }
   auto [aec] = co_await ws->async_accept(req, kToken);
   if (aec) co_return;
-  auto close_with = [&](unsigned short code, std::string reason) -> asio::awaitable<void> {
-    if (reason.size() > 120) reason.resize(120);  // a close frame carries at most 123 bytes
-    co_await ws->async_close(
-        websocket::close_reason(static_cast<websocket::close_code>(code), reason), kToken);
+  if (!failure) {
+    asio::co_spawn(ws->get_executor(), ws_read_loop(ws, outbox, nullptr), asio::detached);
+    if (!co_await ws_write_loop(*ws, *outbox, options.heartbeat)) co_return;
+  }
+  if (outbox->closed()) co_return;  // the client closed
+  auto reason =
+      failure ? websocket::close_reason(
+                    static_cast<websocket::close_code>(ws_close_code(failure->code)),
+                    close_reason(*failure))
+              : websocket::close_reason(websocket::close_code::going_away, "server shutting down");
+  co_await ws->async_close(reason, kToken);
+}
+
+namespace {
+
+std::string json_string(std::string_view s) {
+  return boost::json::serialize(boost::json::string(s));
+}
+
+boost::json::object error_object(const Error& e) {
+  boost::json::object inner{{"code", to_string(e.code)}, {"message", e.message}};
+  if (e.first_available) inner["first_available"] = e.first_available->to_string();
+  return inner;
+}
+
+// A v1 server message: {"type": type, "sub": sub (when given), ...fields}.
+std::string v1_message(std::string_view type, const std::string* sub, boost::json::object fields) {
+  boost::json::object out{{"type", type}};
+  if (sub) out["sub"] = *sub;
+  for (auto& [k, v] : fields) out[k] = std::move(v);
+  return boost::json::serialize(out);
+}
+
+std::string v1_error(const std::string* sub, const Error& e) {
+  return v1_message("error", sub, {{"error", error_object(e)}});
+}
+
+result<SlowPolicy> parse_policy(std::string_view text) {
+  if (text.empty() || text == "catchup") return SlowPolicy::catchup;
+  if (text == "disconnect") return SlowPolicy::disconnect;
+  if (text == "latest") return SlowPolicy::latest;
+  return make_error(errc::invalid_argument, "policy must be catchup, disconnect or latest, not '" +
+                                                std::string(text) + "'");
+}
+
+}  // namespace
+
+// The replayrail.v1 connection's subscriptions (docs/protocol.md); shared by its reader and
+// writer coroutines, touched only on the connection's thread.
+struct Server::Impl::V1Session {
+  std::map<std::string, std::unique_ptr<Subscriber>> subscriptions;
+};
+
+// GET /ws with subprotocol replayrail.v1: many subscriptions on one connection.
+asio::awaitable<void> Server::Impl::v1_session(beast::tcp_stream stream, Request req,
+                                               std::size_t thread) {
+  StreamingSession counted(streaming);
+  auto ws = std::make_shared<WsStream>(std::move(stream));
+  ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  ws->set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+    res.set(http::field::sec_websocket_protocol, kProtocolV1);
+  }));
+  ws->read_message_max(options.max_frame_bytes);
+  auto outbox = std::make_shared<Outbox>(ws->get_executor(), options.max_outbound_bytes);
+  Registered registered(*this, thread, outbox.get());
+  auto session = std::make_shared<V1Session>();
+  auto [aec] = co_await ws->async_accept(req, kToken);
+  if (aec) co_return;
+
+  auto on_message = [this, thread, outbox, session](std::string text) -> asio::awaitable<void> {
+    return handle_v1(thread, outbox, session, std::move(text));
   };
-  if (!sub) {
-    co_await close_with(ws_close_code(sub.error().code),
-                        std::string(to_string(sub.error().code)) + ": " + sub.error().message);
+  asio::co_spawn(ws->get_executor(), ws_read_loop(ws, outbox, on_message), asio::detached);
+  bool ok = co_await ws_write_loop(*ws, *outbox, options.heartbeat);
+  session->subscriptions.clear();
+  if (!ok || outbox->closed()) co_return;
+  co_await ws->async_close(
+      websocket::close_reason(websocket::close_code::going_away, "server shutting down"), kToken);
+}
+
+asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_ptr<Outbox> outbox,
+                                              std::shared_ptr<V1Session> session,
+                                              std::string text) {
+  boost::system::error_code ec;
+  auto parsed = boost::json::parse(text, ec);
+  if (ec || !parsed.is_object()) {
+    outbox->push_message(
+        v1_error(nullptr, make_error(errc::invalid_json, "a message must be a JSON object")));
     co_return;
   }
-
-  // The client sends nothing in this protocol; reading keeps pings answered and notices a close.
-  auto closed = std::make_shared<std::atomic<bool>>(false);
-  asio::co_spawn(
-      ws->get_executor(),
-      [](std::shared_ptr<websocket::stream<beast::tcp_stream>> ws,
-         std::shared_ptr<std::atomic<bool>> closed) -> asio::awaitable<void> {
-        beast::flat_buffer discard;
-        for (;;) {
-          auto [ec, n] = co_await ws->async_read(discard, kToken);
-          if (ec) break;
-          discard.clear();
-        }
-        *closed = true;
-      }(ws, closed),
-      asio::detached);
-
-  ws->text(true);
-  std::string frame;
-  while (!*closed) {
-    if (stopping) {
-      co_await close_with(websocket::close_code::going_away, "server shutting down");
-      co_return;
-    }
-    auto events = co_await sub->next(kPoll);
-    if (!events) {
-      co_await close_with(
-          ws_close_code(events.error().code),
-          std::string(to_string(events.error().code)) + ": " + events.error().message);
-      co_return;
-    }
-    for (const auto& e : *events) {
-      frame.clear();
-      append_envelope(frame, *e);
-      auto [wec, n] = co_await ws->async_write(asio::buffer(frame), kToken);
-      if (wec) co_return;
-    }
+  const auto& msg = parsed.as_object();
+  auto field = [&](std::string_view key) -> std::optional<std::string> {
+    auto it = msg.find(key);
+    if (it == msg.end() || !it->value().is_string()) return std::nullopt;
+    return std::string(it->value().as_string());
+  };
+  auto op = field("op").value_or("");
+  auto sub = field("sub");
+  if (op == "ping") {
+    boost::json::object fields;
+    if (auto it = msg.find("data"); it != msg.end()) fields["data"] = it->value();
+    outbox->push_message(v1_message("pong", nullptr, std::move(fields)));
+    co_return;
   }
+  if (op != "subscribe" && op != "unsubscribe") {
+    outbox->push_message(
+        v1_error(sub ? &*sub : nullptr,
+                 make_error(errc::invalid_argument,
+                            "op must be subscribe, unsubscribe or ping, not '" + op + "'")));
+    co_return;
+  }
+  if (!sub || sub->empty() || sub->size() > 128) {
+    outbox->push_message(v1_error(
+        nullptr, make_error(errc::invalid_argument, "sub: a subscription name of 1-128 chars")));
+    co_return;
+  }
+  auto& subs = session->subscriptions;
+  // Subscriptions that ended with an error are gone; their names may be used again.
+  std::erase_if(subs, [](const auto& kv) { return kv.second->ended(); });
+  if (op == "unsubscribe") {
+    auto it = subs.find(*sub);
+    if (it == subs.end()) {
+      outbox->push_message(
+          v1_error(&*sub, make_error(errc::not_found, "no subscription named " + *sub)));
+      co_return;
+    }
+    outbox->drop(it->second.get(), false);
+    subs.erase(it);
+    outbox->push_message(v1_message("unsubscribed", &*sub, {}));
+    co_return;
+  }
+  if (subs.count(*sub)) {
+    outbox->push_message(v1_error(
+        &*sub, make_error(errc::invalid_argument, "a subscription named " + *sub + " exists")));
+    co_return;
+  }
+  if (subs.size() >= options.max_subscriptions) {
+    outbox->push_message(v1_error(
+        &*sub,
+        make_error(errc::invalid_argument, "at most " + std::to_string(options.max_subscriptions) +
+                                               " subscriptions per connection")));
+    co_return;
+  }
+  auto policy = parse_policy(field("policy").value_or(""));
+  std::optional<Cursor> from;
+  if (auto text = field("from"); text && !text->empty()) {
+    auto c = Cursor::parse(*text);
+    if (!c) {
+      outbox->push_message(v1_error(&*sub, c.error()));
+      co_return;
+    }
+    from = *c;
+  }
+  if (!policy) {
+    outbox->push_message(v1_error(&*sub, policy.error()));
+    co_return;
+  }
+  auto resolved =
+      co_await rail->subscribe(field("channel").value_or(""), from, field("epoch").value_or(""));
+  if (outbox->closed()) co_return;
+  if (!resolved) {
+    outbox->push_message(v1_error(&*sub, resolved.error()));
+    co_return;
+  }
+  if (subs.count(*sub)) co_return;  // the same name arrived again meanwhile: answered there
+  auto wrap = std::make_shared<Wrap>();
+  wrap->prefix = R"({"type":"event","sub":)" + json_string(*sub) + R"(,"event":)";
+  wrap->suffix = "}";
+  std::string name = *sub;
+  Subscriber::Options o{
+      .stream = resolved->channel(),
+      .position = resolved->position(),
+      .epoch = resolved->epoch(),
+      .policy = *policy,
+      .page = options.rail.subscribe_batch_size,
+      .wrap = wrap,
+      .on_caught_up =
+          [outbox, name](StreamId at) {
+            outbox->push_message(v1_message("caught_up", &name, {{"position", at.to_string()}}));
+          },
+      .on_error = [outbox, name](const Error& e) { outbox->push_message(v1_error(&name, e)); },
+      .on_skipped =
+          [outbox, name](const Outbox::Dropped& d) {
+            outbox->push_message(v1_message(
+                "skipped", &name,
+                {{"from", d.first.to_string()}, {"to", d.last.to_string()}, {"count", d.count}}));
+          }};
+  outbox->push_message(v1_message("subscribed", &name,
+                                  {{"channel", resolved->channel()},
+                                   {"epoch", resolved->epoch()},
+                                   {"position", resolved->position().to_string()}}));
+  auto subscriber = std::make_unique<Subscriber>(*hub, thread, outbox, std::move(o));
+  subscriber->start();
+  subs.emplace(name, std::move(subscriber));
 }
 
 // GET /sse/{channel}: `id:` is the cursor, so EventSource resumes with Last-Event-ID.
 asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Request req,
-                                                Target target) {
+                                                Target target, std::size_t thread) {
   StreamingSession counted(streaming);
   auto sub = co_await subscribe(req, target);
   if (!sub) {
@@ -344,54 +613,75 @@ asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Reques
     co_await http::async_write(stream, res, kToken);
     co_return;
   }
+  auto socket = std::make_shared<beast::tcp_stream>(std::move(stream));
+  auto outbox = std::make_shared<Outbox>(socket->get_executor(), options.max_outbound_bytes);
+  Registered registered(*this, thread, outbox.get());
+  std::optional<Error> failure;
+  Subscriber subscriber(*hub, thread, outbox,
+                        {.stream = sub->channel(),
+                         .position = sub->position(),
+                         .epoch = sub->epoch(),
+                         .page = options.rail.subscribe_batch_size,
+                         .on_error = [&failure, outbox](const Error& e) {
+                           failure = e;
+                           outbox->finish();
+                         }});
+  subscriber.start();
+
   http::response<http::empty_body> res{http::status::ok, req.version()};
   res.set(http::field::content_type, "text/event-stream");
   res.set(http::field::cache_control, "no-store");
   res.keep_alive(false);  // the body ends when the connection does
   http::response_serializer<http::empty_body> head(res);
-  auto [hec, hn] = co_await http::async_write_header(stream, head, kToken);
+  auto [hec, hn] = co_await http::async_write_header(*socket, head, kToken);
   if (hec) co_return;
 
   // A closed client is noticed by a read that returns.
-  auto closed = std::make_shared<std::atomic<bool>>(false);
-  auto socket = std::make_shared<beast::tcp_stream>(std::move(stream));
   asio::co_spawn(
       socket->get_executor(),
       [](std::shared_ptr<beast::tcp_stream> s,
-         std::shared_ptr<std::atomic<bool>> closed) -> asio::awaitable<void> {
+         std::shared_ptr<Outbox> outbox) -> asio::awaitable<void> {
         char buf[512];
         for (;;) {
           auto [ec, n] = co_await s->async_read_some(asio::buffer(buf), kToken);
           if (ec) break;
         }
-        *closed = true;
-      }(socket, closed),
+        outbox->close();
+      }(socket, outbox),
       asio::detached);
 
-  std::string out = "retry: 1000\n\n";
-  auto last_write = std::chrono::steady_clock::now();
-  while (!*closed && !stopping) {
-    if (!out.empty()) {
-      auto [wec, n] = co_await asio::async_write(*socket, asio::buffer(out), kToken);
-      if (wec) break;
-      out.clear();
-      last_write = std::chrono::steady_clock::now();
+  static const std::string kId = "id: ", kData = "\ndata: ", kEnd = "\n\n",
+                           kHeartbeat = ": heartbeat\n\n";
+  std::string retry = "retry: 1000\n\n";
+  auto [rec, rn] = co_await asio::async_write(*socket, asio::buffer(retry), kToken);
+  std::vector<Outbox::Item> items;
+  std::vector<asio::const_buffer> buffers;
+  while (!rec) {
+    auto first = co_await outbox->pop(options.heartbeat);
+    if (!first) break;
+    items.clear();
+    buffers.clear();
+    if (outbox->idle(*first)) {
+      buffers.push_back(asio::buffer(kHeartbeat));
+    } else {
+      // Everything queued goes out in one write, the frames' bytes shared, not copied.
+      items.push_back(std::move(*first));
+      outbox->pop_ready(items, 64);
+      for (const auto& item : items) {
+        const Frame& f = item.frame();
+        for (const std::string* part : {&kId, &f.id_text, &kData, &f.json, &kEnd}) {
+          buffers.push_back(asio::buffer(*part));
+        }
+      }
     }
-    auto events = co_await sub->next(kPoll);
-    if (!events) {
-      // Headers are gone: the error travels as an `error` event, then the stream ends.
-      out = "event: error\ndata: " + error_body(events.error()) + "\n\n";
-      co_await asio::async_write(*socket, asio::buffer(out), kToken);
-      break;
-    }
-    for (const auto& e : *events) {
-      out += "id: " + e->id.to_string() + "\ndata: ";
-      append_envelope(out, *e);
-      out += "\n\n";
-    }
-    if (out.empty() && std::chrono::steady_clock::now() - last_write > options.heartbeat) {
-      out = ": heartbeat\n\n";
-    }
+    auto [wec, n] = co_await asio::async_write(*socket, buffers, kToken);
+    for (const auto& item : items) outbox->written(item);
+    if (wec) break;
+  }
+  if (failure && !outbox->closed()) {
+    // Headers are gone: the error travels as an `error` event, then the stream ends.
+    std::string out = "event: error\ndata: " + error_body(*failure) + "\n\n";
+    co_await asio::async_write(*socket, asio::buffer(out), kToken);
   }
   boost::system::error_code ignored;
   socket->socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -401,7 +691,8 @@ asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Reques
 asio::awaitable<void> Server::Impl::accept_loop() {
   for (;;) {
     // Round-robin over the event loops: a connection stays on the one it is given.
-    auto& ctx = *contexts[next_context++ % contexts.size()];
+    std::size_t thread = next_context++ % contexts.size();
+    auto& ctx = *contexts[thread];
     auto [ec, socket] = co_await acceptor->async_accept(ctx, kToken);
     if (stopping || ec == asio::error::operation_aborted) co_return;
     if (ec) continue;  // e.g. the process ran out of descriptors for a moment
@@ -413,11 +704,11 @@ asio::awaitable<void> Server::Impl::accept_loop() {
     ++connections;
     asio::co_spawn(
         ctx,
-        [](Impl& impl, tcp::socket socket) -> asio::awaitable<void> {
+        [](Impl& impl, tcp::socket socket, std::size_t thread) -> asio::awaitable<void> {
           socket.set_option(tcp::no_delay(true));
-          co_await impl.http_session(std::move(socket));
+          co_await impl.http_session(std::move(socket), thread);
           --impl.connections;
-        }(*this, std::move(socket)),
+        }(*this, std::move(socket), thread),
         asio::detached);
   }
 }
@@ -427,9 +718,17 @@ asio::awaitable<void> Server::Impl::shutdown() {
   boost::system::error_code ignored;
   acceptor->close(ignored);
   if (signals) signals->cancel(ignored);
+  // Streaming sessions write what is queued, then close (WebSocket: 1001).
+  for (std::size_t t = 0; t < contexts.size(); ++t) {
+    asio::post(*contexts[t], [this, t] {
+      for (auto* outbox : outboxes[t]) outbox->finish();
+    });
+  }
   asio::steady_timer timer(main());
   auto deadline = std::chrono::steady_clock::now() + options.shutdown_grace;
-  while (streaming > 0 && std::chrono::steady_clock::now() < deadline) {
+  // Feeds end within one blocking read (HubOptions::feed_block) once nobody watches them; they
+  // must end before the store goes.
+  while ((streaming > 0 || hub->feeds() > 0) && std::chrono::steady_clock::now() < deadline) {
     timer.expires_after(Millis(20));
     co_await timer.async_wait(kToken);
   }
@@ -448,7 +747,16 @@ Server::~Server() {
   impl.acceptor.reset();
   impl.rail.reset();
   impl.store.reset();
+  // Let the store's connections see their stop and fail what they hold (a blocked feed read),
+  // so no coroutine is left owning the connection that owns it.
+  for (int round = 0; round < 3; ++round) {
+    for (auto& ctx : impl.contexts) {
+      ctx->restart();
+      ctx->poll();
+    }
+  }
   for (auto& ctx : impl.contexts) ctx.reset();
+  impl.hub.reset();  // last: the sessions destroyed above detach from it
 }
 
 result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFactory make_store) {
@@ -466,6 +774,10 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
   }
   RR_TRY_ASSIGN(impl->store, make_store(impl->main().get_executor()));
   impl->rail = std::make_unique<Rail>(impl->store, options.rail);
+  std::vector<asio::any_io_executor> executors;
+  for (auto& ctx : impl->contexts) executors.push_back(ctx->get_executor());
+  impl->hub = std::make_unique<Hub>(*impl->store, std::move(executors));
+  impl->outboxes.resize(threads);
 
   boost::system::error_code ec;
   auto address =

@@ -24,10 +24,13 @@ struct ServerOptions {
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_frame_bytes = 64 << 10;  // incoming WebSocket message
   std::size_t max_connections = 20000;
-  Millis header_timeout{10'000};  // to receive a request's headers
-  Millis idle_timeout{60'000};    // keep-alive connection with no request
-  Millis heartbeat{15'000};       // SSE comment / WebSocket ping when nothing else is sent
-  Millis shutdown_grace{5'000};   // SIGTERM: how long to let WebSockets and SSE close
+  // Bytes queued for one streaming client; past it a subscriber counts as slow (DESIGN §4).
+  std::size_t max_outbound_bytes = 1 << 20;
+  std::size_t max_subscriptions = 100;  // per replayrail.v1 connection
+  Millis header_timeout{10'000};        // to receive a request's headers
+  Millis idle_timeout{60'000};          // keep-alive connection with no request
+  Millis heartbeat{15'000};             // SSE comment / WebSocket ping when nothing else is sent
+  Millis shutdown_grace{5'000};         // SIGTERM: how long to let WebSockets and SSE close
   RailConfig rail;
 };
 

@@ -76,7 +76,10 @@ std::shared_ptr<RedisStore> RedisStore::connect(asio::any_io_executor executor, 
 
 RedisStore::~RedisStore() {
   main_->stop();
-  for (auto& c : idle_blocking_) c->stop();
+  std::lock_guard lock(idle_mu_);
+  for (auto& weak : all_blocking_) {
+    if (auto c = weak.lock()) c->stop();
+  }
 }
 
 task<bool> RedisStore::wait_ready(Millis timeout) { return main_->wait_ready(timeout); }
@@ -121,6 +124,11 @@ task<result<Reply>> RedisStore::call_blocking(std::vector<std::string> args) {
   }
   if (!conn) {
     conn = resp::Connection::start(executor_, {.url = options_.url});
+    {
+      std::lock_guard lock(idle_mu_);
+      std::erase_if(all_blocking_, [](const auto& weak) { return weak.expired(); });
+      all_blocking_.push_back(conn);
+    }
     if (!co_await conn->wait_ready(Millis(2000))) {
       conn->stop();
       co_return make_error(errc::store_unavailable,

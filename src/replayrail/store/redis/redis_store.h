@@ -118,6 +118,9 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   std::map<TrimSlot, TrimQueue> trims_;
   std::mutex idle_mu_;
   std::vector<std::shared_ptr<resp::Connection>> idle_blocking_;
+  // Every blocking connection, idle or leased, so the destructor can stop them all: a leased
+  // one holds its caller's handler, which holds the connection.
+  std::vector<std::weak_ptr<resp::Connection>> all_blocking_;
 };
 
 }  // namespace replayrail::store
