@@ -2,6 +2,7 @@
 // per store (memory, local, and redis against a real redis-server).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -18,6 +19,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/json/parse.hpp>
+#include <fstream>
 #include <memory>
 #include <set>
 #include <thread>
@@ -351,6 +353,192 @@ TEST_P(ServerE2E, SigtermClosesWebSocketsWith1001AndExitsZero) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_EQ(r.close_code, 1001);
+}
+
+// A blocking replayrail.v1 client; every read gives up after 10 s rather than hang the test.
+class V1Client {
+ public:
+  explicit V1Client(std::uint16_t port) : ws_(io_) {
+    ws_.next_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    timeval tv{10, 0};
+    ::setsockopt(ws_.next_layer().socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv,
+                 sizeof tv);
+    ws_.set_option(websocket::stream_base::decorator([](websocket::request_type& req) {
+      req.set(http::field::sec_websocket_protocol, "replayrail.v1");
+    }));
+    websocket::response_type res;
+    ws_.handshake(res, "127.0.0.1", "/ws");
+    protocol = std::string(res[http::field::sec_websocket_protocol]);
+  }
+  void send(const std::string& text) { ws_.write(asio::buffer(text)); }
+  json::object next() {
+    beast::flat_buffer buffer;
+    ws_.read(buffer);
+    return json::parse(beast::buffers_to_string(buffer.data())).as_object();
+  }
+  // Messages up to and including the first of `type` (for `sub`, when given).
+  std::vector<json::object> until(const std::string& type, const std::string& sub = "") {
+    std::vector<json::object> out;
+    for (;;) {
+      out.push_back(next());
+      const auto& m = out.back();
+      if (m.at("type").as_string() == type &&
+          (sub.empty() || (m.contains("sub") && m.at("sub").as_string() == sub))) {
+        return out;
+      }
+    }
+  }
+  std::string protocol;
+
+ private:
+  asio::io_context io_;
+  websocket::stream<beast::tcp_stream> ws_;
+};
+
+std::vector<std::string> event_ids(const std::vector<json::object>& messages,
+                                   const std::string& sub) {
+  std::vector<std::string> out;
+  for (const auto& m : messages) {
+    if (m.at("type").as_string() == "event" && m.at("sub").as_string() == sub) {
+      out.push_back(m.at("event").at("id").as_string().c_str());
+    }
+  }
+  return out;
+}
+
+TEST_P(ServerE2E, V1MultiplexesSubscriptionsEachWithItsCursor) {
+  auto publish_n = [&](const std::string& channel, int n) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < n; ++i) {
+      auto event = publish(channel, R"({"type":"t","payload":{}})").json().at("event");
+      ids.push_back(event.at("id").as_string().c_str());
+    }
+    return ids;
+  };
+  auto a = publish_n("v1a", 3), b = publish_n("v1b", 2);
+  V1Client c(port_);
+  EXPECT_EQ(c.protocol, "replayrail.v1");
+  c.send(R"({"op":"subscribe","sub":"s1","channel":"v1a","from":"0-0"})");
+  auto s1 = c.until("caught_up", "s1");
+  EXPECT_EQ(s1.front().at("type").as_string(), "subscribed");
+  EXPECT_EQ(s1.front().at("channel").as_string(), "v1a");
+  EXPECT_FALSE(s1.front().at("epoch").as_string().empty());
+  EXPECT_EQ(event_ids(s1, "s1"), a);
+  EXPECT_EQ(s1.back().at("position").as_string(), a.back());
+  // A second subscription from a mid cursor, on the same connection.
+  c.send(R"({"op":"subscribe","sub":"s2","channel":"v1b","from":")" + b[0] + R"("})");
+  auto s2 = c.until("caught_up", "s2");
+  EXPECT_EQ(event_ids(s2, "s2"), std::vector<std::string>{b[1]});
+  // Live, to the right subscription.
+  auto live = publish("v1a", R"({"type":"t","payload":{"live":true}})");
+  auto got = c.until("event", "s1");
+  EXPECT_EQ(got.back().at("event").at("id").as_string(),
+            live.json().at("event").at("id").as_string());
+  // ping / pong carries the client's data back.
+  c.send(R"({"op":"ping","data":7})");
+  EXPECT_EQ(c.until("pong").back().at("data").as_int64(), 7);
+  // After unsubscribe, nothing more for s1.
+  c.send(R"({"op":"unsubscribe","sub":"s1"})");
+  c.until("unsubscribed", "s1");
+  publish("v1a", R"({"type":"t","payload":{}})");
+  c.send(R"({"op":"ping"})");
+  auto after = c.until("pong");
+  EXPECT_TRUE(event_ids(after, "s1").empty());
+}
+
+TEST_P(ServerE2E, V1BadInputIsAnErrorMessageAndTheConnectionStays) {
+  publish("v1e", R"({"type":"t","payload":{}})");
+  V1Client c(port_);
+  auto code = [](const json::object& m) {
+    return std::string(m.at("error").at("code").as_string());
+  };
+  c.send("not json");
+  EXPECT_EQ(code(c.until("error").back()), "invalid_json");
+  c.send(R"({"op":"dance"})");
+  EXPECT_EQ(code(c.until("error").back()), "invalid_argument");
+  c.send(R"({"op":"subscribe","sub":"x","channel":"v1e","from":"12-abc"})");
+  EXPECT_EQ(code(c.until("error", "x").back()), "invalid_cursor");
+  c.send(R"({"op":"subscribe","sub":"x","channel":"bad channel!"})");
+  EXPECT_EQ(code(c.until("error", "x").back()), "invalid_channel");
+  c.send(R"({"op":"subscribe","sub":"x","channel":"v1e","policy":"sometimes"})");
+  EXPECT_EQ(code(c.until("error", "x").back()), "invalid_argument");
+  c.send(R"({"op":"subscribe","sub":"x","channel":"v1e","from":"0-0","epoch":"not-the-epoch"})");
+  EXPECT_EQ(code(c.until("error", "x").back()), "stream_reset");
+  c.send(R"({"op":"unsubscribe","sub":"nobody"})");
+  EXPECT_EQ(code(c.until("error", "nobody").back()), "not_found");
+  c.send(R"({"op":"subscribe","sub":"ok","channel":"v1e","from":"0-0"})");
+  c.until("caught_up", "ok");
+  c.send(R"({"op":"subscribe","sub":"ok","channel":"v1e","from":"0-0"})");
+  EXPECT_EQ(code(c.until("error", "ok").back()), "invalid_argument") << "a name in use";
+  // Without the subprotocol, /ws is not a WebSocket endpoint.
+  EXPECT_EQ(call(http::verb::get, "/ws").status, 400u);
+}
+
+TEST_P(ServerE2E, NoCursorStartsAtTheConfiguredDefault) {
+  publish("start", R"({"type":"t","payload":{"n":1}})");
+  publish("start", R"({"type":"t","payload":{"n":2}})");
+  {
+    // latest (the default): only what is published after subscribing.
+    V1Client c(port_);
+    c.send(R"({"op":"subscribe","sub":"l","channel":"start"})");
+    auto first = c.until("caught_up", "l");
+    EXPECT_TRUE(event_ids(first, "l").empty());
+    auto live = publish("start", R"({"type":"t","payload":{"n":3}})");
+    EXPECT_EQ(c.until("event", "l").back().at("event").at("id").as_string(),
+              live.json().at("event").at("id").as_string());
+  }
+  server_->kill(SIGTERM);
+  server_->wait();
+  if (GetParam() == "memory") return;  // the memory store forgets on restart
+  start_server({"--default-start-position", "earliest"});
+  asio::io_context io;
+  Received r;
+  asio::co_spawn(io, subscribe(port_, "/ws/start", 3, r), asio::detached);
+  io.run_for(10s);
+  ASSERT_EQ(r.events.size(), 3u) << "earliest: from the start";
+  EXPECT_EQ(r.events[0].at("payload").at("n").as_int64(), 1);
+}
+
+std::size_t rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
+  }
+  return 0;
+}
+
+TEST_P(ServerE2E, ASlowReaderGetsEverythingAndServerMemoryStaysBounded) {
+  server_->kill(SIGTERM);
+  server_->wait();
+  start_server({"--max-outbound-bytes", "16384"});
+  // A reader with a tiny receive window that does not read until everything is published.
+  asio::io_context io;
+  websocket::stream<beast::tcp_stream> ws(io);
+  ws.next_layer().socket().open(tcp::v4());
+  ws.next_layer().socket().set_option(asio::socket_base::receive_buffer_size(4096));
+  ws.next_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  ws.handshake("127.0.0.1", "/ws/slow?last_event_id=0-0");
+  constexpr int kEvents = 3000;
+  std::string pad(1000, 'x');
+  std::size_t before = rss_kib(server_->pid());
+  for (int i = 0; i < kEvents; ++i) {
+    ASSERT_EQ(publish("slow", R"({"type":"t","payload":{"n":)" + std::to_string(i) + R"(,"pad":")" +
+                                  pad + "\"}}")
+                  .status,
+              201u);
+  }
+  std::size_t after = rss_kib(server_->pid());
+  // 3 MB of events were published; the slow reader holds at most its outbound limit (the
+  // memory store itself holds the events, which it may do several times over).
+  std::size_t allowed = 8 * 1024 + (GetParam() == "memory" ? kEvents * 4 : 0);
+  EXPECT_LT(after, before + allowed) << "RSS grew from " << before << " to " << after << " KiB";
+  beast::flat_buffer buffer;
+  for (int i = 0; i < kEvents; ++i) {
+    ws.read(buffer);
+    auto e = json::parse(beast::buffers_to_string(buffer.data()));
+    buffer.clear();
+    ASSERT_EQ(e.at("payload").at("n").as_int64(), i) << "every event, in order, exactly once";
+  }
 }
 
 TEST(ServerCli, RefusesANonLoopbackAddressWithoutInsecure) {
