@@ -211,9 +211,7 @@ void Subscriber::take(const BatchPtr& batch) {
 }
 
 bool Subscriber::go_live() {
-  while (!buffered_.empty() && buffered_.front()->frames.back().id <= position_) {
-    buffered_.pop_front();
-  }
+  std::erase_if(buffered_, [this](const BatchPtr& b) { return b->frames.back().id <= position_; });
   if (!buffered_.empty() && buffered_.front()->prev > position_) return false;
   mode_ = Mode::live;
   auto pending = std::move(buffered_);

@@ -190,7 +190,9 @@ class Subscriber {
   bool caught_up_once_ = false;
   bool ended_ = false;
   std::uint64_t catchups_ = 0;
-  std::deque<BatchPtr> buffered_;  // live batches met while catching up (bounded)
+  // Live batches met while catching up (bounded). A vector: an empty std::deque allocates,
+  // and idle subscribers are many.
+  std::vector<BatchPtr> buffered_;
   std::size_t buffered_bytes_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -267,6 +267,11 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
         pos = comma + 1;
       }
     }
+    if ((streaming_path || v1_offered) && upgrade) {
+      // A long-lived session follows: give back the request buffer (idle WebSockets are many).
+      // The client waits for our handshake before sending, so nothing is left unread in it.
+      if (buffer.size() == 0) buffer.shrink_to_fit();
+    }
     if (streaming_path && target->path[0] == "ws" && upgrade) {
       stream.expires_never();
       co_await websocket_session(std::move(stream), std::move(req), std::move(*target), thread);
@@ -406,6 +411,8 @@ asio::awaitable<void> Server::Impl::websocket_session(beast::tcp_stream stream, 
   }
   auto [aec] = co_await ws->async_accept(req, kToken);
   if (aec) co_return;
+  req = {};
+  target = {};
   if (!failure) {
     asio::co_spawn(ws->get_executor(), ws_read_loop(ws, outbox, nullptr), asio::detached);
     if (!co_await ws_write_loop(*ws, *outbox, options.heartbeat)) co_return;
@@ -474,6 +481,7 @@ asio::awaitable<void> Server::Impl::v1_session(beast::tcp_stream stream, Request
   auto session = std::make_shared<V1Session>();
   auto [aec] = co_await ws->async_accept(req, kToken);
   if (aec) co_return;
+  req = {};
 
   auto on_message = [this, thread, outbox, session](std::string text) -> asio::awaitable<void> {
     return handle_v1(thread, outbox, session, std::move(text));
