@@ -20,6 +20,7 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/json/parse.hpp>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <set>
 #include <thread>
@@ -499,6 +500,12 @@ TEST_P(ServerE2E, NoCursorStartsAtTheConfiguredDefault) {
   EXPECT_EQ(r.events[0].at("payload").at("n").as_int64(), 1);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
 std::size_t rss_kib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(status, line);) {
@@ -531,7 +538,13 @@ TEST_P(ServerE2E, ASlowReaderGetsEverythingAndServerMemoryStaysBounded) {
   // 3 MB of events were published; the slow reader holds at most its outbound limit (the
   // memory store itself holds the events, which it may do several times over).
   std::size_t allowed = 8 * 1024 + (GetParam() == "memory" ? kEvents * 4 : 0);
-  EXPECT_LT(after, before + allowed) << "RSS grew from " << before << " to " << after << " KiB";
+  if (kSanitized) {
+    // ASan keeps freed blocks in a quarantine of up to 256 MiB and its own metadata, so RSS
+    // measures ASan here; scripts/test runs this test again on the release build for the bound.
+    std::cout << "RSS " << before << " -> " << after << " KiB (ASan build, not checked)\n";
+  } else {
+    EXPECT_LT(after, before + allowed) << "RSS grew from " << before << " to " << after << " KiB";
+  }
   beast::flat_buffer buffer;
   for (int i = 0; i < kEvents; ++i) {
     ws.read(buffer);
