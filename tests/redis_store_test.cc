@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -187,6 +189,59 @@ TEST_F(RedisStoreFaults, RedisSideErrorsAreClear) {
   EXPECT_EQ(r.error().code, errc::store_unavailable);
   EXPECT_NE(r.error().message.find("OOM"), std::string::npos) << r.error().message;
   raw->stop();
+}
+
+std::int64_t connected_clients(asio::io_context& io, resp::Connection& c) {
+  auto info = run(io, c.command({"INFO", "clients"})).value().str;
+  auto at = info.find("connected_clients:");
+  return at == std::string::npos ? -1 : std::stoll(info.substr(at + 18));
+}
+
+TEST_F(RedisStoreFaults, BlockedReadersShareAFewConnectionsAndLateComersAreWoken) {
+  // 200 readers, each blocked on its own stream, arriving one by one while the lanes' XREADs are
+  // in flight: they share the store's few blocking connections, each late comer joins an XREAD
+  // through CLIENT UNBLOCK and a re-issue, and every one wakes when its stream gets an event.
+  RedisServer redis;
+  auto store = connect(redis);
+  auto probe = resp::Connection::start(io_.get_executor(),
+                                       {.url = resp::parse_redis_url(redis.url()).value()});
+  ASSERT_TRUE(run(io_, probe->wait_ready(10s)));
+  constexpr int kReaders = 200;
+  std::vector<std::size_t> received(kReaders, 0);
+  int done = 0;
+  for (int i = 0; i < kReaders; ++i) {
+    asio::co_spawn(
+        io_,
+        [](store::Store& s, int i, std::size_t& received, int& done) -> asio::awaitable<void> {
+          asio::steady_timer pause(co_await asio::this_coro::executor,
+                                   std::chrono::milliseconds(i));
+          co_await pause.async_wait(asio::use_awaitable);
+          std::vector<store::StreamCursor> c{{"b" + std::to_string(i), {}, {}}};
+          auto r = co_await s.read(c, {10, std::chrono::seconds(60)});
+          if (r && !r->empty()) received = r->front().events.size();
+          ++done;
+        }(*store, i, received[i], done),
+        asio::detached);
+  }
+  io_.run_for(500ms);
+  EXPECT_EQ(done, 0) << "a reader returned before anything was published";
+  // The store's command connection, its four blocking connections, and the probe.
+  EXPECT_LE(connected_clients(io_, *probe), 6);
+
+  for (int i = kReaders - 1; i >= 0; --i) {
+    auto stream = "b" + std::to_string(i);
+    ASSERT_TRUE(run(
+        io_,
+        store->append(stream, make_event({.channel = stream, .type = "t", .payload = "{}"}).value(),
+                      {})));
+  }
+  // Well below the 5 s after which a lane re-issues its XREAD anyway: a late comer that was never
+  // added to the XREAD in flight would still be waiting.
+  auto until = std::chrono::steady_clock::now() + 3s;
+  while (done < kReaders && std::chrono::steady_clock::now() < until) io_.run_for(10ms);
+  EXPECT_EQ(done, kReaders);
+  EXPECT_EQ(std::count(received.begin(), received.end(), 1u), kReaders);
+  probe->stop();
 }
 
 }  // namespace

@@ -214,6 +214,7 @@ void Connection::fail(const Error& error) {
   if (tcp_ || tls_) socket().close(ignored);
   connected_ = false;
   ready_ = false;
+  client_id_ = -1;
   write_in_progress_ = false;
   out_.clear();
   decoder_.reset();
@@ -299,7 +300,9 @@ asio::awaitable<result<void>> Connection::connect_once() {
                             : std::vector<std::string>{"AUTH", url.username, url.password});
   }
   if (url.db != 0) handshake.push_back({"SELECT", std::to_string(url.db)});
-  handshake.push_back({"PING"});
+  // The last command also proves the connection answers.
+  handshake.push_back(options_.client_id ? std::vector<std::string>{"CLIENT", "ID"}
+                                         : std::vector<std::string>{"PING"});
   for (auto& cmd : handshake) {
     auto reply = co_await handshake_command(cmd);
     if (!reply) co_return reply.error();
@@ -308,6 +311,7 @@ asio::awaitable<result<void>> Connection::connect_once() {
       fail(e);
       co_return e;
     }
+    if (options_.client_id && cmd[0] == "CLIENT") client_id_ = reply->integer;
   }
   co_return result<void>{};
 }
@@ -318,6 +322,11 @@ asio::awaitable<void> Connection::run() {
   Millis backoff = options_.reconnect_min;
   while (!stopped_) {
     auto connected = co_await connect_once();
+    if (stopped_) {
+      // stop() came while connecting: close what connect_once() opened (and its read loop).
+      fail(unavailable(options_.url, "connection closed"));
+      break;
+    }
     if (connected && connected_ && !stopped_) {
       ready_ = true;
       ready_signal_.cancel();

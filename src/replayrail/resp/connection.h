@@ -47,6 +47,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Millis command_timeout{10000};
     Millis reconnect_min{25};
     Millis reconnect_max{2000};
+    // Asks for the connection's CLIENT ID on every (re)connect, for CLIENT UNBLOCK.
+    bool client_id = false;
   };
 
   static std::shared_ptr<Connection> start(boost::asio::any_io_executor executor, Options options);
@@ -65,6 +67,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::awaitable<bool> wait_ready(Millis timeout);
 
   bool ready() const { return ready_; }
+  // The server's id for this connection (Options::client_id); -1 while not connected.
+  std::int64_t client_id() const { return client_id_; }
   void stop();
 
  private:
@@ -125,6 +129,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint64_t generation_ = 0;  // one per socket, so stale callbacks are ignored
   bool connected_ = false;        // socket open (handshake may still run)
   std::atomic<bool> ready_ = false;
+  std::atomic<std::int64_t> client_id_ = -1;
   bool stopped_ = false;
   boost::asio::steady_timer timeout_;  // the oldest command's deadline
   bool timeout_armed_ = false;

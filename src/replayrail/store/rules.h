@@ -42,6 +42,10 @@ class ReadDeadline {
     return left.count() > 0 ? left : Millis(0);
   }
   bool passed() const { return at_ && std::chrono::steady_clock::now() >= *at_; }
+  // time_point::max() = without limit.
+  std::chrono::steady_clock::time_point at() const {
+    return at_.value_or(std::chrono::steady_clock::time_point::max());
+  }
 
  private:
   std::optional<std::chrono::steady_clock::time_point> at_;

@@ -68,6 +68,8 @@ RedisStore::RedisStore(asio::any_io_executor executor, Options options)
       options_(std::move(options)),
       trim_strand_(asio::make_strand(executor_)) {
   main_ = resp::Connection::start(executor_, {.url = options_.url});
+  blocking_ =
+      redis::BlockingReads::start(executor_, options_.url, main_, options_.blocking_connections);
 }
 
 std::shared_ptr<RedisStore> RedisStore::connect(asio::any_io_executor executor, Options options) {
@@ -75,6 +77,7 @@ std::shared_ptr<RedisStore> RedisStore::connect(asio::any_io_executor executor, 
 }
 
 RedisStore::~RedisStore() {
+  blocking_->stop();
   main_->stop();
   std::lock_guard lock(idle_mu_);
   for (auto& weak : all_blocking_) {
@@ -325,12 +328,9 @@ task<result<std::vector<StreamEvents>>> RedisStore::read(std::span<const StreamC
     }
     if (!out.empty() || !options.block || deadline.passed()) co_return out;
     // XREAD BLOCK only as a wake-up: the pages above are read again, with their cursor checks.
-    Millis wait = std::min(deadline.remaining().value_or(kMaxBlock), kMaxBlock);
-    auto cmd = command("XREAD", "COUNT", "1", "BLOCK",
-                       std::to_string(std::max<std::int64_t>(1, wait.count())), "STREAMS");
-    for (const auto& c : cursors) cmd.push_back(key(c.stream));
-    for (const auto& c : cursors) cmd.push_back(c.after.to_string());
-    RR_CO_TRY(co_await call_blocking(std::move(cmd)));
+    std::vector<redis::BlockingReads::Watch> watches;
+    for (const auto& c : cursors) watches.push_back({key(c.stream), c.after});
+    RR_CO_TRY(co_await blocking_->wait(std::move(watches), deadline.at()));
   }
 }
 

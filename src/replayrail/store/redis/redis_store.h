@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "replayrail/resp/connection.h"
+#include "replayrail/store/redis/blocking_reads.h"
 #include "replayrail/store/store.h"
 
 namespace replayrail::store {
@@ -22,8 +23,10 @@ namespace replayrail::store {
 //
 // Appends of server-generated ids are a plain pipelined XADD; MAXLEN trimming runs after them in
 // a script that records the last trimmed id, one run for all the appends queued before it.
-// Commands share one pipelined connection; blocking reads (XREAD / XREADGROUP BLOCK) each lease a
-// dedicated connection so they never hold up the pipeline.
+// Commands share one pipelined connection. Blocking reads (XREAD BLOCK, what the fanout hub
+// uses) share a few dedicated connections, each with one XREAD over many streams (see
+// BlockingReads); a blocking XREADGROUP leases a connection of its own, since its position is
+// the group's and cannot be merged with others'.
 // Lifecycle: connect() returns at once, connecting in the background (operations fail with
 // store_unavailable until Redis answers). Thread-safe.
 class RedisStore final : public Store, public std::enable_shared_from_this<RedisStore> {
@@ -31,6 +34,8 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   struct Options {
     resp::RedisUrl url;
     std::string prefix = "rr";
+    // Connections that carry the blocking reads of every stream.
+    std::size_t blocking_connections = 4;
   };
 
   static std::shared_ptr<RedisStore> connect(boost::asio::any_io_executor executor,
@@ -89,7 +94,7 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   task<result<resp::Reply>> call(std::vector<std::string> args);
   // Several commands in one write; their replies as an array (any error reply is an Error).
   task<result<resp::Reply>> call_batch(std::vector<std::vector<std::string>> batch);
-  // A blocking command on a leased connection of its own.
+  // A blocking command (XREADGROUP) on a leased connection of its own.
   task<result<resp::Reply>> call_blocking(std::vector<std::string> args);
   // EVALSHA, loading the script when Redis does not know it (NOSCRIPT).
   task<result<resp::Reply>> eval(const char* script, std::vector<std::string> keys,
@@ -110,6 +115,7 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   boost::asio::any_io_executor executor_;
   Options options_;
   std::shared_ptr<resp::Connection> main_;
+  std::shared_ptr<redis::BlockingReads> blocking_;
   // Slots with a trim in flight, and the round that will follow it; used on trim_strand_.
   struct TrimQueue {
     std::shared_ptr<TrimRound> next;
