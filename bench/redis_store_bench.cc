@@ -91,9 +91,11 @@ int main() {
               redis.port());
   std::printf("best of 3 alternating runs of each; 64 concurrent publishers on one stream\n\n");
   constexpr int kTotal = 200000;
-  double ceiling = 0, below_cap = 0, at_cap = 0, at_cap_approximate = 0;
+  double ceiling = 0, no_cap = 0, below_cap = 0, at_cap = 0, at_cap_approximate = 0;
   for (int round = 0; round < 3; ++round) {
     ceiling = std::max(ceiling, redis_benchmark(redis.port(), kTotal));
+    // No MAXLEN: a plain XADD.
+    no_cap = std::max(no_cap, store_appends(redis.url(), 64, kTotal, 0));
     // MAXLEN far above the stream's length: XADD with XLEN riding along, no trim.
     below_cap = std::max(below_cap, store_appends(redis.url(), 64, kTotal, 10'000'000));
     // The stream at its MAXLEN: every append is followed by a (shared) trim.
@@ -102,6 +104,8 @@ int main() {
         std::max(at_cap_approximate, store_appends(redis.url(), 64, kTotal, 10'000, true));
   }
   std::printf("%-58s %10.0f /s\n", "redis-benchmark -P 16 -c 32 XADD (ceiling)", ceiling);
+  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, no maxlen", no_cap,
+              100 * no_cap / ceiling);
   std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, stream below its maxlen",
               below_cap, 100 * below_cap / ceiling);
   std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, stream at its maxlen (trimming)",

@@ -3,6 +3,7 @@
 // RESP2 encoding and decoding. hiredis is used only as the protocol codec (redisReader,
 // redisFormatCommandArgv); the I/O is ours (connection.h).
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -36,6 +37,23 @@ struct Reply {
 
 // Appends the RESP encoding of one command to `out`.
 void encode_command(std::string& out, std::span<const std::string_view> args);
+
+// One or more commands encoded for the wire, to be sent back to back (Connection::send).
+struct Encoded {
+  std::string bytes;
+  std::size_t commands = 0;
+
+  void add(std::span<const std::string_view> args) {
+    encode_command(bytes, args);
+    ++commands;
+  }
+  // add("XACK", key, group, id): any mix of strings and string_views, without copying them.
+  template <class... Args>
+  void add_args(const Args&... args) {
+    const std::array<std::string_view, sizeof...(Args)> views{std::string_view(args)...};
+    add(views);
+  }
+};
 
 // Incremental decoder: feed bytes as they arrive, take complete replies out.
 // Not thread-safe; one per connection.

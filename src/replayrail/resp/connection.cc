@@ -83,10 +83,24 @@ asio::awaitable<bool> Connection::wait_ready(Millis timeout) {
       asio::use_awaitable);
 }
 
-void Connection::initiate(std::vector<std::vector<std::string>> batch, Completion completion) {
-  asio::dispatch(strand_, [self = shared_from_this(), batch = std::move(batch),
+asio::awaitable<result<Reply>> Connection::command(const std::vector<std::string>& args) {
+  Encoded encoded;
+  encoded.add(std::vector<std::string_view>(args.begin(), args.end()));
+  return send(std::move(encoded));
+}
+
+asio::awaitable<result<Reply>> Connection::commands(
+    const std::vector<std::vector<std::string>>& batch) {
+  Encoded encoded;
+  for (const auto& args : batch)
+    encoded.add(std::vector<std::string_view>(args.begin(), args.end()));
+  return send(std::move(encoded));
+}
+
+void Connection::initiate(Encoded encoded, Completion completion) {
+  asio::dispatch(strand_, [self = shared_from_this(), encoded = std::move(encoded),
                            completion = std::move(completion)]() mutable {
-    self->enqueue(batch, std::move(completion), false);
+    self->enqueue(std::move(encoded), std::move(completion), false);
   });
 }
 
@@ -98,19 +112,14 @@ void Connection::complete(Completion completion, result<Reply> value) {
              });
 }
 
-void Connection::enqueue(const std::vector<std::vector<std::string>>& batch, Completion completion,
-                         bool handshake) {
+void Connection::enqueue(Encoded encoded, Completion completion, bool handshake) {
   if (!(handshake ? connected_ : ready_.load())) {
     return complete(std::move(completion),
                     unavailable(options_.url, stopped_ ? "connection closed" : "not connected"));
   }
-  std::vector<std::string_view> views;
-  for (const auto& args : batch) {
-    views.assign(args.begin(), args.end());
-    encode_command(out_, views);
-  }
-  Pending pending{std::move(completion), Clock::now() + options_.command_timeout, batch.size()};
-  if (batch.size() > 1) pending.batch.type = Reply::Type::array;
+  out_.append(encoded.bytes);
+  Pending pending{std::move(completion), Clock::now() + options_.command_timeout, encoded.commands};
+  if (encoded.commands > 1) pending.batch.type = Reply::Type::array;
   in_flight_.push_back(std::move(pending));
   arm_timeout();
   schedule_write();
@@ -225,12 +234,14 @@ void Connection::fail(const Error& error) {
 }
 
 asio::awaitable<result<Reply>> Connection::handshake_command(std::vector<std::string> args) {
+  Encoded encoded;
+  encoded.add(std::vector<std::string_view>(args.begin(), args.end()));
   return asio::async_initiate<decltype(asio::use_awaitable), void(result<Reply>)>(
-      [this](auto handler, std::vector<std::string> args) {
+      [this](auto handler, Encoded encoded) {
         auto executor = asio::get_associated_executor(handler, strand_);
-        enqueue({std::move(args)}, {std::move(handler), std::move(executor)}, true);
+        enqueue(std::move(encoded), {std::move(handler), std::move(executor)}, true);
       },
-      asio::use_awaitable, std::move(args));
+      asio::use_awaitable, std::move(encoded));
 }
 
 asio::awaitable<result<void>> Connection::handshake_tls() {

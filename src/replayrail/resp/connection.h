@@ -54,13 +54,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static std::shared_ptr<Connection> start(boost::asio::any_io_executor executor, Options options);
 
   // Sends one command; its reply (an error reply is a value, not a failure).
-  boost::asio::awaitable<result<Reply>> command(std::vector<std::string> args) {
-    return submit({std::move(args)});
-  }
+  boost::asio::awaitable<result<Reply>> command(const std::vector<std::string>& args);
 
   // Sends several commands back to back in one go; their replies as one array reply, in order.
-  boost::asio::awaitable<result<Reply>> commands(std::vector<std::vector<std::string>> batch) {
-    return submit(std::move(batch));
+  boost::asio::awaitable<result<Reply>> commands(
+      const std::vector<std::vector<std::string>>& batch);
+
+  // Sends commands encoded by the caller (on its own thread): the reply of one, or the replies
+  // of several as one array reply, in order.
+  boost::asio::awaitable<result<Reply>> send(Encoded encoded) {
+    return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(result<Reply>)>(
+        [self = shared_from_this()](auto handler, Encoded encoded) {
+          // The executor is taken before the handler's type is erased: the caller resumes there.
+          auto executor = boost::asio::get_associated_executor(handler, self->strand_);
+          self->initiate(std::move(encoded), {std::move(handler), std::move(executor)});
+        },
+        boost::asio::use_awaitable, std::move(encoded));
   }
 
   // Waits until the connection is ready or `timeout` passed; true when ready.
@@ -89,20 +98,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Connection(boost::asio::any_io_executor executor, Options options);
 
-  // One command (batch of one: its reply) or several (their replies as an array).
-  boost::asio::awaitable<result<Reply>> submit(std::vector<std::vector<std::string>> batch) {
-    return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(result<Reply>)>(
-        [self = shared_from_this()](auto handler, std::vector<std::vector<std::string>> batch) {
-          // The executor is taken before the handler's type is erased: the caller resumes there.
-          auto executor = boost::asio::get_associated_executor(handler, self->strand_);
-          self->initiate(std::move(batch), {std::move(handler), std::move(executor)});
-        },
-        boost::asio::use_awaitable, std::move(batch));
-  }
-  void initiate(std::vector<std::vector<std::string>> batch, Completion completion);
+  void initiate(Encoded encoded, Completion completion);
   // On the strand: queues the commands (handshake commands run before the connection is ready).
-  void enqueue(const std::vector<std::vector<std::string>>& batch, Completion completion,
-               bool handshake);
+  void enqueue(Encoded encoded, Completion completion, bool handshake);
   static void complete(Completion completion, result<Reply> value);
   void schedule_write();
   void maybe_write();

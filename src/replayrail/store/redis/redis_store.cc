@@ -96,22 +96,29 @@ std::string RedisStore::meta_key(std::string_view stream) const {
 }
 
 task<result<Reply>> RedisStore::call(std::vector<std::string> args) {
-  // Give a connection that is being (re)established a moment before failing.
-  if (!main_->ready()) co_await main_->wait_ready(kConnectWait);
-  std::string name = args.front();
-  auto reply = co_await main_->command(std::move(args));
-  if (!reply) co_return reply.error();
-  if (reply->is_error()) co_return redis_error(*reply, name);
-  co_return reply;
+  resp::Encoded encoded;
+  encoded.add(std::vector<std::string_view>(args.begin(), args.end()));
+  co_return co_await send(args.front(), std::move(encoded));
 }
 
 task<result<Reply>> RedisStore::call_batch(std::vector<std::vector<std::string>> batch) {
+  resp::Encoded encoded;
+  for (const auto& args : batch)
+    encoded.add(std::vector<std::string_view>(args.begin(), args.end()));
+  co_return co_await send(batch.front().front(), std::move(encoded));
+}
+
+task<result<Reply>> RedisStore::send(std::string_view name, resp::Encoded encoded) {
+  // Give a connection that is being (re)established a moment before failing.
   if (!main_->ready()) co_await main_->wait_ready(kConnectWait);
-  std::string name = batch.front().front();
-  auto reply = co_await main_->commands(std::move(batch));
+  const bool batch = encoded.commands > 1;
+  auto reply = co_await main_->send(std::move(encoded));
   if (!reply) co_return reply.error();
-  for (const auto& r : reply->elements) {
-    if (r.is_error()) co_return redis_error(r, name);
+  if (!batch && reply->is_error()) co_return redis_error(*reply, name);
+  if (batch) {
+    for (const auto& r : reply->elements) {
+      if (r.is_error()) co_return redis_error(r, name);
+    }
   }
   co_return reply;
 }
@@ -184,14 +191,17 @@ task<result<Appended>> RedisStore::append(std::string_view stream, NewEvent even
     // A server-generated id is new by construction: nothing to look up, a plain XADD. (The
     // stream's epoch is recorded by the first read, info or group operation.)
     // With a MAXLEN, XLEN rides along in the same write: a trim is needed only past it.
-    auto xadd = command("XADD", key(stream), "*", "event_id", e.event_id, "channel", e.channel,
-                        "type", e.type, "payload", e.payload, "actor", e.actor, "metadata",
-                        e.metadata, "created_at", e.created_at);
+    // Encoded here, straight from the event's fields: the hot path copies no argument.
+    const std::string k = key(stream);
+    resp::Encoded xadd;
+    xadd.add_args("XADD", k, "*", "event_id", e.event_id, "channel", e.channel, "type", e.type,
+                  "payload", e.payload, "actor", e.actor, "metadata", e.metadata, "created_at",
+                  e.created_at);
     if (options.maxlen == 0) {
-      RR_CO_TRY_ASSIGN(reply, co_await call(std::move(xadd)));
+      RR_CO_TRY_ASSIGN(reply, co_await send("XADD", std::move(xadd)));
     } else {
-      std::vector<std::vector<std::string>> batch{std::move(xadd), command("XLEN", key(stream))};
-      RR_CO_TRY_ASSIGN(reply, co_await call_batch(std::move(batch)));
+      xadd.add_args("XLEN", k);
+      RR_CO_TRY_ASSIGN(reply, co_await send("XADD", std::move(xadd)));
       // MAXLEN ~ frees whole nodes only: nothing to do until a node's worth is in excess.
       std::uint64_t slack = options.approximate ? kNodeEntries : 1;
       over_maxlen = reply.elements[1].integer >= static_cast<std::int64_t>(options.maxlen + slack);

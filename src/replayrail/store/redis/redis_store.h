@@ -94,6 +94,8 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   task<result<resp::Reply>> call(std::vector<std::string> args);
   // Several commands in one write; their replies as an array (any error reply is an Error).
   task<result<resp::Reply>> call_batch(std::vector<std::vector<std::string>> batch);
+  // Commands already encoded, like call() (one) or call_batch() (several); `name` for errors.
+  task<result<resp::Reply>> send(std::string_view name, resp::Encoded encoded);
   // A blocking command (XREADGROUP) on a leased connection of its own.
   task<result<resp::Reply>> call_blocking(std::vector<std::string> args);
   // EVALSHA, loading the script when Redis does not know it (NOSCRIPT).
