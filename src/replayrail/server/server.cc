@@ -27,6 +27,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "replayrail/server/corked_stream.h"
 #include "replayrail/server/errors.h"
 #include "replayrail/server/hub.h"
 
@@ -89,6 +90,10 @@ struct Server::Impl {
   std::size_t next_context = 0;
 
   asio::io_context& main() { return *contexts.front(); }
+  // Bytes a WebSocket gathers for one write (CorkedStream), within the outbound limit.
+  std::size_t cork_bytes() const {
+    return std::min<std::size_t>(64 * 1024, options.max_outbound_bytes);
+  }
   asio::awaitable<void> accept_loop();
   struct Registered;
   struct V1Session;
@@ -320,7 +325,10 @@ asio::awaitable<result<Subscription>> Server::Impl::subscribe(const Request& req
 
 namespace {
 
-using WsStream = websocket::stream<beast::tcp_stream>;
+using WsStream = websocket::stream<CorkedStream<beast::tcp_stream>>;
+
+// Messages gathered into one write at most (see CorkedStream).
+constexpr std::size_t kGather = 256;
 
 std::string close_reason(const Error& e) {
   std::string reason = std::string(to_string(e.code)) + ": " + e.message;
@@ -329,26 +337,38 @@ std::string close_reason(const Error& e) {
 }
 
 // Writes what the outbox holds, one message in flight, until it is closed or finished and
-// drained; pings when idle. False: the connection broke.
+// drained; pings when idle. What is queued when the writer wakes goes out corked: many messages
+// in one system call. False: the connection broke.
 asio::awaitable<bool> ws_write_loop(WsStream& ws, Outbox& outbox, Millis heartbeat) {
   ws.text(true);
+  std::vector<Outbox::Item> ready;
   for (;;) {
     auto item = co_await outbox.pop(heartbeat);
     if (!item) co_return true;
-    boost::system::error_code ec;
     if (outbox.idle(*item)) {
-      std::tie(ec) = co_await ws.async_ping({}, kToken);
-    } else if (item->message) {
-      std::tie(ec, std::ignore) = co_await ws.async_write(asio::buffer(*item->message), kToken);
-    } else {
-      // The frame's bytes are shared with every other subscriber; only the wrap is this one's.
-      static const Wrap bare;
-      const Wrap& wrap = item->wrap ? *item->wrap : bare;
-      std::array<asio::const_buffer, 3> message{
-          asio::buffer(wrap.prefix), asio::buffer(item->frame().json), asio::buffer(wrap.suffix)};
-      std::tie(ec, std::ignore) = co_await ws.async_write(message, kToken);
+      auto [ec] = co_await ws.async_ping({}, kToken);
+      if (ec) co_return false;
+      continue;
     }
-    outbox.written(*item);
+    ready.clear();
+    ready.push_back(std::move(*item));
+    outbox.pop_ready(ready, kGather);
+    ws.next_layer().cork();
+    boost::system::error_code ec;
+    for (const auto& it : ready) {
+      if (!ec && it.message) {
+        std::tie(ec, std::ignore) = co_await ws.async_write(asio::buffer(*it.message), kToken);
+      } else if (!ec) {
+        // The frame's bytes are shared with every other subscriber; only the wrap is this one's.
+        static const Wrap bare;
+        const Wrap& wrap = it.wrap ? *it.wrap : bare;
+        std::array<asio::const_buffer, 3> message{
+            asio::buffer(wrap.prefix), asio::buffer(it.frame().json), asio::buffer(wrap.suffix)};
+        std::tie(ec, std::ignore) = co_await ws.async_write(message, kToken);
+      }
+      outbox.written(it);
+    }
+    ws.next_layer().uncork();
     if (ec) co_return false;
   }
 }
@@ -386,7 +406,7 @@ struct Server::Impl::Registered {
 asio::awaitable<void> Server::Impl::websocket_session(beast::tcp_stream stream, Request req,
                                                       Target target, std::size_t thread) {
   StreamingSession counted(streaming);
-  auto ws = std::make_shared<WsStream>(std::move(stream));
+  auto ws = std::make_shared<WsStream>(std::move(stream), cork_bytes());
   ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws->read_message_max(options.max_frame_bytes);
   auto outbox = std::make_shared<Outbox>(ws->get_executor(), options.max_outbound_bytes);
@@ -470,7 +490,7 @@ struct Server::Impl::V1Session {
 asio::awaitable<void> Server::Impl::v1_session(beast::tcp_stream stream, Request req,
                                                std::size_t thread) {
   StreamingSession counted(streaming);
-  auto ws = std::make_shared<WsStream>(std::move(stream));
+  auto ws = std::make_shared<WsStream>(std::move(stream), cork_bytes());
   ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws->set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
     res.set(http::field::sec_websocket_protocol, kProtocolV1);

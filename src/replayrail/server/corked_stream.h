@@ -1,0 +1,149 @@
+#pragma once
+
+// Included by server.cc only (Beast lives in that one translation unit).
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/role.hpp>
+#include <boost/beast/websocket/teardown.hpp>
+#include <memory>
+#include <utility>
+#include <vector>
+
+namespace replayrail::server {
+
+// The stream under a WebSocket that gathers many messages into one write. Beast writes each
+// message with its own send(); with a thousand subscribers that is a thousand system calls per
+// event, which cost more than everything else the fanout does. Between cork() and uncork() the
+// writer hands Beast several messages: their frames are copied here and go out in one write
+// when it uncorks. Outside cork() a write starts at once, so Beast's own frames (pong, close)
+// are never held back. Beast still does all of the protocol: framing, control frames, close.
+//
+// Memory: at most `limit` bytes wait here; a write past that waits until the socket took them
+// (so a slow reader still backs up into its Outbox, where the slow-consumer policies apply).
+// Threads: one connection's thread, like the socket.
+template <class Next>
+class CorkedStream {
+ public:
+  using next_layer_type = Next;
+  using executor_type = typename Next::executor_type;
+
+  explicit CorkedStream(Next next, std::size_t limit = 64 * 1024)
+      : next_(std::move(next)), state_(std::make_shared<State>(this, limit)) {}
+  CorkedStream(CorkedStream&& other) noexcept
+      : next_(std::move(other.next_)), state_(std::move(other.state_)) {
+    if (state_) state_->owner = this;
+  }
+  CorkedStream& operator=(CorkedStream&&) = delete;
+  ~CorkedStream() {
+    if (state_) state_->owner = nullptr;  // a write completing later must not touch us
+  }
+
+  executor_type get_executor() noexcept { return next_.get_executor(); }
+  Next& next_layer() noexcept { return next_; }
+
+  void cork() { state_->corked = true; }
+  void uncork() {
+    state_->corked = false;
+    flush();
+  }
+
+  template <class Buffers, class Token>
+  auto async_read_some(const Buffers& buffers, Token&& token) {
+    return next_.async_read_some(buffers, std::forward<Token>(token));
+  }
+
+  template <class Buffers, class Token>
+  auto async_write_some(const Buffers& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, const Buffers& buffers) {
+          State& s = *state_;
+          std::size_t n = 0;
+          if (!s.failed) {
+            n = boost::asio::buffer_size(buffers);
+            s.pending.commit(boost::asio::buffer_copy(s.pending.prepare(n), buffers));
+          }
+          Waiter waiter{std::move(handler), n};
+          if (s.failed || s.size() <= s.limit) {
+            s.complete(std::move(waiter), get_executor());
+          } else {
+            s.waiting.push_back(std::move(waiter));
+          }
+          if (!s.corked || s.size() > s.limit) flush();
+        },
+        token, buffers);
+  }
+
+ private:
+  struct Waiter {
+    boost::asio::any_completion_handler<void(boost::system::error_code, std::size_t)> handler;
+    std::size_t bytes;
+  };
+  // Shared with the write in flight, which may complete after the stream is gone.
+  struct State {
+    State(CorkedStream* owner, std::size_t limit) : owner(owner), limit(limit) {}
+    CorkedStream* owner;
+    std::size_t limit;
+    bool corked = false;
+    boost::system::error_code failed;
+    boost::beast::flat_buffer pending;  // written by Beast, not yet handed to the socket
+    boost::beast::flat_buffer writing;  // being written to the socket
+    std::vector<Waiter> waiting;        // Beast's writes past the limit
+
+    std::size_t size() const { return pending.size() + writing.size(); }
+    void complete(Waiter w, const executor_type& executor) {
+      boost::asio::post(executor, [w = std::move(w), ec = failed]() mutable {
+        std::move(w.handler)(ec, ec ? 0 : w.bytes);
+      });
+    }
+  };
+
+  void flush() {
+    State& s = *state_;
+    if (s.failed || s.writing.size() > 0 || s.pending.size() == 0) return;
+    std::swap(s.writing, s.pending);
+    boost::asio::async_write(
+        next_, s.writing.data(),
+        [state = state_](boost::system::error_code ec, std::size_t) { written(state, ec); });
+  }
+
+  static void written(const std::shared_ptr<State>& state, boost::system::error_code ec) {
+    State& s = *state;
+    s.writing.clear();
+    if (s.pending.size() == 0) {
+      // Idle again: give the memory back (idle WebSockets are many).
+      s.writing.shrink_to_fit();
+      s.pending.shrink_to_fit();
+    }
+    if (ec) s.failed = ec;
+    if (!s.owner) return;
+    if (s.failed || s.size() <= s.limit) {
+      for (auto& w : std::exchange(s.waiting, {}))
+        s.complete(std::move(w), s.owner->get_executor());
+    }
+    if (!s.corked || s.size() > s.limit) s.owner->flush();
+  }
+
+  Next next_;
+  std::shared_ptr<State> state_;
+};
+
+// The WebSocket close handshake ends by shutting down the socket: the one below.
+template <class Next>
+void teardown(boost::beast::role_type role, CorkedStream<Next>& stream,
+              boost::system::error_code& ec) {
+  using boost::beast::websocket::teardown;
+  teardown(role, stream.next_layer(), ec);
+}
+
+template <class Next, class Handler>
+void async_teardown(boost::beast::role_type role, CorkedStream<Next>& stream, Handler&& handler) {
+  using boost::beast::websocket::async_teardown;
+  async_teardown(role, stream.next_layer(), std::forward<Handler>(handler));
+}
+
+}  // namespace replayrail::server
