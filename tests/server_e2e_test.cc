@@ -19,8 +19,10 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <set>
 #include <thread>
@@ -498,6 +500,163 @@ TEST_P(ServerE2E, NoCursorStartsAtTheConfiguredDefault) {
   io.run_for(10s);
   ASSERT_EQ(r.events.size(), 3u) << "earliest: from the start";
   EXPECT_EQ(r.events[0].at("payload").at("n").as_int64(), 1);
+}
+
+// --- topics and consumer groups: the OpenStream walkthrough (issue 6), without auth ---------
+
+json::array messages_of(const HttpResult& r) {
+  EXPECT_EQ(r.status, 200u) << r.body;
+  return r.json().at("messages").as_array();
+}
+
+std::string event_batch(int from, int to) {
+  std::string out = R"({"events":[)";
+  for (int i = from; i < to; ++i) {
+    if (i > from) out += ',';
+    out += R"({"event_type":"order.created","partition_key":"user-)" + std::to_string(i % 5) +
+           R"(","payload":{"n":)" + std::to_string(i) + "}}";
+  }
+  return out + R"(],"partitions":8})";
+}
+
+TEST_P(ServerE2E, TopicsAndConsumerGroupsWalkthrough) {
+  // Produce: every event gets a partition and an id; a key keeps its partition.
+  auto produced = call(http::verb::post, "/v1/topics/orders/events", event_batch(0, 20));
+  ASSERT_EQ(produced.status, 201u) << produced.body;
+  EXPECT_EQ(produced.json().at("partitions").as_int64(), 8);
+  auto results = produced.json().at("results").as_array();
+  ASSERT_EQ(results.size(), 20u);
+  std::map<int, std::int64_t> partition_of_key;
+  std::set<std::int64_t> used;
+  for (int i = 0; i < 20; ++i) {
+    auto p = results[i].at("partition").as_int64();
+    ASSERT_TRUE(StreamId::parse(results[i].at("redis_id").as_string()));
+    auto [it, added] = partition_of_key.try_emplace(i % 5, p);
+    EXPECT_EQ(it->second, p) << "key user-" << i % 5 << " moved partition";
+    used.insert(p);
+  }
+  EXPECT_GT(used.size(), 1u) << "five keys all hashed to one partition of eight";
+
+  // Groups at `$` (only new events) and at `0-0` (everything retained).
+  auto group = [&](const std::string& name, const std::string& start) {
+    return call(http::verb::post, "/v1/topics/orders/groups",
+                R"({"group":")" + name + R"(","start_id":")" + start + "\"}");
+  };
+  ASSERT_EQ(group("workers", "$").status, 201u);
+  ASSERT_EQ(group("replay", "0-0").status, 201u);
+  auto again = group("replay", "0-0");
+  EXPECT_EQ(again.status, 409u);
+  EXPECT_EQ(again.error_code(), "group_exists");
+
+  auto read = [&](const std::string& g, const std::string& consumer) {
+    return messages_of(call(http::verb::post, "/v1/topics/orders/groups/" + g + "/read",
+                            R"({"consumer":")" + consumer + R"(","count":100,"block_ms":100})"));
+  };
+  auto everything = read("replay", "c1");
+  ASSERT_EQ(everything.size(), 20u);
+  std::map<std::int64_t, StreamId> last_in_partition;
+  for (const auto& m : everything) {
+    auto p = m.at("partition").as_int64();
+    auto id = StreamId::parse(m.at("redis_id").as_string()).value();
+    EXPECT_TRUE(last_in_partition[p] < id) << "order within a partition";
+    last_in_partition[p] = id;
+    EXPECT_EQ(m.at("event").at("channel").as_string(), "orders");
+    EXPECT_EQ(m.at("delivery_count").as_int64(), 1);
+  }
+  EXPECT_TRUE(read("workers", "w1").empty()) << "a group at $ sees only what comes after";
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/events", event_batch(20, 23)).status, 201u);
+  EXPECT_EQ(read("workers", "w1").size(), 3u);
+
+  // Ack the first ten; c1 then "crashes" with ten pending, which c2 claims.
+  std::map<std::int64_t, json::array> to_ack;
+  for (std::size_t i = 0; i < 10; ++i) {
+    to_ack[everything[i].at("partition").as_int64()].push_back(everything[i].at("redis_id"));
+  }
+  json::array items;
+  for (auto& [p, ids] : to_ack) items.push_back(json::object{{"partition", p}, {"redis_ids", ids}});
+  auto acked = call(http::verb::post, "/v1/topics/orders/groups/replay/ack",
+                    json::serialize(json::object{{"items", items}}));
+  ASSERT_EQ(acked.status, 200u) << acked.body;
+  EXPECT_EQ(acked.json().at("acked").as_int64(), 10);
+  auto claimed = messages_of(call(http::verb::post, "/v1/topics/orders/groups/replay/claim",
+                                  R"({"consumer":"c2","min_idle_ms":0,"count":100})"));
+  ASSERT_EQ(claimed.size(), 10u);
+  for (const auto& m : claimed) EXPECT_EQ(m.at("delivery_count").as_int64(), 2);
+  auto not_idle = messages_of(call(http::verb::post, "/v1/topics/orders/groups/replay/claim",
+                                   R"({"consumer":"c3","min_idle_ms":600000})"));
+  EXPECT_TRUE(not_idle.empty()) << "nothing has been idle for ten minutes";
+
+  // Reset: the group reads everything again.
+  auto reset =
+      call(http::verb::post, "/v1/topics/orders/groups/replay/reset", R"({"start_id":"0-0"})");
+  ASSERT_EQ(reset.status, 200u) << reset.body;
+  EXPECT_EQ(read("replay", "c4").size(), 23u);
+
+  // Describe and summary: lengths, groups with pending and lag.
+  auto described = call(http::verb::get, "/v1/topics/orders/describe");
+  ASSERT_EQ(described.status, 200u) << described.body;
+  EXPECT_EQ(described.json().at("length").as_int64(), 23);
+  EXPECT_EQ(described.json().at("streams").as_array().size(), 8u);
+  auto summary = call(http::verb::get, "/v1/metrics/summary");
+  ASSERT_EQ(summary.status, 200u) << summary.body;
+  const json::value summary_json = summary.json();
+  const auto& topic = summary_json.at("topics").as_array().at(0);
+  EXPECT_EQ(topic.at("topic").as_string(), "orders");
+  std::map<std::string, std::int64_t> pending;
+  for (const auto& g : topic.at("groups").as_array()) {
+    pending[std::string(g.at("group").as_string())] = g.at("pending").as_int64();
+  }
+  EXPECT_EQ(pending["replay"], 23) << "read again after the reset, none acked yet";
+  EXPECT_EQ(pending["workers"], 3);
+
+  auto destroyed = call(http::verb::delete_, "/v1/topics/orders/groups/workers");
+  EXPECT_EQ(destroyed.status, 200u) << destroyed.body;
+  EXPECT_EQ(call(http::verb::delete_, "/v1/topics/orders/groups/workers").status, 404u);
+}
+
+TEST_P(ServerE2E, TopicBadInputIsAClearErrorAndWritesNothing) {
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/t/events", event_batch(0, 2)).status, 201u);
+  struct Case {
+    std::string target, body;
+    unsigned status;
+    std::string code;
+  };
+  std::vector<Case> cases{
+      // One bad event in a batch: none of the batch is written.
+      {"/v1/topics/t/events", R"({"events":[{"event_type":"ok","payload":{}},{"payload":{}}]})",
+       400, "invalid_event_type"},
+      {"/v1/topics/t/events", R"({"events":[{"type":"ok","payload":[1]}]})", 400,
+       "invalid_payload"},
+      {"/v1/topics/t/events", R"({"events":[]})", 400, "invalid_argument"},
+      {"/v1/topics/t/events", R"({"evnts":[]})", 400, "invalid_argument"},
+      {"/v1/topics/t/events", R"({"events":[{"type":"x"}],"partitions":3})", 409, "topic_conflict"},
+      {"/v1/topics/t/events", R"({"events":[{"type":"x"}],"partitions":0})", 400,
+       "invalid_argument"},
+      {"/v1/topics/bad%20name/events", R"({"events":[{"type":"x"}]})", 400, "invalid_channel"},
+      {"/v1/topics/t/events", "not json", 400, "invalid_json"},
+      {"/v1/topics/t/groups", R"({"group":"g"})", 400, "invalid_argument"},
+      {"/v1/topics/t/groups", R"({"group":"g","start_id":"yesterday"})", 400, "invalid_cursor"},
+      {"/v1/topics/missing/groups", R"({"group":"g","start_id":"$"})", 404, "stream_not_found"},
+      {"/v1/topics/t/groups/none/read", R"({"consumer":"c"})", 404, "group_not_found"},
+      {"/v1/topics/t/groups/none/read", R"({"consumer":"c","count":0})", 400, "invalid_argument"},
+      {"/v1/topics/t/groups/none/read", R"({"consumer":"c","partitions":[8]})", 400,
+       "invalid_argument"},
+      {"/v1/topics/t/groups/none/ack", R"({"items":[{"partition":0,"redis_ids":["x"]}]})", 400,
+       "invalid_cursor"},
+      {"/v1/topics/t/groups/none/claim", R"({"min_idle_ms":5})", 400, "invalid_argument"},
+  };
+  for (const auto& c : cases) {
+    auto r = call(http::verb::post, c.target, c.body);
+    EXPECT_EQ(r.status, c.status) << c.target << " " << c.body << " -> " << r.body;
+    if (r.status == c.status) {
+      EXPECT_EQ(r.error_code(), c.code) << c.body;
+    }
+  }
+  EXPECT_EQ(call(http::verb::get, "/v1/topics/t/events").status, 405u);
+  auto described = call(http::verb::get, "/v1/topics/t/describe");
+  ASSERT_EQ(described.status, 200u);
+  EXPECT_EQ(described.json().at("length").as_int64(), 2) << "nothing was half-written";
+  EXPECT_EQ(described.json().at("partitions").as_int64(), 8);
 }
 
 #if defined(__SANITIZE_ADDRESS__)

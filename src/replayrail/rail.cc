@@ -8,15 +8,8 @@ Rail::Rail(std::shared_ptr<store::Store> store, RailConfig config)
     : store_(std::move(store)), config_(config) {}
 
 store::task<result<store::Appended>> Rail::publish(const EventInput& input) {
-  std::size_t size =
-      input.payload.size() + input.actor.value_or("").size() + input.metadata.value_or("").size();
-  if (size > config_.max_payload_bytes) {
-    co_return make_error(errc::payload_too_large,
-                         "payload, actor and metadata are " + std::to_string(size) +
-                             " bytes; the limit is " + std::to_string(config_.max_payload_bytes));
-  }
   NewEvent event;
-  RR_CO_TRY_ASSIGN(event, make_event(input));
+  RR_CO_TRY_ASSIGN(event, make_event_within(input, config_.max_payload_bytes));
   std::string stream = event.event.channel;
   co_return co_await store_->append(
       stream, std::move(event),

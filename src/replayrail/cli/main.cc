@@ -225,6 +225,17 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--max-body-bytes", s.server.max_body_bytes, "Largest request body")
       ->capture_default_str();
   serve_cmd
+      ->add_option("--partitions-default", s.server.default_partitions,
+                   "Partitions of a topic created without a count")
+      ->check(CLI::Range(1u, kMaxPartitions))
+      ->envname("PARTITIONS_DEFAULT")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-batch", s.server.max_batch,
+                   "Events per POST /v1/topics/{topic}/events at most")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
+      ->capture_default_str();
+  serve_cmd
       ->add_option("--max-frame-bytes", s.server.max_frame_bytes,
                    "Largest incoming WebSocket message")
       ->capture_default_str();

@@ -121,12 +121,21 @@ EventInput PublishBody::input(std::string_view channel) const {
   return in;
 }
 
-result<PublishBody> parse_publish_body(std::string_view text) {
-  boost::system::error_code ec;
-  json::value doc = json::parse(text, ec);
-  if (ec) return make_error(errc::invalid_json, "request body is not valid JSON: " + ec.message());
-  if (!doc.is_object()) return make_error(errc::invalid_json, "request body must be a JSON object");
+result<NewEvent> make_event_within(const EventInput& input, std::size_t max_bytes) {
+  std::size_t size =
+      input.payload.size() + input.actor.value_or("").size() + input.metadata.value_or("").size();
+  if (size > max_bytes) {
+    return make_error(errc::payload_too_large, "payload, actor and metadata are " +
+                                                   std::to_string(size) + " bytes; the limit is " +
+                                                   std::to_string(max_bytes));
+  }
+  return make_event(input);
+}
 
+namespace {
+
+// One publish body as a JSON object. `event_type` is OpenStream's name for `type`.
+result<PublishBody> parse_publish_object(const json::object& object) {
   PublishBody body;
   bool has_type = false;
   auto string_field = [](const json::value& v, std::string_view name,
@@ -134,10 +143,11 @@ result<PublishBody> parse_publish_body(std::string_view text) {
     if (!v.is_string()) return make_error(code, std::string(name) + " must be a string");
     return std::string(v.get_string());
   };
-  for (const auto& kv : doc.get_object()) {
+  for (const auto& kv : object) {
     std::string_view key = kv.key();
     const json::value& v = kv.value();
-    if (key == "type") {
+    if (key == "type" || key == "event_type") {
+      if (has_type) return make_error(errc::invalid_event_type, "type is given twice");
       RR_TRY_ASSIGN(body.type, string_field(v, key, errc::invalid_event_type));
       has_type = true;
     } else if (key == "payload") {
@@ -162,6 +172,58 @@ result<PublishBody> parse_publish_body(std::string_view text) {
     }
   }
   if (!has_type) return make_error(errc::invalid_event_type, "type is required");
+  return body;
+}
+
+result<json::object> parse_object(std::string_view text) {
+  boost::system::error_code ec;
+  json::value doc = json::parse(text, ec);
+  if (ec) return make_error(errc::invalid_json, "request body is not valid JSON: " + ec.message());
+  if (!doc.is_object()) return make_error(errc::invalid_json, "request body must be a JSON object");
+  return std::move(doc.get_object());
+}
+
+}  // namespace
+
+result<PublishBody> parse_publish_body(std::string_view text) {
+  json::object object;
+  RR_TRY_ASSIGN(object, parse_object(text));
+  return parse_publish_object(object);
+}
+
+result<IngestBody> parse_ingest_body(std::string_view text) {
+  json::object object;
+  RR_TRY_ASSIGN(object, parse_object(text));
+  IngestBody body;
+  bool has_events = false;
+  for (const auto& kv : object) {
+    if (kv.key() == "events") {
+      if (!kv.value().is_array())
+        return make_error(errc::invalid_argument, "events must be an array");
+      const auto& events = kv.value().get_array();
+      body.events.reserve(events.size());
+      for (std::size_t i = 0; i < events.size(); ++i) {
+        auto prefix = "events[" + std::to_string(i) + "]: ";
+        if (!events[i].is_object()) {
+          return make_error(errc::invalid_argument, prefix + "an event must be a JSON object");
+        }
+        auto e = parse_publish_object(events[i].get_object());
+        if (!e) return make_error(e.error().code, prefix + e.error().message);
+        body.events.push_back(std::move(*e));
+      }
+      has_events = true;
+    } else if (kv.key() == "partitions") {
+      auto n = kv.value().if_int64();
+      if (!n || *n < 1 || *n > kMaxPartitions) {
+        return make_error(errc::invalid_argument, "partitions must be an integer from 1 to " +
+                                                      std::to_string(kMaxPartitions));
+      }
+      body.partitions = static_cast<std::uint32_t>(*n);
+    } else {
+      return make_error(errc::invalid_argument, "unknown field \"" + std::string(kv.key()) + "\"");
+    }
+  }
+  if (!has_events) return make_error(errc::invalid_argument, "events is required");
   return body;
 }
 

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "replayrail/common/errc.h"
 #include "replayrail/common/stream_id.h"
@@ -62,6 +63,8 @@ result<void> validate_event_id(std::string_view event_id);
 
 // Validates every field and fills the defaults: the only way to make a NewEvent.
 result<NewEvent> make_event(const EventInput& input);
+// make_event, refusing (payload_too_large) payload + actor + metadata over `max_bytes`.
+result<NewEvent> make_event_within(const EventInput& input, std::size_t max_bytes);
 
 // The body of `POST /events/{channel}`: `{type, payload?, actor?, metadata?, event_id?,
 // created_at?}`. Sub-objects are re-serialised once here, on ingest; the result is what is stored
@@ -78,6 +81,14 @@ struct PublishBody {
   EventInput input(std::string_view channel) const;
 };
 result<PublishBody> parse_publish_body(std::string_view json_text);
+
+// The body of `POST /v1/topics/{topic}/events`: `{"events":[…], "partitions"?: n}`, each event
+// a publish body (with `event_type` accepted for `type`, as OpenStream names it).
+struct IngestBody {
+  std::vector<PublishBody> events;
+  std::optional<std::uint32_t> partitions;
+};
+result<IngestBody> parse_ingest_body(std::string_view json_text);
 
 // The wire envelope: `{"id":…,"event_id":…,"channel":…,"type":…,"payload":…,"actor":…,
 // "metadata":…,"created_at":…}`. The one function that renders it, everywhere.

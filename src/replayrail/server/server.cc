@@ -30,6 +30,7 @@
 #include "replayrail/server/corked_stream.h"
 #include "replayrail/server/errors.h"
 #include "replayrail/server/hub.h"
+#include "replayrail/server/platform_api.h"
 
 namespace replayrail::server {
 
@@ -79,6 +80,8 @@ struct Server::Impl {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::shared_ptr<store::Store> store;
   std::unique_ptr<Rail> rail;
+  std::unique_ptr<Topics> topics;
+  std::unique_ptr<PlatformApi> api;  // /v1/…
   std::unique_ptr<Hub> hub;
   // Per event-loop thread, touched only there: its streaming sessions' outboxes.
   std::vector<std::unordered_set<Outbox*>> outboxes;
@@ -218,6 +221,15 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
       co_return json_response(req, 200, std::move(out));
     }
     co_return method_not_allowed("GET, POST");
+  }
+  if (!path.empty() && path[0] == "v1") {
+    std::vector<std::string> rest(path.begin() + 1, path.end());
+    auto res = co_await api->handle(req.method_string(), rest, req.body());
+    if (res) {
+      auto out = json_response(req, res->status, std::move(res->body));
+      if (res->status == 405) out.set(http::field::allow, "GET, POST, DELETE");
+      co_return out;
+    }
   }
   co_return error_response(
       req, make_error(errc::not_found, "no endpoint at " + std::string(req.target())));
@@ -802,6 +814,15 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
   }
   RR_TRY_ASSIGN(impl->store, make_store(impl->main().get_executor()));
   impl->rail = std::make_unique<Rail>(impl->store, options.rail);
+  impl->topics = std::make_unique<Topics>(
+      impl->store, TopicsConfig{.default_partitions = options.default_partitions,
+                                .max_batch = options.max_batch,
+                                .max_stream_length = options.rail.max_stream_length,
+                                .max_payload_bytes = options.rail.max_payload_bytes,
+                                .idempotency_ttl = options.rail.idempotency_ttl});
+  impl->api = std::make_unique<PlatformApi>(*impl->topics, [impl = impl.get()] {
+    return ServerCounters{impl->connections.load(), impl->streaming.load()};
+  });
   std::vector<asio::any_io_executor> executors;
   for (auto& ctx : impl->contexts) executors.push_back(ctx->get_executor());
   impl->hub = std::make_unique<Hub>(*impl->store, std::move(executors));

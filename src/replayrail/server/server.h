@@ -32,6 +32,8 @@ struct ServerOptions {
   Millis heartbeat{15'000};             // SSE comment / WebSocket ping when nothing else is sent
   Millis shutdown_grace{5'000};         // SIGTERM: how long to let WebSockets and SSE close
   RailConfig rail;
+  std::uint32_t default_partitions = 1;  // of a topic created without `partitions`
+  std::size_t max_batch = 5000;          // events per POST /v1/topics/{topic}/events
 };
 
 // Makes the store once the server's executors exist (the Redis store runs on them).

@@ -1,0 +1,356 @@
+#include "replayrail/server/platform_api.h"
+
+#include <algorithm>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <initializer_list>
+#include <map>
+
+#include "replayrail/server/errors.h"
+
+namespace replayrail::server {
+
+namespace json = boost::json;
+using store::task;
+
+namespace {
+
+constexpr std::int64_t kMaxReadCount = 1000;
+constexpr std::int64_t kMaxBlockMs = 60'000;
+
+ApiResponse error(const Error& e) { return {http_status(e.code), error_body(e)}; }
+
+ApiResponse ok(unsigned status, const json::value& body) { return {status, json::serialize(body)}; }
+
+// A JSON request body whose fields are read one by one, each with a clear error; a field this
+// endpoint does not know is refused (a misspelt "min_idle" would otherwise be silently 0).
+class Body {
+ public:
+  static result<Body> parse(std::string_view text, std::initializer_list<std::string_view> known) {
+    boost::system::error_code ec;
+    json::value doc = json::parse(text.empty() ? std::string_view("{}") : text, ec);
+    if (ec)
+      return make_error(errc::invalid_json, "request body is not valid JSON: " + ec.message());
+    if (!doc.is_object())
+      return make_error(errc::invalid_json, "request body must be a JSON object");
+    for (const auto& kv : doc.get_object()) {
+      if (std::find(known.begin(), known.end(), kv.key()) == known.end()) {
+        return make_error(errc::invalid_argument,
+                          "unknown field \"" + std::string(kv.key()) + "\"");
+      }
+    }
+    return Body(std::move(doc.get_object()));
+  }
+
+  const json::value* get(std::string_view name) const {
+    const json::value* v = object_.if_contains(name);
+    return v && !v->is_null() ? v : nullptr;
+  }
+
+  result<std::optional<std::string>> text(std::string_view name) const {
+    const json::value* v = get(name);
+    if (!v) return std::optional<std::string>();
+    if (!v->is_string() || v->get_string().empty()) {
+      return make_error(errc::invalid_argument, std::string(name) + " must be a non-empty string");
+    }
+    return std::optional<std::string>(std::string(v->get_string()));
+  }
+
+  result<std::string> required_text(std::string_view name) const {
+    std::optional<std::string> v;
+    RR_TRY_ASSIGN(v, text(name));
+    if (!v) return make_error(errc::invalid_argument, std::string(name) + " is required");
+    return std::move(*v);
+  }
+
+  result<std::int64_t> integer(std::string_view name, std::int64_t fallback, std::int64_t min,
+                               std::int64_t max) const {
+    const json::value* v = get(name);
+    if (!v) return fallback;
+    auto n = v->if_int64();
+    if (!n || *n < min || *n > max) {
+      return make_error(errc::invalid_argument, std::string(name) + " must be an integer from " +
+                                                    std::to_string(min) + " to " +
+                                                    std::to_string(max));
+    }
+    return *n;
+  }
+
+ private:
+  explicit Body(json::object object) : object_(std::move(object)) {}
+  json::object object_;
+};
+
+result<StreamId> parse_id(const json::value& v, std::string_view what) {
+  auto id = v.is_string() ? StreamId::parse(v.get_string()) : std::nullopt;
+  if (!id) {
+    return make_error(errc::invalid_cursor,
+                      std::string(what) + " must be stream ids like \"1730000000000-0\"");
+  }
+  return *id;
+}
+
+// A group's start: `$` or an id (`0-0` = everything retained).
+result<Cursor> parse_start(const Body& body) {
+  std::string text;
+  RR_TRY_ASSIGN(text, body.required_text("start_id"));
+  return Cursor::parse(text);
+}
+
+json::value envelope_json(const EventPtr& e) {
+  return e ? json::parse(render_envelope(*e)) : json::value(nullptr);
+}
+
+json::array messages_json(const std::vector<PartitionMessage>& messages) {
+  json::array out;
+  for (const auto& m : messages) {
+    out.push_back(json::object{{"partition", m.partition},
+                               {"redis_id", m.message.id.to_string()},
+                               {"delivery_count", m.message.delivery_count},
+                               {"event", envelope_json(m.message.event)}});
+  }
+  return out;
+}
+
+json::object topic_json(const TopicDescription& d) {
+  json::array streams;
+  json::array groups;
+  std::uint64_t total = 0;
+  // Per group over all partitions: what the dashboard shows.
+  struct GroupSum {
+    std::uint64_t pending = 0, lag = 0, consumers = 0;
+  };
+  std::map<std::string, GroupSum> by_group;
+  for (const auto& p : d.partitions) {
+    json::array pgroups;
+    for (const auto& g : p.info.groups) {
+      pgroups.push_back(json::object{{"group", g.name},
+                                     {"consumers", g.consumers},
+                                     {"pending", g.pending},
+                                     {"lag", g.lag},
+                                     {"last_delivered_id", g.last_delivered.to_string()}});
+      auto& sum = by_group[g.name];
+      sum.pending += g.pending;
+      sum.lag += g.lag;
+      sum.consumers = std::max(sum.consumers, g.consumers);
+    }
+    total += p.info.length;
+    streams.push_back(json::object{{"partition", p.partition},
+                                   {"stream", p.stream},
+                                   {"length", p.info.length},
+                                   {"first_id", p.info.first_id.to_string()},
+                                   {"last_id", p.info.last_id.to_string()},
+                                   {"groups", std::move(pgroups)}});
+  }
+  for (const auto& [name, sum] : by_group) {
+    groups.push_back(json::object{
+        {"group", name}, {"pending", sum.pending}, {"lag", sum.lag}, {"consumers", sum.consumers}});
+  }
+  return {{"topic", d.topic.name},
+          {"partitions", d.topic.partitions},
+          {"created_at", d.topic.created_at},
+          {"length", total},
+          {"streams", std::move(streams)},
+          {"groups", std::move(groups)}};
+}
+
+}  // namespace
+
+task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
+                                                     const std::vector<std::string>& path,
+                                                     std::string_view body) {
+  auto not_allowed = [](const char* allowed) {
+    return error(make_error(errc::method_not_allowed, std::string(allowed) + " only on this path"));
+  };
+  if (path.size() == 2 && path[0] == "metrics" && path[1] == "summary") {
+    if (method != "GET") co_return not_allowed("GET");
+    co_return co_await summary();
+  }
+  if (path.size() < 3 || path[0] != "topics") co_return std::nullopt;
+  const std::string& topic = path[1];
+  if (path.size() == 3 && path[2] == "events") {
+    if (method != "POST") co_return not_allowed("POST");
+    co_return co_await ingest(topic, body);
+  }
+  if (path.size() == 3 && path[2] == "describe") {
+    if (method != "GET") co_return not_allowed("GET");
+    co_return co_await describe(topic);
+  }
+  if (path.size() == 3 && path[2] == "groups") {
+    if (method != "POST") co_return not_allowed("POST");
+    co_return co_await create_group(topic, body);
+  }
+  if (path.size() == 4 && path[2] == "groups") {
+    if (method != "DELETE") co_return not_allowed("DELETE");
+    co_return co_await group_action(topic, path[3], "destroy", body);
+  }
+  if (path.size() == 5 && path[2] == "groups" &&
+      (path[4] == "read" || path[4] == "ack" || path[4] == "claim" || path[4] == "reset")) {
+    if (method != "POST") co_return not_allowed("POST");
+    co_return co_await group_action(topic, path[3], path[4], body);
+  }
+  co_return std::nullopt;
+}
+
+task<ApiResponse> PlatformApi::ingest(const std::string& topic, std::string_view text) {
+  auto body = parse_ingest_body(text);
+  if (!body) co_return error(body.error());
+  auto ingested = co_await topics_.ingest(topic, body->events, body->partitions);
+  if (!ingested) co_return error(ingested.error());
+  const auto& [t, events] = *ingested;
+  json::array results;
+  for (const auto& e : events) {
+    results.push_back(json::object{{"partition", e.partition},
+                                   {"redis_id", e.event->id.to_string()},
+                                   {"event_id", e.event->event_id},
+                                   {"duplicate", e.duplicate}});
+  }
+  co_return ok(
+      201, json::object{
+               {"topic", t.name}, {"partitions", t.partitions}, {"results", std::move(results)}});
+}
+
+task<ApiResponse> PlatformApi::describe(const std::string& topic) {
+  auto d = co_await topics_.describe(topic);
+  if (!d) co_return error(d.error());
+  co_return ok(200, topic_json(*d));
+}
+
+task<ApiResponse> PlatformApi::create_group(const std::string& topic, std::string_view text) {
+  auto body = Body::parse(text, {"group", "start_id"});
+  if (!body) co_return error(body.error());
+  auto group = body->required_text("group");
+  if (!group) co_return error(group.error());
+  auto start = parse_start(*body);
+  if (!start) co_return error(start.error());
+  auto t = co_await topics_.create_group(topic, *group, *start);
+  if (!t) co_return error(t.error());
+  co_return ok(201, json::object{{"topic", t->name},
+                                 {"group", *group},
+                                 {"start_id", start->to_string()},
+                                 {"partitions", t->partitions}});
+}
+
+task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std::string& group,
+                                            const std::string& action, std::string_view text) {
+  if (action == "destroy") {
+    auto existed = co_await topics_.destroy_group(topic, group);
+    if (!existed) co_return error(existed.error());
+    if (!*existed) {
+      co_return error(make_error(errc::group_not_found, "no group " + group + " on " + topic));
+    }
+    co_return ok(200, json::object{{"topic", topic}, {"group", group}, {"destroyed", true}});
+  }
+  if (action == "reset") {
+    auto body = Body::parse(text, {"start_id"});
+    if (!body) co_return error(body.error());
+    auto start = parse_start(*body);
+    if (!start) co_return error(start.error());
+    auto t = co_await topics_.reset_group(topic, group, *start);
+    if (!t) co_return error(t.error());
+    co_return ok(200, json::object{{"topic", t->name},
+                                   {"group", group},
+                                   {"start_id", start->to_string()},
+                                   {"partitions", t->partitions}});
+  }
+  if (action == "read") {
+    auto body = Body::parse(text, {"consumer", "count", "block_ms", "partitions"});
+    if (!body) co_return error(body.error());
+    auto consumer = body->required_text("consumer");
+    if (!consumer) co_return error(consumer.error());
+    auto count = body->integer("count", 100, 1, kMaxReadCount);
+    if (!count) co_return error(count.error());
+    auto block_ms = body->integer("block_ms", -1, 0, kMaxBlockMs);
+    if (!block_ms) co_return error(block_ms.error());
+    std::vector<std::uint32_t> partitions;
+    if (const json::value* ps = body->get("partitions")) {
+      if (!ps->is_array()) {
+        co_return error(make_error(errc::invalid_argument, "partitions must be an array"));
+      }
+      for (const auto& p : ps->get_array()) {
+        auto n = p.if_int64();
+        if (!n || *n < 0 || *n >= kMaxPartitions) {
+          co_return error(
+              make_error(errc::invalid_argument, "partitions must hold partition numbers"));
+        }
+        partitions.push_back(static_cast<std::uint32_t>(*n));
+      }
+    }
+    // block_ms 0 waits as long as the request may (the server's cap), like XREADGROUP BLOCK 0.
+    std::optional<store::Millis> block;
+    if (*block_ms >= 0) block = store::Millis(*block_ms == 0 ? kMaxBlockMs : *block_ms);
+    auto messages = co_await topics_.read_group(
+        topic, group, *consumer, static_cast<std::size_t>(*count), block, std::move(partitions));
+    if (!messages) co_return error(messages.error());
+    co_return ok(200, json::object{{"messages", messages_json(*messages)}});
+  }
+  if (action == "ack") {
+    auto body = Body::parse(text, {"items"});
+    if (!body) co_return error(body.error());
+    const json::value* items = body->get("items");
+    if (!items || !items->is_array()) {
+      co_return error(
+          make_error(errc::invalid_argument, "items must be an array of {partition, redis_ids}"));
+    }
+    std::vector<PartitionIds> parsed;
+    for (const auto& item : items->get_array()) {
+      const json::object* o = item.if_object();
+      const json::value* p = o ? o->if_contains("partition") : nullptr;
+      const json::value* ids = o ? o->if_contains("redis_ids") : nullptr;
+      if (!p || !p->is_int64() || p->get_int64() < 0 || !ids || !ids->is_array()) {
+        co_return error(make_error(errc::invalid_argument,
+                                   "each item must be {\"partition\": n, \"redis_ids\": [...]}"));
+      }
+      PartitionIds pi{static_cast<std::uint32_t>(p->get_int64()), {}};
+      for (const auto& id : ids->get_array()) {
+        auto parsed_id = parse_id(id, "redis_ids");
+        if (!parsed_id) co_return error(parsed_id.error());
+        pi.ids.push_back(*parsed_id);
+      }
+      parsed.push_back(std::move(pi));
+    }
+    auto acked = co_await topics_.ack(topic, group, parsed);
+    if (!acked) co_return error(acked.error());
+    co_return ok(200, json::object{{"acked", *acked}});
+  }
+  // claim
+  auto body = Body::parse(text, {"consumer", "min_idle_ms", "count", "start_id"});
+  if (!body) co_return error(body.error());
+  auto consumer = body->required_text("consumer");
+  if (!consumer) co_return error(consumer.error());
+  auto min_idle = body->integer("min_idle_ms", 0, 0, std::int64_t{1} << 40);
+  if (!min_idle) co_return error(min_idle.error());
+  auto count = body->integer("count", 100, 1, kMaxReadCount);
+  if (!count) co_return error(count.error());
+  StreamId start;
+  if (const json::value* s = body->get("start_id")) {
+    auto id = parse_id(*s, "start_id");
+    if (!id) co_return error(id.error());
+    start = *id;
+  }
+  auto claimed = co_await topics_.claim(topic, group, *consumer, store::Millis(*min_idle),
+                                        static_cast<std::size_t>(*count), start);
+  if (!claimed) co_return error(claimed.error());
+  json::array deleted;
+  for (const auto& d : claimed->deleted) {
+    json::array ids;
+    for (const auto& id : d.ids) ids.push_back(json::string(id.to_string()));
+    deleted.push_back(json::object{{"partition", d.partition}, {"redis_ids", std::move(ids)}});
+  }
+  co_return ok(200, json::object{{"messages", messages_json(claimed->claimed)},
+                                 {"deleted", std::move(deleted)}});
+}
+
+task<ApiResponse> PlatformApi::summary() {
+  auto all = co_await topics_.describe_all();
+  if (!all) co_return error(all.error());
+  json::array topics;
+  for (const auto& d : *all) topics.push_back(topic_json(d));
+  ServerCounters c = counters_();
+  co_return ok(200, json::object{{"topics", std::move(topics)},
+                                 {"connections", c.connections},
+                                 {"streaming_sessions", c.streaming}});
+}
+
+}  // namespace replayrail::server

@@ -1,0 +1,52 @@
+#pragma once
+
+// The OpenStream half of the HTTP API (issue 6): `/v1/topics/…` and `/v1/metrics/summary`, with
+// the request and response shapes of the OpenStream walkthrough (`partition`, `redis_id`,
+// `start_id`, `items`, …). No Beast here: the server hands over the method, the path and the
+// body, and writes back the status and JSON this returns.
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "replayrail/topics.h"
+
+namespace replayrail::server {
+
+struct ApiResponse {
+  unsigned status = 200;
+  std::string body;  // JSON
+};
+
+// What the server reports about itself in the summary.
+struct ServerCounters {
+  std::size_t connections = 0;
+  std::size_t streaming = 0;  // WebSocket and SSE sessions
+};
+
+class PlatformApi {
+ public:
+  PlatformApi(Topics& topics, std::function<ServerCounters()> counters)
+      : topics_(topics), counters_(std::move(counters)) {}
+
+  // `path`: the segments after `v1`. nullopt when no /v1 route has this path; a route with
+  // another method is method_not_allowed.
+  store::task<std::optional<ApiResponse>> handle(std::string_view method,
+                                                 const std::vector<std::string>& path,
+                                                 std::string_view body);
+
+ private:
+  store::task<ApiResponse> ingest(const std::string& topic, std::string_view body);
+  store::task<ApiResponse> describe(const std::string& topic);
+  store::task<ApiResponse> create_group(const std::string& topic, std::string_view body);
+  store::task<ApiResponse> group_action(const std::string& topic, const std::string& group,
+                                        const std::string& action, std::string_view body);
+  store::task<ApiResponse> summary();
+
+  Topics& topics_;
+  std::function<ServerCounters()> counters_;
+};
+
+}  // namespace replayrail::server

@@ -1,0 +1,280 @@
+#include "replayrail/topics.h"
+
+#include <xxhash.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <functional>
+#include <map>
+
+namespace replayrail {
+
+namespace asio = boost::asio;
+using store::task;
+
+Topics::Topics(std::shared_ptr<store::Store> store, TopicsConfig config)
+    : store_(std::move(store)), config_(config) {}
+
+std::uint32_t Topics::partition_for(const store::Topic& topic,
+                                    std::optional<std::string_view> key) {
+  if (topic.partitions <= 1) return 0;
+  if (!key) return static_cast<std::uint32_t>(round_robin_++ % topic.partitions);
+  // Rendezvous hashing: every partition scores xxh64(topic \0 key \0 p); the highest wins.
+  std::string buffer = topic.name;
+  buffer.push_back('\0');
+  buffer.append(*key);
+  buffer.push_back('\0');
+  const std::size_t prefix = buffer.size();
+  std::uint32_t best = 0;
+  XXH64_hash_t best_score = 0;
+  for (std::uint32_t p = 0; p < topic.partitions; ++p) {
+    buffer.resize(prefix);
+    buffer += std::to_string(p);
+    XXH64_hash_t score = XXH64(buffer.data(), buffer.size(), 0);
+    if (p == 0 || score > best_score) {
+      best = p;
+      best_score = score;
+    }
+  }
+  return best;
+}
+
+task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::ingest(
+    std::string_view topic, const std::vector<PublishBody>& events,
+    std::optional<std::uint32_t> partitions) {
+  RR_CO_TRY(validate_channel(topic));
+  if (events.empty()) co_return make_error(errc::invalid_argument, "events must not be empty");
+  if (events.size() > config_.max_batch) {
+    co_return make_error(errc::invalid_argument, "at most " + std::to_string(config_.max_batch) +
+                                                     " events per request, not " +
+                                                     std::to_string(events.size()));
+  }
+  if (partitions && (*partitions == 0 || *partitions > kMaxPartitions)) {
+    co_return make_error(errc::invalid_argument,
+                         "partitions must be between 1 and " + std::to_string(kMaxPartitions));
+  }
+  // Every event is validated before any is written.
+  std::vector<NewEvent> made;
+  made.reserve(events.size());
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    auto e = make_event_within(events[i].input(topic), config_.max_payload_bytes);
+    if (!e) {
+      Error error = e.error();
+      error.message = "events[" + std::to_string(i) + "]: " + error.message;
+      co_return error;
+    }
+    made.push_back(std::move(*e));
+  }
+  store::Topic t;
+  RR_CO_TRY_ASSIGN(
+      t, co_await store_->create_topic(topic, partitions.value_or(config_.default_partitions)));
+  if (partitions && *partitions != t.partitions) {
+    co_return make_error(errc::topic_conflict,
+                         "topic " + t.name + " has " + std::to_string(t.partitions) +
+                             " partitions, not " + std::to_string(*partitions));
+  }
+
+  std::vector<Ingested> out(events.size());
+  std::map<std::uint32_t, std::vector<std::size_t>> by_partition;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const auto& key = events[i].partition_key;
+    out[i].partition = partition_for(t, key ? std::optional<std::string_view>(*key) : std::nullopt);
+    by_partition[out[i].partition].push_back(i);
+  }
+  // Partitions in parallel; within one, in batch order (each append waits for the previous).
+  std::optional<Error> failure;
+  auto append_partition = [](store::Store& s, std::string stream, std::vector<std::size_t> indices,
+                             std::vector<NewEvent>& made, std::vector<Ingested>& out,
+                             store::AppendOptions options,
+                             std::optional<Error>& failure) -> task<void> {
+    for (std::size_t i : indices) {
+      if (failure) co_return;
+      auto stored = co_await s.append(stream, std::move(made[i]), options);
+      if (!stored) {
+        failure = stored.error();
+        co_return;
+      }
+      out[i].event = stored->event;
+      out[i].duplicate = stored->duplicate;
+    }
+  };
+  const store::AppendOptions options{config_.max_stream_length, config_.idempotency_ttl};
+  auto executor = co_await asio::this_coro::executor;
+  using Op = decltype(asio::co_spawn(executor, std::declval<task<void>>(), asio::deferred));
+  std::vector<Op> ops;
+  for (auto& [p, indices] : by_partition) {
+    ops.push_back(
+        asio::co_spawn(executor,
+                       append_partition(*store_, store::partition_stream(t.name, t.partitions, p),
+                                        std::move(indices), made, out, options, failure),
+                       asio::deferred));
+  }
+  co_await asio::experimental::make_parallel_group(std::move(ops))
+      .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+  // Appends that were stored before a failure stay stored (each is durable once acknowledged);
+  // the caller is told of the failure, and a retry with the same event_ids is idempotent.
+  if (failure) co_return *failure;
+  co_return std::make_pair(std::move(t), std::move(out));
+}
+
+task<result<store::Topic>> Topics::existing(std::string_view topic) {
+  RR_CO_TRY(validate_channel(topic));
+  std::optional<store::Topic> t;
+  RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));
+  if (!t) co_return make_error(errc::stream_not_found, "no topic " + std::string(topic));
+  co_return std::move(*t);
+}
+
+result<void> Topics::check_partitions(const store::Topic& t,
+                                      const std::vector<std::uint32_t>& ps) const {
+  for (auto p : ps) {
+    if (p >= t.partitions) {
+      return make_error(errc::invalid_argument, "topic " + t.name + " has no partition " +
+                                                    std::to_string(p) + " (it has " +
+                                                    std::to_string(t.partitions) + ")");
+    }
+  }
+  return {};
+}
+
+task<result<TopicDescription>> Topics::describe(std::string_view topic) {
+  TopicDescription d;
+  RR_CO_TRY_ASSIGN(d.topic, co_await existing(topic));
+  for (std::uint32_t p = 0; p < d.topic.partitions; ++p) {
+    PartitionInfo pi{p, store::partition_stream(d.topic.name, d.topic.partitions, p), {}};
+    auto info = co_await store_->info(pi.stream);
+    if (info) {
+      pi.info = std::move(*info);
+    } else if (info.error().code != errc::stream_not_found) {
+      co_return info.error();
+    }
+    d.partitions.push_back(std::move(pi));
+  }
+  co_return d;
+}
+
+task<result<std::vector<TopicDescription>>> Topics::describe_all() {
+  std::vector<store::Topic> topics;
+  RR_CO_TRY_ASSIGN(topics, co_await store_->list_topics());
+  std::vector<TopicDescription> out;
+  for (const auto& t : topics) {
+    TopicDescription d;
+    RR_CO_TRY_ASSIGN(d, co_await describe(t.name));
+    out.push_back(std::move(d));
+  }
+  co_return out;
+}
+
+task<result<store::Topic>> Topics::on_every_partition(
+    std::string_view topic, std::function<task<result<void>>(std::string stream)> op) {
+  store::Topic t;
+  RR_CO_TRY_ASSIGN(t, co_await existing(topic));
+  for (std::uint32_t p = 0; p < t.partitions; ++p) {
+    RR_CO_TRY(co_await op(store::partition_stream(t.name, t.partitions, p)));
+  }
+  co_return t;
+}
+
+task<result<store::Topic>> Topics::create_group(std::string_view topic, std::string_view group,
+                                                Cursor start) {
+  // A coroutine, so the stream name lives in its frame while the store uses it.
+  return on_every_partition(
+      topic, [this, group = std::string(group), start](std::string stream) -> task<result<void>> {
+        co_return co_await store_->group_create(stream, group, start, true);
+      });
+}
+
+task<result<store::Topic>> Topics::reset_group(std::string_view topic, std::string_view group,
+                                               Cursor start) {
+  return on_every_partition(
+      topic, [this, group = std::string(group), start](std::string stream) -> task<result<void>> {
+        co_return co_await store_->group_setid(stream, group, start);
+      });
+}
+
+task<result<bool>> Topics::destroy_group(std::string_view topic, std::string_view group) {
+  store::Topic t;
+  RR_CO_TRY_ASSIGN(t, co_await existing(topic));
+  bool existed = false;
+  for (std::uint32_t p = 0; p < t.partitions; ++p) {
+    auto r =
+        co_await store_->group_destroy(store::partition_stream(t.name, t.partitions, p), group);
+    if (r) {
+      existed = existed || *r;
+    } else if (r.error().code != errc::stream_not_found) {
+      co_return r.error();
+    }
+  }
+  co_return existed;
+}
+
+task<result<std::vector<PartitionMessage>>> Topics::read_group(
+    std::string_view topic, std::string_view group, std::string_view consumer, std::size_t count,
+    std::optional<store::Millis> block, std::vector<std::uint32_t> partitions) {
+  store::Topic t;
+  RR_CO_TRY_ASSIGN(t, co_await existing(topic));
+  RR_CO_TRY(check_partitions(t, partitions));
+  if (partitions.empty()) {
+    for (std::uint32_t p = 0; p < t.partitions; ++p) partitions.push_back(p);
+  }
+  std::vector<store::GroupCursor> cursors;
+  std::map<std::string, std::uint32_t, std::less<>> partition_of;
+  for (auto p : partitions) {
+    auto stream = store::partition_stream(t.name, t.partitions, p);
+    partition_of[stream] = p;
+    cursors.push_back({std::move(stream), std::nullopt});
+  }
+  std::vector<store::GroupStreamMessages> read;
+  RR_CO_TRY_ASSIGN(read, co_await store_->read_group(group, consumer, cursors, {count, block}));
+  std::vector<PartitionMessage> out;
+  for (auto& s : read) {
+    std::uint32_t p = partition_of.find(s.stream)->second;
+    for (auto& m : s.messages) out.push_back({p, std::move(m)});
+  }
+  co_return out;
+}
+
+task<result<std::uint64_t>> Topics::ack(std::string_view topic, std::string_view group,
+                                        const std::vector<PartitionIds>& items) {
+  store::Topic t;
+  RR_CO_TRY_ASSIGN(t, co_await existing(topic));
+  std::vector<std::uint32_t> ps;
+  for (const auto& item : items) ps.push_back(item.partition);
+  RR_CO_TRY(check_partitions(t, ps));
+  std::uint64_t acked = 0;
+  for (const auto& item : items) {
+    std::uint64_t n = 0;
+    RR_CO_TRY_ASSIGN(
+        n, co_await store_->ack(store::partition_stream(t.name, t.partitions, item.partition),
+                                group, item.ids));
+    acked += n;
+  }
+  co_return acked;
+}
+
+task<result<ClaimResult>> Topics::claim(std::string_view topic, std::string_view group,
+                                        std::string_view consumer, store::Millis min_idle,
+                                        std::size_t count, StreamId start) {
+  store::Topic t;
+  RR_CO_TRY_ASSIGN(t, co_await existing(topic));
+  ClaimResult out;
+  for (std::uint32_t p = 0; p < t.partitions && out.claimed.size() < count; ++p) {
+    const auto stream = store::partition_stream(t.name, t.partitions, p);
+    StreamId from = start;
+    // XAUTOCLAIM scans a bounded range per call: follow its cursor to the end of the PEL.
+    do {
+      store::AutoclaimResult r;
+      RR_CO_TRY_ASSIGN(r, co_await store_->autoclaim(stream, group, consumer, min_idle, from,
+                                                     count - out.claimed.size()));
+      for (auto& m : r.claimed) out.claimed.push_back({p, std::move(m)});
+      if (!r.deleted.empty()) out.deleted.push_back({p, std::move(r.deleted)});
+      from = r.next;
+    } while (from != StreamId{} && out.claimed.size() < count);
+  }
+  co_return out;
+}
+
+}  // namespace replayrail

@@ -1,0 +1,112 @@
+#pragma once
+
+// Partitioned topics and their consumer groups (DESIGN §2, the OpenStream API of issue 6), over
+// any store. A topic T with P partitions is the streams T#0 … T#(P-1) (P = 1: the stream T); an
+// event's `channel` is the topic's name whichever partition holds it.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "replayrail/core/cursor.h"
+#include "replayrail/core/event.h"
+#include "replayrail/store/store.h"
+
+namespace replayrail {
+
+struct TopicsConfig {
+  std::uint32_t default_partitions = 1;  // PARTITIONS_DEFAULT
+  std::size_t max_batch = 5000;          // events per ingest request
+  std::uint64_t max_stream_length = 10000;
+  std::size_t max_payload_bytes = 1 << 20;
+  std::chrono::seconds idempotency_ttl{24 * 60 * 60};
+};
+
+struct Ingested {
+  std::uint32_t partition = 0;
+  EventPtr event;  // as stored (a duplicate: as stored the first time)
+  bool duplicate = false;
+};
+
+// A group message and the partition it came from.
+struct PartitionMessage {
+  std::uint32_t partition = 0;
+  store::GroupMessage message;
+};
+
+struct PartitionIds {
+  std::uint32_t partition = 0;
+  std::vector<StreamId> ids;
+};
+
+struct PartitionInfo {
+  std::uint32_t partition = 0;
+  std::string stream;
+  store::StreamInfo info;  // empty (length 0, no groups) when nothing was published yet
+};
+
+struct TopicDescription {
+  store::Topic topic;
+  std::vector<PartitionInfo> partitions;
+};
+
+struct ClaimResult {
+  std::vector<PartitionMessage> claimed;
+  std::vector<PartitionIds> deleted;  // pending ids whose entries were trimmed meanwhile
+};
+
+// Thread-safe: every method may be called from any thread concurrently.
+class Topics {
+ public:
+  Topics(std::shared_ptr<store::Store> store, TopicsConfig config);
+
+  // The partition of an event: rendezvous hashing of `key` (highest xxh64 of topic, key and
+  // partition wins: a key keeps its partition), round-robin without a key.
+  std::uint32_t partition_for(const store::Topic& topic, std::optional<std::string_view> key);
+
+  // Validates every event, then appends each to its partition, in batch order per partition.
+  // The topic is created on first use with `partitions` (else the default); naming another
+  // count for an existing topic is topic_conflict. Nothing is written when any event is invalid.
+  store::task<result<std::pair<store::Topic, std::vector<Ingested>>>> ingest(
+      std::string_view topic, const std::vector<PublishBody>& events,
+      std::optional<std::uint32_t> partitions);
+
+  store::task<result<TopicDescription>> describe(std::string_view topic);
+  store::task<result<std::vector<TopicDescription>>> describe_all();
+
+  // Consumer groups, on every partition. `start`: `$` (each partition's last id) or an id.
+  store::task<result<store::Topic>> create_group(std::string_view topic, std::string_view group,
+                                                 Cursor start);
+  store::task<result<store::Topic>> reset_group(std::string_view topic, std::string_view group,
+                                                Cursor start);
+  store::task<result<bool>> destroy_group(std::string_view topic, std::string_view group);
+  // New messages for `consumer` (XREADGROUP `>`) from the given partitions (all when empty),
+  // at most `count` per partition, waiting up to `block` when there are none.
+  store::task<result<std::vector<PartitionMessage>>> read_group(
+      std::string_view topic, std::string_view group, std::string_view consumer, std::size_t count,
+      std::optional<store::Millis> block, std::vector<std::uint32_t> partitions);
+  store::task<result<std::uint64_t>> ack(std::string_view topic, std::string_view group,
+                                         const std::vector<PartitionIds>& items);
+  // XAUTOCLAIM on every partition from `start`: pending messages idle at least `min_idle` move
+  // to `consumer`; at most `count` in all.
+  store::task<result<ClaimResult>> claim(std::string_view topic, std::string_view group,
+                                         std::string_view consumer, store::Millis min_idle,
+                                         std::size_t count, StreamId start);
+
+ private:
+  // The existing topic; stream_not_found (404) when there is none.
+  store::task<result<store::Topic>> existing(std::string_view topic);
+  // `op` on the stream of every partition of an existing topic, stopping at the first error.
+  store::task<result<store::Topic>> on_every_partition(
+      std::string_view topic, std::function<store::task<result<void>>(std::string stream)> op);
+  result<void> check_partitions(const store::Topic& t, const std::vector<std::uint32_t>& ps) const;
+
+  std::shared_ptr<store::Store> store_;
+  TopicsConfig config_;
+  std::atomic<std::uint64_t> round_robin_ = 0;
+};
+
+}  // namespace replayrail
