@@ -10,6 +10,7 @@
 #include <regex>
 #include <string>
 
+#include "redis_appends.h"
 #include "replayrail/store/redis/redis_store.h"
 #include "support/redis_server.h"
 
@@ -19,43 +20,10 @@ using namespace replayrail;
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 
-const std::string kPayload = [] {
-  std::string p = R"({"note":")";
-  p.append(200 - p.size() - 2, 'x');
-  return p + "\"}";
-}();
-
 double store_appends(const std::string& url, int publishers, int total, std::uint64_t maxlen,
                      bool approximate = false) {
-  asio::io_context io;
-  auto store =
-      store::RedisStore::connect(io.get_executor(), {.url = resp::parse_redis_url(url).value()});
-  NewEvent proto =
-      make_event({.channel = "bench", .type = "bench.event", .payload = kPayload}).value();
-  int running = publishers;
-  auto start = Clock::now();
-  for (int p = 0; p < publishers; ++p) {
-    asio::co_spawn(
-        io,
-        [](store::RedisStore& s, const NewEvent& proto, int n, store::AppendOptions options,
-           int& running, asio::io_context& io) -> asio::awaitable<void> {
-          co_await s.wait_ready(std::chrono::seconds(10));
-          for (int i = 0; i < n; ++i) {
-            auto r = co_await s.append("bench", proto, options);
-            if (!r) {
-              std::fprintf(stderr, "append failed: %s\n", r.error().message.c_str());
-              std::exit(1);
-            }
-          }
-          // The store's connections keep the io_context busy: stop it when the last is done.
-          if (--running == 0) io.stop();
-        }(*store, proto, total / publishers, {.maxlen = maxlen, .approximate = approximate},
-                                               running, io),
-        asio::detached);
-  }
-  io.run();
-  double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  return (total / publishers) * publishers / secs;
+  return bench::redis_store_appends(url, publishers, total,
+                                    {.maxlen = maxlen, .approximate = approximate});
 }
 
 // redis-benchmark's requests/s for the XADD the store sends: the same seven fields and sizes.
@@ -65,7 +33,7 @@ double redis_benchmark(std::uint16_t port, int total) {
                     " -q XADD bench:raw MAXLEN 1000000 '*' event_id "
                     "0192f4c4-7d3e-4b1a-9c55-3f0e6a1b2c3d channel bench type bench.event "
                     "payload '" +
-                    kPayload +
+                    bench::kPayload +
                     "' actor null metadata '{}' created_at 2026-11-22T10:00:00.000Z 2>&1";
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
   std::string out;

@@ -1,0 +1,60 @@
+#pragma once
+
+// The store-level append rate through RedisStore, shared by the Redis store benchmark and the
+// topics benchmark (which compares the server's batch ingest with it, in the same run).
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "replayrail/store/redis/redis_store.h"
+
+namespace replayrail::bench {
+
+// A 200-byte JSON payload.
+inline const std::string kPayload = [] {
+  std::string p = R"({"note":")";
+  p.append(200 - p.size() - 2, 'x');
+  return p + "\"}";
+}();
+
+// Appends/s of `publishers` concurrent publishers (pipelined on the store's one connection),
+// `total` appends of kPayload to one stream.
+inline double redis_store_appends(const std::string& url, int publishers, int total,
+                                  store::AppendOptions options) {
+  namespace asio = boost::asio;
+  asio::io_context io;
+  auto store =
+      store::RedisStore::connect(io.get_executor(), {.url = resp::parse_redis_url(url).value()});
+  NewEvent proto =
+      make_event({.channel = "bench", .type = "bench.event", .payload = kPayload}).value();
+  int running = publishers;
+  auto start = std::chrono::steady_clock::now();
+  for (int p = 0; p < publishers; ++p) {
+    asio::co_spawn(
+        io,
+        [](store::RedisStore& s, const NewEvent& proto, int n, store::AppendOptions options,
+           int& running, asio::io_context& io) -> asio::awaitable<void> {
+          co_await s.wait_ready(std::chrono::seconds(10));
+          for (int i = 0; i < n; ++i) {
+            auto r = co_await s.append("bench", proto, options);
+            if (!r) {
+              std::fprintf(stderr, "append failed: %s\n", r.error().message.c_str());
+              std::exit(1);
+            }
+          }
+          // The store's connections keep the io_context busy: stop it when the last is done.
+          if (--running == 0) io.stop();
+        }(*store, proto, total / publishers, options, running, io),
+        asio::detached);
+  }
+  io.run();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return (total / publishers) * publishers / secs;
+}
+
+}  // namespace replayrail::bench
