@@ -27,6 +27,7 @@
 #include <set>
 #include <thread>
 
+#include "replayrail/auth/jwt.h"
 #include "replayrail/common/stream_id.h"
 #include "replayrail/store/testing/temp_dir.h"
 #include "support/child_process.h"
@@ -361,7 +362,7 @@ TEST_P(ServerE2E, SigtermClosesWebSocketsWith1001AndExitsZero) {
 // A blocking replayrail.v1 client; every read gives up after 10 s rather than hang the test.
 class V1Client {
  public:
-  explicit V1Client(std::uint16_t port) : ws_(io_) {
+  explicit V1Client(std::uint16_t port, const std::string& target = "/ws") : ws_(io_) {
     ws_.next_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
     timeval tv{10, 0};
     ::setsockopt(ws_.next_layer().socket().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv,
@@ -370,7 +371,7 @@ class V1Client {
       req.set(http::field::sec_websocket_protocol, "replayrail.v1");
     }));
     websocket::response_type res;
-    ws_.handshake(res, "127.0.0.1", "/ws");
+    ws_.handshake(res, "127.0.0.1", target);
     protocol = std::string(res[http::field::sec_websocket_protocol]);
   }
   void send(const std::string& text) { ws_.write(asio::buffer(text)); }
@@ -657,6 +658,113 @@ TEST_P(ServerE2E, TopicBadInputIsAClearErrorAndWritesNothing) {
   ASSERT_EQ(described.status, 200u);
   EXPECT_EQ(described.json().at("length").as_int64(), 2) << "nothing was half-written";
   EXPECT_EQ(described.json().at("partitions").as_int64(), 8);
+}
+
+// --- auth ---------------------------------------------------------------------------------
+
+TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
+  server_->kill(SIGTERM);
+  server_->wait();
+  const auth::JwtConfig jwt{"test-secret", "replayrail-test", "events"};
+  start_server({"--auth-jwt-secret", jwt.secret, "--auth-jwt-issuer", jwt.issuer,
+                "--auth-jwt-audience", jwt.audience, "--auth-admin-secret", "dev-admin-secret"});
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  auto token = [&](auth::Role role, std::vector<std::string> channels = {},
+                   const auth::JwtConfig& config = {}) {
+    const auth::JwtConfig& c = config.secret.empty() ? jwt : config;
+    return auth::mint({"tester", role, std::move(channels), now + 600}, c, now);
+  };
+  auto bearer = [](const std::string& t) {
+    return std::vector<std::pair<std::string, std::string>>{{"Authorization", "Bearer " + t}};
+  };
+
+  // Minting dev tokens: only with the admin secret.
+  auto minted = call(http::verb::post, "/v1/auth/token",
+                     R"({"sub":"me","role":"admin","admin_secret":"dev-admin-secret"})");
+  ASSERT_EQ(minted.status, 200u) << minted.body;
+  const std::string admin = std::string(minted.json().at("token").as_string());
+  auto refused = call(http::verb::post, "/v1/auth/token",
+                      R"({"sub":"me","role":"admin","admin_secret":"dev-admin-secreT"})");
+  EXPECT_EQ(refused.status, 403u);
+
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/orders/events", event_batch(0, 2), bearer(admin)).status,
+      201u);
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/groups", R"({"group":"g","start_id":"0-0"})",
+                 bearer(admin))
+                .status,
+            201u);
+
+  const std::string producer = token(auth::Role::producer, {"orders*"});
+  const std::string consumer = token(auth::Role::consumer, {"orders*"});
+  const std::string other_channel = token(auth::Role::admin, {"payments"});
+  auth::Claims expired_claims{"tester", auth::Role::admin, {}, now - 10};
+  const std::string expired = auth::mint(expired_claims, jwt, now - 700);
+  const std::string wrong_audience =
+      token(auth::Role::admin, {}, {jwt.secret, jwt.issuer, "elsewhere"});
+  const std::string forged = token(auth::Role::admin, {}, {"guessed", jwt.issuer, jwt.audience});
+  std::string alg_none = token(auth::Role::admin);
+  alg_none = "eyJhbGciOiJub25lIn0" + alg_none.substr(alg_none.find('.'));
+  alg_none.resize(alg_none.rfind('.') + 1);
+
+  struct Endpoint {
+    http::verb verb;
+    std::string target, body;
+    std::string allowed;   // a token that may call it
+    std::string too_weak;  // a valid token whose role is too low ("" when any role may)
+  };
+  const std::vector<Endpoint> endpoints{
+      {http::verb::post, "/events/orders", R"({"type":"t"})", producer, consumer},
+      {http::verb::get, "/events/orders", "", consumer, producer},
+      {http::verb::post, "/v1/topics/orders/events", event_batch(0, 1), producer, consumer},
+      {http::verb::get, "/v1/topics/orders/describe", "", consumer, producer},
+      {http::verb::post, "/v1/topics/orders/groups", R"({"group":"h","start_id":"$"})", admin,
+       consumer},
+      {http::verb::post, "/v1/topics/orders/groups/g/read", R"({"consumer":"c"})", consumer,
+       producer},
+      {http::verb::post, "/v1/topics/orders/groups/g/ack", R"({"items":[]})", consumer, producer},
+      {http::verb::post, "/v1/topics/orders/groups/g/claim", R"({"consumer":"c"})", consumer,
+       producer},
+      {http::verb::post, "/v1/topics/orders/groups/g/reset", R"({"start_id":"0-0"})", admin,
+       consumer},
+      {http::verb::delete_, "/v1/topics/orders/groups/h", "", admin, consumer},
+      {http::verb::get, "/v1/metrics/summary", "", consumer, ""},
+      {http::verb::get, "/sse/orders", "", "", producer},
+      {http::verb::get, "/ws/orders", "", "", producer},
+  };
+  for (const auto& e : endpoints) {
+    auto status = [&](std::vector<std::pair<std::string, std::string>> headers) {
+      return call(e.verb, e.target, e.body, std::move(headers));
+    };
+    SCOPED_TRACE(e.target);
+    EXPECT_EQ(status({}).status, 401u) << "no token";
+    for (const auto& bad : {expired, wrong_audience, forged, alg_none}) {
+      auto r = status(bearer(bad));
+      EXPECT_EQ(r.status, 401u) << r.body;
+      if (r.status == 401u) {
+        EXPECT_EQ(r.error_code(), "unauthorized");
+      }
+    }
+    if (!e.too_weak.empty()) {
+      EXPECT_EQ(status(bearer(e.too_weak)).status, 403u) << "role";
+    }
+    if (e.target.find("summary") == std::string::npos) {
+      EXPECT_EQ(status(bearer(other_channel)).status, 403u) << "a channel outside the ACL";
+    }
+    if (!e.allowed.empty()) {
+      auto r = status(bearer(e.allowed));
+      EXPECT_LT(r.status, 300u) << r.body;
+    }
+  }
+
+  // WebSocket v1: the token in ?token=, checked again on every subscribe.
+  V1Client c(port_, "/ws?token=" + consumer);
+  c.send(R"({"op":"subscribe","sub":"p","channel":"payments","from":"0-0"})");
+  EXPECT_EQ(c.until("error", "p").back().at("error").at("code").as_string(), "forbidden");
+  c.send(R"({"op":"subscribe","sub":"o","channel":"orders","from":"0-0"})");
+  c.until("caught_up", "o");
 }
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -225,6 +225,18 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--max-body-bytes", s.server.max_body_bytes, "Largest request body")
       ->capture_default_str();
   serve_cmd
+      ->add_option("--auth-jwt-secret", s.server.jwt.secret,
+                   "HS256 secret of the JWTs clients present; auth is off without it")
+      ->envname("AUTH_JWT_SECRET");
+  serve_cmd->add_option("--auth-jwt-issuer", s.server.jwt.issuer, "Required `iss` of tokens")
+      ->envname("AUTH_JWT_ISSUER");
+  serve_cmd->add_option("--auth-jwt-audience", s.server.jwt.audience, "Required `aud` of tokens")
+      ->envname("AUTH_JWT_AUDIENCE");
+  serve_cmd
+      ->add_option("--auth-admin-secret", s.server.admin_secret,
+                   "Enables POST /v1/auth/token (dev token minting) for who knows it")
+      ->envname("AUTH_ADMIN_SECRET");
+  serve_cmd
       ->add_option("--partitions-default", s.server.default_partitions,
                    "Partitions of a topic created without a count")
       ->check(CLI::Range(1u, kMaxPartitions))

@@ -47,6 +47,10 @@ std::string_view to_string(errc e) noexcept {
       return "topic_conflict";
     case errc::not_found:
       return "not_found";
+    case errc::unauthorized:
+      return "unauthorized";
+    case errc::forbidden:
+      return "forbidden";
     case errc::method_not_allowed:
       return "method_not_allowed";
     case errc::backpressure:

@@ -36,7 +36,10 @@ enum class errc {
   group_not_found,
   group_exists,
   topic_conflict,
-  not_found,           // no such endpoint
+  not_found,  // no such endpoint
+  // Auth: no valid token (401), or a token that does not allow this (403).
+  unauthorized,
+  forbidden,
   method_not_allowed,  // the endpoint exists, not with this method
   // The store or the server cannot take more right now.
   backpressure,

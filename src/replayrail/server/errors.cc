@@ -34,6 +34,10 @@ unsigned http_status(errc code) {
       return 404;
     case errc::method_not_allowed:
       return 405;
+    case errc::unauthorized:
+      return 401;
+    case errc::forbidden:
+      return 403;
     case errc::backpressure:
     case errc::slow_consumer:
       return 429;
@@ -56,6 +60,10 @@ unsigned short ws_close_code(errc code) {
     case 400:
     case 413:
       return 4400;
+    case 401:
+      return 4401;
+    case 403:
+      return 4403;
     case 404:
       return 4404;
     case 410:

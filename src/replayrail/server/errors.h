@@ -15,7 +15,7 @@ unsigned http_status(errc code);
 // be complete.
 std::string error_body(const Error& e);
 
-// The WebSocket close code: 4400 bad request, 4404 not found, 4409 stream reset,
+// The WebSocket close code: 4400 bad request, 4401 / 4403 auth, 4404 not found, 4409 stream reset,
 // 4410 window expired, 4429 slow consumer or backpressure, 1013 store unavailable (try again
 // later), 1011 anything else.
 unsigned short ws_close_code(errc code);

@@ -4,6 +4,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include <chrono>
 #include <initializer_list>
 #include <map>
 
@@ -157,12 +158,72 @@ json::object topic_json(const TopicDescription& d) {
 
 }  // namespace
 
+std::optional<Access> PlatformApi::access(std::string_view method,
+                                          const std::vector<std::string>& path) {
+  using auth::Role;
+  if (path.size() == 2 && path[0] == "auth" && path[1] == "token") return std::nullopt;
+  if (path.size() < 3 || path[0] != "topics") return Access{};  // any valid token
+  const std::string& topic = path[1];
+  if (path.size() == 3 && path[2] == "events") return Access{Role::producer, topic};
+  bool admin = (path.size() == 3 && path[2] == "groups") ||
+               (path.size() == 4 && method == "DELETE") || (path.size() == 5 && path[4] == "reset");
+  return Access{admin ? Role::admin : Role::consumer, topic};
+}
+
+ApiResponse PlatformApi::mint_token(std::string_view text) const {
+  if (admin_secret_.empty() || jwt_.secret.empty()) {
+    return error(make_error(
+        errc::not_found, "token minting is off (it needs AUTH_ADMIN_SECRET and AUTH_JWT_SECRET)"));
+  }
+  auto body = Body::parse(text, {"sub", "role", "admin_secret", "channels", "ttl_seconds"});
+  if (!body) return error(body.error());
+  auto secret = body->required_text("admin_secret");
+  if (!secret) return error(secret.error());
+  if (!auth::secrets_equal(*secret, admin_secret_)) {
+    return error(make_error(errc::forbidden, "admin_secret is not the configured one"));
+  }
+  auto sub = body->required_text("sub");
+  if (!sub) return error(sub.error());
+  auto role_name = body->required_text("role");
+  if (!role_name) return error(role_name.error());
+  auto role = auth::parse_role(*role_name);
+  if (!role) {
+    return error(make_error(errc::invalid_argument, "role must be producer, consumer or admin"));
+  }
+  auto ttl = body->integer("ttl_seconds", 3600, 1, 30 * 24 * 3600);
+  if (!ttl) return error(ttl.error());
+  auth::Claims claims{*sub, *role, {}, 0};
+  if (const json::value* channels = body->get("channels")) {
+    if (!channels->is_array()) {
+      return error(make_error(errc::invalid_argument, "channels must be an array of globs"));
+    }
+    for (const auto& c : channels->get_array()) {
+      if (!c.is_string()) {
+        return error(make_error(errc::invalid_argument, "channels must be an array of globs"));
+      }
+      claims.channels.emplace_back(c.get_string());
+    }
+  }
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  claims.expires = now + *ttl;
+  return ok(200, json::object{{"token", auth::mint(claims, jwt_, now)},
+                              {"token_type", "bearer"},
+                              {"role", auth::to_string(*role)},
+                              {"expires_at", claims.expires}});
+}
+
 task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
                                                      const std::vector<std::string>& path,
                                                      std::string_view body) {
   auto not_allowed = [](const char* allowed) {
     return error(make_error(errc::method_not_allowed, std::string(allowed) + " only on this path"));
   };
+  if (path.size() == 2 && path[0] == "auth" && path[1] == "token") {
+    if (method != "POST") co_return not_allowed("POST");
+    co_return mint_token(body);
+  }
   if (path.size() == 2 && path[0] == "metrics" && path[1] == "summary") {
     if (method != "GET") co_return not_allowed("GET");
     co_return co_await summary();

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "replayrail/auth/jwt.h"
 #include "replayrail/topics.h"
 
 namespace replayrail::server {
@@ -26,10 +27,25 @@ struct ServerCounters {
   std::size_t streaming = 0;  // WebSocket and SSE sessions
 };
 
+// What a /v1 request needs from its token: a role (nullopt: any valid token) and, when not
+// empty, the channel (topic) its `channels` claim must allow.
+struct Access {
+  std::optional<auth::Role> role;
+  std::string channel;
+};
+
 class PlatformApi {
  public:
-  PlatformApi(Topics& topics, std::function<ServerCounters()> counters)
-      : topics_(topics), counters_(std::move(counters)) {}
+  PlatformApi(Topics& topics, std::function<ServerCounters()> counters, auth::JwtConfig jwt,
+              std::string admin_secret)
+      : topics_(topics),
+        counters_(std::move(counters)),
+        jwt_(std::move(jwt)),
+        admin_secret_(std::move(admin_secret)) {}
+
+  // The access a request needs; nullopt for POST /v1/auth/token, which needs none.
+  static std::optional<Access> access(std::string_view method,
+                                      const std::vector<std::string>& path);
 
   // `path`: the segments after `v1`. nullopt when no /v1 route has this path; a route with
   // another method is method_not_allowed.
@@ -44,9 +60,12 @@ class PlatformApi {
   store::task<ApiResponse> group_action(const std::string& topic, const std::string& group,
                                         const std::string& action, std::string_view body);
   store::task<ApiResponse> summary();
+  ApiResponse mint_token(std::string_view body) const;
 
   Topics& topics_;
   std::function<ServerCounters()> counters_;
+  auth::JwtConfig jwt_;
+  std::string admin_secret_;
 };
 
 }  // namespace replayrail::server

@@ -105,9 +105,16 @@ struct Server::Impl {
   // The request target is parsed once, by http_session, and handed on.
   asio::awaitable<Response> handle(const Request& req, const Target& target);
   asio::awaitable<result<Subscription>> subscribe(const Request& req, const Target& target);
+  // Auth (DESIGN §4): the token from `Authorization: Bearer` or `?token=` must be valid, have
+  // `role` (nullopt: any) and allow `channel` (empty: no channel). Passes while auth is off.
+  result<std::optional<auth::Claims>> authorize(const Request& req, const Target& target,
+                                                std::optional<auth::Role> role,
+                                                std::string_view channel) const;
   asio::awaitable<void> websocket_session(beast::tcp_stream stream, Request req, Target target,
                                           std::size_t thread);
-  asio::awaitable<void> v1_session(beast::tcp_stream stream, Request req, std::size_t thread);
+  // `claims`: the connection's token (nullopt while auth is off), checked on every subscribe.
+  asio::awaitable<void> v1_session(beast::tcp_stream stream, Request req, std::size_t thread,
+                                   std::optional<auth::Claims> claims);
   asio::awaitable<void> handle_v1(std::size_t thread, std::shared_ptr<Outbox> outbox,
                                   std::shared_ptr<V1Session> session, std::string text);
   asio::awaitable<void> sse_session(beast::tcp_stream stream, Request req, Target target,
@@ -172,6 +179,39 @@ result<std::optional<Cursor>> start_cursor(const Request& req, const Target& tar
 
 }  // namespace
 
+result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
+                                                            const Target& target,
+                                                            std::optional<auth::Role> role,
+                                                            std::string_view channel) const {
+  if (options.jwt.secret.empty()) return std::optional<auth::Claims>();
+  std::string token;
+  std::string_view header = req[http::field::authorization];
+  if (header.size() > 7 && beast::iequals(header.substr(0, 7), "Bearer ")) {
+    token = std::string(header.substr(7));
+  } else if (auto param = target.param("token")) {
+    token = *param;  // browsers cannot set headers on WebSocket / EventSource
+  }
+  if (token.empty()) {
+    return make_error(errc::unauthorized,
+                      "a token is required (Authorization: Bearer, or ?token=)");
+  }
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  auth::Claims claims;
+  RR_TRY_ASSIGN(claims, auth::verify(token, options.jwt, now));
+  if (role && !auth::allows(claims, *role)) {
+    return make_error(errc::forbidden, "a " + std::string(auth::to_string(claims.role)) +
+                                           " token may not do this (it needs " +
+                                           std::string(auth::to_string(*role)) + ")");
+  }
+  if (!channel.empty() && !auth::allows_channel(claims, channel)) {
+    return make_error(errc::forbidden,
+                      "the token's channels do not include " + std::string(channel));
+  }
+  return std::optional<auth::Claims>(std::move(claims));
+}
+
 asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target& target) {
   const auto& path = target.path;
   auto method_not_allowed = [&](const char* allowed) {
@@ -192,6 +232,11 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
 
   if (path.size() == 2 && path[0] == "events") {
     const std::string& channel = path[1];
+    if (req.method() == http::verb::post || req.method() == http::verb::get) {
+      auto role = req.method() == http::verb::post ? auth::Role::producer : auth::Role::consumer;
+      auto allowed = authorize(req, target, role, channel);
+      if (!allowed) co_return error_response(req, allowed.error());
+    }
     if (req.method() == http::verb::post) {
       auto body = parse_publish_body(req.body());
       if (!body) co_return error_response(req, body.error());
@@ -224,6 +269,10 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
   }
   if (!path.empty() && path[0] == "v1") {
     std::vector<std::string> rest(path.begin() + 1, path.end());
+    if (auto access = PlatformApi::access(req.method_string(), rest)) {
+      auto allowed = authorize(req, target, access->role, access->channel);
+      if (!allowed) co_return error_response(req, allowed.error());
+    }
     auto res = co_await api->handle(req.method_string(), rest, req.body());
     if (res) {
       auto out = json_response(req, res->status, std::move(res->body));
@@ -284,6 +333,20 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
         pos = comma + 1;
       }
     }
+    // Streaming sessions need a consumer token for their channel (v1: per subscribe).
+    std::optional<auth::Claims> claims;
+    if (streaming_path || v1_offered) {
+      auto allowed = authorize(req, *target, auth::Role::consumer,
+                               streaming_path ? std::string_view(target->path[1]) : "");
+      if (!allowed) {
+        auto res = error_response(req, allowed.error());
+        stream.expires_after(options.idle_timeout);
+        auto [wec, written] = co_await http::async_write(stream, res, kToken);
+        if (wec || !res.keep_alive()) break;
+        continue;
+      }
+      claims = std::move(*allowed);
+    }
     if ((streaming_path || v1_offered) && upgrade) {
       // A long-lived session follows: give back the request buffer (idle WebSockets are many).
       // The client waits for our handshake before sending, so nothing is left unread in it.
@@ -296,7 +359,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
     }
     if (v1_offered) {
       stream.expires_never();
-      co_await v1_session(std::move(stream), std::move(req), thread);
+      co_await v1_session(std::move(stream), std::move(req), thread, std::move(claims));
       co_return;
     }
     if (streaming_path && target->path[0] == "sse" && req.method() == http::verb::get) {
@@ -496,11 +559,13 @@ result<SlowPolicy> parse_policy(std::string_view text) {
 // writer coroutines, touched only on the connection's thread.
 struct Server::Impl::V1Session {
   std::map<std::string, std::unique_ptr<Subscriber>> subscriptions;
+  std::optional<auth::Claims> claims;  // the connection's token; nullopt while auth is off
 };
 
 // GET /ws with subprotocol replayrail.v1: many subscriptions on one connection.
 asio::awaitable<void> Server::Impl::v1_session(beast::tcp_stream stream, Request req,
-                                               std::size_t thread) {
+                                               std::size_t thread,
+                                               std::optional<auth::Claims> claims) {
   StreamingSession counted(streaming);
   auto ws = std::make_shared<WsStream>(std::move(stream), cork_bytes());
   ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
@@ -511,6 +576,7 @@ asio::awaitable<void> Server::Impl::v1_session(beast::tcp_stream stream, Request
   auto outbox = std::make_shared<Outbox>(ws->get_executor(), options.max_outbound_bytes);
   Registered registered(*this, thread, outbox.get());
   auto session = std::make_shared<V1Session>();
+  session->claims = std::move(claims);
   auto [aec] = co_await ws->async_accept(req, kToken);
   if (aec) co_return;
   req = {};
@@ -587,6 +653,12 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
         &*sub,
         make_error(errc::invalid_argument, "at most " + std::to_string(options.max_subscriptions) +
                                                " subscriptions per connection")));
+    co_return;
+  }
+  if (session->claims && !auth::allows_channel(*session->claims, field("channel").value_or(""))) {
+    outbox->push_message(v1_error(
+        &*sub, make_error(errc::forbidden,
+                          "the token's channels do not include " + field("channel").value_or(""))));
     co_return;
   }
   auto policy = parse_policy(field("policy").value_or(""));
@@ -800,7 +872,7 @@ Server::~Server() {
 }
 
 result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFactory make_store) {
-  if (!options.insecure && !is_loopback(options.host)) {
+  if (!options.insecure && options.jwt.secret.empty() && !is_loopback(options.host)) {
     return make_error(errc::invalid_argument,
                       "refusing to listen on " + options.host +
                           " (not loopback) without auth; pass --insecure to do it anyway");
@@ -820,9 +892,12 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
                                 .max_stream_length = options.rail.max_stream_length,
                                 .max_payload_bytes = options.rail.max_payload_bytes,
                                 .idempotency_ttl = options.rail.idempotency_ttl});
-  impl->api = std::make_unique<PlatformApi>(*impl->topics, [impl = impl.get()] {
-    return ServerCounters{impl->connections.load(), impl->streaming.load()};
-  });
+  impl->api = std::make_unique<PlatformApi>(
+      *impl->topics,
+      [impl = impl.get()] {
+        return ServerCounters{impl->connections.load(), impl->streaming.load()};
+      },
+      options.jwt, options.admin_secret);
   std::vector<asio::any_io_executor> executors;
   for (auto& ctx : impl->contexts) executors.push_back(ctx->get_executor());
   impl->hub = std::make_unique<Hub>(*impl->store, std::move(executors));

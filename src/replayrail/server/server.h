@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "replayrail/auth/jwt.h"
 #include "replayrail/rail.h"
 
 namespace replayrail::server {
@@ -32,6 +33,10 @@ struct ServerOptions {
   Millis heartbeat{15'000};             // SSE comment / WebSocket ping when nothing else is sent
   Millis shutdown_grace{5'000};         // SIGTERM: how long to let WebSockets and SSE close
   RailConfig rail;
+  // Auth (off while jwt.secret is empty): JWT HS256, and POST /v1/auth/token minting dev tokens
+  // when admin_secret is set.
+  auth::JwtConfig jwt;
+  std::string admin_secret;
   std::uint32_t default_partitions = 1;  // of a topic created without `partitions`
   std::size_t max_batch = 5000;          // events per POST /v1/topics/{topic}/events
 };
