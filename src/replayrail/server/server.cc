@@ -857,6 +857,9 @@ Server::~Server() {
   impl.work.clear();
   impl.signals.reset();
   impl.acceptor.reset();
+  // Everything holding the store lets go of it here, so it goes while its loops still exist.
+  impl.api.reset();
+  impl.topics.reset();
   impl.rail.reset();
   impl.store.reset();
   // Let the store's connections see their stop and fail what they hold (a blocked feed read),
