@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -48,6 +49,11 @@ constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 struct HttpResult {
   unsigned status = 0;
   std::string body;
+  std::map<std::string, std::string> headers;  // by lower-case name
+  std::string header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? "" : it->second;
+  }
   json::value json() const { return json::parse(body); }
   std::string error_code() const { return json().at("error").at("code").as_string().c_str(); }
 };
@@ -101,7 +107,13 @@ class ServerE2E : public ::testing::TestWithParam<std::string> {
     beast::flat_buffer buffer;
     http::response<http::string_body> res;
     http::read(stream, buffer, res);
-    return {res.result_int(), res.body()};
+    HttpResult out{res.result_int(), res.body(), {}};
+    for (const auto& field : res) {
+      std::string name(field.name_string());
+      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+      out.headers[name] = std::string(field.value());
+    }
+    return out;
   }
 
   HttpResult publish(const std::string& channel, const std::string& body) {
@@ -745,6 +757,7 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
       EXPECT_EQ(r.status, 401u) << r.body;
       if (r.status == 401u) {
         EXPECT_EQ(r.error_code(), "unauthorized");
+        EXPECT_EQ(r.header("www-authenticate"), R"(Bearer realm="replayrail")");
       }
     }
     if (!e.too_weak.empty()) {
@@ -819,6 +832,169 @@ TEST_P(ServerE2E, ASlowReaderGetsEverythingAndServerMemoryStaysBounded) {
     buffer.clear();
     ASSERT_EQ(e.at("payload").at("n").as_int64(), i) << "every event, in order, exactly once";
   }
+}
+
+// --- backpressure, metrics, CORS (issue 6) ----------------------------------------------------
+
+std::string one_partition_batch(int n) {
+  std::string out = R"({"partitions":1,"events":[)";
+  for (int i = 0; i < n; ++i) out += std::string(i ? "," : "") + R"({"type":"t","payload":{}})";
+  return out + "]}";
+}
+
+TEST_P(ServerE2E, BackpressureAnswers429WithRetryAfterAndWritesNothing) {
+  server_->kill(SIGTERM);
+  server_->wait();
+  start_server({"--backpressure-max-stream-len", "5", "--backpressure-max-group-pending", "2",
+                "--backpressure-max-group-lag", "3", "--backpressure-retry-after", "7"});
+  auto refused = [](const HttpResult& r) {
+    EXPECT_EQ(r.status, 429u) << r.body;
+    if (r.status != 429u) return;
+    EXPECT_EQ(r.error_code(), "backpressure");
+    EXPECT_EQ(r.header("retry-after"), "7");
+  };
+  auto ingest = [&](const std::string& topic, int n) {
+    return call(http::verb::post, "/v1/topics/" + topic + "/events", one_partition_batch(n));
+  };
+  auto length = [&](const std::string& topic) {
+    return call(http::verb::get, "/v1/topics/" + topic + "/describe")
+        .json()
+        .at("length")
+        .as_int64();
+  };
+
+  // A stream at its cap: the next publish, and a batch that would pass it, are refused whole.
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(publish("capped", R"({"type":"t"})").status, 201u);
+  refused(publish("capped", R"({"type":"t"})"));
+  EXPECT_EQ(call(http::verb::get, "/events/capped").json().at("events").as_array().size(), 5u);
+  ASSERT_EQ(ingest("cappedtopic", 4).status, 201u);
+  refused(ingest("cappedtopic", 2));
+  EXPECT_EQ(length("cappedtopic"), 4) << "a refused batch writes none of its events";
+  ASSERT_EQ(ingest("cappedtopic", 1).status, 201u) << "room for one more";
+
+  auto group_call = [&](const std::string& topic, const std::string& action,
+                        const std::string& body) {
+    return call(http::verb::post, "/v1/topics/" + topic + "/groups/g/" + action, body);
+  };
+  // A group with two unacknowledged events holds publishes back until it acks.
+  ASSERT_EQ(ingest("pend", 2).status, 201u);
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/pend/groups", R"({"group":"g","start_id":"0-0"})").status,
+      201u);
+  auto read = messages_of(group_call("pend", "read", R"({"consumer":"c","count":10})"));
+  ASSERT_EQ(read.size(), 2u);
+  refused(ingest("pend", 1));
+  json::array ids{read[0].at("redis_id"), read[1].at("redis_id")};
+  ASSERT_EQ(
+      group_call("pend", "ack",
+                 json::serialize(json::object{
+                     {"items", json::array{json::object{{"partition", 0}, {"redis_ids", ids}}}}}))
+          .status,
+      200u);
+  EXPECT_EQ(ingest("pend", 1).status, 201u) << "acked: room again";
+
+  // A group three events behind holds publishes back until it reads.
+  ASSERT_EQ(ingest("lagging", 1).status, 201u);
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/lagging/groups", R"({"group":"g","start_id":"$"})").status,
+      201u);
+  ASSERT_EQ(ingest("lagging", 3).status, 201u);
+  refused(ingest("lagging", 1));
+  EXPECT_EQ(length("lagging"), 4);
+  ASSERT_EQ(messages_of(group_call("lagging", "read", R"({"consumer":"c","count":1})")).size(), 1u);
+  EXPECT_EQ(ingest("lagging", 1).status, 201u) << "read one: one behind less";
+
+  // Every refusal is counted by reason.
+  auto metrics = call(http::verb::get, "/metrics").body;
+  for (const char* line : {R"(replayrail_backpressure_rejections_total{reason="stream_length"} 2)",
+                           R"(replayrail_backpressure_rejections_total{reason="group_pending"} 1)",
+                           R"(replayrail_backpressure_rejections_total{reason="group_lag"} 1)"}) {
+    EXPECT_NE(metrics.find(line), std::string::npos) << line << "\n" << metrics;
+  }
+}
+
+TEST_P(ServerE2E, PublishAnswers503WhenTheStoreIsDown) {
+  if (GetParam() != "redis") GTEST_SKIP() << "only Redis can go away under a running server";
+  ASSERT_EQ(publish("outage", R"({"type":"t"})").status, 201u);
+  redis_->kill();
+  auto down = publish("outage", R"({"type":"t"})");
+  EXPECT_EQ(down.status, 503u) << down.body;
+  EXPECT_EQ(down.error_code(), "store_unavailable");
+  EXPECT_FALSE(down.header("retry-after").empty());
+  auto batch = call(http::verb::post, "/v1/topics/outage/events", one_partition_batch(2));
+  EXPECT_EQ(batch.status, 503u) << batch.body;
+  EXPECT_EQ(call(http::verb::get, "/readyz").status, 503u);
+  redis_->start();
+  HttpResult back;
+  for (int i = 0; i < 100 && back.status != 201u; ++i) {
+    back = publish("outage", R"({"type":"t"})");
+    if (back.status != 201u) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(back.status, 201u) << back.body;
+}
+
+TEST_P(ServerE2E, MetricsAreValidPrometheusTextAndCountWhatHappened) {
+  ASSERT_EQ(publish("m", R"({"type":"t","payload":{"n":1}})").status, 201u);
+  ASSERT_EQ(publish("m", R"({"type":"t","payload":{"n":2}})").status, 201u);
+  ASSERT_EQ(publish("m", "not json").status, 400u);
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/mt/events", one_partition_batch(5)).status, 201u);
+  {
+    // A subscriber gets both events: two deliveries.
+    asio::io_context io;
+    Received r;
+    asio::co_spawn(io, subscribe(port_, "/ws/m?last_event_id=0-0", 2, r), asio::detached);
+    io.run_for(10s);
+    ASSERT_EQ(r.events.size(), 2u);
+  }
+  auto scraped = call(http::verb::get, "/metrics");
+  ASSERT_EQ(scraped.status, 200u);
+  EXPECT_EQ(scraped.header("content-type").rfind("text/plain; version=0.0.4", 0), 0u);
+  EXPECT_EQ(call(http::verb::get, "/metrics/").status, 200u) << "the seed scrapes /metrics/";
+  for (const char* line :
+       {R"(replayrail_published_events_total{api="events"} 2)",
+        R"(replayrail_published_events_total{api="topics",topic="mt"} 5)",
+        R"(replayrail_errors_total{code="invalid_json"} 1)",
+        R"(replayrail_http_responses_total{status="201"} 3)", R"(replayrail_deliveries_total 2)",
+        R"(replayrail_publish_duration_seconds_count{api="events"} 2)"}) {
+    EXPECT_NE(scraped.body.find(line), std::string::npos) << line << "\n" << scraped.body;
+  }
+  // Debian's promtool (scripts/setup installs the prometheus package) checks the format.
+  auto file = dir_.path() / "metrics.txt";
+  std::ofstream(file) << scraped.body;
+  std::string command = "promtool check metrics < " + file.string() + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string said;
+  char chunk[256];
+  while (std::fgets(chunk, sizeof chunk, pipe)) said += chunk;
+  int status = ::pclose(pipe);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "promtool: " << said;
+}
+
+TEST_P(ServerE2E, CorsAllowsTheConfiguredOriginsOnly) {
+  // No origins configured: no CORS headers.
+  auto plain = call(http::verb::get, "/events/c", "", {{"Origin", "http://ui.example"}});
+  EXPECT_EQ(plain.header("access-control-allow-origin"), "");
+
+  server_->kill(SIGTERM);
+  server_->wait();
+  start_server({"--cors-allow-origins", "http://ui.example,http://localhost:3000"});
+  auto preflight = call(http::verb::options, "/v1/topics/t/events", "",
+                        {{"Origin", "http://localhost:3000"},
+                         {"Access-Control-Request-Method", "POST"},
+                         {"Access-Control-Request-Headers", "authorization, content-type"}});
+  EXPECT_EQ(preflight.status, 204u);
+  EXPECT_EQ(preflight.header("access-control-allow-origin"), "http://localhost:3000");
+  EXPECT_NE(preflight.header("access-control-allow-headers").find("Authorization"),
+            std::string::npos);
+  EXPECT_NE(preflight.header("access-control-allow-methods").find("POST"), std::string::npos);
+  auto allowed = call(http::verb::get, "/events/c", "", {{"Origin", "http://ui.example"}});
+  EXPECT_EQ(allowed.status, 200u);
+  EXPECT_EQ(allowed.header("access-control-allow-origin"), "http://ui.example");
+  EXPECT_EQ(allowed.header("vary"), "Origin");
+  auto other = call(http::verb::get, "/events/c", "", {{"Origin", "http://evil.example"}});
+  EXPECT_EQ(other.status, 200u);
+  EXPECT_EQ(other.header("access-control-allow-origin"), "") << "not a configured origin";
 }
 
 TEST(ServerCli, RefusesANonLoopbackAddressWithoutInsecure) {

@@ -4,16 +4,21 @@
 
 namespace replayrail {
 
-Rail::Rail(std::shared_ptr<store::Store> store, RailConfig config)
-    : store_(std::move(store)), config_(config) {}
+Rail::Rail(std::shared_ptr<store::Store> store, RailConfig config,
+           std::shared_ptr<Backpressure> backpressure)
+    : store_(std::move(store)), config_(config), backpressure_(std::move(backpressure)) {}
 
 store::task<result<store::Appended>> Rail::publish(const EventInput& input) {
   NewEvent event;
   RR_CO_TRY_ASSIGN(event, make_event_within(input, config_.max_payload_bytes));
   std::string stream = event.event.channel;
-  co_return co_await store_->append(
+  std::optional<Backpressure::Ticket> admitted;
+  if (backpressure_) RR_CO_TRY_ASSIGN(admitted, co_await backpressure_->admit(stream, 1));
+  auto stored = co_await store_->append(
       stream, std::move(event),
       store::AppendOptions{config_.max_stream_length, config_.idempotency_ttl});
+  if (backpressure_ && stored && !stored->duplicate) backpressure_->appended(stream, 1);
+  co_return stored;
 }
 
 store::task<result<StreamId>> Rail::resolve(std::string_view channel, Cursor cursor) {

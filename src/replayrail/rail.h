@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "replayrail/backpressure.h"
 #include "replayrail/core/cursor.h"
 #include "replayrail/core/event.h"
 #include "replayrail/store/store.h"
@@ -36,10 +37,13 @@ class Subscription;
 // Thread-safe: every method may be called from any thread concurrently.
 class Rail {
  public:
-  explicit Rail(std::shared_ptr<store::Store> store, RailConfig config = {});
+  // `backpressure` (optional, shared with Topics): what may refuse a publish before it is stored.
+  explicit Rail(std::shared_ptr<store::Store> store, RailConfig config = {},
+                std::shared_ptr<Backpressure> backpressure = nullptr);
 
   // Validates and stores the event; returns it with its cursor. A repeat of a remembered
-  // event_id with the same content returns the first event (duplicate = true).
+  // event_id with the same content returns the first event (duplicate = true). Refused with
+  // `backpressure` when the Backpressure says so.
   store::task<result<store::Appended>> publish(const EventInput& input);
 
   // Events after the cursor, oldest first; `limit` defaults to default_replay_limit and is
@@ -68,6 +72,7 @@ class Rail {
 
   std::shared_ptr<store::Store> store_;
   RailConfig config_;
+  std::shared_ptr<Backpressure> backpressure_;
 };
 
 // One subscriber's view of one channel: replay pages up to the live edge, then live events,

@@ -15,8 +15,9 @@ namespace replayrail {
 namespace asio = boost::asio;
 using store::task;
 
-Topics::Topics(std::shared_ptr<store::Store> store, TopicsConfig config)
-    : store_(std::move(store)), config_(config) {}
+Topics::Topics(std::shared_ptr<store::Store> store, TopicsConfig config,
+               std::shared_ptr<Backpressure> backpressure)
+    : store_(std::move(store)), config_(config), backpressure_(std::move(backpressure)) {}
 
 std::uint32_t Topics::partition_for(const store::Topic& topic,
                                     std::optional<std::string_view> key) {
@@ -84,6 +85,17 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::ingest(
     out[i].partition = partition_for(t, key ? std::optional<std::string_view>(*key) : std::nullopt);
     by_partition[out[i].partition].push_back(i);
   }
+  // Every partition is admitted before any is written to.
+  std::vector<Backpressure::Ticket> admitted;
+  if (backpressure_) {
+    for (const auto& [p, indices] : by_partition) {
+      Backpressure::Ticket ticket;
+      RR_CO_TRY_ASSIGN(
+          ticket, co_await backpressure_->admit(store::partition_stream(t.name, t.partitions, p),
+                                                indices.size()));
+      admitted.push_back(std::move(ticket));
+    }
+  }
   // Partitions in parallel; within one, in batch order (each append waits for the previous).
   std::optional<Error> failure;
   auto append_partition = [](store::Store& s, std::string stream, std::vector<std::size_t> indices,
@@ -109,11 +121,18 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::ingest(
     ops.push_back(
         asio::co_spawn(executor,
                        append_partition(*store_, store::partition_stream(t.name, t.partitions, p),
-                                        std::move(indices), made, out, options, failure),
+                                        indices, made, out, options, failure),
                        asio::deferred));
   }
   co_await asio::experimental::make_parallel_group(std::move(ops))
       .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+  if (backpressure_) {
+    for (const auto& [p, indices] : by_partition) {
+      std::uint64_t n = 0;
+      for (auto i : indices) n += out[i].event && !out[i].duplicate;
+      backpressure_->appended(store::partition_stream(t.name, t.partitions, p), n);
+    }
+  }
   // Appends that were stored before a failure stay stored (each is durable once acknowledged);
   // the caller is told of the failure, and a retry with the same event_ids is idempotent.
   if (failure) co_return *failure;
@@ -173,7 +192,10 @@ task<result<store::Topic>> Topics::on_every_partition(
   store::Topic t;
   RR_CO_TRY_ASSIGN(t, co_await existing(topic));
   for (std::uint32_t p = 0; p < t.partitions; ++p) {
-    RR_CO_TRY(co_await op(store::partition_stream(t.name, t.partitions, p)));
+    auto stream = store::partition_stream(t.name, t.partitions, p);
+    auto done = co_await op(stream);
+    groups_changed(stream);
+    RR_CO_TRY(done);
   }
   co_return t;
 }
@@ -200,8 +222,9 @@ task<result<bool>> Topics::destroy_group(std::string_view topic, std::string_vie
   RR_CO_TRY_ASSIGN(t, co_await existing(topic));
   bool existed = false;
   for (std::uint32_t p = 0; p < t.partitions; ++p) {
-    auto r =
-        co_await store_->group_destroy(store::partition_stream(t.name, t.partitions, p), group);
+    auto stream = store::partition_stream(t.name, t.partitions, p);
+    auto r = co_await store_->group_destroy(stream, group);
+    groups_changed(stream);
     if (r) {
       existed = existed || *r;
     } else if (r.error().code != errc::stream_not_found) {
@@ -231,6 +254,7 @@ task<result<std::vector<PartitionMessage>>> Topics::read_group(
   RR_CO_TRY_ASSIGN(read, co_await store_->read_group(group, consumer, cursors, {count, block}));
   std::vector<PartitionMessage> out;
   for (auto& s : read) {
+    groups_changed(s.stream);
     std::uint32_t p = partition_of.find(s.stream)->second;
     for (auto& m : s.messages) out.push_back({p, std::move(m)});
   }
@@ -246,10 +270,11 @@ task<result<std::uint64_t>> Topics::ack(std::string_view topic, std::string_view
   RR_CO_TRY(check_partitions(t, ps));
   std::uint64_t acked = 0;
   for (const auto& item : items) {
+    auto stream = store::partition_stream(t.name, t.partitions, item.partition);
     std::uint64_t n = 0;
-    RR_CO_TRY_ASSIGN(
-        n, co_await store_->ack(store::partition_stream(t.name, t.partitions, item.partition),
-                                group, item.ids));
+    auto acked_here = co_await store_->ack(stream, group, item.ids);
+    groups_changed(stream);
+    RR_CO_TRY_ASSIGN(n, std::move(acked_here));
     acked += n;
   }
   co_return acked;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "replayrail/backpressure.h"
 #include "replayrail/core/cursor.h"
 #include "replayrail/core/event.h"
 #include "replayrail/store/store.h"
@@ -61,7 +62,9 @@ struct ClaimResult {
 // Thread-safe: every method may be called from any thread concurrently.
 class Topics {
  public:
-  Topics(std::shared_ptr<store::Store> store, TopicsConfig config);
+  // `backpressure` (optional): what may refuse an ingest before anything of it is written.
+  Topics(std::shared_ptr<store::Store> store, TopicsConfig config,
+         std::shared_ptr<Backpressure> backpressure = nullptr);
 
   // The partition of an event: rendezvous hashing of `key` (highest xxh64 of topic, key and
   // partition wins: a key keeps its partition), round-robin without a key.
@@ -69,7 +72,8 @@ class Topics {
 
   // Validates every event, then appends each to its partition, in batch order per partition.
   // The topic is created on first use with `partitions` (else the default); naming another
-  // count for an existing topic is topic_conflict. Nothing is written when any event is invalid.
+  // count for an existing topic is topic_conflict. Nothing is written when any event is invalid
+  // or any partition it goes to is refused by the backpressure.
   store::task<result<std::pair<store::Topic, std::vector<Ingested>>>> ingest(
       std::string_view topic, const std::vector<PublishBody>& events,
       std::optional<std::uint32_t> partitions);
@@ -104,8 +108,14 @@ class Topics {
       std::string_view topic, std::function<store::task<result<void>>(std::string stream)> op);
   result<void> check_partitions(const store::Topic& t, const std::vector<std::uint32_t>& ps) const;
 
+  // A group operation on `stream` changed its lag or pending.
+  void groups_changed(std::string_view stream) {
+    if (backpressure_) backpressure_->forget(stream);
+  }
+
   std::shared_ptr<store::Store> store_;
   TopicsConfig config_;
+  std::shared_ptr<Backpressure> backpressure_;
   std::atomic<std::uint64_t> round_robin_ = 0;
 };
 

@@ -248,6 +248,43 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::size_t{1}, std::size_t{100000}))
       ->capture_default_str();
   serve_cmd
+      ->add_option("--cors-allow-origins", s.server.cors_origins,
+                   "Origins browsers may call the API from, comma-separated (\"*\": any)")
+      ->delimiter(',')
+      ->envname("CORS_ALLOW_ORIGINS");
+  auto& bp = s.server.backpressure;
+  serve_cmd
+      ->add_option("--backpressure-max-stream-len", bp.max_stream_length,
+                   "Publishes get 429 while a stream (a topic partition) holds this many events "
+                   "(0: no cap)")
+      ->envname("BACKPRESSURE_MAX_STREAM_LEN")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--backpressure-max-group-lag", bp.max_group_lag,
+                   "Publishes get 429 while a consumer group of the stream would fall more than "
+                   "this many events behind (0: no threshold)")
+      ->envname("BACKPRESSURE_MAX_GROUP_LAG")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--backpressure-max-group-pending", bp.max_group_pending,
+                   "Publishes get 429 while a consumer group of the stream has this many "
+                   "unacknowledged events (0: no threshold)")
+      ->envname("BACKPRESSURE_MAX_GROUP_PENDING")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--backpressure-max-inflight", bp.max_inflight,
+                   "Publishes get 429 while this many events are on their way to the store")
+      ->check(CLI::PositiveNumber)
+      ->envname("BACKPRESSURE_MAX_INFLIGHT")
+      ->capture_default_str();
+  serve_cmd
+      ->add_option_function<std::uint64_t>(
+          "--backpressure-retry-after",
+          [&bp](std::uint64_t seconds) { bp.retry_after = std::chrono::seconds(seconds); },
+          "Retry-After (seconds) of a 429")
+      ->check(CLI::Range(1, 3600))
+      ->default_str("1");
+  serve_cmd
       ->add_option("--max-frame-bytes", s.server.max_frame_bytes,
                    "Largest incoming WebSocket message")
       ->capture_default_str();

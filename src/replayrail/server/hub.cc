@@ -1,6 +1,7 @@
 #include "replayrail/server/hub.h"
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -132,9 +133,12 @@ Subscriber::Subscriber(Hub& hub, std::size_t thread, std::shared_ptr<Outbox> out
       thread_(thread),
       outbox_(std::move(outbox)),
       options_(std::move(options)),
-      position_(options_.position) {}
+      position_(options_.position) {
+  hub_.count(thread_, 1, 0, 0);
+}
 
 Subscriber::~Subscriber() {
+  hub_.count(thread_, -1, 0, 0);
   *alive_ = false;
   if (attached_) hub_.detach(this);
 }
@@ -187,15 +191,21 @@ void Subscriber::take(const BatchPtr& batch) {
     on_batch(batch);
     return;
   }
+  std::uint64_t queued = 0;
   for (std::size_t i = 0; i < batch->frames.size(); ++i) {
-    if (batch->frames[i].id > position_) outbox_->push_frame(this, options_.wrap, batch, i);
+    if (batch->frames[i].id > position_) {
+      outbox_->push_frame(this, options_.wrap, batch, i);
+      ++queued;
+    }
   }
+  hub_.count(thread_, 0, queued, 0);
   position_ = batch->frames.back().id;
   if (!outbox_->over_limit()) return;
   switch (options_.policy) {
     case SlowPolicy::catchup:
       // Detached: what is queued drains, then the store supplies what follows P.
       ++catchups_;
+      hub_.count(thread_, 0, 0, 1);
       start_catchup();
       break;
     case SlowPolicy::disconnect:
@@ -253,6 +263,7 @@ asio::awaitable<void> Subscriber::catchup(Subscriber* self, std::shared_ptr<bool
       for (std::size_t i = 0; i < batch->frames.size(); ++i) {
         outbox->push_frame(self, self->options_.wrap, batch, i);
       }
+      self->hub_.count(self->thread_, 0, batch->frames.size(), 0);
       self->position_ = batch->frames.back().id;
     }
     // A short page: the store had nothing more when it was read. Go live if the live batches
@@ -273,8 +284,12 @@ asio::awaitable<void> Subscriber::catchup(Subscriber* self, std::shared_ptr<bool
 
 // --- Hub -------------------------------------------------------------------------------------
 
-struct Hub::Local {
+struct alignas(64) Hub::Local {
   StringMap<std::vector<Subscriber*>> subscribers;
+  // Written on the thread only; read by stats() from any.
+  std::atomic<std::int64_t> subscriber_count = 0;
+  std::atomic<std::uint64_t> deliveries = 0;
+  std::atomic<std::uint64_t> catchups = 0;
 };
 
 struct Hub::Feed {
@@ -294,6 +309,28 @@ Hub::~Hub() { *alive_ = false; }
 std::size_t Hub::feeds() const {
   std::lock_guard lock(mu_);
   return feeds_.size();
+}
+
+void Hub::count(std::size_t thread, std::int64_t subscribers, std::uint64_t deliveries,
+                std::uint64_t catchups) {
+  auto& local = *locals_[thread];
+  constexpr auto relaxed = std::memory_order_relaxed;
+  // One writer per counter: a load and a store, no read-modify-write on the hot path.
+  if (subscribers)
+    local.subscriber_count.store(local.subscriber_count.load(relaxed) + subscribers, relaxed);
+  if (deliveries) local.deliveries.store(local.deliveries.load(relaxed) + deliveries, relaxed);
+  if (catchups) local.catchups.store(local.catchups.load(relaxed) + catchups, relaxed);
+}
+
+HubStats Hub::stats() const {
+  HubStats out;
+  for (const auto& local : locals_) {
+    out.subscribers +=
+        static_cast<std::uint64_t>(std::max<std::int64_t>(0, local->subscriber_count.load()));
+    out.deliveries += local->deliveries.load();
+    out.catchups += local->catchups.load();
+  }
+  return out;
 }
 
 void Hub::attach(Subscriber* s) {
@@ -406,6 +443,7 @@ asio::awaitable<void> Hub::run_feed(Hub* hub, std::shared_ptr<bool> alive,
       if (created) cursor.epoch = created->epoch;
     }
     batch->epoch = cursor.epoch;
+    if (hub->options_.on_feed_batch) hub->options_.on_feed_batch(*batch);
     BatchPtr shared = std::move(batch);
     for (auto t : watchers()) {
       asio::post(hub->threads_[t], [hub, alive, t, shared] {

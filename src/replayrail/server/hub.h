@@ -201,6 +201,15 @@ struct HubOptions {
   std::size_t feed_batch = 1000;               // events per feed read
   store::Millis feed_block{1000};              // a feed looks up this often to see if it is idle
   std::size_t buffered_bytes_limit = 1 << 20;  // live batches a catching-up subscriber keeps
+  // Each batch a feed read, on the feed's thread (metrics: delivery lag).
+  std::function<void(const Batch&)> on_feed_batch;
+};
+
+// Totals over every thread since the hub started (subscribers: now).
+struct HubStats {
+  std::uint64_t subscribers = 0;
+  std::uint64_t deliveries = 0;  // frames queued for subscribers, live and replayed
+  std::uint64_t catchups = 0;    // slow subscribers detached to catch up from the store
 };
 
 class Hub {
@@ -215,6 +224,7 @@ class Hub {
 
   // Live feeds (watched streams), for tests and metrics.
   std::size_t feeds() const;
+  HubStats stats() const;
 
  private:
   friend class Subscriber;
@@ -231,6 +241,9 @@ class Hub {
   void deliver(std::size_t thread, const BatchPtr& batch);
   // On `thread`: the feed failed; its subscribers of the stream end with `error`.
   void deliver_error(std::size_t thread, const std::string& stream, const Error& error);
+  // Counts on `thread` (its Local's counters have that one writer).
+  void count(std::size_t thread, std::int64_t subscribers, std::uint64_t deliveries,
+             std::uint64_t catchups);
 
   store::Store& store_;
   std::vector<boost::asio::any_io_executor> threads_;

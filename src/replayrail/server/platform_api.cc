@@ -20,7 +20,7 @@ namespace {
 constexpr std::int64_t kMaxReadCount = 1000;
 constexpr std::int64_t kMaxBlockMs = 60'000;
 
-ApiResponse error(const Error& e) { return {http_status(e.code), error_body(e)}; }
+ApiResponse error(const Error& e) { return {http_status(e.code), error_body(e), e.code}; }
 
 ApiResponse ok(unsigned status, const json::value& body) { return {status, json::serialize(body)}; }
 
@@ -255,11 +255,17 @@ task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
 }
 
 task<ApiResponse> PlatformApi::ingest(const std::string& topic, std::string_view text) {
+  const auto started = std::chrono::steady_clock::now();
   auto body = parse_ingest_body(text);
   if (!body) co_return error(body.error());
   auto ingested = co_await topics_.ingest(topic, body->events, body->partitions);
   if (!ingested) co_return error(ingested.error());
   const auto& [t, events] = *ingested;
+  if (metrics_) {
+    std::size_t stored = 0;
+    for (const auto& e : events) stored += !e.duplicate;
+    metrics_->published(t.name, stored, text.size(), std::chrono::steady_clock::now() - started);
+  }
   json::array results;
   for (const auto& e : events) {
     results.push_back(json::object{{"partition", e.partition},
@@ -411,7 +417,11 @@ task<ApiResponse> PlatformApi::summary() {
   ServerCounters c = counters_();
   co_return ok(200, json::object{{"topics", std::move(topics)},
                                  {"connections", c.connections},
-                                 {"streaming_sessions", c.streaming}});
+                                 {"streaming_sessions", c.streaming},
+                                 {"subscriptions", c.subscriptions},
+                                 {"rates",
+                                  {{"published_per_second", c.published_per_second},
+                                   {"delivered_per_second", c.delivered_per_second}}}});
 }
 
 }  // namespace replayrail::server

@@ -12,19 +12,24 @@
 #include <vector>
 
 #include "replayrail/auth/jwt.h"
+#include "replayrail/server/metrics.h"
 #include "replayrail/topics.h"
 
 namespace replayrail::server {
 
 struct ApiResponse {
   unsigned status = 200;
-  std::string body;  // JSON
+  std::string body;          // JSON
+  std::optional<errc> code;  // an error's
 };
 
 // What the server reports about itself in the summary.
 struct ServerCounters {
   std::size_t connections = 0;
   std::size_t streaming = 0;  // WebSocket and SSE sessions
+  std::uint64_t subscriptions = 0;
+  double published_per_second = 0;  // events stored, over the last second or more
+  double delivered_per_second = 0;  // events queued for subscribers, likewise
 };
 
 // What a /v1 request needs from its token: a role (nullopt: any valid token) and, when not
@@ -36,12 +41,14 @@ struct Access {
 
 class PlatformApi {
  public:
+  // `metrics`: where ingests are counted (may be null).
   PlatformApi(Topics& topics, std::function<ServerCounters()> counters, auth::JwtConfig jwt,
-              std::string admin_secret)
+              std::string admin_secret, Metrics* metrics)
       : topics_(topics),
         counters_(std::move(counters)),
         jwt_(std::move(jwt)),
-        admin_secret_(std::move(admin_secret)) {}
+        admin_secret_(std::move(admin_secret)),
+        metrics_(metrics) {}
 
   // The access a request needs; nullopt for POST /v1/auth/token, which needs none.
   static std::optional<Access> access(std::string_view method,
@@ -66,6 +73,7 @@ class PlatformApi {
   std::function<ServerCounters()> counters_;
   auth::JwtConfig jwt_;
   std::string admin_secret_;
+  Metrics* metrics_;
 };
 
 }  // namespace replayrail::server

@@ -2,6 +2,7 @@
 // listener and the event-loop threads. Kept in one file so the heavy headers compile once.
 #include "replayrail/server/server.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
@@ -30,6 +31,7 @@
 #include "replayrail/server/corked_stream.h"
 #include "replayrail/server/errors.h"
 #include "replayrail/server/hub.h"
+#include "replayrail/server/metrics.h"
 #include "replayrail/server/platform_api.h"
 
 namespace replayrail::server {
@@ -79,6 +81,8 @@ struct Server::Impl {
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::shared_ptr<store::Store> store;
+  std::shared_ptr<Backpressure> backpressure;  // shared by rail and topics
+  std::unique_ptr<Metrics> metrics = std::make_unique<Metrics>();
   std::unique_ptr<Rail> rail;
   std::unique_ptr<Topics> topics;
   std::unique_ptr<PlatformApi> api;  // /v1/…
@@ -120,6 +124,23 @@ struct Server::Impl {
   asio::awaitable<void> sse_session(beast::tcp_stream stream, Request req, Target target,
                                     std::size_t thread);
   asio::awaitable<void> shutdown();
+  // Headers an answer carries by its status and the request: Retry-After on 429 and 503,
+  // WWW-Authenticate on 401, and CORS (`options.cors_origins`) when the request has an Origin.
+  void finish(const Request& req, unsigned status, http::fields& headers) const;
+  // The error answer, counted in the metrics.
+  Response error(const Request& req, const Error& e) const;
+  // GET /metrics.
+  Response metrics_response(const Request& req);
+  ServerCounters counters();
+  // Rates for the summary: totals and when they were last sampled.
+  struct Rates {
+    std::mutex mu;
+    std::chrono::steady_clock::time_point at = std::chrono::steady_clock::now();
+    std::uint64_t published = 0, delivered = 0;
+    double published_per_second = 0, delivered_per_second = 0;
+  } rates;
+  // An OPTIONS request: the CORS preflight answer.
+  Response preflight(const Request& req) const;
 };
 
 namespace {
@@ -212,10 +233,81 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
   return std::optional<auth::Claims>(std::move(claims));
 }
 
+Response Server::Impl::error(const Request& req, const Error& e) const {
+  metrics->failed(e.code);
+  return error_response(req, e);
+}
+
+void Server::Impl::finish(const Request& req, unsigned status, http::fields& headers) const {
+  metrics->answered(status);
+  if (status == 429 || status == 503) {
+    headers.set(http::field::retry_after, std::to_string(options.backpressure.retry_after.count()));
+  }
+  if (status == 401) headers.set(http::field::www_authenticate, R"(Bearer realm="replayrail")");
+  std::string_view origin = req[http::field::origin];
+  if (origin.empty() || options.cors_origins.empty()) return;
+  bool any = std::ranges::find(options.cors_origins, "*") != options.cors_origins.end();
+  if (!any && std::ranges::find(options.cors_origins, origin) == options.cors_origins.end()) return;
+  headers.set(http::field::access_control_allow_origin, any ? "*" : origin);
+  if (!any) headers.set(http::field::vary, "Origin");
+  headers.set(http::field::access_control_expose_headers, "Retry-After");
+}
+
+Response Server::Impl::metrics_response(const Request& req) {
+  auto hub_stats = hub->stats();
+  MetricsSnapshot snapshot{.connections = connections.load(),
+                           .streaming = streaming.load(),
+                           .subscriptions = hub_stats.subscribers,
+                           .deliveries = hub_stats.deliveries,
+                           .catchups = hub_stats.catchups,
+                           .feeds = hub->feeds(),
+                           .backpressure_rejections = backpressure->rejections()};
+  Response res{http::status::ok, req.version()};
+  res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+  res.set(http::field::cache_control, "no-store");
+  res.keep_alive(req.keep_alive());
+  res.body() = metrics->scrape(snapshot);
+  res.prepare_payload();
+  return res;
+}
+
+ServerCounters Server::Impl::counters() {
+  auto hub_stats = hub->stats();
+  std::lock_guard lock(rates.mu);
+  const auto now = std::chrono::steady_clock::now();
+  const double seconds = std::chrono::duration<double>(now - rates.at).count();
+  // A rate over at least a second; asked again sooner, the last one stands.
+  if (seconds >= 1.0) {
+    const std::uint64_t published = metrics->published_total();
+    rates.published_per_second = static_cast<double>(published - rates.published) / seconds;
+    rates.delivered_per_second =
+        static_cast<double>(hub_stats.deliveries - rates.delivered) / seconds;
+    rates.published = published;
+    rates.delivered = hub_stats.deliveries;
+    rates.at = now;
+  }
+  return {.connections = connections.load(),
+          .streaming = streaming.load(),
+          .subscriptions = hub_stats.subscribers,
+          .published_per_second = rates.published_per_second,
+          .delivered_per_second = rates.delivered_per_second};
+}
+
+Response Server::Impl::preflight(const Request& req) const {
+  Response res{http::status::no_content, req.version()};
+  res.keep_alive(req.keep_alive());
+  // The headers are what makes it a grant; finish() adds Allow-Origin when the origin is allowed.
+  res.set(http::field::access_control_allow_methods, "GET, POST, DELETE, OPTIONS");
+  res.set(http::field::access_control_allow_headers, "Authorization, Content-Type, Last-Event-ID");
+  res.set(http::field::access_control_max_age, "600");
+  res.prepare_payload();
+  return res;
+}
+
 asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target& target) {
   const auto& path = target.path;
   auto method_not_allowed = [&](const char* allowed) {
-    auto res = error_response(
+    auto res = error(
         req, make_error(errc::method_not_allowed, std::string(allowed) + " only on this path"));
     res.set(http::field::allow, allowed);
     return res;
@@ -225,9 +317,15 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
     if (req.method() != http::verb::get) co_return method_not_allowed("GET");
     if (path[0] == "readyz") {
       auto healthy = co_await store->health();
-      if (!healthy) co_return error_response(req, healthy.error());
+      if (!healthy) co_return error(req, healthy.error());
     }
     co_return json_response(req, 200, R"({"status":"ok"})");
+  }
+
+  // Prometheus scrapes without a token, at /metrics or /metrics/ (DESIGN §5).
+  if (!path.empty() && path[0] == "metrics" && (path.size() == 1 || path[1].empty())) {
+    if (req.method() != http::verb::get) co_return method_not_allowed("GET");
+    co_return metrics_response(req);
   }
 
   if (path.size() == 2 && path[0] == "events") {
@@ -235,13 +333,17 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
     if (req.method() == http::verb::post || req.method() == http::verb::get) {
       auto role = req.method() == http::verb::post ? auth::Role::producer : auth::Role::consumer;
       auto allowed = authorize(req, target, role, channel);
-      if (!allowed) co_return error_response(req, allowed.error());
+      if (!allowed) co_return error(req, allowed.error());
     }
     if (req.method() == http::verb::post) {
+      const auto started = std::chrono::steady_clock::now();
       auto body = parse_publish_body(req.body());
-      if (!body) co_return error_response(req, body.error());
+      if (!body) co_return error(req, body.error());
       auto stored = co_await rail->publish(body->input(channel));
-      if (!stored) co_return error_response(req, stored.error());
+      if (!stored) co_return error(req, stored.error());
+      if (!stored->duplicate) {
+        metrics->published({}, 1, req.body().size(), std::chrono::steady_clock::now() - started);
+      }
       std::string out = R"({"event":)";
       append_envelope(out, *stored->event);
       out += stored->duplicate ? R"(,"duplicate":true})" : "}";
@@ -250,11 +352,11 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
     }
     if (req.method() == http::verb::get) {
       auto after = Cursor::parse(target.param("after").value_or("0-0"));
-      if (!after) co_return error_response(req, after.error());
+      if (!after) co_return error(req, after.error());
       auto limit = parse_limit(target.param("limit"));
-      if (!limit) co_return error_response(req, limit.error());
+      if (!limit) co_return error(req, limit.error());
       auto page = co_await rail->replay(channel, *after, *limit);
-      if (!page) co_return error_response(req, page.error());
+      if (!page) co_return error(req, page.error());
       std::string out = R"({"events":[)";
       for (std::size_t i = 0; i < page->size(); ++i) {
         if (i) out += ',';
@@ -271,17 +373,17 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
     std::vector<std::string> rest(path.begin() + 1, path.end());
     if (auto access = PlatformApi::access(req.method_string(), rest)) {
       auto allowed = authorize(req, target, access->role, access->channel);
-      if (!allowed) co_return error_response(req, allowed.error());
+      if (!allowed) co_return error(req, allowed.error());
     }
     auto res = co_await api->handle(req.method_string(), rest, req.body());
     if (res) {
+      if (res->code) metrics->failed(*res->code);
       auto out = json_response(req, res->status, std::move(res->body));
       if (res->status == 405) out.set(http::field::allow, "GET, POST, DELETE");
       co_return out;
     }
   }
-  co_return error_response(
-      req, make_error(errc::not_found, "no endpoint at " + std::string(req.target())));
+  co_return error(req, make_error(errc::not_found, "no endpoint at " + std::string(req.target())));
 }
 
 asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t thread) {
@@ -295,10 +397,9 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
     auto [ec, n] = co_await http::async_read(stream, buffer, parser, kToken);
     if (ec == http::error::body_limit) {
       Request head = parser.release();
-      auto res =
-          error_response(head, make_error(errc::payload_too_large,
-                                          "the request body is over " +
-                                              std::to_string(options.max_body_bytes) + " bytes"));
+      auto res = error(head, make_error(errc::payload_too_large,
+                                        "the request body is over " +
+                                            std::to_string(options.max_body_bytes) + " bytes"));
       res.keep_alive(false);
       stream.expires_after(options.header_timeout);
       co_await http::async_write(stream, res, kToken);
@@ -308,7 +409,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
     if (ec) {
       // Malformed HTTP: say so once, then close (the stream can no longer be parsed).
       Request none;
-      auto res = error_response(
+      auto res = error(
           none, make_error(errc::invalid_argument, "malformed HTTP request: " + ec.message()));
       res.keep_alive(false);
       co_await http::async_write(stream, res, kToken);
@@ -339,7 +440,8 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
       auto allowed = authorize(req, *target, auth::Role::consumer,
                                streaming_path ? std::string_view(target->path[1]) : "");
       if (!allowed) {
-        auto res = error_response(req, allowed.error());
+        auto res = error(req, allowed.error());
+        finish(req, res.result_int(), res);
         stream.expires_after(options.idle_timeout);
         auto [wec, written] = co_await http::async_write(stream, res, kToken);
         if (wec || !res.keep_alive()) break;
@@ -369,17 +471,20 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
     }
     Response res;
     if (!target) {
-      res = error_response(req, target.error());
+      res = error(req, target.error());
     } else if (streaming_path && target->path[0] == "ws") {
-      res = error_response(
+      res = error(
           req, make_error(errc::invalid_argument, "this path takes a WebSocket upgrade request"));
     } else if (v1_path) {
-      res = error_response(req, make_error(errc::invalid_argument,
-                                           "this path takes a WebSocket upgrade request with "
-                                           "the subprotocol replayrail.v1"));
+      res = error(req, make_error(errc::invalid_argument,
+                                  "this path takes a WebSocket upgrade request with "
+                                  "the subprotocol replayrail.v1"));
+    } else if (req.method() == http::verb::options) {
+      res = preflight(req);
     } else {
       res = co_await handle(req, *target);
     }
+    finish(req, res.result_int(), res);
     if (stopping) res.keep_alive(false);
     stream.expires_after(options.idle_timeout);
     auto [wec, written] = co_await http::async_write(stream, res, kToken);
@@ -720,7 +825,8 @@ asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Reques
   StreamingSession counted(streaming);
   auto sub = co_await subscribe(req, target);
   if (!sub) {
-    auto res = error_response(req, sub.error());
+    auto res = error(req, sub.error());
+    finish(req, res.result_int(), res);
     res.keep_alive(false);
     co_await http::async_write(stream, res, kToken);
     co_return;
@@ -743,6 +849,7 @@ asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Reques
   http::response<http::empty_body> res{http::status::ok, req.version()};
   res.set(http::field::content_type, "text/event-stream");
   res.set(http::field::cache_control, "no-store");
+  finish(req, 200, res);
   res.keep_alive(false);  // the body ends when the connection does
   http::response_serializer<http::empty_body> head(res);
   auto [hec, hn] = co_await http::async_write_header(*socket, head, kToken);
@@ -861,6 +968,7 @@ Server::~Server() {
   impl.api.reset();
   impl.topics.reset();
   impl.rail.reset();
+  impl.backpressure.reset();
   impl.store.reset();
   // Let the store's connections see their stop and fail what they hold (a blocked feed read),
   // so no coroutine is left owning the connection that owns it.
@@ -888,22 +996,26 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
     impl->work.push_back(asio::make_work_guard(*impl->contexts.back()));
   }
   RR_TRY_ASSIGN(impl->store, make_store(impl->main().get_executor()));
-  impl->rail = std::make_unique<Rail>(impl->store, options.rail);
-  impl->topics = std::make_unique<Topics>(
-      impl->store, TopicsConfig{.default_partitions = options.default_partitions,
-                                .max_batch = options.max_batch,
-                                .max_stream_length = options.rail.max_stream_length,
-                                .max_payload_bytes = options.rail.max_payload_bytes,
-                                .idempotency_ttl = options.rail.idempotency_ttl});
+  impl->backpressure = std::make_shared<Backpressure>(*impl->store, options.backpressure);
+  impl->rail = std::make_unique<Rail>(impl->store, options.rail, impl->backpressure);
+  impl->topics =
+      std::make_unique<Topics>(impl->store,
+                               TopicsConfig{.default_partitions = options.default_partitions,
+                                            .max_batch = options.max_batch,
+                                            .max_stream_length = options.rail.max_stream_length,
+                                            .max_payload_bytes = options.rail.max_payload_bytes,
+                                            .idempotency_ttl = options.rail.idempotency_ttl},
+                               impl->backpressure);
   impl->api = std::make_unique<PlatformApi>(
-      *impl->topics,
-      [impl = impl.get()] {
-        return ServerCounters{impl->connections.load(), impl->streaming.load()};
-      },
-      options.jwt, options.admin_secret);
+      *impl->topics, [impl = impl.get()] { return impl->counters(); }, options.jwt,
+      options.admin_secret, impl->metrics.get());
   std::vector<asio::any_io_executor> executors;
   for (auto& ctx : impl->contexts) executors.push_back(ctx->get_executor());
-  impl->hub = std::make_unique<Hub>(*impl->store, std::move(executors));
+  impl->hub = std::make_unique<Hub>(
+      *impl->store, std::move(executors),
+      HubOptions{.on_feed_batch = [metrics = impl->metrics.get()](const Batch& batch) {
+        metrics->feed_batch(batch);
+      }});
   impl->outboxes.resize(threads);
 
   boost::system::error_code ec;

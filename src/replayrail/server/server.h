@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "replayrail/auth/jwt.h"
 #include "replayrail/rail.h"
@@ -39,6 +40,9 @@ struct ServerOptions {
   std::string admin_secret;
   std::uint32_t default_partitions = 1;  // of a topic created without `partitions`
   std::size_t max_batch = 5000;          // events per POST /v1/topics/{topic}/events
+  BackpressureConfig backpressure;       // 429 with Retry-After on publish
+  // CORS_ALLOW_ORIGINS: origins whose browsers may call the API ("*": any); empty: none.
+  std::vector<std::string> cors_origins;
 };
 
 // Makes the store once the server's executors exist (the Redis store runs on them).

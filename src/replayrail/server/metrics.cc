@@ -1,0 +1,147 @@
+#include "replayrail/server/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include "replayrail/server/hub.h"
+
+namespace replayrail::server {
+
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+const prometheus::Histogram::BucketBoundaries kPublishBuckets{
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+const prometheus::Histogram::BucketBoundaries kLagBuckets{
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+
+std::map<std::string, std::string> api_labels(std::string_view topic) {
+  if (topic.empty()) return {{"api", "events"}};
+  return {{"api", "topics"}, {"topic", std::string(topic)}};
+}
+
+}  // namespace
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      published_events_(
+          BuildCounter()
+              .Name("replayrail_published_events_total")
+              .Help("Events stored by publishes (api=events) and ingests (api=topics)")
+              .Register(*registry_)),
+      published_bytes_(BuildCounter()
+                           .Name("replayrail_published_bytes_total")
+                           .Help("Request body bytes of the publishes and ingests that stored")
+                           .Register(*registry_)),
+      publish_seconds_(BuildHistogram()
+                           .Name("replayrail_publish_duration_seconds")
+                           .Help("From request to stored, per publish or ingest request")
+                           .Register(*registry_)),
+      responses_(BuildCounter()
+                     .Name("replayrail_http_responses_total")
+                     .Help("HTTP responses by status")
+                     .Register(*registry_)),
+      errors_(BuildCounter()
+                  .Name("replayrail_errors_total")
+                  .Help("Error answers by error code")
+                  .Register(*registry_)),
+      store_errors_(BuildCounter()
+                        .Name("replayrail_store_errors_total")
+                        .Help("Requests that failed because the store did (unavailable, internal)")
+                        .Register(*registry_)),
+      deliveries_(BuildCounter()
+                      .Name("replayrail_deliveries_total")
+                      .Help("Events queued for WebSocket and SSE subscribers, live and replayed")
+                      .Register(*registry_)),
+      delivery_lag_(BuildHistogram()
+                        .Name("replayrail_delivery_lag_seconds")
+                        .Help("From the store taking an event to the fanout hub reading it")
+                        .Register(*registry_)
+                        .Add({}, kLagBuckets)),
+      catchups_(BuildCounter()
+                    .Name("replayrail_slow_consumer_catchups_total")
+                    .Help("Slow subscribers detached to catch up from the store")
+                    .Register(*registry_)),
+      rejections_(BuildCounter()
+                      .Name("replayrail_backpressure_rejections_total")
+                      .Help("Publishes refused with 429, by reason")
+                      .Register(*registry_)),
+      connections_(gauge("replayrail_connections", "Open client connections")),
+      streaming_(gauge("replayrail_streaming_sessions", "Open WebSocket and SSE sessions")),
+      subscriptions_(gauge("replayrail_subscriptions", "Channel subscriptions of those sessions")),
+      feeds_(gauge("replayrail_feeds", "Streams the fanout hub reads live")) {}
+
+prometheus::Gauge& Metrics::gauge(const char* name, const char* help) {
+  return BuildGauge().Name(name).Help(help).Register(*registry_).Add({});
+}
+
+Metrics::~Metrics() = default;
+
+prometheus::Counter& Metrics::counter(prometheus::Family<prometheus::Counter>& family,
+                                      const std::map<std::string, std::string>& labels) {
+  return family.Add(labels);
+}
+
+void Metrics::published(std::string_view topic, std::size_t events, std::size_t bytes,
+                        std::chrono::steady_clock::duration elapsed) {
+  published_total_ += events;
+  auto labels = api_labels(topic);
+  counter(published_events_, labels).Increment(static_cast<double>(events));
+  counter(published_bytes_, labels).Increment(static_cast<double>(bytes));
+  publish_seconds_.Add(labels, kPublishBuckets)
+      .Observe(std::chrono::duration<double>(elapsed).count());
+}
+
+void Metrics::answered(unsigned status) {
+  counter(responses_, {{"status", std::to_string(status)}}).Increment();
+}
+
+void Metrics::failed(errc code) {
+  counter(errors_, {{"code", std::string(to_string(code))}}).Increment();
+  if (code == errc::store_unavailable || code == errc::internal) {
+    counter(store_errors_, {{"code", std::string(to_string(code))}}).Increment();
+  }
+}
+
+void Metrics::feed_batch(const Batch& batch) {
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  // An id's ms part is when the store took the event (it never runs ahead of the clock by more
+  // than a clock step; a negative lag counts as 0).
+  for (const auto& frame : batch.frames) {
+    auto lag_ms = now_ms - static_cast<std::int64_t>(frame.id.ms);
+    delivery_lag_.Observe(static_cast<double>(std::max<std::int64_t>(0, lag_ms)) / 1000.0);
+  }
+}
+
+void Metrics::catch_up(prometheus::Family<prometheus::Counter>& family,
+                       const std::map<std::string, std::string>& labels, std::uint64_t value) {
+  auto& c = family.Add(labels);
+  double delta = static_cast<double>(value) - c.Value();
+  if (delta > 0) c.Increment(delta);
+}
+
+std::string Metrics::scrape(const MetricsSnapshot& snapshot) {
+  std::lock_guard lock(scrape_mu_);
+  catch_up(deliveries_, {}, snapshot.deliveries);
+  catch_up(catchups_, {}, snapshot.catchups);
+  for (const char* reason : {"stream_length", "group_lag", "group_pending", "store_queue"}) {
+    auto it = snapshot.backpressure_rejections.find(reason);
+    catch_up(rejections_, {{"reason", reason}},
+             it == snapshot.backpressure_rejections.end() ? 0 : it->second);
+  }
+  connections_.Set(static_cast<double>(snapshot.connections));
+  streaming_.Set(static_cast<double>(snapshot.streaming));
+  subscriptions_.Set(static_cast<double>(snapshot.subscriptions));
+  feeds_.Set(static_cast<double>(snapshot.feeds));
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace replayrail::server

@@ -1,0 +1,96 @@
+#pragma once
+
+// Prometheus metrics of the server (DESIGN §5), in the text format GET /metrics serves, built
+// on prometheus-cpp. Labels are bounded: the API (`events` or `topics`), the topic of /v1
+// ingests (never a channel of /events), an error code, an HTTP status, a backpressure reason.
+//
+// Counters that other parts keep (the hub's deliveries, the backpressure's rejections, the
+// connection gauges) are read at scrape time from a Snapshot, so their hot paths stay free of
+// Prometheus.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "replayrail/common/errc.h"
+
+namespace prometheus {
+class Registry;
+class Counter;
+class Histogram;
+class Gauge;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace replayrail::server {
+
+struct Batch;
+
+// What the server reports when scraped.
+struct MetricsSnapshot {
+  std::size_t connections = 0;
+  std::size_t streaming = 0;  // WebSocket and SSE sessions
+  std::uint64_t subscriptions = 0;
+  std::uint64_t deliveries = 0;
+  std::uint64_t catchups = 0;
+  std::size_t feeds = 0;
+  std::map<std::string, std::uint64_t> backpressure_rejections;  // by reason
+};
+
+// Thread-safe.
+class Metrics {
+ public:
+  Metrics();
+  ~Metrics();
+
+  // Events stored by one publish (POST /events: topic empty) or one ingest (its topic), taking
+  // `elapsed` from request to stored.
+  void published(std::string_view topic, std::size_t events, std::size_t bytes,
+                 std::chrono::steady_clock::duration elapsed);
+  // A request answered with `status`.
+  void answered(unsigned status);
+  // A request failed with `code` (counted once more as a store error when the store failed).
+  void failed(errc code);
+  // Events published since the start (for rates).
+  std::uint64_t published_total() const { return published_total_.load(); }
+  // Delivery lag of the events a feed read: now minus the time the store took each.
+  void feed_batch(const Batch& batch);
+
+  // The text format.
+  std::string scrape(const MetricsSnapshot& snapshot);
+
+ private:
+  prometheus::Counter& counter(prometheus::Family<prometheus::Counter>& family,
+                               const std::map<std::string, std::string>& labels);
+  prometheus::Gauge& gauge(const char* name, const char* help);
+  // Moves a counter kept elsewhere up to `value`.
+  void catch_up(prometheus::Family<prometheus::Counter>& family,
+                const std::map<std::string, std::string>& labels, std::uint64_t value);
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& published_events_;
+  prometheus::Family<prometheus::Counter>& published_bytes_;
+  prometheus::Family<prometheus::Histogram>& publish_seconds_;
+  prometheus::Family<prometheus::Counter>& responses_;
+  prometheus::Family<prometheus::Counter>& errors_;
+  prometheus::Family<prometheus::Counter>& store_errors_;
+  prometheus::Family<prometheus::Counter>& deliveries_;
+  prometheus::Histogram& delivery_lag_;
+  prometheus::Family<prometheus::Counter>& catchups_;
+  prometheus::Family<prometheus::Counter>& rejections_;
+  prometheus::Gauge& connections_;
+  prometheus::Gauge& streaming_;
+  prometheus::Gauge& subscriptions_;
+  prometheus::Gauge& feeds_;
+  std::atomic<std::uint64_t> published_total_ = 0;
+  std::mutex scrape_mu_;  // one scrape at a time (catch_up reads then increments)
+};
+
+}  // namespace replayrail::server
