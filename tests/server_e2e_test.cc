@@ -971,6 +971,51 @@ TEST_P(ServerE2E, MetricsAreValidPrometheusTextAndCountWhatHappened) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "promtool: " << said;
 }
 
+TEST_P(ServerE2E, ClaimMovesAMessageDeliveredTooOftenToTheDeadLetterTopic) {
+  auto produced = call(http::verb::post, "/v1/topics/jobs/events", one_partition_batch(2));
+  ASSERT_EQ(produced.status, 201u) << produced.body;
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/jobs/groups", R"({"group":"g","start_id":"0-0"})").status,
+      201u);
+  auto claim = [&](const std::string& body) {
+    return call(http::verb::post, "/v1/topics/jobs/groups/g/claim", body);
+  };
+  ASSERT_EQ(messages_of(call(http::verb::post, "/v1/topics/jobs/groups/g/read",
+                             R"({"consumer":"c1","count":10})"))
+                .size(),
+            2u);
+  // Second delivery: within the limit.
+  auto second = claim(R"({"consumer":"c2","min_idle_ms":0,"max_deliveries":2})");
+  ASSERT_EQ(messages_of(second).size(), 2u);
+  EXPECT_TRUE(second.json().at("dead_lettered").as_array().empty());
+  // A third would pass it: both go to jobs.dlq, acknowledged in the group.
+  auto third = claim(R"({"consumer":"c3","min_idle_ms":0,"max_deliveries":2})");
+  EXPECT_TRUE(messages_of(third).empty()) << third.body;
+  const json::value third_json = third.json();
+  EXPECT_EQ(third_json.at("dead_letter_stream").as_string(), "jobs.dlq");
+  ASSERT_EQ(third_json.at("dead_lettered").as_array().size(), 1u);
+  const auto& ids = third_json.at("dead_lettered").as_array()[0].at("redis_ids").as_array();
+  ASSERT_EQ(ids.size(), 2u);
+  auto dlq = call(http::verb::get, "/events/jobs.dlq");
+  ASSERT_EQ(dlq.status, 200u) << dlq.body;
+  const json::value dlq_json = dlq.json();
+  const auto& dead = dlq_json.at("events").as_array();
+  ASSERT_EQ(dead.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto& letter = dead[i].at("metadata").at("dead_letter");
+    EXPECT_EQ(letter.at("reason").as_string(), "max_deliveries");
+    EXPECT_EQ(letter.at("group").as_string(), "g");
+    EXPECT_EQ(letter.at("original_id").as_string(), ids[i].as_string());
+    EXPECT_EQ(letter.at("deliveries").as_int64(), 3);
+    EXPECT_EQ(dead[i].at("type").as_string(), "t");
+  }
+  EXPECT_TRUE(messages_of(claim(R"({"consumer":"c4","min_idle_ms":0})")).empty())
+      << "dead letters are no longer pending";
+  auto bad = claim(R"({"consumer":"c4","max_deliveries":-1})");
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_EQ(bad.error_code(), "invalid_argument");
+}
+
 TEST_P(ServerE2E, CorsAllowsTheConfiguredOriginsOnly) {
   // No origins configured: no CORS headers.
   auto plain = call(http::verb::get, "/events/c", "", {{"Origin", "http://ui.example"}});

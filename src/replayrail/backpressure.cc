@@ -34,16 +34,22 @@ Error Backpressure::refuse(const char* reason, std::string message) {
                                             std::to_string(config_.retry_after.count()) + " s");
 }
 
-store::task<result<Backpressure::Ticket>> Backpressure::admit(std::string_view stream,
-                                                              std::uint64_t n) {
+result<Backpressure::Ticket> Backpressure::reserve(std::uint64_t n) {
   // A batch larger than the whole budget still goes through when nothing else is queued.
   std::uint64_t before = inflight_.fetch_add(n);
   Ticket ticket(this, n);
   if (before > 0 && before + n > config_.max_inflight) {
-    co_return refuse("store_queue", "the server has " + std::to_string(before) +
-                                        " events on their way to the store (at most " +
-                                        std::to_string(config_.max_inflight) + ")");
+    return refuse("store_queue", "the server has " + std::to_string(before) +
+                                     " events on their way to the store (at most " +
+                                     std::to_string(config_.max_inflight) + ")");
   }
+  return ticket;
+}
+
+store::task<result<Backpressure::Ticket>> Backpressure::admit(std::string_view stream,
+                                                              std::uint64_t n) {
+  Ticket ticket;
+  RR_CO_TRY_ASSIGN(ticket, reserve(n));
   if (!checks_stream()) co_return ticket;
 
   const auto now = std::chrono::steady_clock::now();

@@ -54,6 +54,12 @@ class Backpressure {
 
   // May `n` events be appended to `stream` now? A ticket, or `backpressure` saying why.
   store::task<result<Ticket>> admit(std::string_view stream, std::uint64_t n);
+  // The in-flight budget alone: all admit() asks when no stream threshold is set (checks_stream()
+  // false), without a coroutine on the publish path.
+  result<Ticket> reserve(std::uint64_t n);
+  bool checks_stream() const {
+    return config_.max_stream_length || config_.max_group_lag || config_.max_group_pending;
+  }
   // `n` events were appended to `stream` through this process.
   void appended(std::string_view stream, std::uint64_t n);
   // `stream`'s groups changed (read, ack, claim, reset, create, destroy): re-read them.
@@ -73,9 +79,6 @@ class Backpressure {
     std::uint64_t appended_since = 0;
     std::chrono::steady_clock::time_point fetched;
   };
-  bool checks_stream() const {
-    return config_.max_stream_length || config_.max_group_lag || config_.max_group_pending;
-  }
   Error refuse(const char* reason, std::string message);
 
   store::Store& store_;

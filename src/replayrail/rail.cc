@@ -13,7 +13,11 @@ store::task<result<store::Appended>> Rail::publish(const EventInput& input) {
   RR_CO_TRY_ASSIGN(event, make_event_within(input, config_.max_payload_bytes));
   std::string stream = event.event.channel;
   std::optional<Backpressure::Ticket> admitted;
-  if (backpressure_) RR_CO_TRY_ASSIGN(admitted, co_await backpressure_->admit(stream, 1));
+  if (backpressure_ && backpressure_->checks_stream()) {
+    RR_CO_TRY_ASSIGN(admitted, co_await backpressure_->admit(stream, 1));
+  } else if (backpressure_) {
+    RR_CO_TRY_ASSIGN(admitted, backpressure_->reserve(1));
+  }
   auto stored = co_await store_->append(
       stream, std::move(event),
       store::AppendOptions{config_.max_stream_length, config_.idempotency_ttl});

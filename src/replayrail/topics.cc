@@ -7,12 +7,16 @@
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 #include <functional>
 #include <map>
 
 namespace replayrail {
 
 namespace asio = boost::asio;
+namespace json = boost::json;
 using store::task;
 
 Topics::Topics(std::shared_ptr<store::Store> store, TopicsConfig config,
@@ -280,9 +284,46 @@ task<result<std::uint64_t>> Topics::ack(std::string_view topic, std::string_view
   co_return acked;
 }
 
+std::string dead_letter_stream(std::string_view topic) { return std::string(topic) + ".dlq"; }
+
+task<result<void>> Topics::dead_letter(const store::Topic& t, std::uint32_t p,
+                                       std::string_view group, const store::GroupMessage& m) {
+  const Event& e = *m.event;
+  boost::system::error_code ec;
+  json::value metadata = json::parse(e.metadata, ec);
+  if (ec || !metadata.is_object()) metadata = json::object{};
+  metadata.as_object()["dead_letter"] = json::object{{"reason", "max_deliveries"},
+                                                     {"topic", t.name},
+                                                     {"partition", p},
+                                                     {"group", group},
+                                                     {"original_id", m.id.to_string()},
+                                                     {"deliveries", m.delivery_count}};
+  const std::string metadata_text = json::serialize(metadata);
+  const std::string stream = dead_letter_stream(t.name);
+  // Idempotent: a claim retried after a failure between append and ack appends nothing twice.
+  std::string event_id = e.event_id + ":dlq:" + std::string(group);
+  EventInput input{.channel = stream,
+                   .type = e.type,
+                   .payload = e.payload,
+                   .actor = e.actor,
+                   .metadata = metadata_text,
+                   .event_id = event_id,
+                   .created_at = e.created_at};
+  if (!validate_event_id(event_id)) input.event_id.reset();  // too long, or the group's name
+  NewEvent dead;
+  RR_CO_TRY_ASSIGN(dead, make_event(input));
+  RR_CO_TRY(co_await store_->append(stream, std::move(dead),
+                                    {config_.max_stream_length, config_.idempotency_ttl}));
+  const auto partition = store::partition_stream(t.name, t.partitions, p);
+  RR_CO_TRY(co_await store_->ack(partition, group, std::span(&m.id, 1)));
+  groups_changed(partition);
+  co_return result<void>{};
+}
+
 task<result<ClaimResult>> Topics::claim(std::string_view topic, std::string_view group,
                                         std::string_view consumer, store::Millis min_idle,
-                                        std::size_t count, StreamId start) {
+                                        std::size_t count, StreamId start,
+                                        std::optional<std::uint64_t> max_deliveries) {
   store::Topic t;
   RR_CO_TRY_ASSIGN(t, co_await existing(topic));
   ClaimResult out;
@@ -294,7 +335,16 @@ task<result<ClaimResult>> Topics::claim(std::string_view topic, std::string_view
       store::AutoclaimResult r;
       RR_CO_TRY_ASSIGN(r, co_await store_->autoclaim(stream, group, consumer, min_idle, from,
                                                      count - out.claimed.size()));
-      for (auto& m : r.claimed) out.claimed.push_back({p, std::move(m)});
+      PartitionIds dead{p, {}};
+      for (auto& m : r.claimed) {
+        if (max_deliveries && m.delivery_count > *max_deliveries) {
+          RR_CO_TRY(co_await dead_letter(t, p, group, m));
+          dead.ids.push_back(m.id);
+        } else {
+          out.claimed.push_back({p, std::move(m)});
+        }
+      }
+      if (!dead.ids.empty()) out.dead_lettered.push_back(std::move(dead));
       if (!r.deleted.empty()) out.deleted.push_back({p, std::move(r.deleted)});
       from = r.next;
     } while (from != StreamId{} && out.claimed.size() < count);

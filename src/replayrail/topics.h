@@ -57,7 +57,12 @@ struct TopicDescription {
 struct ClaimResult {
   std::vector<PartitionMessage> claimed;
   std::vector<PartitionIds> deleted;  // pending ids whose entries were trimmed meanwhile
+  // Moved to the dead-letter stream instead of being claimed (delivered too often).
+  std::vector<PartitionIds> dead_lettered;
 };
+
+// The dead-letter stream of a topic: `T.dlq`, one stream whatever the partition count.
+std::string dead_letter_stream(std::string_view topic);
 
 // Thread-safe: every method may be called from any thread concurrently.
 class Topics {
@@ -95,10 +100,13 @@ class Topics {
   store::task<result<std::uint64_t>> ack(std::string_view topic, std::string_view group,
                                          const std::vector<PartitionIds>& items);
   // XAUTOCLAIM on every partition from `start`: pending messages idle at least `min_idle` move
-  // to `consumer`; at most `count` in all.
+  // to `consumer`; at most `count` in all. With `max_deliveries`, a message that would be
+  // delivered more often is appended to the dead-letter stream instead (its metadata gains
+  // `dead_letter`: reason, topic, partition, group, original_id, deliveries) and acknowledged.
   store::task<result<ClaimResult>> claim(std::string_view topic, std::string_view group,
                                          std::string_view consumer, store::Millis min_idle,
-                                         std::size_t count, StreamId start);
+                                         std::size_t count, StreamId start,
+                                         std::optional<std::uint64_t> max_deliveries = {});
 
  private:
   // The existing topic; stream_not_found (404) when there is none.
@@ -107,6 +115,9 @@ class Topics {
   store::task<result<store::Topic>> on_every_partition(
       std::string_view topic, std::function<store::task<result<void>>(std::string stream)> op);
   result<void> check_partitions(const store::Topic& t, const std::vector<std::uint32_t>& ps) const;
+  // Appends `m` (of partition `p`) to the dead-letter stream, then acks it in the group.
+  store::task<result<void>> dead_letter(const store::Topic& t, std::uint32_t p,
+                                        std::string_view group, const store::GroupMessage& m);
 
   // A group operation on `stream` changed its lag or pending.
   void groups_changed(std::string_view stream) {

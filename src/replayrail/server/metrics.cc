@@ -75,7 +75,10 @@ Metrics::Metrics()
       connections_(gauge("replayrail_connections", "Open client connections")),
       streaming_(gauge("replayrail_streaming_sessions", "Open WebSocket and SSE sessions")),
       subscriptions_(gauge("replayrail_subscriptions", "Channel subscriptions of those sessions")),
-      feeds_(gauge("replayrail_feeds", "Streams the fanout hub reads live")) {}
+      feeds_(gauge("replayrail_feeds", "Streams the fanout hub reads live")),
+      events_published_(published_events_.Add(api_labels({}))),
+      events_bytes_(published_bytes_.Add(api_labels({}))),
+      events_seconds_(publish_seconds_.Add(api_labels({}), kPublishBuckets)) {}
 
 prometheus::Gauge& Metrics::gauge(const char* name, const char* help) {
   return BuildGauge().Name(name).Help(help).Register(*registry_).Add({});
@@ -91,15 +94,27 @@ prometheus::Counter& Metrics::counter(prometheus::Family<prometheus::Counter>& f
 void Metrics::published(std::string_view topic, std::size_t events, std::size_t bytes,
                         std::chrono::steady_clock::duration elapsed) {
   published_total_ += events;
+  const double seconds = std::chrono::duration<double>(elapsed).count();
+  if (topic.empty()) {
+    events_published_.Increment(static_cast<double>(events));
+    events_bytes_.Increment(static_cast<double>(bytes));
+    events_seconds_.Observe(seconds);
+    return;
+  }
   auto labels = api_labels(topic);
   counter(published_events_, labels).Increment(static_cast<double>(events));
   counter(published_bytes_, labels).Increment(static_cast<double>(bytes));
-  publish_seconds_.Add(labels, kPublishBuckets)
-      .Observe(std::chrono::duration<double>(elapsed).count());
+  publish_seconds_.Add(labels, kPublishBuckets).Observe(seconds);
 }
 
 void Metrics::answered(unsigned status) {
-  counter(responses_, {{"status", std::to_string(status)}}).Increment();
+  if (status >= by_status_.size()) status = 500;
+  auto* c = by_status_[status].load(std::memory_order_acquire);
+  if (!c) {
+    c = &counter(responses_, {{"status", std::to_string(status)}});
+    by_status_[status].store(c, std::memory_order_release);
+  }
+  c->Increment();
 }
 
 void Metrics::failed(errc code) {

@@ -8,6 +8,7 @@
 // connection gauges) are read at scrape time from a Snapshot, so their hot paths stay free of
 // Prometheus.
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -89,6 +90,13 @@ class Metrics {
   prometheus::Gauge& streaming_;
   prometheus::Gauge& subscriptions_;
   prometheus::Gauge& feeds_;
+  // The hot path's metrics, looked up once (Family::Add hashes the labels under a lock).
+  prometheus::Counter& events_published_;
+  prometheus::Counter& events_bytes_;
+  prometheus::Histogram& events_seconds_;
+  // By status, filled on first use (Add returns the same counter for the same labels, so a race
+  // stores the same pointer twice).
+  std::array<std::atomic<prometheus::Counter*>, 600> by_status_{};
   std::atomic<std::uint64_t> published_total_ = 0;
   std::mutex scrape_mu_;  // one scrape at a time (catch_up reads then increments)
 };

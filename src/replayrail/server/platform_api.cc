@@ -382,7 +382,7 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
     co_return ok(200, json::object{{"acked", *acked}});
   }
   // claim
-  auto body = Body::parse(text, {"consumer", "min_idle_ms", "count", "start_id"});
+  auto body = Body::parse(text, {"consumer", "min_idle_ms", "count", "start_id", "max_deliveries"});
   if (!body) co_return error(body.error());
   auto consumer = body->required_text("consumer");
   if (!consumer) co_return error(consumer.error());
@@ -396,17 +396,27 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
     if (!id) co_return error(id.error());
     start = *id;
   }
+  // 0: never dead-letter.
+  auto max_deliveries = body->integer("max_deliveries", 0, 0, std::int64_t{1} << 40);
+  if (!max_deliveries) co_return error(max_deliveries.error());
+  std::optional<std::uint64_t> limit;
+  if (*max_deliveries > 0) limit = static_cast<std::uint64_t>(*max_deliveries);
   auto claimed = co_await topics_.claim(topic, group, *consumer, store::Millis(*min_idle),
-                                        static_cast<std::size_t>(*count), start);
+                                        static_cast<std::size_t>(*count), start, limit);
   if (!claimed) co_return error(claimed.error());
-  json::array deleted;
-  for (const auto& d : claimed->deleted) {
-    json::array ids;
-    for (const auto& id : d.ids) ids.push_back(json::string(id.to_string()));
-    deleted.push_back(json::object{{"partition", d.partition}, {"redis_ids", std::move(ids)}});
-  }
+  auto ids_json = [](const std::vector<PartitionIds>& list) {
+    json::array out;
+    for (const auto& d : list) {
+      json::array ids;
+      for (const auto& id : d.ids) ids.push_back(json::string(id.to_string()));
+      out.push_back(json::object{{"partition", d.partition}, {"redis_ids", std::move(ids)}});
+    }
+    return out;
+  };
   co_return ok(200, json::object{{"messages", messages_json(claimed->claimed)},
-                                 {"deleted", std::move(deleted)}});
+                                 {"deleted", ids_json(claimed->deleted)},
+                                 {"dead_lettered", ids_json(claimed->dead_lettered)},
+                                 {"dead_letter_stream", dead_letter_stream(topic)}});
 }
 
 task<ApiResponse> PlatformApi::summary() {
