@@ -65,7 +65,6 @@ class Backpressure {
   // `stream`'s groups changed (read, ack, claim, reset, create, destroy): re-read them.
   void forget(std::string_view stream);
 
-  const BackpressureConfig& config() const { return config_; }
   // Publishes refused so far, by reason ("stream_length", "group_lag", "group_pending",
   // "store_queue"), for metrics.
   std::map<std::string, std::uint64_t> rejections() const;

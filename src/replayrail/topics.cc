@@ -83,20 +83,22 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::ingest(
   }
 
   std::vector<Ingested> out(events.size());
-  std::map<std::uint32_t, std::vector<std::size_t>> by_partition;
+  // Per partition: its stream and the batch indices of its events.
+  std::map<std::uint32_t, std::pair<std::string, std::vector<std::size_t>>> by_partition;
   for (std::size_t i = 0; i < events.size(); ++i) {
     const auto& key = events[i].partition_key;
-    out[i].partition = partition_for(t, key ? std::optional<std::string_view>(*key) : std::nullopt);
-    by_partition[out[i].partition].push_back(i);
+    const auto p = partition_for(t, key ? std::optional<std::string_view>(*key) : std::nullopt);
+    out[i].partition = p;
+    auto& [stream, indices] = by_partition[p];
+    if (stream.empty()) stream = store::partition_stream(t.name, t.partitions, p);
+    indices.push_back(i);
   }
   // Every partition is admitted before any is written to.
   std::vector<Backpressure::Ticket> admitted;
   if (backpressure_) {
-    for (const auto& [p, indices] : by_partition) {
+    for (const auto& [p, part] : by_partition) {
       Backpressure::Ticket ticket;
-      RR_CO_TRY_ASSIGN(
-          ticket, co_await backpressure_->admit(store::partition_stream(t.name, t.partitions, p),
-                                                indices.size()));
+      RR_CO_TRY_ASSIGN(ticket, co_await backpressure_->admit(part.first, part.second.size()));
       admitted.push_back(std::move(ticket));
     }
   }
@@ -121,20 +123,18 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::ingest(
   auto executor = co_await asio::this_coro::executor;
   using Op = decltype(asio::co_spawn(executor, std::declval<task<void>>(), asio::deferred));
   std::vector<Op> ops;
-  for (auto& [p, indices] : by_partition) {
-    ops.push_back(
-        asio::co_spawn(executor,
-                       append_partition(*store_, store::partition_stream(t.name, t.partitions, p),
-                                        indices, made, out, options, failure),
-                       asio::deferred));
+  for (const auto& [p, part] : by_partition) {
+    ops.push_back(asio::co_spawn(
+        executor, append_partition(*store_, part.first, part.second, made, out, options, failure),
+        asio::deferred));
   }
   co_await asio::experimental::make_parallel_group(std::move(ops))
       .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
   if (backpressure_) {
-    for (const auto& [p, indices] : by_partition) {
+    for (const auto& [p, part] : by_partition) {
       std::uint64_t n = 0;
-      for (auto i : indices) n += out[i].event && !out[i].duplicate;
-      backpressure_->appended(store::partition_stream(t.name, t.partitions, p), n);
+      for (auto i : part.second) n += out[i].event && !out[i].duplicate;
+      backpressure_->appended(part.first, n);
     }
   }
   // Appends that were stored before a failure stay stored (each is durable once acknowledged);

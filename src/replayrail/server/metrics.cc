@@ -31,47 +31,32 @@ std::map<std::string, std::string> api_labels(std::string_view topic) {
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       published_events_(
-          BuildCounter()
-              .Name("replayrail_published_events_total")
-              .Help("Events stored by publishes (api=events) and ingests (api=topics)")
-              .Register(*registry_)),
-      published_bytes_(BuildCounter()
-                           .Name("replayrail_published_bytes_total")
-                           .Help("Request body bytes of the publishes and ingests that stored")
-                           .Register(*registry_)),
+          counter_family("replayrail_published_events_total",
+                         "Events stored by publishes (api=events) and ingests (api=topics)")),
+      published_bytes_(
+          counter_family("replayrail_published_bytes_total",
+                         "Request body bytes of the publishes and ingests that stored")),
       publish_seconds_(BuildHistogram()
                            .Name("replayrail_publish_duration_seconds")
                            .Help("From request to stored, per publish or ingest request")
                            .Register(*registry_)),
-      responses_(BuildCounter()
-                     .Name("replayrail_http_responses_total")
-                     .Help("HTTP responses by status")
-                     .Register(*registry_)),
-      errors_(BuildCounter()
-                  .Name("replayrail_errors_total")
-                  .Help("Error answers by error code")
-                  .Register(*registry_)),
-      store_errors_(BuildCounter()
-                        .Name("replayrail_store_errors_total")
-                        .Help("Requests that failed because the store did (unavailable, internal)")
-                        .Register(*registry_)),
-      deliveries_(BuildCounter()
-                      .Name("replayrail_deliveries_total")
-                      .Help("Events queued for WebSocket and SSE subscribers, live and replayed")
-                      .Register(*registry_)),
+      responses_(counter_family("replayrail_http_responses_total", "HTTP responses by status")),
+      errors_(counter_family("replayrail_errors_total", "Error answers by error code")),
+      store_errors_(
+          counter_family("replayrail_store_errors_total",
+                         "Requests that failed because the store did (unavailable, internal)")),
+      deliveries_(
+          counter_family("replayrail_deliveries_total",
+                         "Events queued for WebSocket and SSE subscribers, live and replayed")),
       delivery_lag_(BuildHistogram()
                         .Name("replayrail_delivery_lag_seconds")
                         .Help("From the store taking an event to the fanout hub reading it")
                         .Register(*registry_)
                         .Add({}, kLagBuckets)),
-      catchups_(BuildCounter()
-                    .Name("replayrail_slow_consumer_catchups_total")
-                    .Help("Slow subscribers detached to catch up from the store")
-                    .Register(*registry_)),
-      rejections_(BuildCounter()
-                      .Name("replayrail_backpressure_rejections_total")
-                      .Help("Publishes refused with 429, by reason")
-                      .Register(*registry_)),
+      catchups_(counter_family("replayrail_slow_consumer_catchups_total",
+                               "Slow subscribers detached to catch up from the store")),
+      rejections_(counter_family("replayrail_backpressure_rejections_total",
+                                 "Publishes refused with 429, by reason")),
       connections_(gauge("replayrail_connections", "Open client connections")),
       streaming_(gauge("replayrail_streaming_sessions", "Open WebSocket and SSE sessions")),
       subscriptions_(gauge("replayrail_subscriptions", "Channel subscriptions of those sessions")),
@@ -80,16 +65,16 @@ Metrics::Metrics()
       events_bytes_(published_bytes_.Add(api_labels({}))),
       events_seconds_(publish_seconds_.Add(api_labels({}), kPublishBuckets)) {}
 
+prometheus::Family<prometheus::Counter>& Metrics::counter_family(const char* name,
+                                                                 const char* help) {
+  return BuildCounter().Name(name).Help(help).Register(*registry_);
+}
+
 prometheus::Gauge& Metrics::gauge(const char* name, const char* help) {
   return BuildGauge().Name(name).Help(help).Register(*registry_).Add({});
 }
 
 Metrics::~Metrics() = default;
-
-prometheus::Counter& Metrics::counter(prometheus::Family<prometheus::Counter>& family,
-                                      const std::map<std::string, std::string>& labels) {
-  return family.Add(labels);
-}
 
 void Metrics::published(std::string_view topic, std::size_t events, std::size_t bytes,
                         std::chrono::steady_clock::duration elapsed) {
@@ -102,8 +87,8 @@ void Metrics::published(std::string_view topic, std::size_t events, std::size_t 
     return;
   }
   auto labels = api_labels(topic);
-  counter(published_events_, labels).Increment(static_cast<double>(events));
-  counter(published_bytes_, labels).Increment(static_cast<double>(bytes));
+  published_events_.Add(labels).Increment(static_cast<double>(events));
+  published_bytes_.Add(labels).Increment(static_cast<double>(bytes));
   publish_seconds_.Add(labels, kPublishBuckets).Observe(seconds);
 }
 
@@ -111,16 +96,16 @@ void Metrics::answered(unsigned status) {
   if (status >= by_status_.size()) status = 500;
   auto* c = by_status_[status].load(std::memory_order_acquire);
   if (!c) {
-    c = &counter(responses_, {{"status", std::to_string(status)}});
+    c = &responses_.Add({{"status", std::to_string(status)}});
     by_status_[status].store(c, std::memory_order_release);
   }
   c->Increment();
 }
 
 void Metrics::failed(errc code) {
-  counter(errors_, {{"code", std::string(to_string(code))}}).Increment();
+  errors_.Add({{"code", std::string(to_string(code))}}).Increment();
   if (code == errc::store_unavailable || code == errc::internal) {
-    counter(store_errors_, {{"code", std::string(to_string(code))}}).Increment();
+    store_errors_.Add({{"code", std::string(to_string(code))}}).Increment();
   }
 }
 

@@ -68,8 +68,7 @@ class Metrics {
   std::string scrape(const MetricsSnapshot& snapshot);
 
  private:
-  prometheus::Counter& counter(prometheus::Family<prometheus::Counter>& family,
-                               const std::map<std::string, std::string>& labels);
+  prometheus::Family<prometheus::Counter>& counter_family(const char* name, const char* help);
   prometheus::Gauge& gauge(const char* name, const char* help);
   // Moves a counter kept elsewhere up to `value`.
   void catch_up(prometheus::Family<prometheus::Counter>& family,
