@@ -95,8 +95,11 @@ result<NewEvent> make_event(const EventInput& in) {
   }
 
   NewEvent out;
-  out.fingerprint =
-      compute_fingerprint(in.channel, in.type, payload, actor, metadata, in.created_at);
+  // Only idempotency compares fingerprints, and only chosen event_ids are looked up.
+  if (in.event_id) {
+    out.fingerprint =
+        compute_fingerprint(in.channel, in.type, payload, actor, metadata, in.created_at);
+  }
   Event& e = out.event;
   e.event_id = in.event_id ? std::string(*in.event_id) : make_uuid_v4();
   out.chosen_event_id = in.event_id.has_value();

@@ -34,7 +34,7 @@ using Fingerprint = std::array<std::uint8_t, 32>;
 // A validated event ready to append: its content and fingerprint.
 struct NewEvent {
   Event event;
-  Fingerprint fingerprint{};
+  Fingerprint fingerprint{};  // computed only for a chosen event_id (zero otherwise)
   // The publisher chose the event_id. Server-generated ids are never sent twice (a retry without
   // an event_id is a new event), so stores remember only chosen ones for idempotency.
   bool chosen_event_id = false;

@@ -123,16 +123,23 @@ TEST(Event, RefusesBadJsonFields) {
   EXPECT_EQ(error_of(bad_id), errc::invalid_event_id);
 }
 
+// An event with a publisher-chosen event_id: the only kind whose fingerprint is computed.
+EventInput chosen() {
+  EventInput in = valid();
+  in.event_id = "evt-1";
+  return in;
+}
+
 TEST(Event, FingerprintIgnoresKeyOrderAndSpacing) {
-  EventInput a = valid(), b = valid();
+  EventInput a = chosen(), b = chosen();
   a.payload = R"({"x":1,"y":{"b":true,"a":null}})";
   b.payload = R"({ "y" : { "a" : null , "b" : true } , "x" : 1 })";
   EXPECT_EQ(make_event(a)->fingerprint, make_event(b)->fingerprint);
 }
 
 TEST(Event, FingerprintCoversEveryContentField) {
-  Fingerprint base = make_event(valid())->fingerprint;
-  std::vector<EventInput> changed(6, valid());
+  Fingerprint base = make_event(chosen())->fingerprint;
+  std::vector<EventInput> changed(6, chosen());
   changed[0].payload = R"({"order_id":"ord_124"})";
   changed[1].type = "order.updated";
   changed[2].channel = "restaurant:124:orders";
@@ -141,9 +148,16 @@ TEST(Event, FingerprintCoversEveryContentField) {
   changed[5].created_at = "2026-06-29T12:00:00Z";
   for (const auto& in : changed) EXPECT_NE(make_event(in)->fingerprint, base);
   // Not the event_id, and not a created_at the server chose: a retry must match.
-  EventInput retry = valid();
+  EventInput retry = chosen();
   retry.event_id = "evt-9";
   EXPECT_EQ(make_event(retry)->fingerprint, base);
+}
+
+TEST(Event, GeneratedEventIdsNeedNoFingerprint) {
+  auto e = make_event(valid());
+  ASSERT_TRUE(e);
+  EXPECT_FALSE(e->chosen_event_id);
+  EXPECT_EQ(e->fingerprint, Fingerprint{});
 }
 
 TEST(Event, CanonicalJsonSortsKeysRecursively) {
