@@ -74,13 +74,7 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::ingest(
     made.push_back(std::move(*e));
   }
   store::Topic t;
-  RR_CO_TRY_ASSIGN(
-      t, co_await store_->create_topic(topic, partitions.value_or(config_.default_partitions)));
-  if (partitions && *partitions != t.partitions) {
-    co_return make_error(errc::topic_conflict,
-                         "topic " + t.name + " has " + std::to_string(t.partitions) +
-                             " partitions, not " + std::to_string(*partitions));
-  }
+  RR_CO_TRY_ASSIGN(t, co_await open_for_ingest(topic, partitions));
 
   std::vector<Ingested> out(events.size());
   // Per partition: its stream and the batch indices of its events.
@@ -102,34 +96,41 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::ingest(
       admitted.push_back(std::move(ticket));
     }
   }
-  // Partitions in parallel; within one, in batch order (each append waits for the previous).
+  // Partitions in parallel, each in one append_batch (in batch order).
   std::optional<Error> failure;
   auto append_partition = [](store::Store& s, std::string stream, std::vector<std::size_t> indices,
                              std::vector<NewEvent>& made, std::vector<Ingested>& out,
                              store::AppendOptions options,
                              std::optional<Error>& failure) -> task<void> {
-    for (std::size_t i : indices) {
-      if (failure) co_return;
-      auto stored = co_await s.append(stream, std::move(made[i]), options);
-      if (!stored) {
-        failure = stored.error();
-        co_return;
-      }
-      out[i].event = stored->event;
-      out[i].duplicate = stored->duplicate;
+    std::vector<NewEvent> batch;
+    batch.reserve(indices.size());
+    for (std::size_t i : indices) batch.push_back(std::move(made[i]));
+    auto stored = co_await s.append_batch(stream, std::move(batch), options);
+    if (!stored) {
+      if (!failure) failure = stored.error();
+      co_return;
+    }
+    for (std::size_t j = 0; j < indices.size(); ++j) {
+      out[indices[j]].event = std::move((*stored)[j].event);
+      out[indices[j]].duplicate = (*stored)[j].duplicate;
     }
   };
   const store::AppendOptions options{config_.max_stream_length, config_.idempotency_ttl};
-  auto executor = co_await asio::this_coro::executor;
-  using Op = decltype(asio::co_spawn(executor, std::declval<task<void>>(), asio::deferred));
-  std::vector<Op> ops;
-  for (const auto& [p, part] : by_partition) {
-    ops.push_back(asio::co_spawn(
-        executor, append_partition(*store_, part.first, part.second, made, out, options, failure),
-        asio::deferred));
+  if (by_partition.size() == 1) {
+    const auto& [p, part] = *by_partition.begin();
+    co_await append_partition(*store_, part.first, part.second, made, out, options, failure);
+  } else {
+    auto executor = co_await asio::this_coro::executor;
+    using Op = decltype(asio::co_spawn(executor, std::declval<task<void>>(), asio::deferred));
+    std::vector<Op> ops;
+    for (const auto& [p, part] : by_partition) {
+      ops.push_back(asio::co_spawn(
+          executor, append_partition(*store_, part.first, part.second, made, out, options, failure),
+          asio::deferred));
+    }
+    co_await asio::experimental::make_parallel_group(std::move(ops))
+        .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
   }
-  co_await asio::experimental::make_parallel_group(std::move(ops))
-      .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
   if (backpressure_) {
     for (const auto& [p, part] : by_partition) {
       std::uint64_t n = 0;
@@ -137,10 +138,44 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::ingest(
       backpressure_->appended(part.first, n);
     }
   }
-  // Appends that were stored before a failure stay stored (each is durable once acknowledged);
-  // the caller is told of the failure, and a retry with the same event_ids is idempotent.
+  // A partition's batch is all or nothing on a conflict, but partitions are separate streams:
+  // those stored before another failed stay stored (durable once acknowledged). The caller is
+  // told of the failure, and a retry with the same event_ids is idempotent.
   if (failure) co_return *failure;
   co_return std::make_pair(std::move(t), std::move(out));
+}
+
+task<result<store::Topic>> Topics::open_for_ingest(std::string_view topic,
+                                                   std::optional<std::uint32_t> partitions) {
+  std::optional<store::Topic> t;
+  {
+    std::lock_guard lock(known_mu_);
+    if (auto it = known_.find(topic); it != known_.end()) t = it->second;
+  }
+  if (!t) RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));
+  if (!t) {
+    auto created =
+        co_await store_->create_topic(topic, partitions.value_or(config_.default_partitions));
+    if (created) {
+      t = std::move(*created);
+    } else if (created.error().code == errc::topic_conflict && !partitions) {
+      // Another server created it first, with another count: that count it is.
+      RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));
+      if (!t) co_return created.error();
+    } else {
+      co_return created.error();
+    }
+  }
+  if (partitions && *partitions != t->partitions) {
+    co_return make_error(errc::topic_conflict,
+                         "topic " + t->name + " has " + std::to_string(t->partitions) +
+                             " partitions, not " + std::to_string(*partitions));
+  }
+  {
+    std::lock_guard lock(known_mu_);
+    known_.try_emplace(t->name, *t);
+  }
+  co_return std::move(*t);
 }
 
 task<result<store::Topic>> Topics::existing(std::string_view topic) {

@@ -7,11 +7,13 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "replayrail/backpressure.h"
+#include "replayrail/common/string_map.h"
 #include "replayrail/core/cursor.h"
 #include "replayrail/core/event.h"
 #include "replayrail/store/store.h"
@@ -76,9 +78,9 @@ class Topics {
   std::uint32_t partition_for(const store::Topic& topic, std::optional<std::string_view> key);
 
   // Validates every event, then appends each to its partition, in batch order per partition.
-  // The topic is created on first use with `partitions` (else the default); naming another
-  // count for an existing topic is topic_conflict. Nothing is written when any event is invalid
-  // or any partition it goes to is refused by the backpressure.
+  // The topic is created on first use with `partitions` (else the default); later ingests may
+  // leave `partitions` out, naming another count is topic_conflict. Nothing is written when any
+  // event is invalid or any partition it goes to is refused by the backpressure.
   store::task<result<std::pair<store::Topic, std::vector<Ingested>>>> ingest(
       std::string_view topic, const std::vector<PublishBody>& events,
       std::optional<std::uint32_t> partitions);
@@ -109,6 +111,10 @@ class Topics {
                                          std::optional<std::uint64_t> max_deliveries = {});
 
  private:
+  // The topic an ingest writes to: created with `partitions` (else the default) when new;
+  // topic_conflict when `partitions` names another count than it has.
+  store::task<result<store::Topic>> open_for_ingest(std::string_view topic,
+                                                    std::optional<std::uint32_t> partitions);
   // The existing topic; stream_not_found (404) when there is none.
   store::task<result<store::Topic>> existing(std::string_view topic);
   // `op` on the stream of every partition of an existing topic, stopping at the first error.
@@ -128,6 +134,10 @@ class Topics {
   TopicsConfig config_;
   std::shared_ptr<Backpressure> backpressure_;
   std::atomic<std::uint64_t> round_robin_ = 0;
+  // Topics seen by ingests. A topic's partition count never changes and topics are never
+  // deleted, so the store is asked once per topic, not once per request.
+  std::mutex known_mu_;
+  StringMap<store::Topic> known_;
 };
 
 }  // namespace replayrail

@@ -71,5 +71,26 @@ TEST_F(TopicsTest, AnInvalidEventInABatchWritesNothing) {
   EXPECT_FALSE(topic) << "not even the topic was created";
 }
 
+TEST_F(TopicsTest, LaterIngestsMayLeaveThePartitionCountOut) {
+  boost::asio::io_context io;
+  std::vector<PublishBody> batch(1);
+  batch[0].type = "ok";
+  auto first = testing::run(io, topics_.ingest("orders", batch, 4));
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->first.partitions, 4u);
+  auto later = testing::run(io, topics_.ingest("orders", batch, std::nullopt));
+  ASSERT_TRUE(later) << later.error().message;
+  EXPECT_EQ(later->first.partitions, 4u) << "the topic's count, not the default (1)";
+  auto other = testing::run(io, topics_.ingest("orders", batch, 2));
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().code, errc::topic_conflict);
+
+  // A topic another server created (with another count than this one's default) is found too.
+  ASSERT_TRUE(testing::run(io, store_->create_topic("made-elsewhere", 3)));
+  auto found = testing::run(io, topics_.ingest("made-elsewhere", batch, std::nullopt));
+  ASSERT_TRUE(found) << found.error().message;
+  EXPECT_EQ(found->first.partitions, 3u);
+}
+
 }  // namespace
 }  // namespace replayrail

@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <unordered_map>
 
 #include "replayrail/store/store.h"
 
@@ -74,5 +75,26 @@ result<void> check_autoclaim_args(std::string_view consumer, Millis min_idle, st
 // Group and consumer names: non-empty, at most 200 characters, no control characters.
 result<void> check_group_name(std::string_view group);
 result<void> check_consumer_name(std::string_view consumer);
+
+// append_batch()'s conflict check, before anything is written: duplicate_conflict for the first
+// event whose chosen event_id is remembered with another fingerprint, by the store
+// (`remembered(event_id)` -> result<std::optional<Fingerprint>>) or by an earlier event of the
+// batch (when the TTL makes appends remember).
+template <class Remembered>
+result<void> check_batch_conflicts(std::string_view stream, std::span<const NewEvent> events,
+                                   const AppendOptions& options, Remembered remembered) {
+  std::unordered_map<std::string_view, const Fingerprint*> in_batch;
+  for (const NewEvent& e : events) {
+    if (!e.chosen_event_id) continue;
+    const std::string& id = e.event.event_id;
+    std::optional<Fingerprint> stored;
+    RR_TRY_ASSIGN(stored, remembered(id));
+    const Fingerprint* known = stored ? &*stored : nullptr;
+    if (auto it = in_batch.find(id); !known && it != in_batch.end()) known = it->second;
+    if (known && *known != e.fingerprint) return duplicate_conflict_error(stream, id);
+    if (!known && options.idempotency_ttl.count() > 0) in_batch.emplace(id, &e.fingerprint);
+  }
+  return {};
+}
 
 }  // namespace replayrail::store

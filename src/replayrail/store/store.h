@@ -153,6 +153,15 @@ class Store {
   virtual task<result<Appended>> append(std::string_view stream, NewEvent event,
                                         AppendOptions options) = 0;
 
+  // append() of each event in order, in one round trip (one transaction on the local store):
+  // what a batch ingest uses. An event may be a duplicate of an earlier one of the batch. All or
+  // nothing on duplicate_conflict: every event is checked before any is written. On other errors
+  // (the store went away) an unknown prefix may be stored; a retry with the same event_ids is
+  // idempotent.
+  virtual task<result<std::vector<Appended>>> append_batch(std::string_view stream,
+                                                           std::vector<NewEvent> events,
+                                                           AppendOptions options) = 0;
+
   // Events with id > after, ascending, at most `limit` (XRANGE with an exclusive start).
   // replay_window_expired when entries after `after` were trimmed (`0-0` never is);
   // stream_reset when `epoch` is given and differs (or the stream is gone).

@@ -85,79 +85,127 @@ LocalStore::~LocalStore() = default;
 
 std::filesystem::path LocalStore::database_path() const { return state_->db_path; }
 
+namespace {
+
+// The fingerprint remembered for a chosen event_id of `stream`, if any (and not expired).
+result<std::optional<Fingerprint>> remembered(WriteContext& ctx, std::string_view stream,
+                                              std::string_view event_id) {
+  auto seen = ctx.db.prepare(
+      "SELECT fingerprint FROM idempotency "
+      "WHERE stream = ?1 AND event_id = ?2 AND expires_ms > ?3");
+  if (!seen) return seen.error();
+  seen->bind(1, stream).bind(2, event_id).bind(3, ctx.now_ms);
+  bool found;
+  RR_TRY_ASSIGN(found, seen->step());
+  if (!found) return std::nullopt;
+  auto blob = seen->blob(0);
+  Fingerprint fp{};
+  if (blob.size() != fp.size())
+    return make_error(errc::internal, "stored fingerprint has a wrong size");
+  std::memcpy(fp.data(), blob.data(), fp.size());
+  return fp;
+}
+
+// append() inside the writer's transaction.
+result<Appended> append_in(WriteContext& ctx, std::string_view stream, NewEvent& event,
+                           const AppendOptions& options) {
+  auto& db = ctx.db;
+  const Event& e = event.event;
+  if (event.chosen_event_id) {
+    auto seen = db.prepare(
+        "SELECT ms, seq, created_at, fingerprint FROM idempotency "
+        "WHERE stream = ?1 AND event_id = ?2 AND expires_ms > ?3");
+    if (!seen) return seen.error();
+    seen->bind(1, stream).bind(2, e.event_id).bind(3, ctx.now_ms);
+    bool found;
+    RR_TRY_ASSIGN(found, seen->step());
+    if (found) {
+      auto fp = seen->blob(3);
+      if (fp.size() != event.fingerprint.size() ||
+          std::memcmp(fp.data(), event.fingerprint.data(), fp.size()) != 0) {
+        return duplicate_conflict_error(stream, e.event_id);
+      }
+      // Same content: the event as first stored (its id and created_at).
+      auto original = std::make_shared<Event>(std::move(event.event));
+      original->id = {seen->uint64(0), seen->uint64(1)};
+      original->created_at = seen->text(2);
+      return Appended{std::move(original), true};
+    }
+  }
+  WriteContext::Stream* s;
+  RR_TRY_ASSIGN(s, ctx.stream(stream, true));
+  StreamId id;
+  RR_TRY_ASSIGN(id, next_stream_id(s->row.last_id, ctx.now_ms));
+  auto insert = db.prepare("INSERT INTO events (stream, " RR_EVENT_COLUMNS
+                           ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+  if (!insert) return insert.error();
+  RR_TRY(insert->bind(1, stream)
+             .bind(2, id.ms)
+             .bind(3, id.seq)
+             .bind(4, e.event_id)
+             .bind(5, e.channel)
+             .bind(6, e.type)
+             .bind(7, e.payload)
+             .bind(8, e.actor)
+             .bind(9, e.metadata)
+             .bind(10, e.created_at)
+             .run());
+  if (event.chosen_event_id && options.idempotency_ttl.count() > 0) {
+    auto remember = db.prepare(
+        "INSERT OR REPLACE INTO idempotency "
+        "(stream, event_id, ms, seq, created_at, fingerprint, expires_ms) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    if (!remember) return remember.error();
+    auto expires = ctx.now_ms + static_cast<std::uint64_t>(options.idempotency_ttl.count()) * 1000;
+    RR_TRY(remember->bind(1, stream)
+               .bind(2, e.event_id)
+               .bind(3, id.ms)
+               .bind(4, id.seq)
+               .bind(5, e.created_at)
+               .bind_blob(6, event.fingerprint.data(), event.fingerprint.size())
+               .bind(7, expires)
+               .run());
+  }
+  s->row.last_id = id;
+  s->row.length += 1;
+  s->target_length += 1;
+  if (options.maxlen && s->target_length > options.maxlen) s->target_length = options.maxlen;
+  s->dirty = true;
+  ctx.touch(stream);
+  auto stored = std::make_shared<Event>(std::move(event.event));
+  stored->id = id;
+  return Appended{std::move(stored), false};
+}
+
+}  // namespace
+
 task<result<Appended>> LocalStore::append(std::string_view stream, NewEvent event,
                                           AppendOptions options) {
   auto op = [stream = std::string(stream), event = std::move(event),
-             options](WriteContext& ctx) mutable -> result<Appended> {
-    auto& db = ctx.db;
-    const Event& e = event.event;
-    if (event.chosen_event_id) {
-      auto seen = db.prepare(
-          "SELECT ms, seq, created_at, fingerprint FROM idempotency "
-          "WHERE stream = ?1 AND event_id = ?2 AND expires_ms > ?3");
-      if (!seen) return seen.error();
-      seen->bind(1, stream).bind(2, e.event_id).bind(3, ctx.now_ms);
-      bool found;
-      RR_TRY_ASSIGN(found, seen->step());
-      if (found) {
-        auto fp = seen->blob(3);
-        if (fp.size() != event.fingerprint.size() ||
-            std::memcmp(fp.data(), event.fingerprint.data(), fp.size()) != 0) {
-          return duplicate_conflict_error(stream, e.event_id);
-        }
-        // Same content: the event as first stored (its id and created_at).
-        auto original = std::make_shared<Event>(std::move(event.event));
-        original->id = {seen->uint64(0), seen->uint64(1)};
-        original->created_at = seen->text(2);
-        return Appended{std::move(original), true};
-      }
-    }
-    WriteContext::Stream* s;
-    RR_TRY_ASSIGN(s, ctx.stream(stream, true));
-    StreamId id;
-    RR_TRY_ASSIGN(id, next_stream_id(s->row.last_id, ctx.now_ms));
-    auto insert = db.prepare("INSERT INTO events (stream, " RR_EVENT_COLUMNS
-                             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
-    if (!insert) return insert.error();
-    RR_TRY(insert->bind(1, stream)
-               .bind(2, id.ms)
-               .bind(3, id.seq)
-               .bind(4, e.event_id)
-               .bind(5, e.channel)
-               .bind(6, e.type)
-               .bind(7, e.payload)
-               .bind(8, e.actor)
-               .bind(9, e.metadata)
-               .bind(10, e.created_at)
-               .run());
-    if (event.chosen_event_id && options.idempotency_ttl.count() > 0) {
-      auto remember = db.prepare(
-          "INSERT OR REPLACE INTO idempotency "
-          "(stream, event_id, ms, seq, created_at, fingerprint, expires_ms) "
-          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-      if (!remember) return remember.error();
-      auto expires =
-          ctx.now_ms + static_cast<std::uint64_t>(options.idempotency_ttl.count()) * 1000;
-      RR_TRY(remember->bind(1, stream)
-                 .bind(2, e.event_id)
-                 .bind(3, id.ms)
-                 .bind(4, id.seq)
-                 .bind(5, e.created_at)
-                 .bind_blob(6, event.fingerprint.data(), event.fingerprint.size())
-                 .bind(7, expires)
-                 .run());
-    }
-    s->row.last_id = id;
-    s->row.length += 1;
-    s->target_length += 1;
-    if (options.maxlen && s->target_length > options.maxlen) s->target_length = options.maxlen;
-    s->dirty = true;
-    ctx.touch(stream);
-    auto stored = std::make_shared<Event>(std::move(event.event));
-    stored->id = id;
-    return Appended{std::move(stored), false};
-  };
+             options](WriteContext& ctx) mutable { return append_in(ctx, stream, event, options); };
   co_return co_await state_->writer->call<Appended>(std::move(op));
+}
+
+// One write operation, so one transaction: the conflict check sees what the appends will.
+task<result<std::vector<Appended>>> LocalStore::append_batch(std::string_view stream,
+                                                             std::vector<NewEvent> events,
+                                                             AppendOptions options) {
+  if (events.empty()) co_return std::vector<Appended>{};
+  auto op = [stream = std::string(stream), events = std::move(events),
+             options](WriteContext& ctx) mutable -> result<std::vector<Appended>> {
+    RR_TRY(check_batch_conflicts(stream, events, options, [&](const std::string& event_id) {
+      return remembered(ctx, stream, event_id);
+    }));
+    std::vector<Appended> out;
+    out.reserve(events.size());
+    for (auto& e : events) {
+      Appended appended;
+      RR_TRY_ASSIGN(appended, append_in(ctx, stream, e, options));
+      out.push_back(std::move(appended));
+    }
+    return out;
+  };
+  co_return co_await state_->writer->call<std::vector<Appended>>(std::move(op));
 }
 
 task<result<std::vector<EventPtr>>> LocalStore::range(std::string_view stream, StreamId after,

@@ -126,6 +126,11 @@ struct MemoryStore::State {
   SortedStringMap<Topic> topics;
   WaitList waiters;
 
+  // append() under `mu`.
+  result<Appended> append(std::string_view stream, NewEvent& event,
+                          const AppendOptions& append_options, SteadyClock::time_point now);
+  const IdempotencyRecord* remembered(std::string_view stream, const std::string& event_id);
+
   Stream* find(std::string_view name) {
     auto it = streams.find(name);
     return it == streams.end() ? nullptr : &it->second;
@@ -162,44 +167,81 @@ MemoryStore::MemoryStore() : MemoryStore(Options{}) {}
 MemoryStore::MemoryStore(Options options) : state_(std::make_unique<State>(std::move(options))) {}
 MemoryStore::~MemoryStore() = default;
 
+// The idempotency record of a chosen event_id in `stream`; nullptr when there is none.
+const IdempotencyRecord* MemoryStore::State::remembered(std::string_view stream,
+                                                        const std::string& event_id) {
+  auto records = idempotency.find(stream);
+  if (records == idempotency.end()) return nullptr;
+  auto it = records->second.find(event_id);
+  return it == records->second.end() ? nullptr : &it->second;
+}
+
+result<Appended> MemoryStore::State::append(std::string_view stream, NewEvent& event,
+                                            const AppendOptions& append_options,
+                                            SteadyClock::time_point now) {
+  if (event.chosen_event_id) {
+    if (const auto* seen = remembered(stream, event.event.event_id)) {
+      if (seen->fingerprint != event.fingerprint) {
+        return duplicate_conflict_error(stream, event.event.event_id);
+      }
+      return Appended{seen->event, true};
+    }
+  }
+  Stream& s = get_or_create(stream);
+  StreamId id;
+  RR_TRY_ASSIGN(id, next_stream_id(s.last_id, options.now_ms()));
+  event.event.id = id;
+  auto stored = std::make_shared<const Event>(std::move(event.event));
+  s.entries.push_back(stored);
+  s.last_id = id;
+  while (append_options.maxlen && s.entries.size() > append_options.maxlen) {
+    s.trimmed_through = s.entries.front()->id;
+    s.entries.pop_front();
+  }
+  if (event.chosen_event_id && append_options.idempotency_ttl.count() > 0) {
+    auto expires = now + append_options.idempotency_ttl;
+    idempotency[std::string(stream)][stored->event_id] =
+        IdempotencyRecord{stored, event.fingerprint, expires};
+    expiries.push(Expiry{expires, std::string(stream), stored->event_id});
+  }
+  return Appended{std::move(stored), false};
+}
+
 task<result<Appended>> MemoryStore::append(std::string_view stream, NewEvent event,
                                            AppendOptions options) {
-  Appended out;
+  result<Appended> out;
   {
     std::lock_guard lock(state_->mu);
     auto now = SteadyClock::now();
     state_->expire_idempotency(now);
-    auto records =
-        event.chosen_event_id ? state_->idempotency.find(stream) : state_->idempotency.end();
-    if (records != state_->idempotency.end()) {
-      if (auto it = records->second.find(event.event.event_id); it != records->second.end()) {
-        if (it->second.fingerprint != event.fingerprint) {
-          co_return duplicate_conflict_error(stream, event.event.event_id);
-        }
-        co_return Appended{it->second.event, true};
-      }
-    }
-
-    Stream& s = state_->get_or_create(stream);
-    StreamId id;
-    RR_CO_TRY_ASSIGN(id, next_stream_id(s.last_id, state_->options.now_ms()));
-    event.event.id = id;
-    auto stored = std::make_shared<const Event>(std::move(event.event));
-    s.entries.push_back(stored);
-    s.last_id = id;
-    while (options.maxlen && s.entries.size() > options.maxlen) {
-      s.trimmed_through = s.entries.front()->id;
-      s.entries.pop_front();
-    }
-    if (event.chosen_event_id && options.idempotency_ttl.count() > 0) {
-      auto expires = now + options.idempotency_ttl;
-      state_->idempotency[std::string(stream)][stored->event_id] =
-          IdempotencyRecord{stored, event.fingerprint, expires};
-      state_->expiries.push(Expiry{expires, std::string(stream), stored->event_id});
-    }
-    out.event = std::move(stored);
+    out = state_->append(stream, event, options, now);
   }
-  state_->waiters.notify(stream);
+  if (out && !out->duplicate) state_->waiters.notify(stream);
+  co_return out;
+}
+
+task<result<std::vector<Appended>>> MemoryStore::append_batch(std::string_view stream,
+                                                              std::vector<NewEvent> events,
+                                                              AppendOptions options) {
+  std::vector<Appended> out;
+  out.reserve(events.size());
+  {
+    std::lock_guard lock(state_->mu);
+    auto now = SteadyClock::now();
+    state_->expire_idempotency(now);
+    RR_CO_TRY(check_batch_conflicts(
+        stream, events, options,
+        [&](const std::string& event_id) -> result<std::optional<Fingerprint>> {
+          const auto* seen = state_->remembered(stream, event_id);
+          return seen ? std::optional(seen->fingerprint) : std::nullopt;
+        }));
+    for (auto& e : events) {
+      Appended appended;
+      RR_CO_TRY_ASSIGN(appended, state_->append(stream, e, options, now));
+      out.push_back(std::move(appended));
+    }
+  }
+  if (!out.empty()) state_->waiters.notify(stream);
   co_return out;
 }
 

@@ -26,6 +26,9 @@ class MemoryStore final : public Store {
 
   task<result<Appended>> append(std::string_view stream, NewEvent event,
                                 AppendOptions options) override;
+  task<result<std::vector<Appended>>> append_batch(std::string_view stream,
+                                                   std::vector<NewEvent> events,
+                                                   AppendOptions options) override;
   task<result<std::vector<EventPtr>>> range(std::string_view stream, StreamId after,
                                             std::size_t limit, std::string_view epoch) override;
   task<result<std::vector<StreamEvents>>> read(std::span<const StreamCursor> cursors,

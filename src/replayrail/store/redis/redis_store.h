@@ -47,6 +47,9 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
 
   task<result<Appended>> append(std::string_view stream, NewEvent event,
                                 AppendOptions options) override;
+  task<result<std::vector<Appended>>> append_batch(std::string_view stream,
+                                                   std::vector<NewEvent> events,
+                                                   AppendOptions options) override;
   task<result<std::vector<EventPtr>>> range(std::string_view stream, StreamId after,
                                             std::size_t limit, std::string_view epoch) override;
   task<result<std::vector<StreamEvents>>> read(std::span<const StreamCursor> cursors,
@@ -101,6 +104,18 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   // EVALSHA, loading the script when Redis does not know it (NOSCRIPT).
   task<result<resp::Reply>> eval(const char* script, std::vector<std::string> keys,
                                  std::vector<std::string> args);
+  // eval() of keys and arguments the caller keeps alive (the first `keys` are the keys).
+  task<result<resp::Reply>> eval_views(const char* script, std::size_t keys,
+                                       std::span<const std::string_view> keys_and_args);
+  std::string idempotency_key(std::string_view stream, std::string_view event_id) const;
+  // append_batch() of events without a chosen event_id.
+  task<result<std::vector<Appended>>> append_generated(std::string_view stream,
+                                                       std::vector<NewEvent> events,
+                                                       AppendOptions options);
+  // Whether an append that left the stream `length` long should trim it.
+  static bool over_maxlen(const AppendOptions& options, std::int64_t length);
+  // Trims after an append past MAXLEN: waits for it unless MAXLEN is approximate.
+  task<void> trim_after_append(std::string_view stream, const AppendOptions& options);
   // The range script: cursor check data and a page after `after`.
   task<result<Page>> page(std::string_view stream, StreamId after, std::size_t limit);
   task<result<std::vector<EventPtr>>> checked_page(std::string_view stream, StreamId after,

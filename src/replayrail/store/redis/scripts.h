@@ -31,6 +31,57 @@ end
 return {'ok', id}
 )lua";
 
+// append_batch(): every event of a batch in order, atomically. Conflicts are looked for first,
+// so a batch with one writes nothing; then each event is appended as kAppendScript would (an
+// event_id remembered meanwhile, by an earlier event of the batch, is a duplicate).
+// KEYS: stream, meta hash, then the idempotency key of each event with a chosen event_id, in order
+// ARGV: ttl seconds (0 = look up but do not remember), fresh epoch, then 9 values per event:
+//       chosen ("1" or "0"), fingerprint, and the 7 entry values
+// Returns {"conflict", event index} | {"ok", {id | {id, created_at} (a duplicate), ...}, XLEN}.
+inline constexpr const char* kAppendBatchScript = R"lua(
+local ttl = tonumber(ARGV[1])
+local n = (#ARGV - 2) / 9
+local in_batch = {}
+local k = 3
+for i = 0, n - 1 do
+  local a = 3 + i * 9
+  if ARGV[a] == '1' then
+    local fp = redis.call('HGET', KEYS[k], 'fp') or in_batch[KEYS[k]]
+    if fp and fp ~= ARGV[a + 1] then return {'conflict', i} end
+    if not fp and ttl > 0 then in_batch[KEYS[k]] = ARGV[a + 1] end
+    k = k + 1
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2])
+end
+redis.call('HSETNX', KEYS[2], 'epoch', ARGV[2])
+local out = {}
+k = 3
+for i = 0, n - 1 do
+  local a = 3 + i * 9
+  local rec = nil
+  if ARGV[a] == '1' then
+    rec = redis.call('HMGET', KEYS[k], 'id', 'created_at')
+  end
+  if rec and rec[1] then
+    out[i + 1] = {rec[1], rec[2]}
+  else
+    local id = redis.call('XADD', KEYS[1], '*',
+      'event_id', ARGV[a + 2], 'channel', ARGV[a + 3], 'type', ARGV[a + 4],
+      'payload', ARGV[a + 5], 'actor', ARGV[a + 6], 'metadata', ARGV[a + 7],
+      'created_at', ARGV[a + 8])
+    if rec and ttl > 0 then
+      redis.call('HSET', KEYS[k], 'id', id, 'fp', ARGV[a + 1], 'created_at', ARGV[a + 8])
+      redis.call('EXPIRE', KEYS[k], ARGV[1])
+    end
+    out[i + 1] = id
+  end
+  if rec then k = k + 1 end
+end
+return {'ok', out, redis.call('XLEN', KEYS[1])}
+)lua";
+
 // MAXLEN trimming that records the last id it removed (the stream's trimmed_through), so a
 // cursor equal to it is still known to be complete. One run serves every append that came
 // before it (RedisStore coalesces them).

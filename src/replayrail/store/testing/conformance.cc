@@ -254,6 +254,114 @@ TEST_P(StoreConformance, ServerGeneratedEventIdsAreNotRemembered) {
   EXPECT_EQ(run(store().info("s"))->length, 2u);
 }
 
+// --- append_batch -----------------------------------------------------------------------
+
+TEST_P(StoreConformance, AppendBatchStoresEveryEventInOrder) {
+  auto before = append("s", R"({"n":-1})");
+  std::vector<NewEvent> batch;
+  for (int i = 0; i < 20; ++i) batch.push_back(event("s", R"({"n":)" + std::to_string(i) + "}"));
+  auto appended = run(store().append_batch("s", std::move(batch), {}));
+  ASSERT_TRUE(appended) << appended.error().message;
+  ASSERT_EQ(appended->size(), 20u);
+  auto all = run(store().range("s", before->id, 100));
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 20u);
+  for (int i = 0; i < 20; ++i) {
+    const auto& a = (*appended)[static_cast<std::size_t>(i)];
+    EXPECT_FALSE(a.duplicate);
+    EXPECT_EQ(a.event->id, (*all)[static_cast<std::size_t>(i)]->id);
+    EXPECT_EQ(payload_n((*all)[static_cast<std::size_t>(i)]), i);
+    EXPECT_EQ(a.event->payload, (*all)[static_cast<std::size_t>(i)]->payload);
+  }
+  EXPECT_LT(before->id, all->front()->id);
+}
+
+TEST_P(StoreConformance, AppendBatchOfNothingWritesNothing) {
+  auto appended = run(store().append_batch("s", {}, {}));
+  ASSERT_TRUE(appended);
+  EXPECT_TRUE(appended->empty());
+  EXPECT_EQ(run(store().info("s")).error().code, errc::stream_not_found);
+}
+
+TEST_P(StoreConformance, AppendBatchRecognisesDuplicatesOfStoredAndOfEarlierEvents) {
+  auto first = run(store().append("s", event("s", R"({"a":1})", "evt-1"), {}));
+  ASSERT_TRUE(first);
+  std::vector<NewEvent> batch;
+  batch.push_back(event("s", R"({"a":1})", "evt-1"));  // stored before
+  batch.push_back(event("s", R"({"a":2})", "evt-2"));  // new
+  batch.push_back(event("s", R"({"a":2})", "evt-2"));  // the one before it
+  batch.push_back(event("s", R"({"a":3})"));           // generated id: always new
+  auto appended = run(store().append_batch("s", std::move(batch), {}));
+  ASSERT_TRUE(appended) << appended.error().message;
+  ASSERT_EQ(appended->size(), 4u);
+  EXPECT_TRUE((*appended)[0].duplicate);
+  EXPECT_EQ((*appended)[0].event->id, first->event->id);
+  EXPECT_EQ((*appended)[0].event->created_at, first->event->created_at);
+  EXPECT_FALSE((*appended)[1].duplicate);
+  EXPECT_TRUE((*appended)[2].duplicate);
+  EXPECT_EQ((*appended)[2].event->id, (*appended)[1].event->id);
+  EXPECT_FALSE((*appended)[3].duplicate);
+  EXPECT_EQ(run(store().info("s"))->length, 3u);
+  // And a later single append sees what the batch remembered.
+  auto again = run(store().append("s", event("s", R"({"a":2})", "evt-2"), {}));
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->event->id, (*appended)[1].event->id);
+}
+
+TEST_P(StoreConformance, AppendBatchWithAConflictAnywhereWritesNothing) {
+  ASSERT_TRUE(run(store().append("s", event("s", R"({"a":1})", "evt-1"), {})));
+  std::vector<NewEvent> batch;
+  batch.push_back(event("s", R"({"a":9})", "evt-9"));
+  batch.push_back(event("s", R"({"a":0})"));
+  batch.push_back(event("s", R"({"a":2})", "evt-1"));  // other content than stored
+  auto clash = run(store().append_batch("s", std::move(batch), {}));
+  ASSERT_FALSE(clash);
+  EXPECT_EQ(clash.error().code, errc::duplicate_conflict);
+  EXPECT_NE(clash.error().message.find("evt-1"), std::string::npos) << clash.error().message;
+  EXPECT_EQ(run(store().info("s"))->length, 1u) << "a conflict writes nothing";
+
+  // Two events of one batch with one event_id and other contents: the second conflicts with
+  // the first, so neither is written.
+  std::vector<NewEvent> twins;
+  twins.push_back(event("s", R"({"a":1})", "evt-7"));
+  twins.push_back(event("s", R"({"a":2})", "evt-7"));
+  auto twin_clash = run(store().append_batch("s", std::move(twins), {}));
+  ASSERT_FALSE(twin_clash);
+  EXPECT_EQ(twin_clash.error().code, errc::duplicate_conflict);
+  EXPECT_EQ(run(store().info("s"))->length, 1u);
+  // evt-9 was not remembered either.
+  auto nine = run(store().append("s", event("s", R"({"a":10})", "evt-9"), {}));
+  ASSERT_TRUE(nine);
+  EXPECT_FALSE(nine->duplicate);
+}
+
+TEST_P(StoreConformance, AppendBatchWithoutIdempotencyTtlWritesRepeatedIds) {
+  AppendOptions no_memory{0, std::chrono::seconds(0)};
+  std::vector<NewEvent> twins;
+  twins.push_back(event("s", R"({"a":1})", "evt-7"));
+  twins.push_back(event("s", R"({"a":2})", "evt-7"));
+  auto appended = run(store().append_batch("s", std::move(twins), no_memory));
+  ASSERT_TRUE(appended) << appended.error().message;
+  EXPECT_FALSE((*appended)[1].duplicate);
+  EXPECT_EQ(run(store().info("s"))->length, 2u);
+}
+
+TEST_P(StoreConformance, AppendBatchTrimsToMaxlen) {
+  append_n("s", 5);
+  std::vector<NewEvent> batch;
+  for (int i = 5; i < 12; ++i) batch.push_back(event("s", R"({"n":)" + std::to_string(i) + "}"));
+  auto appended = run(store().append_batch("s", std::move(batch), {4}));
+  ASSERT_TRUE(appended);
+  auto all = run(store().range("s", {}, 100));
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 4u);
+  EXPECT_EQ(payload_n(all->front()), 8);
+  EXPECT_EQ(all->back()->id, appended->back().event->id);
+  auto info = run(store().info("s"));
+  EXPECT_EQ(info->trimmed_through, (*appended)[2].event->id);
+}
+
 // --- info, epochs, delete, list ---------------------------------------------------------
 
 TEST_P(StoreConformance, InfoOfMissingStreamIsNotFound) {
