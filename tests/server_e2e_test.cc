@@ -971,6 +971,196 @@ TEST_P(ServerE2E, MetricsAreValidPrometheusTextAndCountWhatHappened) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "promtool: " << said;
 }
 
+// --- consumer groups over replayrail.v1 ------------------------------------------------------
+
+std::vector<json::object> of_type(const std::vector<json::object>& messages,
+                                  const std::string& type) {
+  std::vector<json::object> out;
+  for (const auto& m : messages) {
+    if (m.at("type").as_string() == type) out.push_back(m);
+  }
+  return out;
+}
+
+// A group message's identity: its partition and id (ids repeat across partitions).
+std::string key_of(const json::object& m) {
+  return std::to_string(m.at("partition").as_int64()) + "/" + m.at("redis_id").as_string().c_str();
+}
+
+// Reads until `n` group messages arrived for `sub`.
+std::vector<json::object> group_messages(V1Client& c, const std::string& sub, std::size_t n) {
+  std::vector<json::object> out;
+  while (out.size() < n) {
+    auto got = c.until("message", sub);
+    out.push_back(got.back());
+  }
+  return out;
+}
+
+// The ack message for `messages`: {"op":"ack","sub":…,"items":[{partition, redis_ids}]}.
+std::string ack_of(const std::string& sub, const std::vector<json::object>& messages) {
+  std::map<std::int64_t, json::array> ids;
+  for (const auto& m : messages) ids[m.at("partition").as_int64()].push_back(m.at("redis_id"));
+  json::array items;
+  for (auto& [p, list] : ids) {
+    items.push_back(json::object{{"partition", p}, {"redis_ids", std::move(list)}});
+  }
+  return json::serialize(json::object{{"op", "ack"}, {"sub", sub}, {"items", std::move(items)}});
+}
+
+TEST_P(ServerE2E, V1GroupSubscriptionDeliversTakesAcksAndRedeliversWhatADeadConsumerHeld) {
+  std::string batch = R"({"partitions":4,"events":[)";
+  for (int i = 0; i < 20; ++i) {
+    batch +=
+        (i ? "," : "") + std::string(R"({"type":"job","payload":{"n":)") + std::to_string(i) + "}}";
+  }
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/jobs/events", batch + "]}").status, 201u);
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/jobs/groups", R"({"group":"g","start_id":"0-0"})").status,
+      201u);
+
+  std::set<std::string> acked_ids;
+  std::vector<json::object> held_by_a;
+  {
+    V1Client a(port_);
+    a.send(
+        R"({"op":"subscribe","sub":"w","topic":"jobs","group":"g","consumer":"a","max_in_flight":5})");
+    auto first = a.until("message", "w");
+    EXPECT_EQ(first.front().at("type").as_string(), "subscribed");
+    EXPECT_EQ(first.front().at("partitions").as_int64(), 4);
+    auto got = group_messages(a, "w", 4);
+    got.insert(got.begin(), first.back());
+    for (const auto& m : got) {
+      EXPECT_EQ(m.at("delivery_count").as_int64(), 1);
+      EXPECT_EQ(m.at("event").at("channel").as_string(), "jobs");
+    }
+    // Five unacknowledged: no sixth until an ack.
+    a.send(R"({"op":"ping","data":1})");
+    EXPECT_TRUE(of_type(a.until("pong"), "message").empty()) << "more than max_in_flight out";
+    std::vector<json::object> three(got.begin(), got.begin() + 3);
+    a.send(ack_of("w", three));
+    auto after_ack = a.until("acked", "w");
+    EXPECT_EQ(after_ack.back().at("acked").as_int64(), 3);
+    for (const auto& m : three) acked_ids.insert(key_of(m));
+    auto more = of_type(after_ack, "message");
+    auto rest = group_messages(a, "w", 3 - std::min<std::size_t>(3, more.size()));
+    more.insert(more.end(), rest.begin(), rest.end());
+    ASSERT_EQ(more.size(), 3u) << "three acks make room for three more";
+    held_by_a.assign(got.begin() + 3, got.end());
+    held_by_a.insert(held_by_a.end(), more.begin(), more.end());
+    // Bad acks answer an error marked "op":"ack" and leave the subscription running.
+    a.send(R"({"op":"ack","sub":"w","items":[{"partition":9,"redis_ids":["1-0"]}]})");
+    auto bad = a.until("error", "w").back();
+    EXPECT_EQ(bad.at("op").as_string(), "ack");
+    EXPECT_EQ(bad.at("error").at("code").as_string(), "invalid_argument");
+    a.send(R"({"op":"ack","sub":"w","items":"all"})");
+    EXPECT_EQ(a.until("error", "w").back().at("error").at("code").as_string(), "invalid_argument");
+    a.send(R"({"op":"ack","sub":"nobody","items":[]})");
+    EXPECT_EQ(a.until("error", "nobody").back().at("error").at("code").as_string(), "not_found");
+    // Consumer a goes away holding five unacknowledged messages.
+  }
+  ASSERT_EQ(held_by_a.size(), 5u);
+
+  // Consumer b gets what nobody had, and a's five once they were idle for 300 ms.
+  V1Client b(port_);
+  b.send(
+      R"({"op":"subscribe","sub":"w","topic":"jobs","group":"g","consumer":"b","claim_idle_ms":300,"max_deliveries":5})");
+  std::map<std::string, json::object> received;  // by key_of
+  while (received.size() < 20 - acked_ids.size()) {
+    auto m = b.until("message", "w").back();
+    std::string id = key_of(m);
+    EXPECT_FALSE(acked_ids.count(id)) << "an acknowledged message came again: " << id;
+    received[id] = m;
+  }
+  for (const auto& m : held_by_a) {
+    std::string id = key_of(m);
+    ASSERT_TRUE(received.count(id)) << "a's message " << id << " was not redelivered";
+    EXPECT_EQ(received[id].at("delivery_count").as_int64(), 2) << "delivered to a, then to b";
+  }
+  // b acks everything: nothing of the group is pending any more.
+  std::vector<json::object> all;
+  for (const auto& [id, m] : received) all.push_back(m);
+  b.send(ack_of("w", all));
+  EXPECT_EQ(b.until("acked", "w").back().at("acked").as_int64(),
+            static_cast<std::int64_t>(all.size()));
+  auto described = call(http::verb::get, "/v1/topics/jobs/describe");
+  ASSERT_EQ(described.status, 200u);
+  const auto doc = described.json();
+  for (const auto& g : doc.at("groups").as_array()) {
+    if (g.at("group").as_string() == "g") {
+      EXPECT_EQ(g.at("pending").as_int64(), 0);
+      EXPECT_EQ(g.at("lag").as_int64(), 0);
+    }
+  }
+  // Unsubscribed: nothing more for it, even when new events arrive.
+  b.send(R"({"op":"unsubscribe","sub":"w"})");
+  b.until("unsubscribed", "w");
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/jobs/events",
+                 R"({"events":[{"type":"job","payload":{"n":20}}]})")
+                .status,
+            201u);
+  b.send(R"({"op":"ping"})");
+  EXPECT_TRUE(of_type(b.until("pong"), "message").empty());
+}
+
+TEST_P(ServerE2E, V1GroupSubscribeRefusesBadRequestsClearly) {
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/jobs/events",
+                 R"({"partitions":2,"events":[{"type":"job","payload":{}}]})")
+                .status,
+            201u);
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/jobs/groups", R"({"group":"g","start_id":"$"})").status,
+      201u);
+  V1Client c(port_);
+  auto code_of = [&](const std::string& message) {
+    c.send(message);
+    return std::string(c.until("error", "x").back().at("error").at("code").as_string());
+  };
+  EXPECT_EQ(code_of(R"({"op":"subscribe","sub":"x","topic":"jobs","group":"g"})"),
+            "invalid_argument")
+      << "no consumer";
+  EXPECT_EQ(code_of(R"({"op":"subscribe","sub":"x","topic":"jobs","group":"nope","consumer":"c"})"),
+            "group_not_found");
+  EXPECT_EQ(code_of(R"({"op":"subscribe","sub":"x","topic":"none","group":"g","consumer":"c"})"),
+            "stream_not_found");
+  EXPECT_EQ(
+      code_of(
+          R"({"op":"subscribe","sub":"x","topic":"jobs","group":"g","consumer":"c","partitions":[2]})"),
+      "invalid_argument");
+  EXPECT_EQ(
+      code_of(
+          R"({"op":"subscribe","sub":"x","topic":"jobs","group":"g","consumer":"c","max_in_flight":0})"),
+      "invalid_argument");
+  EXPECT_EQ(
+      code_of(
+          R"({"op":"subscribe","sub":"x","topic":"jobs","group":"g","consumer":"c","max_deliveries":3})"),
+      "invalid_argument")
+      << "max_deliveries without claim_idle_ms";
+  EXPECT_EQ(
+      code_of(
+          R"({"op":"subscribe","sub":"x","topic":"jobs","group":"g","consumer":"c","from":"0-0"})"),
+      "invalid_argument")
+      << "an unknown field";
+  // A good one after all that, and its name is then taken.
+  c.send(R"({"op":"subscribe","sub":"x","topic":"jobs","group":"g","consumer":"c"})");
+  EXPECT_EQ(c.until("subscribed", "x").back().at("group").as_string(), "g");
+  EXPECT_EQ(code_of(R"({"op":"subscribe","sub":"x","channel":"jobs"})"), "invalid_argument");
+  // SIGTERM while the group subscription waits for messages: a clean exit, soon.
+  std::thread reader([&] {
+    try {
+      for (;;) c.next();  // until the server's close frame
+    } catch (const std::exception&) {
+    }
+  });
+  auto started = std::chrono::steady_clock::now();
+  server_->kill(SIGTERM);
+  int status = server_->wait();
+  reader.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
 TEST_P(ServerE2E, ClaimMovesAMessageDeliveredTooOftenToTheDeadLetterTopic) {
   auto produced = call(http::verb::post, "/v1/topics/jobs/events", one_partition_batch(2));
   ASSERT_EQ(produced.status, 201u) << produced.body;

@@ -147,11 +147,7 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::ingest(
 
 task<result<store::Topic>> Topics::open_for_ingest(std::string_view topic,
                                                    std::optional<std::uint32_t> partitions) {
-  std::optional<store::Topic> t;
-  {
-    std::lock_guard lock(known_mu_);
-    if (auto it = known_.find(topic); it != known_.end()) t = it->second;
-  }
+  std::optional<store::Topic> t = known(topic);
   if (!t) RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));
   if (!t) {
     auto created =
@@ -171,19 +167,29 @@ task<result<store::Topic>> Topics::open_for_ingest(std::string_view topic,
                          "topic " + t->name + " has " + std::to_string(t->partitions) +
                              " partitions, not " + std::to_string(*partitions));
   }
-  {
-    std::lock_guard lock(known_mu_);
-    known_.try_emplace(t->name, *t);
-  }
+  remember(*t);
   co_return std::move(*t);
 }
 
 task<result<store::Topic>> Topics::existing(std::string_view topic) {
   RR_CO_TRY(validate_channel(topic));
+  if (auto t = known(topic)) co_return std::move(*t);
   std::optional<store::Topic> t;
   RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));
   if (!t) co_return make_error(errc::stream_not_found, "no topic " + std::string(topic));
+  remember(*t);
   co_return std::move(*t);
+}
+
+std::optional<store::Topic> Topics::known(std::string_view topic) {
+  std::lock_guard lock(known_mu_);
+  auto it = known_.find(topic);
+  return it == known_.end() ? std::nullopt : std::optional(it->second);
+}
+
+void Topics::remember(const store::Topic& t) {
+  std::lock_guard lock(known_mu_);
+  known_.try_emplace(t.name, t);
 }
 
 result<void> Topics::check_partitions(const store::Topic& t,

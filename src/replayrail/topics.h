@@ -115,6 +115,9 @@ class Topics {
   // topic_conflict when `partitions` names another count than it has.
   store::task<result<store::Topic>> open_for_ingest(std::string_view topic,
                                                     std::optional<std::uint32_t> partitions);
+  // A topic seen before (cached), and caching one.
+  std::optional<store::Topic> known(std::string_view topic);
+  void remember(const store::Topic& t);
   // The existing topic; stream_not_found (404) when there is none.
   store::task<result<store::Topic>> existing(std::string_view topic);
   // `op` on the stream of every partition of an existing topic, stopping at the first error.
@@ -134,8 +137,8 @@ class Topics {
   TopicsConfig config_;
   std::shared_ptr<Backpressure> backpressure_;
   std::atomic<std::uint64_t> round_robin_ = 0;
-  // Topics seen by ingests. A topic's partition count never changes and topics are never
-  // deleted, so the store is asked once per topic, not once per request.
+  // Topics seen before. A topic's partition count never changes and topics are never deleted,
+  // so the store is asked once per topic, not once per request.
   std::mutex known_mu_;
   StringMap<store::Topic> known_;
 };

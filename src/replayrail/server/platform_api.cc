@@ -9,6 +9,7 @@
 #include <map>
 
 #include "replayrail/server/errors.h"
+#include "replayrail/server/group_json.h"
 
 namespace replayrail::server {
 
@@ -24,74 +25,6 @@ ApiResponse error(const Error& e) { return {http_status(e.code), error_body(e), 
 
 ApiResponse ok(unsigned status, const json::value& body) { return {status, json::serialize(body)}; }
 
-// A JSON request body whose fields are read one by one, each with a clear error; a field this
-// endpoint does not know is refused (a misspelt "min_idle" would otherwise be silently 0).
-class Body {
- public:
-  static result<Body> parse(std::string_view text, std::initializer_list<std::string_view> known) {
-    boost::system::error_code ec;
-    json::value doc = json::parse(text.empty() ? std::string_view("{}") : text, ec);
-    if (ec)
-      return make_error(errc::invalid_json, "request body is not valid JSON: " + ec.message());
-    if (!doc.is_object())
-      return make_error(errc::invalid_json, "request body must be a JSON object");
-    for (const auto& kv : doc.get_object()) {
-      if (std::find(known.begin(), known.end(), kv.key()) == known.end()) {
-        return make_error(errc::invalid_argument,
-                          "unknown field \"" + std::string(kv.key()) + "\"");
-      }
-    }
-    return Body(std::move(doc.get_object()));
-  }
-
-  const json::value* get(std::string_view name) const {
-    const json::value* v = object_.if_contains(name);
-    return v && !v->is_null() ? v : nullptr;
-  }
-
-  result<std::optional<std::string>> text(std::string_view name) const {
-    const json::value* v = get(name);
-    if (!v) return std::optional<std::string>();
-    if (!v->is_string() || v->get_string().empty()) {
-      return make_error(errc::invalid_argument, std::string(name) + " must be a non-empty string");
-    }
-    return std::optional<std::string>(std::string(v->get_string()));
-  }
-
-  result<std::string> required_text(std::string_view name) const {
-    std::optional<std::string> v;
-    RR_TRY_ASSIGN(v, text(name));
-    if (!v) return make_error(errc::invalid_argument, std::string(name) + " is required");
-    return std::move(*v);
-  }
-
-  result<std::int64_t> integer(std::string_view name, std::int64_t fallback, std::int64_t min,
-                               std::int64_t max) const {
-    const json::value* v = get(name);
-    if (!v) return fallback;
-    auto n = v->if_int64();
-    if (!n || *n < min || *n > max) {
-      return make_error(errc::invalid_argument, std::string(name) + " must be an integer from " +
-                                                    std::to_string(min) + " to " +
-                                                    std::to_string(max));
-    }
-    return *n;
-  }
-
- private:
-  explicit Body(json::object object) : object_(std::move(object)) {}
-  json::object object_;
-};
-
-result<StreamId> parse_id(const json::value& v, std::string_view what) {
-  auto id = v.is_string() ? StreamId::parse(v.get_string()) : std::nullopt;
-  if (!id) {
-    return make_error(errc::invalid_cursor,
-                      std::string(what) + " must be stream ids like \"1730000000000-0\"");
-  }
-  return *id;
-}
-
 // A group's start: `$` or an id (`0-0` = everything retained).
 result<Cursor> parse_start(const Body& body) {
   std::string text;
@@ -99,18 +32,9 @@ result<Cursor> parse_start(const Body& body) {
   return Cursor::parse(text);
 }
 
-json::value envelope_json(const EventPtr& e) {
-  return e ? json::parse(render_envelope(*e)) : json::value(nullptr);
-}
-
 json::array messages_json(const std::vector<PartitionMessage>& messages) {
   json::array out;
-  for (const auto& m : messages) {
-    out.push_back(json::object{{"partition", m.partition},
-                               {"redis_id", m.message.id.to_string()},
-                               {"delivery_count", m.message.delivery_count},
-                               {"event", envelope_json(m.message.event)}});
-  }
+  for (const auto& m : messages) out.push_back(message_json(m));
   return out;
 }
 
@@ -330,54 +254,22 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
     if (!count) co_return error(count.error());
     auto block_ms = body->integer("block_ms", -1, 0, kMaxBlockMs);
     if (!block_ms) co_return error(block_ms.error());
-    std::vector<std::uint32_t> partitions;
-    if (const json::value* ps = body->get("partitions")) {
-      if (!ps->is_array()) {
-        co_return error(make_error(errc::invalid_argument, "partitions must be an array"));
-      }
-      for (const auto& p : ps->get_array()) {
-        auto n = p.if_int64();
-        if (!n || *n < 0 || *n >= kMaxPartitions) {
-          co_return error(
-              make_error(errc::invalid_argument, "partitions must hold partition numbers"));
-        }
-        partitions.push_back(static_cast<std::uint32_t>(*n));
-      }
-    }
+    auto partitions = body->partitions();
+    if (!partitions) co_return error(partitions.error());
     // block_ms 0 waits as long as the request may (the server's cap), like XREADGROUP BLOCK 0.
     std::optional<store::Millis> block;
     if (*block_ms >= 0) block = store::Millis(*block_ms == 0 ? kMaxBlockMs : *block_ms);
     auto messages = co_await topics_.read_group(
-        topic, group, *consumer, static_cast<std::size_t>(*count), block, std::move(partitions));
+        topic, group, *consumer, static_cast<std::size_t>(*count), block, std::move(*partitions));
     if (!messages) co_return error(messages.error());
     co_return ok(200, json::object{{"messages", messages_json(*messages)}});
   }
   if (action == "ack") {
     auto body = Body::parse(text, {"items"});
     if (!body) co_return error(body.error());
-    const json::value* items = body->get("items");
-    if (!items || !items->is_array()) {
-      co_return error(
-          make_error(errc::invalid_argument, "items must be an array of {partition, redis_ids}"));
-    }
-    std::vector<PartitionIds> parsed;
-    for (const auto& item : items->get_array()) {
-      const json::object* o = item.if_object();
-      const json::value* p = o ? o->if_contains("partition") : nullptr;
-      const json::value* ids = o ? o->if_contains("redis_ids") : nullptr;
-      if (!p || !p->is_int64() || p->get_int64() < 0 || !ids || !ids->is_array()) {
-        co_return error(make_error(errc::invalid_argument,
-                                   "each item must be {\"partition\": n, \"redis_ids\": [...]}"));
-      }
-      PartitionIds pi{static_cast<std::uint32_t>(p->get_int64()), {}};
-      for (const auto& id : ids->get_array()) {
-        auto parsed_id = parse_id(id, "redis_ids");
-        if (!parsed_id) co_return error(parsed_id.error());
-        pi.ids.push_back(*parsed_id);
-      }
-      parsed.push_back(std::move(pi));
-    }
-    auto acked = co_await topics_.ack(topic, group, parsed);
+    auto items = body->ack_items();
+    if (!items) co_return error(items.error());
+    auto acked = co_await topics_.ack(topic, group, *items);
     if (!acked) co_return error(acked.error());
     co_return ok(200, json::object{{"acked", *acked}});
   }

@@ -33,6 +33,7 @@
 #include "replayrail/server/hub.h"
 #include "replayrail/server/metrics.h"
 #include "replayrail/server/platform_api.h"
+#include "replayrail/server/v1_protocol.h"
 
 namespace replayrail::server {
 
@@ -47,8 +48,9 @@ using Response = http::response<http::string_body>;
 namespace {
 
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
-// How often a streaming session looks up from waiting for events (shutdown, a closed client).
 constexpr const char* kProtocolV1 = "replayrail.v1";
+// How long a group subscription's read waits for messages: how soon it notices it should end.
+constexpr Millis kGroupReadBlock{1000};
 
 }  // namespace
 
@@ -121,6 +123,9 @@ struct Server::Impl {
                                    std::optional<auth::Claims> claims);
   asio::awaitable<void> handle_v1(std::size_t thread, std::shared_ptr<Outbox> outbox,
                                   std::shared_ptr<V1Session> session, std::string text);
+  asio::awaitable<void> subscribe_group(std::shared_ptr<Outbox> outbox,
+                                        std::shared_ptr<V1Session> session, std::string name,
+                                        const boost::json::object& msg);
   asio::awaitable<void> sse_session(beast::tcp_stream stream, Request req, Target target,
                                     std::size_t thread);
   asio::awaitable<void> shutdown();
@@ -632,24 +637,6 @@ std::string json_string(std::string_view s) {
   return boost::json::serialize(boost::json::string(s));
 }
 
-boost::json::object error_object(const Error& e) {
-  boost::json::object inner{{"code", to_string(e.code)}, {"message", e.message}};
-  if (e.first_available) inner["first_available"] = e.first_available->to_string();
-  return inner;
-}
-
-// A v1 server message: {"type": type, "sub": sub (when given), ...fields}.
-std::string v1_message(std::string_view type, const std::string* sub, boost::json::object fields) {
-  boost::json::object out{{"type", type}};
-  if (sub) out["sub"] = *sub;
-  for (auto& [k, v] : fields) out[k] = std::move(v);
-  return boost::json::serialize(out);
-}
-
-std::string v1_error(const std::string* sub, const Error& e) {
-  return v1_message("error", sub, {{"error", error_object(e)}});
-}
-
 result<SlowPolicy> parse_policy(std::string_view text) {
   if (text.empty() || text == "catchup") return SlowPolicy::catchup;
   if (text == "disconnect") return SlowPolicy::disconnect;
@@ -664,7 +651,23 @@ result<SlowPolicy> parse_policy(std::string_view text) {
 // writer coroutines, touched only on the connection's thread.
 struct Server::Impl::V1Session {
   std::map<std::string, std::unique_ptr<Subscriber>> subscriptions;
+  std::map<std::string, std::shared_ptr<GroupSubscription>> groups;  // consumer-group ones
   std::optional<auth::Claims> claims;  // the connection's token; nullopt while auth is off
+
+  // Subscriptions that ended with an error are gone; their names may be used again.
+  void forget_ended() {
+    std::erase_if(subscriptions, [](const auto& kv) { return kv.second->ended(); });
+    std::erase_if(groups, [](const auto& kv) { return kv.second->ended(); });
+  }
+  bool has(const std::string& name) const {
+    return subscriptions.count(name) || groups.count(name);
+  }
+  std::size_t size() const { return subscriptions.size() + groups.size(); }
+  void end() {
+    subscriptions.clear();
+    for (auto& [name, g] : groups) g->stop();
+    groups.clear();
+  }
 };
 
 // GET /ws with subprotocol replayrail.v1: many subscriptions on one connection.
@@ -691,7 +694,7 @@ asio::awaitable<void> Server::Impl::v1_session(beast::tcp_stream stream, Request
   };
   asio::co_spawn(ws->get_executor(), ws_read_loop(ws, outbox, on_message), asio::detached);
   bool ok = co_await ws_write_loop(*ws, *outbox, options.heartbeat);
-  session->subscriptions.clear();
+  session->end();
   if (!ok || outbox->closed()) co_return;
   co_await ws->async_close(
       websocket::close_reason(websocket::close_code::going_away, "server shutting down"), kToken);
@@ -721,11 +724,11 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
     outbox->push_message(v1_message("pong", nullptr, std::move(fields)));
     co_return;
   }
-  if (op != "subscribe" && op != "unsubscribe") {
+  if (op != "subscribe" && op != "unsubscribe" && op != "ack") {
     outbox->push_message(
         v1_error(sub ? &*sub : nullptr,
                  make_error(errc::invalid_argument,
-                            "op must be subscribe, unsubscribe or ping, not '" + op + "'")));
+                            "op must be subscribe, unsubscribe, ack or ping, not '" + op + "'")));
     co_return;
   }
   if (!sub || sub->empty() || sub->size() > 128) {
@@ -734,9 +737,33 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
     co_return;
   }
   auto& subs = session->subscriptions;
-  // Subscriptions that ended with an error are gone; their names may be used again.
-  std::erase_if(subs, [](const auto& kv) { return kv.second->ended(); });
+  auto& groups = session->groups;
+  session->forget_ended();
+  if (op == "ack") {
+    auto it = groups.find(*sub);
+    if (it == groups.end()) {
+      outbox->push_message(
+          v1_error(&*sub, make_error(errc::not_found, "no group subscription named " + *sub),
+                   {{"op", "ack"}}));
+      co_return;
+    }
+    auto body = Body::of(msg, {"op", "sub", "items"});
+    auto items = body ? body->ack_items() : result<std::vector<PartitionIds>>(body.error());
+    if (!items) {
+      outbox->push_message(v1_error(&*sub, items.error(), {{"op", "ack"}}));
+      co_return;
+    }
+    auto group = it->second;  // the subscription may end while the ack is on its way
+    co_await group->ack(std::move(*items));
+    co_return;
+  }
   if (op == "unsubscribe") {
+    if (auto g = groups.find(*sub); g != groups.end()) {
+      g->second->stop();
+      groups.erase(g);
+      outbox->push_message(v1_message("unsubscribed", &*sub, {}));
+      co_return;
+    }
     auto it = subs.find(*sub);
     if (it == subs.end()) {
       outbox->push_message(
@@ -748,16 +775,20 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
     outbox->push_message(v1_message("unsubscribed", &*sub, {}));
     co_return;
   }
-  if (subs.count(*sub)) {
+  if (session->has(*sub)) {
     outbox->push_message(v1_error(
         &*sub, make_error(errc::invalid_argument, "a subscription named " + *sub + " exists")));
     co_return;
   }
-  if (subs.size() >= options.max_subscriptions) {
+  if (session->size() >= options.max_subscriptions) {
     outbox->push_message(v1_error(
         &*sub,
         make_error(errc::invalid_argument, "at most " + std::to_string(options.max_subscriptions) +
                                                " subscriptions per connection")));
+    co_return;
+  }
+  if (msg.contains("group")) {
+    co_await subscribe_group(outbox, session, *sub, msg);
     co_return;
   }
   if (session->claims && !auth::allows_channel(*session->claims, field("channel").value_or(""))) {
@@ -787,7 +818,7 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
     outbox->push_message(v1_error(&*sub, resolved.error()));
     co_return;
   }
-  if (subs.count(*sub)) co_return;  // the same name arrived again meanwhile: answered there
+  if (session->has(*sub)) co_return;  // the same name arrived again meanwhile: answered there
   auto wrap = std::make_shared<Wrap>();
   wrap->prefix = R"({"type":"event","sub":)" + json_string(*sub) + R"(,"event":)";
   wrap->suffix = "}";
@@ -817,6 +848,67 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
   auto subscriber = std::make_unique<Subscriber>(*hub, thread, outbox, std::move(o));
   subscriber->start();
   subs.emplace(name, std::move(subscriber));
+}
+
+// A v1 `subscribe` with a `group`: the group's new messages for `consumer`, acked by the client.
+asio::awaitable<void> Server::Impl::subscribe_group(std::shared_ptr<Outbox> outbox,
+                                                    std::shared_ptr<V1Session> session,
+                                                    std::string name,
+                                                    const boost::json::object& msg) {
+  auto o = parse_group_subscribe(msg);
+  if (!o) {
+    outbox->push_message(v1_error(&name, o.error()));
+    co_return;
+  }
+  if (session->claims && !auth::allows_channel(*session->claims, o->topic)) {
+    outbox->push_message(v1_error(
+        &name, make_error(errc::forbidden, "the token's channels do not include " + o->topic)));
+    co_return;
+  }
+  // The topic and the group must exist (the group is on every partition).
+  auto described = co_await topics->describe(o->topic);
+  if (outbox->closed()) co_return;
+  if (!described) {
+    outbox->push_message(v1_error(&name, described.error()));
+    co_return;
+  }
+  const auto& partitions = described->partitions;
+  const bool has_group =
+      !partitions.empty() &&
+      std::any_of(partitions.front().info.groups.begin(), partitions.front().info.groups.end(),
+                  [&](const store::GroupInfo& g) { return g.name == o->group; });
+  if (!has_group) {
+    outbox->push_message(v1_error(
+        &name, make_error(errc::group_not_found, "no group " + o->group + " on " + o->topic)));
+    co_return;
+  }
+  for (auto p : o->partitions) {
+    if (p >= described->topic.partitions) {
+      outbox->push_message(v1_error(
+          &name, make_error(errc::invalid_argument,
+                            "topic " + o->topic + " has no partition " + std::to_string(p))));
+      co_return;
+    }
+  }
+  if (session->has(name)) co_return;  // the same name arrived again meanwhile: answered there
+  o->block = std::min(kGroupReadBlock, options.shutdown_grace / 2);
+  outbox->push_message(v1_message("subscribed", &name,
+                                  {{"topic", o->topic},
+                                   {"group", o->group},
+                                   {"consumer", o->consumer},
+                                   {"partitions", described->topic.partitions}}));
+  auto executor = co_await asio::this_coro::executor;
+  auto group = std::make_shared<GroupSubscription>(executor, *topics, outbox, name, std::move(*o),
+                                                   described->topic.partitions, stopping);
+  session->groups.emplace(name, group);
+  // Counted as a streaming session: shutdown waits for it, so it ends before Topics does.
+  asio::co_spawn(
+      executor,
+      [](Impl& impl, std::shared_ptr<GroupSubscription> group) -> asio::awaitable<void> {
+        StreamingSession counted(impl.streaming);
+        co_await group->run(group);
+      }(*this, group),
+      asio::detached);
 }
 
 // GET /sse/{channel}: `id:` is the cursor, so EventSource resumes with Last-Event-ID.
