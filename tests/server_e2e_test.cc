@@ -1204,6 +1204,32 @@ TEST_P(ServerE2E, ClaimMovesAMessageDeliveredTooOftenToTheDeadLetterTopic) {
   auto bad = claim(R"({"consumer":"c4","max_deliveries":-1})");
   EXPECT_EQ(bad.status, 400u);
   EXPECT_EQ(bad.error_code(), "invalid_argument");
+
+  // The limit as a setting of the group: claims without max_deliveries use it.
+  auto created = call(http::verb::post, "/v1/topics/jobs/groups",
+                      R"({"group":"once","start_id":"0-0","max_deliveries":1})");
+  ASSERT_EQ(created.status, 201u) << created.body;
+  EXPECT_EQ(created.json().at("max_deliveries").as_int64(), 1);
+  const auto described = call(http::verb::get, "/v1/topics/jobs/describe").json();
+  bool listed = false;
+  for (const auto& g : described.at("groups").as_array()) {
+    if (g.at("group").as_string() == "once") {
+      EXPECT_EQ(g.at("max_deliveries").as_int64(), 1);
+      listed = true;
+    }
+  }
+  EXPECT_TRUE(listed);
+  ASSERT_EQ(messages_of(call(http::verb::post, "/v1/topics/jobs/groups/once/read",
+                             R"({"consumer":"c1","count":10})"))
+                .size(),
+            2u);
+  auto over = call(http::verb::post, "/v1/topics/jobs/groups/once/claim",
+                   R"({"consumer":"c2","min_idle_ms":0})");
+  EXPECT_TRUE(messages_of(over).empty()) << over.body;
+  EXPECT_EQ(over.json().at("dead_lettered").as_array().size(), 1u) << over.body;
+  auto bad_group = call(http::verb::post, "/v1/topics/jobs/groups",
+                        R"({"group":"neg","start_id":"0-0","max_deliveries":-2})");
+  EXPECT_EQ(bad_group.status, 400u);
 }
 
 TEST_P(ServerE2E, CorsAllowsTheConfiguredOriginsOnly) {

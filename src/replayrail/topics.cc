@@ -246,12 +246,23 @@ task<result<store::Topic>> Topics::on_every_partition(
 }
 
 task<result<store::Topic>> Topics::create_group(std::string_view topic, std::string_view group,
-                                                Cursor start) {
+                                                Cursor start, store::GroupOptions options) {
   // A coroutine, so the stream name lives in its frame while the store uses it.
   return on_every_partition(
-      topic, [this, group = std::string(group), start](std::string stream) -> task<result<void>> {
-        co_return co_await store_->group_create(stream, group, start, true);
+      topic,
+      [this, group = std::string(group), start, options](std::string stream) -> task<result<void>> {
+        co_return co_await store_->group_create(stream, group, start, true, options);
       });
+}
+
+task<result<std::uint64_t>> Topics::stored_max_deliveries(const std::string& stream,
+                                                          std::string_view group) {
+  store::StreamInfo info;
+  RR_CO_TRY_ASSIGN(info, co_await store_->info(stream));
+  for (const auto& g : info.groups) {
+    if (g.name == group) co_return g.max_deliveries;
+  }
+  co_return std::uint64_t{0};
 }
 
 task<result<store::Topic>> Topics::reset_group(std::string_view topic, std::string_view group,
@@ -370,6 +381,7 @@ task<result<ClaimResult>> Topics::claim(std::string_view topic, std::string_view
   ClaimResult out;
   for (std::uint32_t p = 0; p < t.partitions && out.claimed.size() < count; ++p) {
     const auto stream = store::partition_stream(t.name, t.partitions, p);
+    std::optional<std::uint64_t> limit = max_deliveries;  // 0: never
     StreamId from = start;
     // XAUTOCLAIM scans a bounded range per call: follow its cursor to the end of the PEL.
     do {
@@ -377,8 +389,14 @@ task<result<ClaimResult>> Topics::claim(std::string_view topic, std::string_view
       RR_CO_TRY_ASSIGN(r, co_await store_->autoclaim(stream, group, consumer, min_idle, from,
                                                      count - out.claimed.size()));
       PartitionIds dead{p, {}};
+      if (!limit && !r.claimed.empty()) {
+        // The group's own setting, looked up once per partition and only when needed.
+        std::uint64_t stored;
+        RR_CO_TRY_ASSIGN(stored, co_await stored_max_deliveries(stream, group));
+        limit = stored;
+      }
       for (auto& m : r.claimed) {
-        if (max_deliveries && m.delivery_count > *max_deliveries) {
+        if (*limit > 0 && m.delivery_count > *limit) {
           RR_CO_TRY(co_await dead_letter(t, p, group, m));
           dead.ids.push_back(m.id);
         } else {

@@ -89,8 +89,9 @@ class Topics {
   store::task<result<std::vector<TopicDescription>>> describe_all();
 
   // Consumer groups, on every partition. `start`: `$` (each partition's last id) or an id.
+  // `options` (max_deliveries) are stored with the group on every partition.
   store::task<result<store::Topic>> create_group(std::string_view topic, std::string_view group,
-                                                 Cursor start);
+                                                 Cursor start, store::GroupOptions options = {});
   store::task<result<store::Topic>> reset_group(std::string_view topic, std::string_view group,
                                                 Cursor start);
   store::task<result<bool>> destroy_group(std::string_view topic, std::string_view group);
@@ -102,9 +103,10 @@ class Topics {
   store::task<result<std::uint64_t>> ack(std::string_view topic, std::string_view group,
                                          const std::vector<PartitionIds>& items);
   // XAUTOCLAIM on every partition from `start`: pending messages idle at least `min_idle` move
-  // to `consumer`; at most `count` in all. With `max_deliveries`, a message that would be
-  // delivered more often is appended to the dead-letter stream instead (its metadata gains
-  // `dead_letter`: reason, topic, partition, group, original_id, deliveries) and acknowledged.
+  // to `consumer`; at most `count` in all. A message that would be delivered more often than
+  // `max_deliveries` (nullopt: the group's stored setting; 0: never) is appended to the
+  // dead-letter stream instead (its metadata gains `dead_letter`: reason, topic, partition,
+  // group, original_id, deliveries) and acknowledged.
   store::task<result<ClaimResult>> claim(std::string_view topic, std::string_view group,
                                          std::string_view consumer, store::Millis min_idle,
                                          std::size_t count, StreamId start,
@@ -124,6 +126,9 @@ class Topics {
   store::task<result<store::Topic>> on_every_partition(
       std::string_view topic, std::function<store::task<result<void>>(std::string stream)> op);
   result<void> check_partitions(const store::Topic& t, const std::vector<std::uint32_t>& ps) const;
+  // The group's stored max_deliveries on `stream` (0: none).
+  store::task<result<std::uint64_t>> stored_max_deliveries(const std::string& stream,
+                                                           std::string_view group);
   // Appends `m` (of partition `p`) to the dead-letter stream, then acks it in the group.
   store::task<result<void>> dead_letter(const store::Topic& t, std::uint32_t p,
                                         std::string_view group, const store::GroupMessage& m);

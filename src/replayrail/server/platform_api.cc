@@ -20,6 +20,7 @@ namespace {
 
 constexpr std::int64_t kMaxReadCount = 1000;
 constexpr std::int64_t kMaxBlockMs = 60'000;
+constexpr std::int64_t kMaxDeliveries = std::int64_t{1} << 40;
 
 ApiResponse error(const Error& e) { return {http_status(e.code), error_body(e), e.code}; }
 
@@ -44,7 +45,7 @@ json::object topic_json(const TopicDescription& d) {
   std::uint64_t total = 0;
   // Per group over all partitions: what the dashboard shows.
   struct GroupSum {
-    std::uint64_t pending = 0, lag = 0, consumers = 0;
+    std::uint64_t pending = 0, lag = 0, consumers = 0, max_deliveries = 0;
   };
   std::map<std::string, GroupSum> by_group;
   for (const auto& p : d.partitions) {
@@ -59,6 +60,7 @@ json::object topic_json(const TopicDescription& d) {
       sum.pending += g.pending;
       sum.lag += g.lag;
       sum.consumers = std::max(sum.consumers, g.consumers);
+      sum.max_deliveries = g.max_deliveries;  // the same on every partition
     }
     total += p.info.length;
     streams.push_back(json::object{{"partition", p.partition},
@@ -69,8 +71,11 @@ json::object topic_json(const TopicDescription& d) {
                                    {"groups", std::move(pgroups)}});
   }
   for (const auto& [name, sum] : by_group) {
-    groups.push_back(json::object{
-        {"group", name}, {"pending", sum.pending}, {"lag", sum.lag}, {"consumers", sum.consumers}});
+    groups.push_back(json::object{{"group", name},
+                                  {"pending", sum.pending},
+                                  {"lag", sum.lag},
+                                  {"consumers", sum.consumers},
+                                  {"max_deliveries", sum.max_deliveries}});
   }
   return {{"topic", d.topic.name},
           {"partitions", d.topic.partitions},
@@ -209,18 +214,22 @@ task<ApiResponse> PlatformApi::describe(const std::string& topic) {
 }
 
 task<ApiResponse> PlatformApi::create_group(const std::string& topic, std::string_view text) {
-  auto body = Body::parse(text, {"group", "start_id"});
+  auto body = Body::parse(text, {"group", "start_id", "max_deliveries"});
   if (!body) co_return error(body.error());
   auto group = body->required_text("group");
   if (!group) co_return error(group.error());
   auto start = parse_start(*body);
   if (!start) co_return error(start.error());
-  auto t = co_await topics_.create_group(topic, *group, *start);
+  auto max_deliveries = body->integer("max_deliveries", 0, 0, kMaxDeliveries);
+  if (!max_deliveries) co_return error(max_deliveries.error());
+  store::GroupOptions options{static_cast<std::uint64_t>(*max_deliveries)};
+  auto t = co_await topics_.create_group(topic, *group, *start, options);
   if (!t) co_return error(t.error());
   co_return ok(201, json::object{{"topic", t->name},
                                  {"group", *group},
                                  {"start_id", start->to_string()},
-                                 {"partitions", t->partitions}});
+                                 {"partitions", t->partitions},
+                                 {"max_deliveries", options.max_deliveries}});
 }
 
 task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std::string& group,
@@ -288,11 +297,11 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
     if (!id) co_return error(id.error());
     start = *id;
   }
-  // 0: never dead-letter.
-  auto max_deliveries = body->integer("max_deliveries", 0, 0, std::int64_t{1} << 40);
+  // Absent: the group's setting; 0: never dead-letter.
+  auto max_deliveries = body->integer("max_deliveries", 0, 0, kMaxDeliveries);
   if (!max_deliveries) co_return error(max_deliveries.error());
   std::optional<std::uint64_t> limit;
-  if (*max_deliveries > 0) limit = static_cast<std::uint64_t>(*max_deliveries);
+  if (body->get("max_deliveries")) limit = static_cast<std::uint64_t>(*max_deliveries);
   auto claimed = co_await topics_.claim(topic, group, *consumer, store::Millis(*min_idle),
                                         static_cast<std::size_t>(*count), start, limit);
   if (!claimed) co_return error(claimed.error());

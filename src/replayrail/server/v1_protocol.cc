@@ -53,7 +53,7 @@ result<GroupSubscriptionOptions> parse_group_subscribe(const json::object& msg) 
   RR_TRY_ASSIGN(n, body.integer("claim_idle_ms", 0, 0, std::int64_t{1} << 40));
   o.claim_idle = Millis(n);
   RR_TRY_ASSIGN(n, body.integer("max_deliveries", 0, 0, std::int64_t{1} << 40));
-  if (n > 0) {
+  if (body.get("max_deliveries")) {
     if (o.claim_idle.count() == 0) {
       return make_error(errc::invalid_argument,
                         "max_deliveries needs claim_idle_ms: only claimed messages are delivered "

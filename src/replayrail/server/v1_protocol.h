@@ -40,7 +40,8 @@ struct GroupSubscriptionOptions {
   // > 0: pending messages of the group idle this long (another consumer's that died, or this
   // one's own unacknowledged) are claimed and delivered again.
   std::chrono::milliseconds claim_idle{0};
-  // With claim_idle: a message that would be delivered more often goes to the dead-letter topic.
+  // With claim_idle: a message that would be delivered more often goes to the dead-letter topic
+  // (nullopt: the group's setting; 0: never).
   std::optional<std::uint64_t> max_deliveries;
   // How long one read waits for messages, so how soon the subscription notices it should end.
   std::chrono::milliseconds block{1000};

@@ -70,6 +70,14 @@ struct GroupInfo {
   StreamId last_delivered;
   // Retained entries after last_delivered: what the group has still to read.
   std::uint64_t lag = 0;
+  std::uint64_t max_deliveries = 0;  // GroupOptions
+};
+
+// Settings stored with a group (set by group_create, kept by group_setid, gone with the group).
+struct GroupOptions {
+  // Deliveries after which a message is dead-lettered rather than delivered again (what
+  // Topics::claim does with it); 0 = never.
+  std::uint64_t max_deliveries = 0;
 };
 
 struct StreamInfo {
@@ -188,7 +196,8 @@ class Store {
   // `start`: `$` = the stream's last id, or an id. stream_not_found unless the stream exists or
   // `mkstream`; group_exists when it does.
   virtual task<result<void>> group_create(std::string_view stream, std::string_view group,
-                                          Cursor start, bool mkstream) = 0;
+                                          Cursor start, bool mkstream,
+                                          GroupOptions options = {}) = 0;
   virtual task<result<void>> group_setid(std::string_view stream, std::string_view group,
                                          Cursor id) = 0;
   // Returns whether the group existed; stream_not_found when the stream does not.

@@ -151,19 +151,25 @@ result<GroupStreamMessages> read_new(WriteContext& ctx, std::string_view group,
 }  // namespace
 
 task<result<void>> LocalStore::group_create(std::string_view stream, std::string_view group,
-                                            Cursor start, bool mkstream) {
+                                            Cursor start, bool mkstream, GroupOptions options) {
   RR_CO_TRY(check_group_name(group));
-  auto op = [stream = std::string(stream), group = std::string(group), start,
-             mkstream](WriteContext& ctx) -> result<void> {
+  auto op = [stream = std::string(stream), group = std::string(group), start, mkstream,
+             options](WriteContext& ctx) -> result<void> {
     WriteContext::Stream* s;
     RR_TRY_ASSIGN(s, ctx.stream(stream, mkstream));
     if (!s) return no_stream(stream);
     if (local::check_group(ctx.db, stream, group)) return group_exists_error(stream, group);
     StreamId at = start.is_latest() ? s->row.last_id : start.id();
     auto st = ctx.db.prepare(
-        "INSERT INTO groups (stream, name, last_ms, last_seq) VALUES (?1, ?2, ?3, ?4)");
+        "INSERT INTO groups (stream, name, last_ms, last_seq, max_deliveries) "
+        "VALUES (?1, ?2, ?3, ?4, ?5)");
     if (!st) return st.error();
-    return st->bind(1, stream).bind(2, group).bind(3, at.ms).bind(4, at.seq).run();
+    return st->bind(1, stream)
+        .bind(2, group)
+        .bind(3, at.ms)
+        .bind(4, at.seq)
+        .bind(5, options.max_deliveries)
+        .run();
   };
   co_return co_await state_->writer->call<void>(std::move(op));
 }

@@ -117,6 +117,30 @@ TEST_F(LocalStoreTest, NewerSchemaIsRefused) {
   EXPECT_NE(r.error().message.find("schema version 99"), std::string::npos) << r.error().message;
 }
 
+TEST_F(LocalStoreTest, SchemaVersion1IsMigrated) {
+  {
+    auto s = open();
+    ASSERT_TRUE(run(s->append("s", sample(), {})));
+    ASSERT_TRUE(run(s->group_create("s", "g", Cursor::beginning(), false)));
+  }
+  // What a version 1 database looked like: groups without options.
+  set_pragma("ALTER TABLE groups DROP COLUMN max_deliveries; PRAGMA user_version=1;");
+  auto s = open();
+  ASSERT_TRUE(s);
+  auto info = run(s->info("s"));
+  ASSERT_TRUE(info) << info.error().message;
+  ASSERT_EQ(info->groups.size(), 1u);
+  EXPECT_EQ(info->groups[0].max_deliveries, 0u);
+  EXPECT_EQ(info->length, 1u);
+  ASSERT_TRUE(run(s->group_create("s", "h", Cursor::beginning(), false, {4})));
+  EXPECT_EQ(run(s->info("s"))->groups[1].max_deliveries, 4u);
+  s.reset();
+  auto db = sqlite::Connection::open(dir_.path() / "replayrail.db", false).value();
+  auto version = db->prepare("PRAGMA user_version").value();
+  ASSERT_TRUE(version.step().value());
+  EXPECT_EQ(version.int64(0), local::kSchemaVersion);
+}
+
 TEST_F(LocalStoreTest, ForeignDatabaseIsRefused) {
   {
     auto db = sqlite::Connection::open(dir_.path() / "replayrail.db", true).value();

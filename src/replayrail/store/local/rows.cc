@@ -75,7 +75,8 @@ result<std::vector<GroupInfo>> load_groups(sqlite::Connection& db, std::string_v
       "(SELECT count(*) FROM consumers c WHERE c.stream = g.stream AND c.grp = g.name), "
       "(SELECT count(*) FROM pending p WHERE p.stream = g.stream AND p.grp = g.name), "
       "(SELECT count(*) FROM events e WHERE e.stream = g.stream "
-      " AND (e.ms, e.seq) > (g.last_ms, g.last_seq)) "
+      " AND (e.ms, e.seq) > (g.last_ms, g.last_seq)), "
+      "g.max_deliveries "
       "FROM groups g WHERE g.stream = ?1 ORDER BY g.name");
   if (!st) return st.error();
   st->bind(1, stream);
@@ -88,7 +89,8 @@ result<std::vector<GroupInfo>> load_groups(sqlite::Connection& db, std::string_v
                    st->uint64(3),
                    st->uint64(4),
                    {st->uint64(1), st->uint64(2)},
-                   st->uint64(5)});
+                   st->uint64(5),
+                   st->uint64(6)});
   }
 }
 

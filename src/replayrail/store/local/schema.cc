@@ -1,5 +1,7 @@
 #include "replayrail/store/local/schema.h"
 
+#include <iterator>
+
 namespace replayrail::store::local {
 
 namespace {
@@ -33,6 +35,7 @@ CREATE INDEX idempotency_expiry ON idempotency (expires_ms);
 CREATE TABLE groups (
   stream TEXT NOT NULL, name TEXT NOT NULL,
   last_ms INTEGER NOT NULL, last_seq INTEGER NOT NULL,
+  max_deliveries INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (stream, name)
 ) WITHOUT ROWID;
 
@@ -51,6 +54,14 @@ CREATE TABLE topics (
   name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, created_at TEXT NOT NULL
 ) WITHOUT ROWID;
 )sql";
+
+// What takes a database of version N to N + 1 (kMigrations[N - 1]); each runs in the transaction
+// that also sets the new user_version.
+constexpr const char* kMigrations[] = {
+    // 1 -> 2: group options.
+    "ALTER TABLE groups ADD COLUMN max_deliveries INTEGER NOT NULL DEFAULT 0;",
+};
+static_assert(std::size(kMigrations) == kSchemaVersion - 1);
 
 result<int> pragma_int(sqlite::Connection& db, const char* sql) {
   auto st = db.prepare(sql);
@@ -98,9 +109,13 @@ result<void> prepare_schema(sqlite::Connection& db) {
                           ", newer than this build understands (" + std::to_string(kSchemaVersion) +
                           "); upgrade ReplayRail");
   }
-  if (version < kSchemaVersion) {
+  if (version < 1) {
     return make_error(errc::store_unavailable,
                       "the database has unknown schema version " + std::to_string(version));
+  }
+  for (; version < kSchemaVersion; ++version) {
+    RR_TRY(db.exec(std::string("BEGIN IMMEDIATE;") + kMigrations[version - 1] +
+                   "PRAGMA user_version=" + std::to_string(version + 1) + "; COMMIT;"));
   }
   return db.exec("PRAGMA journal_mode=WAL;");
 }

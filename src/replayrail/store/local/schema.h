@@ -7,7 +7,8 @@
 namespace replayrail::store::local {
 
 // The database's schema version (PRAGMA user_version); bumped with every change to schema.cc.
-inline constexpr int kSchemaVersion = 1;
+// Older versions are migrated when opened (schema.cc).
+inline constexpr int kSchemaVersion = 2;
 // PRAGMA application_id: marks a file as a ReplayRail database ("RRL1").
 inline constexpr int kApplicationId = 0x52524c31;
 
@@ -21,7 +22,7 @@ enum class Fsync { always, batch, never };
 result<void> configure(sqlite::Connection& db, Fsync fsync);
 
 // Creates the schema in an empty database, or checks that an existing one is ours and of a
-// version this build understands. Errors say which of those it was.
+// version this build understands, migrating an older one. Errors say which of those it was.
 result<void> prepare_schema(sqlite::Connection& db);
 
 }  // namespace replayrail::store::local

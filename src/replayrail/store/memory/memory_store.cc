@@ -46,6 +46,7 @@ struct Consumer {
 
 struct Group {
   StreamId last_delivered;
+  GroupOptions options;
   std::map<StreamId, PendingMessage> pel;
   SortedStringMap<Consumer> consumers;
 
@@ -304,7 +305,7 @@ task<result<StreamInfo>> MemoryStore::info(std::string_view stream) {
   out.epoch = s->epoch;
   for (const auto& [name, g] : s->groups) {
     out.groups.push_back({name, g.consumers.size(), g.pel.size(), g.last_delivered,
-                          s->count_after(g.last_delivered)});
+                          s->count_after(g.last_delivered), g.options.max_deliveries});
   }
   co_return out;
 }
@@ -329,14 +330,16 @@ task<result<std::vector<std::string>>> MemoryStore::list_streams() {
 }
 
 task<result<void>> MemoryStore::group_create(std::string_view stream, std::string_view group,
-                                             Cursor start, bool mkstream) {
+                                             Cursor start, bool mkstream, GroupOptions options) {
   RR_CO_TRY(check_group_name(group));
   std::lock_guard lock(state_->mu);
   Stream* s = state_->find(stream);
   if (!s && !mkstream) co_return no_stream(stream);
   if (!s) s = &state_->get_or_create(stream);
   if (s->groups.contains(group)) co_return group_exists_error(stream, group);
-  s->groups[std::string(group)].last_delivered = start.is_latest() ? s->last_id : start.id();
+  Group& g = s->groups[std::string(group)];
+  g.last_delivered = start.is_latest() ? s->last_id : start.id();
+  g.options = options;
   co_return result<void>{};
 }
 

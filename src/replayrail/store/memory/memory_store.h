@@ -38,7 +38,7 @@ class MemoryStore final : public Store {
   task<result<std::vector<std::string>>> list_streams() override;
 
   task<result<void>> group_create(std::string_view stream, std::string_view group, Cursor start,
-                                  bool mkstream) override;
+                                  bool mkstream, GroupOptions options = {}) override;
   task<result<void>> group_setid(std::string_view stream, std::string_view group,
                                  Cursor id) override;
   task<result<bool>> group_destroy(std::string_view stream, std::string_view group) override;

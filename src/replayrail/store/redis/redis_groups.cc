@@ -21,11 +21,20 @@ std::string position(Cursor c) { return c.is_latest() ? "$" : c.id().to_string()
 }  // namespace
 
 task<result<void>> RedisStore::group_create(std::string_view stream, std::string_view group,
-                                            Cursor start, bool mkstream) {
+                                            Cursor start, bool mkstream, GroupOptions options) {
   RR_CO_TRY(check_group_name(group));
   auto cmd = command("XGROUP", "CREATE", key(stream), std::string(group), position(start));
   if (mkstream) cmd.push_back("MKSTREAM");
   RR_CO_TRY(co_await call(std::move(cmd)));
+  // The group's options live in the stream's meta hash (a field left by a group of the same
+  // name that another client destroyed is replaced).
+  auto field = group_options_field(group);
+  if (options.max_deliveries > 0) {
+    RR_CO_TRY(co_await call(
+        command("HSET", meta_key(stream), field, std::to_string(options.max_deliveries))));
+  } else {
+    RR_CO_TRY(co_await call(command("HDEL", meta_key(stream), field)));
+  }
   co_return result<void>{};
 }
 
@@ -39,6 +48,7 @@ task<result<void>> RedisStore::group_setid(std::string_view stream, std::string_
 task<result<bool>> RedisStore::group_destroy(std::string_view stream, std::string_view group) {
   Reply r;
   RR_CO_TRY_ASSIGN(r, co_await call(command("XGROUP", "DESTROY", key(stream), std::string(group))));
+  RR_CO_TRY(co_await call(command("HDEL", meta_key(stream), group_options_field(group))));
   co_return r.integer > 0;
 }
 

@@ -95,6 +95,10 @@ std::string RedisStore::meta_key(std::string_view stream) const {
   return options_.prefix + ":@meta:" + std::string(stream);
 }
 
+std::string RedisStore::group_options_field(std::string_view group) {
+  return "group:" + std::string(group) + ":max_deliveries";
+}
+
 task<result<Reply>> RedisStore::call(std::vector<std::string> args) {
   resp::Encoded encoded;
   encoded.add(std::vector<std::string_view>(args.begin(), args.end()));
@@ -466,11 +470,18 @@ task<result<StreamInfo>> RedisStore::info(std::string_view stream) {
   out.last_id = p.last_id;
   out.trimmed_through = p.trimmed_through;
   out.epoch = p.epoch;
-  Reply groups;
+  Reply groups, meta;
   RR_CO_TRY_ASSIGN(groups, co_await call(command("XINFO", "GROUPS", key(stream))));
+  if (!groups.elements.empty()) {
+    RR_CO_TRY_ASSIGN(meta, co_await call(command("HGETALL", meta_key(stream))));
+  }
   for (const auto& g : groups.elements) {
     GroupInfo gi;
     gi.name = field(g, "name").str;
+    const Reply& max_deliveries = field(meta, group_options_field(gi.name));
+    if (!max_deliveries.str.empty()) {
+      gi.max_deliveries = std::strtoull(max_deliveries.str.c_str(), nullptr, 10);
+    }
     gi.consumers = static_cast<std::uint64_t>(field(g, "consumers").integer);
     gi.pending = static_cast<std::uint64_t>(field(g, "pending").integer);
     gi.last_delivered = parse_id_or_zero(field(g, "last-delivered-id"));

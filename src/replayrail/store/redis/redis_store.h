@@ -59,7 +59,7 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   task<result<std::vector<std::string>>> list_streams() override;
 
   task<result<void>> group_create(std::string_view stream, std::string_view group, Cursor start,
-                                  bool mkstream) override;
+                                  bool mkstream, GroupOptions options = {}) override;
   task<result<void>> group_setid(std::string_view stream, std::string_view group,
                                  Cursor id) override;
   task<result<bool>> group_destroy(std::string_view stream, std::string_view group) override;
@@ -92,6 +92,8 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
 
   std::string key(std::string_view stream) const;
   std::string meta_key(std::string_view stream) const;
+  // The meta hash field holding a group's max_deliveries (GroupOptions).
+  static std::string group_options_field(std::string_view group);
 
   // A command on the shared connection; error replies become Errors (see redis_error()).
   task<result<resp::Reply>> call(std::vector<std::string> args);

@@ -308,6 +308,35 @@ TEST_P(StoreConformance, GroupInfoReportsLagPendingAndConsumers) {
   EXPECT_EQ(g.lag, 3u);
 }
 
+TEST_P(StoreConformance, GroupOptionsAreStoredWithTheGroup) {
+  append_n("s", 2);
+  ASSERT_TRUE(run(store().group_create("s", "limited", Cursor::beginning(), false, {3})));
+  ASSERT_TRUE(run(store().group_create("s", "plain", Cursor::beginning(), false)));
+  auto max_of = [&](const std::string& group) -> std::int64_t {
+    auto info = run(store().info("s"));
+    EXPECT_TRUE(info);
+    for (const auto& g : info->groups) {
+      if (g.name == group) return static_cast<std::int64_t>(g.max_deliveries);
+    }
+    return -1;
+  };
+  EXPECT_EQ(max_of("limited"), 3);
+  EXPECT_EQ(max_of("plain"), 0);
+  ASSERT_TRUE(run(store().group_setid("s", "limited", Cursor::latest())));
+  EXPECT_EQ(max_of("limited"), 3) << "a new position keeps the options";
+  // A group created again after DESTROY starts from its own options.
+  ASSERT_TRUE(run(store().group_destroy("s", "limited")));
+  ASSERT_TRUE(run(store().group_create("s", "limited", Cursor::beginning(), false)));
+  EXPECT_EQ(max_of("limited"), 0);
+  // A failed create (the group exists) changes nothing.
+  ASSERT_TRUE(run(store().group_destroy("s", "limited")));
+  ASSERT_TRUE(run(store().group_create("s", "limited", Cursor::beginning(), false, {5})));
+  auto again = run(store().group_create("s", "limited", Cursor::beginning(), false, {9}));
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, errc::group_exists);
+  EXPECT_EQ(max_of("limited"), 5);
+}
+
 TEST_P(StoreConformance, GroupAndConsumerNamesAreValidated) {
   append("s");
   EXPECT_EQ(run(store().group_create("s", "", Cursor::latest(), false)).error().code,
