@@ -778,6 +778,9 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
   EXPECT_EQ(c.until("error", "p").back().at("error").at("code").as_string(), "forbidden");
   c.send(R"({"op":"subscribe","sub":"o","channel":"orders","from":"0-0"})");
   c.until("caught_up", "o");
+  // Group subscriptions too: the topic must be within the token's channels.
+  c.send(R"({"op":"subscribe","sub":"g","topic":"payments","group":"g","consumer":"c"})");
+  EXPECT_EQ(c.until("error", "g").back().at("error").at("code").as_string(), "forbidden");
 }
 
 #if defined(__SANITIZE_ADDRESS__)
