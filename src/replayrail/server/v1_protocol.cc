@@ -131,7 +131,7 @@ asio::awaitable<void> GroupSubscription::run(std::shared_ptr<GroupSubscription> 
     deliver(*read);
   }
   ended_ = true;
-  (void)self;
+  self.reset();  // held until here: the subscription lives as long as its loop
 }
 
 std::pair<std::vector<std::uint32_t>, std::size_t> GroupSubscription::plan(std::size_t budget) {

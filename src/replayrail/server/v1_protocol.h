@@ -64,7 +64,7 @@ class GroupSubscription {
                     const std::atomic<bool>& stopping);
 
   // Delivers until stop(), a store error (an `error` for the subscription ends it), the
-  // outbox closing, or the server stopping.
+  // outbox closing, or the server stopping. `self` (this) keeps it alive meanwhile.
   boost::asio::awaitable<void> run(std::shared_ptr<GroupSubscription> self);
   // Acknowledges; answers `acked` (how many were pending) or an `error` with "op": "ack", which
   // leaves the subscription running.
