@@ -66,6 +66,35 @@ result<void> validate_event_id(std::string_view event_id) {
   return check_name(event_id, kMaxEventIdSize, "._-:", errc::invalid_event_id, "event_id");
 }
 
+namespace {
+
+constexpr const char* kPayloadKind = "payload must be a JSON object";
+constexpr const char* kActorKind = "actor must be a JSON object or null";
+constexpr const char* kMetadataKind = "metadata must be a JSON object";
+
+// Parses payload, actor and metadata, checks their kinds, and (for a chosen event_id) computes
+// the fingerprint into `out`.
+result<void> check_json_fields(const EventInput& in, std::string_view actor_text,
+                               std::string_view metadata_text, NewEvent& out) {
+  unsigned char buffer[4096];
+  json::monotonic_resource mr(buffer, sizeof buffer);
+  json::value payload, actor, metadata;
+  RR_TRY(parse_json(in.payload, mr, payload, errc::invalid_payload, "payload"));
+  if (!payload.is_object()) return make_error(errc::invalid_payload, kPayloadKind);
+  RR_TRY(parse_json(actor_text, mr, actor, errc::invalid_actor, "actor"));
+  if (!actor.is_object() && !actor.is_null()) return make_error(errc::invalid_actor, kActorKind);
+  RR_TRY(parse_json(metadata_text, mr, metadata, errc::invalid_metadata, "metadata"));
+  if (!metadata.is_object()) return make_error(errc::invalid_metadata, kMetadataKind);
+  // Only idempotency compares fingerprints, and only chosen event_ids are looked up.
+  if (in.event_id) {
+    out.fingerprint =
+        compute_fingerprint(in.channel, in.type, payload, actor, metadata, in.created_at);
+  }
+  return {};
+}
+
+}  // namespace
+
 result<NewEvent> make_event(const EventInput& in) {
   RR_TRY(validate_channel(in.channel));
   RR_TRY(validate_type(in.type));
@@ -78,27 +107,9 @@ result<NewEvent> make_event(const EventInput& in) {
 
   std::string_view actor_text = in.actor.value_or("null");
   std::string_view metadata_text = in.metadata.value_or("{}");
-
-  unsigned char buffer[4096];
-  json::monotonic_resource mr(buffer, sizeof buffer);
-  json::value payload, actor, metadata;
-  RR_TRY(parse_json(in.payload, mr, payload, errc::invalid_payload, "payload"));
-  if (!payload.is_object())
-    return make_error(errc::invalid_payload, "payload must be a JSON object");
-  RR_TRY(parse_json(actor_text, mr, actor, errc::invalid_actor, "actor"));
-  if (!actor.is_object() && !actor.is_null()) {
-    return make_error(errc::invalid_actor, "actor must be a JSON object or null");
-  }
-  RR_TRY(parse_json(metadata_text, mr, metadata, errc::invalid_metadata, "metadata"));
-  if (!metadata.is_object()) {
-    return make_error(errc::invalid_metadata, "metadata must be a JSON object");
-  }
-
   NewEvent out;
-  // Only idempotency compares fingerprints, and only chosen event_ids are looked up.
-  if (in.event_id) {
-    out.fingerprint =
-        compute_fingerprint(in.channel, in.type, payload, actor, metadata, in.created_at);
+  if (!in.json_checked || in.event_id) {
+    RR_TRY(check_json_fields(in, actor_text, metadata_text, out));
   }
   Event& e = out.event;
   e.event_id = in.event_id ? std::string(*in.event_id) : make_uuid_v4();
@@ -121,6 +132,7 @@ EventInput PublishBody::input(std::string_view channel) const {
   in.metadata = metadata;
   in.event_id = event_id;
   in.created_at = created_at;
+  in.json_checked = true;  // by parse_publish_object
   return in;
 }
 
@@ -154,10 +166,15 @@ result<PublishBody> parse_publish_object(const json::object& object) {
       RR_TRY_ASSIGN(body.type, string_field(v, key, errc::invalid_event_type));
       has_type = true;
     } else if (key == "payload") {
+      if (!v.is_object()) return make_error(errc::invalid_payload, kPayloadKind);
       body.payload = json::serialize(v);
     } else if (key == "actor") {
+      if (!v.is_object() && !v.is_null()) return make_error(errc::invalid_actor, kActorKind);
       body.actor = json::serialize(v);
     } else if (key == "metadata") {
+      if (!v.is_null() && !v.is_object()) {
+        return make_error(errc::invalid_metadata, kMetadataKind);
+      }
       if (!v.is_null()) body.metadata = json::serialize(v);
     } else if (key == "event_id") {
       if (!v.is_null()) RR_TRY_ASSIGN(body.event_id, string_field(v, key, errc::invalid_event_id));

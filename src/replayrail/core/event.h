@@ -49,6 +49,9 @@ struct EventInput {
   std::optional<std::string_view> metadata;    // JSON object text
   std::optional<std::string_view> event_id;    // generated (UUIDv4) when absent
   std::optional<std::string_view> created_at;  // now when absent
+  // payload, actor and metadata were serialised from parsed JSON whose kinds were checked
+  // (parse_publish_body): make_event need not parse them again unless it needs a fingerprint.
+  bool json_checked = false;
 };
 
 // Validation rules of DESIGN §2.
@@ -67,8 +70,8 @@ result<NewEvent> make_event(const EventInput& input);
 result<NewEvent> make_event_within(const EventInput& input, std::size_t max_bytes);
 
 // The body of `POST /events/{channel}`: `{type, payload?, actor?, metadata?, event_id?,
-// created_at?}`. Sub-objects are re-serialised once here, on ingest; the result is what is stored
-// and delivered.
+// created_at?}`. Sub-objects are checked (payload an object, actor an object or null, metadata
+// an object) and re-serialised once here, on ingest; the result is what is stored and delivered.
 struct PublishBody {
   std::string type;
   std::string payload = "{}";
