@@ -164,8 +164,8 @@ class Store {
   // append() of each event in order, in one round trip (one transaction on the local store):
   // what a batch ingest uses. An event may be a duplicate of an earlier one of the batch. All or
   // nothing on duplicate_conflict: every event is checked before any is written. On other errors
-  // (the store went away) an unknown prefix may be stored; a retry with the same event_ids is
-  // idempotent.
+  // (the store failed or went away) a prefix of the batch may be stored; a retry with the same
+  // event_ids is idempotent.
   virtual task<result<std::vector<Appended>>> append_batch(std::string_view stream,
                                                            std::vector<NewEvent> events,
                                                            AppendOptions options) = 0;
