@@ -375,11 +375,17 @@ task<result<void>> Topics::dead_letter(const store::Topic& t, std::uint32_t p,
 task<result<ClaimResult>> Topics::claim(std::string_view topic, std::string_view group,
                                         std::string_view consumer, store::Millis min_idle,
                                         std::size_t count, StreamId start,
-                                        std::optional<std::uint64_t> max_deliveries) {
+                                        std::optional<std::uint64_t> max_deliveries,
+                                        std::vector<std::uint32_t> partitions) {
   store::Topic t;
   RR_CO_TRY_ASSIGN(t, co_await existing(topic));
+  RR_CO_TRY(check_partitions(t, partitions));
+  if (partitions.empty()) {
+    for (std::uint32_t p = 0; p < t.partitions; ++p) partitions.push_back(p);
+  }
   ClaimResult out;
-  for (std::uint32_t p = 0; p < t.partitions && out.claimed.size() < count; ++p) {
+  for (std::uint32_t p : partitions) {
+    if (out.claimed.size() >= count) break;
     const auto stream = store::partition_stream(t.name, t.partitions, p);
     std::optional<std::uint64_t> limit = max_deliveries;  // 0: never
     StreamId from = start;

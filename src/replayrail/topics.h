@@ -102,15 +102,17 @@ class Topics {
       std::optional<store::Millis> block, std::vector<std::uint32_t> partitions);
   store::task<result<std::uint64_t>> ack(std::string_view topic, std::string_view group,
                                          const std::vector<PartitionIds>& items);
-  // XAUTOCLAIM on every partition from `start`: pending messages idle at least `min_idle` move
-  // to `consumer`; at most `count` in all. A message that would be delivered more often than
+  // XAUTOCLAIM on the given partitions (all when empty) from `start`: pending messages idle at
+  // least `min_idle` move to `consumer`; at most `count` in all. A message that would be delivered
+  // more often than
   // `max_deliveries` (nullopt: the group's stored setting; 0: never) is appended to the
   // dead-letter stream instead (its metadata gains `dead_letter`: reason, topic, partition,
   // group, original_id, deliveries) and acknowledged.
   store::task<result<ClaimResult>> claim(std::string_view topic, std::string_view group,
                                          std::string_view consumer, store::Millis min_idle,
                                          std::size_t count, StreamId start,
-                                         std::optional<std::uint64_t> max_deliveries = {});
+                                         std::optional<std::uint64_t> max_deliveries = {},
+                                         std::vector<std::uint32_t> partitions = {});
 
  private:
   // The topic an ingest writes to: created with `partitions` (else the default) when new;

@@ -92,5 +92,27 @@ TEST_F(TopicsTest, LaterIngestsMayLeaveThePartitionCountOut) {
   EXPECT_EQ(found->first.partitions, 3u);
 }
 
+TEST_F(TopicsTest, ClaimsTakeOnlyTheNamedPartitions) {
+  boost::asio::io_context io;
+  std::vector<PublishBody> batch(40);
+  for (auto& e : batch) e.type = "job";  // no key: round-robin over the 4 partitions
+  ASSERT_TRUE(testing::run(io, topics_.ingest("jobs", batch, 4)));
+  ASSERT_TRUE(testing::run(io, topics_.create_group("jobs", "g", Cursor::beginning())));
+  auto read = testing::run(io, topics_.read_group("jobs", "g", "c1", 100, std::nullopt, {}));
+  ASSERT_TRUE(read);
+  ASSERT_EQ(read->size(), 40u);
+  auto claimed = testing::run(
+      io, topics_.claim("jobs", "g", "c2", store::Millis(0), 100, StreamId{}, {}, {1, 3}));
+  ASSERT_TRUE(claimed) << claimed.error().message;
+  EXPECT_EQ(claimed->claimed.size(), 20u);
+  for (const auto& m : claimed->claimed) {
+    EXPECT_TRUE(m.partition == 1 || m.partition == 3) << m.partition;
+  }
+  auto bad = testing::run(
+      io, topics_.claim("jobs", "g", "c2", store::Millis(0), 100, StreamId{}, {}, {4}));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, errc::invalid_argument);
+}
+
 }  // namespace
 }  // namespace replayrail

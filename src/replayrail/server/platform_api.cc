@@ -283,7 +283,8 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
     co_return ok(200, json::object{{"acked", *acked}});
   }
   // claim
-  auto body = Body::parse(text, {"consumer", "min_idle_ms", "count", "start_id", "max_deliveries"});
+  auto body = Body::parse(
+      text, {"consumer", "min_idle_ms", "count", "start_id", "max_deliveries", "partitions"});
   if (!body) co_return error(body.error());
   auto consumer = body->required_text("consumer");
   if (!consumer) co_return error(consumer.error());
@@ -302,8 +303,11 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
   if (!max_deliveries) co_return error(max_deliveries.error());
   std::optional<std::uint64_t> limit;
   if (body->get("max_deliveries")) limit = static_cast<std::uint64_t>(*max_deliveries);
+  auto partitions = body->partitions();
+  if (!partitions) co_return error(partitions.error());
   auto claimed = co_await topics_.claim(topic, group, *consumer, store::Millis(*min_idle),
-                                        static_cast<std::size_t>(*count), start, limit);
+                                        static_cast<std::size_t>(*count), start, limit,
+                                        std::move(*partitions));
   if (!claimed) co_return error(claimed.error());
   auto ids_json = [](const std::vector<PartitionIds>& list) {
     json::array out;

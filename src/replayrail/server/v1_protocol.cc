@@ -104,9 +104,9 @@ asio::awaitable<void> GroupSubscription::run(std::shared_ptr<GroupSubscription> 
     }
     if (claims && Clock::now() >= next_claim) {
       next_claim = Clock::now() + claim_every;
-      auto claimed =
-          co_await topics_.claim(options_.topic, options_.group, options_.consumer,
-                                 options_.claim_idle, budget, StreamId{}, options_.max_deliveries);
+      auto claimed = co_await topics_.claim(options_.topic, options_.group, options_.consumer,
+                                            options_.claim_idle, budget, StreamId{},
+                                            options_.max_deliveries, options_.partitions);
       if (done()) break;
       if (!claimed) {
         fail(claimed.error());
