@@ -75,6 +75,13 @@ result<std::vector<std::uint32_t>> Body::partitions() const {
   return out;
 }
 
+result<std::optional<std::uint64_t>> Body::max_deliveries() const {
+  std::int64_t n;
+  RR_TRY_ASSIGN(n, integer("max_deliveries", 0, 0, kMaxRequestNumber));
+  if (!get("max_deliveries")) return std::optional<std::uint64_t>();
+  return std::optional(static_cast<std::uint64_t>(n));
+}
+
 result<std::vector<PartitionIds>> Body::ack_items() const {
   const json::value* items = get("items");
   if (!items || !items->is_array()) {

@@ -18,6 +18,9 @@
 
 namespace replayrail::server {
 
+// The largest millisecond duration or delivery count a request may name.
+inline constexpr std::int64_t kMaxRequestNumber = std::int64_t{1} << 40;
+
 // A JSON object whose fields are read one by one, each with a clear error; a field the request
 // does not know is refused (a misspelt "min_idle" would otherwise be silently 0).
 class Body {
@@ -34,6 +37,8 @@ class Body {
                                std::int64_t max) const;
   // `partitions`: an array of partition numbers; empty when absent (all of them).
   result<std::vector<std::uint32_t>> partitions() const;
+  // `max_deliveries`: nullopt when absent (the group's setting applies), 0 = never.
+  result<std::optional<std::uint64_t>> max_deliveries() const;
   // `items`: [{"partition": n, "redis_ids": [...]}, …], what an ack names.
   result<std::vector<PartitionIds>> ack_items() const;
 

@@ -20,7 +20,6 @@ namespace {
 
 constexpr std::int64_t kMaxReadCount = 1000;
 constexpr std::int64_t kMaxBlockMs = 60'000;
-constexpr std::int64_t kMaxDeliveries = std::int64_t{1} << 40;
 
 ApiResponse error(const Error& e) { return {http_status(e.code), error_body(e), e.code}; }
 
@@ -220,9 +219,9 @@ task<ApiResponse> PlatformApi::create_group(const std::string& topic, std::strin
   if (!group) co_return error(group.error());
   auto start = parse_start(*body);
   if (!start) co_return error(start.error());
-  auto max_deliveries = body->integer("max_deliveries", 0, 0, kMaxDeliveries);
+  auto max_deliveries = body->max_deliveries();
   if (!max_deliveries) co_return error(max_deliveries.error());
-  store::GroupOptions options{static_cast<std::uint64_t>(*max_deliveries)};
+  store::GroupOptions options{max_deliveries->value_or(0)};
   auto t = co_await topics_.create_group(topic, *group, *start, options);
   if (!t) co_return error(t.error());
   co_return ok(201, json::object{{"topic", t->name},
@@ -288,7 +287,7 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
   if (!body) co_return error(body.error());
   auto consumer = body->required_text("consumer");
   if (!consumer) co_return error(consumer.error());
-  auto min_idle = body->integer("min_idle_ms", 0, 0, std::int64_t{1} << 40);
+  auto min_idle = body->integer("min_idle_ms", 0, 0, kMaxRequestNumber);
   if (!min_idle) co_return error(min_idle.error());
   auto count = body->integer("count", 100, 1, kMaxReadCount);
   if (!count) co_return error(count.error());
@@ -298,15 +297,12 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
     if (!id) co_return error(id.error());
     start = *id;
   }
-  // Absent: the group's setting; 0: never dead-letter.
-  auto max_deliveries = body->integer("max_deliveries", 0, 0, kMaxDeliveries);
-  if (!max_deliveries) co_return error(max_deliveries.error());
-  std::optional<std::uint64_t> limit;
-  if (body->get("max_deliveries")) limit = static_cast<std::uint64_t>(*max_deliveries);
+  auto limit = body->max_deliveries();
+  if (!limit) co_return error(limit.error());
   auto partitions = body->partitions();
   if (!partitions) co_return error(partitions.error());
   auto claimed = co_await topics_.claim(topic, group, *consumer, store::Millis(*min_idle),
-                                        static_cast<std::size_t>(*count), start, limit,
+                                        static_cast<std::size_t>(*count), start, *limit,
                                         std::move(*partitions));
   if (!claimed) co_return error(claimed.error());
   auto ids_json = [](const std::vector<PartitionIds>& list) {

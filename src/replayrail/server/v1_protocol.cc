@@ -50,16 +50,13 @@ result<GroupSubscriptionOptions> parse_group_subscribe(const json::object& msg) 
   std::int64_t n;
   RR_TRY_ASSIGN(n, body.integer("max_in_flight", 100, 1, kMaxInFlight));
   o.max_in_flight = static_cast<std::size_t>(n);
-  RR_TRY_ASSIGN(n, body.integer("claim_idle_ms", 0, 0, std::int64_t{1} << 40));
+  RR_TRY_ASSIGN(n, body.integer("claim_idle_ms", 0, 0, kMaxRequestNumber));
   o.claim_idle = Millis(n);
-  RR_TRY_ASSIGN(n, body.integer("max_deliveries", 0, 0, std::int64_t{1} << 40));
-  if (body.get("max_deliveries")) {
-    if (o.claim_idle.count() == 0) {
-      return make_error(errc::invalid_argument,
-                        "max_deliveries needs claim_idle_ms: only claimed messages are delivered "
-                        "again");
-    }
-    o.max_deliveries = static_cast<std::uint64_t>(n);
+  RR_TRY_ASSIGN(o.max_deliveries, body.max_deliveries());
+  if (o.max_deliveries && o.claim_idle.count() == 0) {
+    return make_error(errc::invalid_argument,
+                      "max_deliveries needs claim_idle_ms: only claimed messages are delivered "
+                      "again");
   }
   return o;
 }

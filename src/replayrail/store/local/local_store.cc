@@ -87,23 +87,31 @@ std::filesystem::path LocalStore::database_path() const { return state_->db_path
 
 namespace {
 
-// The fingerprint remembered for a chosen event_id of `stream`, if any (and not expired).
-result<std::optional<Fingerprint>> remembered(WriteContext& ctx, std::string_view stream,
-                                              std::string_view event_id) {
+// What the idempotency table remembers of a chosen event_id.
+struct Remembered {
+  StreamId id;
+  std::string created_at;
+  Fingerprint fingerprint{};
+};
+
+// The record of a chosen event_id of `stream`, if any (and not expired).
+result<std::optional<Remembered>> remembered(WriteContext& ctx, std::string_view stream,
+                                             std::string_view event_id) {
   auto seen = ctx.db.prepare(
-      "SELECT fingerprint FROM idempotency "
+      "SELECT ms, seq, created_at, fingerprint FROM idempotency "
       "WHERE stream = ?1 AND event_id = ?2 AND expires_ms > ?3");
   if (!seen) return seen.error();
   seen->bind(1, stream).bind(2, event_id).bind(3, ctx.now_ms);
   bool found;
   RR_TRY_ASSIGN(found, seen->step());
   if (!found) return std::nullopt;
-  auto blob = seen->blob(0);
-  Fingerprint fp{};
-  if (blob.size() != fp.size())
+  Remembered r{{seen->uint64(0), seen->uint64(1)}, std::string(seen->text(2))};
+  auto blob = seen->blob(3);
+  if (blob.size() != r.fingerprint.size()) {
     return make_error(errc::internal, "stored fingerprint has a wrong size");
-  std::memcpy(fp.data(), blob.data(), fp.size());
-  return fp;
+  }
+  std::memcpy(r.fingerprint.data(), blob.data(), blob.size());
+  return r;
 }
 
 // append() inside the writer's transaction.
@@ -112,23 +120,16 @@ result<Appended> append_in(WriteContext& ctx, std::string_view stream, NewEvent&
   auto& db = ctx.db;
   const Event& e = event.event;
   if (event.chosen_event_id) {
-    auto seen = db.prepare(
-        "SELECT ms, seq, created_at, fingerprint FROM idempotency "
-        "WHERE stream = ?1 AND event_id = ?2 AND expires_ms > ?3");
-    if (!seen) return seen.error();
-    seen->bind(1, stream).bind(2, e.event_id).bind(3, ctx.now_ms);
-    bool found;
-    RR_TRY_ASSIGN(found, seen->step());
-    if (found) {
-      auto fp = seen->blob(3);
-      if (fp.size() != event.fingerprint.size() ||
-          std::memcmp(fp.data(), event.fingerprint.data(), fp.size()) != 0) {
+    std::optional<Remembered> seen;
+    RR_TRY_ASSIGN(seen, remembered(ctx, stream, e.event_id));
+    if (seen) {
+      if (seen->fingerprint != event.fingerprint) {
         return duplicate_conflict_error(stream, e.event_id);
       }
       // Same content: the event as first stored (its id and created_at).
       auto original = std::make_shared<Event>(std::move(event.event));
-      original->id = {seen->uint64(0), seen->uint64(1)};
-      original->created_at = seen->text(2);
+      original->id = seen->id;
+      original->created_at = std::move(seen->created_at);
       return Appended{std::move(original), true};
     }
   }
@@ -193,9 +194,13 @@ task<result<std::vector<Appended>>> LocalStore::append_batch(std::string_view st
   if (events.empty()) co_return std::vector<Appended>{};
   auto op = [stream = std::string(stream), events = std::move(events),
              options](WriteContext& ctx) mutable -> result<std::vector<Appended>> {
-    RR_TRY(check_batch_conflicts(stream, events, options, [&](const std::string& event_id) {
-      return remembered(ctx, stream, event_id);
-    }));
+    RR_TRY(check_batch_conflicts(
+        stream, events, options,
+        [&](const std::string& event_id) -> result<std::optional<Fingerprint>> {
+          std::optional<Remembered> seen;
+          RR_TRY_ASSIGN(seen, remembered(ctx, stream, event_id));
+          return seen ? std::optional(seen->fingerprint) : std::nullopt;
+        }));
     std::vector<Appended> out;
     out.reserve(events.size());
     for (auto& e : events) {

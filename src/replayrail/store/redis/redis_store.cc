@@ -172,7 +172,6 @@ task<result<Reply>> RedisStore::eval(const char* script, std::vector<std::string
 task<result<Reply>> RedisStore::eval_views(const char* script, std::size_t keys,
                                            std::span<const std::string_view> keys_and_args) {
   static const std::map<const char*, std::string> shas{
-      {kAppendScript, sha1_hex(kAppendScript)},
       {kAppendBatchScript, sha1_hex(kAppendBatchScript)},
       {kRangeScript, sha1_hex(kRangeScript)},
       {kTrimScript, sha1_hex(kTrimScript)}};
@@ -200,49 +199,42 @@ std::string RedisStore::idempotency_key(std::string_view stream, std::string_vie
   return options_.prefix + ":@idem:" + std::string(stream) + ":" + std::string(event_id);
 }
 
+namespace {
+
+// XADD of `e` to `key`, encoded straight from the event's fields (the hot path copies nothing).
+void add_xadd(resp::Encoded& out, const std::string& key, const Event& e) {
+  out.add_args("XADD", key, "*", "event_id", e.event_id, "channel", e.channel, "type", e.type,
+               "payload", e.payload, "actor", e.actor, "metadata", e.metadata, "created_at",
+               e.created_at);
+}
+
+}  // namespace
+
 task<result<Appended>> RedisStore::append(std::string_view stream, NewEvent event,
                                           AppendOptions options) {
-  const Event& e = event.event;
-  Reply reply;
-  std::optional<StreamId> id;
-  bool needs_trim = false;  // the stream may be past its MAXLEN
-  if (!event.chosen_event_id) {
-    // A server-generated id is new by construction: nothing to look up, a plain XADD. (The
-    // stream's epoch is recorded by the first read, info or group operation.)
-    // With a MAXLEN, XLEN rides along in the same write: a trim is needed only past it.
-    // Encoded here, straight from the event's fields: the hot path copies no argument.
-    const std::string k = key(stream);
-    resp::Encoded xadd;
-    xadd.add_args("XADD", k, "*", "event_id", e.event_id, "channel", e.channel, "type", e.type,
-                  "payload", e.payload, "actor", e.actor, "metadata", e.metadata, "created_at",
-                  e.created_at);
-    if (options.maxlen == 0) {
-      RR_CO_TRY_ASSIGN(reply, co_await send("XADD", std::move(xadd)));
-    } else {
-      xadd.add_args("XLEN", k);
-      RR_CO_TRY_ASSIGN(reply, co_await send("XADD", std::move(xadd)));
-      needs_trim = over_maxlen(options, reply.elements[1].integer);
-      reply = std::move(reply.elements[0]);
-    }
-    id = StreamId::parse(reply.str);
-  } else {
-    needs_trim = options.maxlen > 0;
-    auto keys = command(key(stream), meta_key(stream), idempotency_key(stream, e.event_id));
-    auto args = command(std::to_string(options.idempotency_ttl.count()), to_hex(event.fingerprint),
-                        make_epoch(), e.event_id, e.channel, e.type, e.payload, e.actor, e.metadata,
-                        e.created_at);
-    RR_CO_TRY_ASSIGN(reply, co_await eval(kAppendScript, std::move(keys), std::move(args)));
-    if (reply.elements.empty()) co_return unexpected_reply("append");
-    const std::string& status = reply.elements[0].str;
-    if (status == "conflict") co_return duplicate_conflict_error(stream, e.event_id);
-    if (reply.elements.size() > 1) id = StreamId::parse(reply.elements[1].str);
-    if (id && status == "dup") {
-      auto stored = std::make_shared<Event>(std::move(event.event));
-      stored->id = *id;
-      if (reply.elements.size() > 2) stored->created_at = reply.elements[2].str;
-      co_return Appended{std::move(stored), true};
-    }
+  if (event.chosen_event_id) {
+    // Lookup, XADD and idempotency record must be one script: a batch of one.
+    std::vector<NewEvent> one;
+    one.push_back(std::move(event));
+    std::vector<Appended> stored;
+    RR_CO_TRY_ASSIGN(stored, co_await append_batch(stream, std::move(one), options));
+    co_return std::move(stored.front());
   }
+  // A server-generated id is new by construction: nothing to look up, a plain XADD. (The
+  // stream's epoch is recorded by the first read, info or group operation.) With a MAXLEN, XLEN
+  // rides along in the same write: a trim is needed only past it.
+  const std::string k = key(stream);
+  resp::Encoded xadd;
+  add_xadd(xadd, k, event.event);
+  if (options.maxlen > 0) xadd.add_args("XLEN", k);
+  Reply reply;
+  RR_CO_TRY_ASSIGN(reply, co_await send("XADD", std::move(xadd)));
+  bool needs_trim = false;
+  if (options.maxlen > 0) {
+    needs_trim = over_maxlen(options, reply.elements[1].integer);
+    reply = std::move(reply.elements[0]);
+  }
+  auto id = StreamId::parse(reply.str);
   if (!id) co_return unexpected_reply("append");
   auto stored = std::make_shared<Event>(std::move(event.event));
   stored->id = *id;
@@ -311,16 +303,13 @@ task<result<std::vector<Appended>>> RedisStore::append_generated(std::string_vie
                                                                  AppendOptions options) {
   const std::string k = key(stream);
   resp::Encoded batch;
-  for (const auto& ne : events) {
-    const Event& e = ne.event;
-    batch.add_args("XADD", k, "*", "event_id", e.event_id, "channel", e.channel, "type", e.type,
-                   "payload", e.payload, "actor", e.actor, "metadata", e.metadata, "created_at",
-                   e.created_at);
-  }
-  batch.add_args("XLEN", k);
+  for (const auto& e : events) add_xadd(batch, k, e.event);
+  if (options.maxlen > 0) batch.add_args("XLEN", k);
   Reply reply;
   RR_CO_TRY_ASSIGN(reply, co_await send("XADD", std::move(batch)));
-  if (reply.elements.size() != events.size() + 1) co_return unexpected_reply("XADD");
+  if (reply.elements.size() != events.size() + (options.maxlen > 0)) {
+    co_return unexpected_reply("XADD");
+  }
   std::vector<Appended> out;
   out.reserve(events.size());
   for (std::size_t i = 0; i < events.size(); ++i) {
@@ -330,7 +319,7 @@ task<result<std::vector<Appended>>> RedisStore::append_generated(std::string_vie
     stored->id = *id;
     out.push_back({std::move(stored), false});
   }
-  if (over_maxlen(options, reply.elements.back().integer)) {
+  if (options.maxlen > 0 && over_maxlen(options, reply.elements.back().integer)) {
     co_await trim_after_append(stream, options);
   }
   co_return out;

@@ -5,35 +5,11 @@
 
 namespace replayrail::store::redis {
 
-// Append of a publisher-chosen event_id: idempotency lookup, XADD, idempotency record and the
-// stream's epoch, all at once. (Server-generated ids need none of that: a plain XADD.)
-// KEYS: stream, meta hash, idempotency key
-// ARGV: ttl seconds (0 = look up but do not remember), fingerprint, fresh epoch, then the 7 entry
-//       values (event_id, channel, type, payload, actor, metadata, created_at)
-// Returns {"ok", id} | {"dup", id, created_at} | {"conflict"}.
-inline constexpr const char* kAppendScript = R"lua(
-local rec = redis.call('HMGET', KEYS[3], 'id', 'fp', 'created_at')
-if rec[1] then
-  if rec[2] ~= ARGV[2] then return {'conflict'} end
-  return {'dup', rec[1], rec[3]}
-end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2])
-end
-redis.call('HSETNX', KEYS[2], 'epoch', ARGV[3])
-local id = redis.call('XADD', KEYS[1], '*',
-  'event_id', ARGV[4], 'channel', ARGV[5], 'type', ARGV[6], 'payload', ARGV[7],
-  'actor', ARGV[8], 'metadata', ARGV[9], 'created_at', ARGV[10])
-if tonumber(ARGV[1]) > 0 then
-  redis.call('HSET', KEYS[3], 'id', id, 'fp', ARGV[2], 'created_at', ARGV[10])
-  redis.call('EXPIRE', KEYS[3], ARGV[1])
-end
-return {'ok', id}
-)lua";
-
-// append_batch(): every event of a batch in order, atomically. Conflicts are looked for first,
-// so a batch with one writes nothing; then each event is appended as kAppendScript would (an
-// event_id remembered meanwhile, by an earlier event of the batch, is a duplicate).
+// Appends of publisher-chosen event_ids (append() of one is a batch of one): every event of a
+// batch in order, atomically, with the stream's epoch. Conflicts are looked for first, so a batch
+// with one writes nothing; then each event is looked up (a remembered event_id, also one an
+// earlier event of the batch remembered, is a duplicate), appended and remembered with a TTL.
+// (Server-generated ids need none of that: plain XADDs.)
 // KEYS: stream, meta hash, then the idempotency key of each event with a chosen event_id, in order
 // ARGV: ttl seconds (0 = look up but do not remember), fresh epoch, then 9 values per event:
 //       chosen ("1" or "0"), fingerprint, and the 7 entry values
