@@ -28,12 +28,12 @@
 #include <thread>
 #include <unordered_set>
 
-#include "replayrail/server/corked_stream.h"
 #include "replayrail/server/errors.h"
 #include "replayrail/server/hub.h"
 #include "replayrail/server/metrics.h"
 #include "replayrail/server/platform_api.h"
 #include "replayrail/server/v1_protocol.h"
+#include "replayrail/server/write_queue_stream.h"
 
 namespace replayrail::server {
 
@@ -99,8 +99,8 @@ struct Server::Impl {
   std::size_t next_context = 0;
 
   asio::io_context& main() { return *contexts.front(); }
-  // Bytes a WebSocket gathers for one write (CorkedStream), within the outbound limit.
-  std::size_t cork_bytes() const {
+  // Bytes a WebSocket's WriteQueueStream holds before a write waits, within the outbound limit.
+  std::size_t write_queue_bytes() const {
     return std::min<std::size_t>(64 * 1024, options.max_outbound_bytes);
   }
   asio::awaitable<void> accept_loop();
@@ -510,9 +510,9 @@ asio::awaitable<result<Subscription>> Server::Impl::subscribe(const Request& req
 
 namespace {
 
-using WsStream = websocket::stream<CorkedStream<beast::tcp_stream>>;
+using WsStream = websocket::stream<WriteQueueStream<beast::tcp_stream>>;
 
-// Messages gathered into one write at most (see CorkedStream).
+// Messages gathered into one write at most.
 constexpr std::size_t kGather = 256;
 
 std::string close_reason(const Error& e) {
@@ -521,12 +521,45 @@ std::string close_reason(const Error& e) {
   return reason;
 }
 
-// Writes what the outbox holds, one message in flight, until it is closed or finished and
-// drained; pings when idle. What is queued when the writer wakes goes out corked: many messages
-// in one system call. False: the connection broke.
+// The header of a whole (FIN) text frame as a server sends it, unmasked (RFC 6455 §5.2):
+// 2, 4 or 10 bytes.
+struct FrameHeader {
+  std::array<unsigned char, 10> bytes;
+  std::size_t size;
+};
+
+FrameHeader text_frame_header(std::uint64_t payload) {
+  FrameHeader h{{0x81}, 2};  // FIN + opcode 1 (text)
+  if (payload < 126) {
+    h.bytes[1] = static_cast<unsigned char>(payload);
+  } else if (payload <= 0xFFFF) {
+    h.bytes[1] = 126;
+    h.size = 4;
+  } else {
+    h.bytes[1] = 127;
+    h.size = 10;
+  }
+  for (std::size_t i = h.size - 1; i >= 2; --i, payload >>= 8) {
+    h.bytes[i] = static_cast<unsigned char>(payload & 0xFF);
+  }
+  return h;
+}
+
+// Writes what the outbox holds, one write in flight, until it is closed or finished and
+// drained; pings when idle. False: the connection broke.
+//
+// Messages are framed here rather than by Beast: Beast writes one message per asynchronous
+// operation, and for a fanout, where each message is a few hundred bytes already serialised
+// once for every subscriber, that operation cost more than the rest of a delivery. Everything
+// queued when the writer wakes goes out in one write (one system call) of its frames: the
+// shared bytes of each event behind a header of a few bytes. Beast still does the handshake,
+// reading, pings, pongs and the close handshake; its control frames reach WriteQueueStream whole,
+// so they never land inside one of these frames. No permessage-deflate is offered, so frames
+// are never compressed.
 asio::awaitable<bool> ws_write_loop(WsStream& ws, Outbox& outbox, Millis heartbeat) {
-  ws.text(true);
   std::vector<Outbox::Item> ready;
+  std::vector<FrameHeader> headers;
+  std::vector<asio::const_buffer> buffers;
   for (;;) {
     auto item = co_await outbox.pop(heartbeat);
     if (!item) co_return true;
@@ -535,25 +568,32 @@ asio::awaitable<bool> ws_write_loop(WsStream& ws, Outbox& outbox, Millis heartbe
       if (ec) co_return false;
       continue;
     }
+    // The close handshake has begun (the client's close was answered): no more data frames.
+    if (!ws.is_open()) co_return false;
     ready.clear();
     ready.push_back(std::move(*item));
     outbox.pop_ready(ready, kGather);
-    ws.next_layer().cork();
-    boost::system::error_code ec;
+    headers.clear();
+    buffers.clear();
     for (const auto& it : ready) {
-      if (!ec && it.message) {
-        std::tie(ec, std::ignore) = co_await ws.async_write(asio::buffer(*it.message), kToken);
-      } else if (!ec) {
-        // The frame's bytes are shared with every other subscriber; only the wrap is this one's.
-        static const Wrap bare;
-        const Wrap& wrap = it.wrap ? *it.wrap : bare;
-        std::array<asio::const_buffer, 3> message{
-            asio::buffer(wrap.prefix), asio::buffer(it.frame().json), asio::buffer(wrap.suffix)};
-        std::tie(ec, std::ignore) = co_await ws.async_write(message, kToken);
-      }
-      outbox.written(it);
+      std::size_t size = it.message ? it.message->size() : it.frame().json.size();
+      if (it.wrap) size += it.wrap->prefix.size() + it.wrap->suffix.size();
+      headers.push_back(text_frame_header(size));
     }
-    ws.next_layer().uncork();
+    for (std::size_t i = 0; i < ready.size(); ++i) {
+      const auto& it = ready[i];
+      buffers.push_back(asio::buffer(headers[i].bytes.data(), headers[i].size));
+      if (it.message) {
+        buffers.push_back(asio::buffer(*it.message));
+        continue;
+      }
+      // The frame's bytes are shared with every other subscriber; only the wrap is this one's.
+      if (it.wrap) buffers.push_back(asio::buffer(it.wrap->prefix));
+      buffers.push_back(asio::buffer(it.frame().json));
+      if (it.wrap) buffers.push_back(asio::buffer(it.wrap->suffix));
+    }
+    auto [ec, n] = co_await asio::async_write(ws.next_layer(), buffers, kToken);
+    for (const auto& it : ready) outbox.written(it);
     if (ec) co_return false;
   }
 }
@@ -591,7 +631,7 @@ struct Server::Impl::Registered {
 asio::awaitable<void> Server::Impl::websocket_session(beast::tcp_stream stream, Request req,
                                                       Target target, std::size_t thread) {
   StreamingSession counted(streaming);
-  auto ws = std::make_shared<WsStream>(std::move(stream), cork_bytes());
+  auto ws = std::make_shared<WsStream>(std::move(stream), write_queue_bytes());
   ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws->read_message_max(options.max_frame_bytes);
   auto outbox = std::make_shared<Outbox>(ws->get_executor(), options.max_outbound_bytes);
@@ -675,7 +715,7 @@ asio::awaitable<void> Server::Impl::v1_session(beast::tcp_stream stream, Request
                                                std::size_t thread,
                                                std::optional<auth::Claims> claims) {
   StreamingSession counted(streaming);
-  auto ws = std::make_shared<WsStream>(std::move(stream), cork_bytes());
+  auto ws = std::make_shared<WsStream>(std::move(stream), write_queue_bytes());
   ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws->set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
     res.set(http::field::sec_websocket_protocol, kProtocolV1);

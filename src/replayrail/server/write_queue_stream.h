@@ -16,41 +16,35 @@
 
 namespace replayrail::server {
 
-// The stream under a WebSocket that gathers many messages into one write. Beast writes each
-// message with its own send(); with a thousand subscribers that is a thousand system calls per
-// event, which cost more than everything else the fanout does. Between cork() and uncork() the
-// writer hands Beast several messages: their frames are copied here and go out in one write
-// when it uncorks. Outside cork() a write starts at once, so Beast's own frames (pong, close)
-// are never held back. Beast still does all of the protocol: framing, control frames, close.
+// The stream under a WebSocket: the one place its bytes are handed to the socket, one write in
+// flight. Two writers share a WebSocket: the session's writer, which frames the messages it
+// sends itself (see ws_write_loop in server.cc), and Beast, which writes pings, pongs and the
+// close frame. Each hands over whole frames in one call; their bytes are copied here and go out
+// in order, so a control frame never lands inside a data frame, and what arrives while a write
+// is in flight goes out in the next one, together.
 //
 // Memory: at most `limit` bytes wait here; a write past that waits until the socket took them
 // (so a slow reader still backs up into its Outbox, where the slow-consumer policies apply).
 // Threads: one connection's thread, like the socket.
 template <class Next>
-class CorkedStream {
+class WriteQueueStream {
  public:
   using next_layer_type = Next;
   using executor_type = typename Next::executor_type;
 
-  explicit CorkedStream(Next next, std::size_t limit = 64 * 1024)
+  explicit WriteQueueStream(Next next, std::size_t limit = 64 * 1024)
       : next_(std::move(next)), state_(std::make_shared<State>(this, limit)) {}
-  CorkedStream(CorkedStream&& other) noexcept
+  WriteQueueStream(WriteQueueStream&& other) noexcept
       : next_(std::move(other.next_)), state_(std::move(other.state_)) {
     if (state_) state_->owner = this;
   }
-  CorkedStream& operator=(CorkedStream&&) = delete;
-  ~CorkedStream() {
+  WriteQueueStream& operator=(WriteQueueStream&&) = delete;
+  ~WriteQueueStream() {
     if (state_) state_->owner = nullptr;  // a write completing later must not touch us
   }
 
   executor_type get_executor() noexcept { return next_.get_executor(); }
   Next& next_layer() noexcept { return next_; }
-
-  void cork() { state_->corked = true; }
-  void uncork() {
-    state_->corked = false;
-    flush();
-  }
 
   template <class Buffers, class Token>
   auto async_read_some(const Buffers& buffers, Token&& token) {
@@ -73,7 +67,7 @@ class CorkedStream {
           } else {
             s.waiting.push_back(std::move(waiter));
           }
-          if (!s.corked || s.size() > s.limit) flush();
+          flush();
         },
         token, buffers);
   }
@@ -85,14 +79,13 @@ class CorkedStream {
   };
   // Shared with the write in flight, which may complete after the stream is gone.
   struct State {
-    State(CorkedStream* owner, std::size_t limit) : owner(owner), limit(limit) {}
-    CorkedStream* owner;
+    State(WriteQueueStream* owner, std::size_t limit) : owner(owner), limit(limit) {}
+    WriteQueueStream* owner;
     std::size_t limit;
-    bool corked = false;
     boost::system::error_code failed;
-    boost::beast::flat_buffer pending;  // written by Beast, not yet handed to the socket
+    boost::beast::flat_buffer pending;  // handed over, not yet to the socket
     boost::beast::flat_buffer writing;  // being written to the socket
-    std::vector<Waiter> waiting;        // Beast's writes past the limit
+    std::vector<Waiter> waiting;        // writes past the limit
 
     std::size_t size() const { return pending.size() + writing.size(); }
     void complete(Waiter w, const executor_type& executor) {
@@ -125,7 +118,7 @@ class CorkedStream {
       for (auto& w : std::exchange(s.waiting, {}))
         s.complete(std::move(w), s.owner->get_executor());
     }
-    if (!s.corked || s.size() > s.limit) s.owner->flush();
+    s.owner->flush();
   }
 
   Next next_;
@@ -134,14 +127,15 @@ class CorkedStream {
 
 // The WebSocket close handshake ends by shutting down the socket: the one below.
 template <class Next>
-void teardown(boost::beast::role_type role, CorkedStream<Next>& stream,
+void teardown(boost::beast::role_type role, WriteQueueStream<Next>& stream,
               boost::system::error_code& ec) {
   using boost::beast::websocket::teardown;
   teardown(role, stream.next_layer(), ec);
 }
 
 template <class Next, class Handler>
-void async_teardown(boost::beast::role_type role, CorkedStream<Next>& stream, Handler&& handler) {
+void async_teardown(boost::beast::role_type role, WriteQueueStream<Next>& stream,
+                    Handler&& handler) {
   using boost::beast::websocket::async_teardown;
   async_teardown(role, stream.next_layer(), std::forward<Handler>(handler));
 }
