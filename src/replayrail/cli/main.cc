@@ -298,6 +298,15 @@ int main(int argc, char** argv) {
       ->add_option("--max-subscriptions", s.server.max_subscriptions,
                    "Subscriptions per replayrail.v1 connection")
       ->capture_default_str();
+  serve_cmd
+      ->add_option_function<std::uint64_t>(
+          "--fanout-gather-ms",
+          [&s](std::uint64_t ms) { s.server.fanout_gather = std::chrono::milliseconds(ms); },
+          "Longest a busy stream's new events wait to reach each subscriber in one write (10 us "
+          "per subscriber, up to this; a first event after a quiet spell never waits; 0: off)")
+      ->check(CLI::Range(0, 1000))
+      ->envname("FANOUT_GATHER_MS")
+      ->default_str("10");
 
   std::string url = "http://127.0.0.1:8000";
   std::string channel, type, payload = "{}", actor, metadata, event_id, after = "0-0", from;

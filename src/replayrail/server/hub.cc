@@ -295,7 +295,8 @@ struct alignas(64) Hub::Local {
 struct Hub::Feed {
   std::string stream;
   asio::any_io_executor executor;
-  std::vector<char> watching;  // per thread; guarded by Hub::mu_
+  std::vector<char> watching;   // per thread; guarded by Hub::mu_
+  std::size_t subscribers = 0;  // on every thread; guarded by Hub::mu_
   bool running = false;
 };
 
@@ -337,7 +338,7 @@ void Hub::attach(Subscriber* s) {
   auto& list = locals_[s->thread_]->subscribers[s->stream()];
   list.push_back(s);
   s->attached_ = true;
-  if (list.size() == 1) watch(s->stream(), s->thread_, true);
+  watch(s->stream(), s->thread_, 1, list.size() == 1);
 }
 
 void Hub::detach(Subscriber* s) {
@@ -346,18 +347,19 @@ void Hub::detach(Subscriber* s) {
   auto it = subscribers.find(s->stream());
   if (it == subscribers.end()) return;
   std::erase(it->second, s);
-  if (!it->second.empty()) return;
-  subscribers.erase(it);
-  watch(s->stream(), s->thread_, false);
+  const bool last = it->second.empty();
+  if (last) subscribers.erase(it);
+  watch(s->stream(), s->thread_, -1, last);
 }
 
-void Hub::watch(const std::string& stream, std::size_t thread, bool on) {
+void Hub::watch(const std::string& stream, std::size_t thread, int delta, bool toggle) {
+  const bool on = delta > 0;
   std::shared_ptr<Feed> start;
   {
     std::lock_guard lock(mu_);
     auto it = feeds_.find(stream);
     if (it == feeds_.end()) {
-      if (!on) return;
+      if (!on) return;  // the feed failed and is gone
       auto feed = std::make_shared<Feed>();
       feed->stream = stream;
       feed->executor = threads_[next_feed_thread_++ % threads_.size()];
@@ -365,7 +367,12 @@ void Hub::watch(const std::string& stream, std::size_t thread, bool on) {
       it = feeds_.emplace(stream, std::move(feed)).first;
     }
     auto& feed = it->second;
-    feed->watching[thread] = on;
+    if (on) {
+      ++feed->subscribers;
+    } else if (feed->subscribers > 0) {
+      --feed->subscribers;
+    }
+    if (toggle) feed->watching[thread] = on;
     if (on && !feed->running) {
       feed->running = true;
       start = feed;
@@ -378,6 +385,13 @@ void Hub::watch(const std::string& stream, std::size_t thread, bool on) {
 asio::awaitable<void> Hub::run_feed(Hub* hub, std::shared_ptr<bool> alive,
                                     std::shared_ptr<Feed> feed) {
   store::Store& store = hub->store_;
+  // How long to gather after a batch (HubOptions); under the lock.
+  auto gather = [&] {
+    std::lock_guard lock(hub->mu_);
+    return std::min(hub->options_.gather_max,
+                    hub->options_.gather_per_subscriber * static_cast<long>(feed->subscribers));
+  };
+  asio::steady_timer gathering(feed->executor);
   // Which threads want this batch; under the lock. Empty: the feed ends (and is forgotten).
   auto watchers = [&] {
     std::vector<std::size_t> out;
@@ -449,6 +463,11 @@ asio::awaitable<void> Hub::run_feed(Hub* hub, std::shared_ptr<bool> alive,
       asio::post(hub->threads_[t], [hub, alive, t, shared] {
         if (*alive) hub->deliver(t, shared);
       });
+    }
+    if (auto wait = gather(); wait.count() > 0) {
+      gathering.expires_after(wait);
+      co_await gathering.async_wait(kToken);
+      if (!*alive) co_return;
     }
   }
 }

@@ -1145,9 +1145,10 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
   for (auto& ctx : impl->contexts) executors.push_back(ctx->get_executor());
   impl->hub = std::make_unique<Hub>(
       *impl->store, std::move(executors),
-      HubOptions{.on_feed_batch = [metrics = impl->metrics.get()](const Batch& batch) {
-        metrics->feed_batch(batch);
-      }});
+      HubOptions{.gather_max = options.fanout_gather,
+                 .on_feed_batch = [metrics = impl->metrics.get()](const Batch& batch) {
+                   metrics->feed_batch(batch);
+                 }});
   impl->outboxes.resize(threads);
 
   boost::system::error_code ec;

@@ -33,6 +33,9 @@ struct ServerOptions {
   Millis idle_timeout{60'000};          // keep-alive connection with no request
   Millis heartbeat{15'000};             // SSE comment / WebSocket ping when nothing else is sent
   Millis shutdown_grace{5'000};         // SIGTERM: how long to let WebSockets and SSE close
+  // The longest a busy stream's new events wait so that each subscriber gets them in one write
+  // (HubOptions: 10 µs per subscriber, up to this; 0: never wait).
+  Millis fanout_gather{10};
   RailConfig rail;
   // Auth (off while jwt.secret is empty): JWT HS256, and POST /v1/auth/token minting dev tokens
   // when admin_secret is set.
