@@ -9,6 +9,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/role.hpp>
+#include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 #include <memory>
 #include <utility>
@@ -99,8 +100,10 @@ class WriteQueueStream {
     State& s = *state_;
     if (s.failed || s.writing.size() > 0 || s.pending.size() == 0) return;
     std::swap(s.writing, s.pending);
+    // To the socket itself: the WebSocket keeps its own timeouts, so the stream's layer of
+    // timeout and rate bookkeeping would be work for nothing on every write.
     boost::asio::async_write(
-        next_, s.writing.data(),
+        boost::beast::get_lowest_layer(next_).socket(), s.writing.data(),
         [state = state_](boost::system::error_code ec, std::size_t) { written(state, ec); });
   }
 
