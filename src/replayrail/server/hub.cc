@@ -109,7 +109,7 @@ Outbox::Dropped Outbox::drop(const void* owner, bool keep_newest) {
       }
     }
   }
-  std::deque<Item> kept;
+  decltype(items_) kept;
   for (auto& item : items_) {
     if (item.owner != owner || !item.batch || &item == newest) {
       kept.push_back(std::move(item));

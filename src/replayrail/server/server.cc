@@ -76,6 +76,8 @@ struct Target {
   }
 };
 
+using WsStream = websocket::stream<WriteQueueStream<beast::tcp_stream>>;
+
 }  // namespace
 
 struct Server::Impl {
@@ -116,6 +118,7 @@ struct Server::Impl {
   result<std::optional<auth::Claims>> authorize(const Request& req, const Target& target,
                                                 std::optional<auth::Role> role,
                                                 std::string_view channel) const;
+  std::shared_ptr<WsStream> open_websocket(beast::tcp_stream stream) const;
   asio::awaitable<void> websocket_session(beast::tcp_stream stream, Request req, Target target,
                                           std::size_t thread);
   // `claims`: the connection's token (nullopt while auth is off), checked on every subscribe.
@@ -510,8 +513,6 @@ asio::awaitable<result<Subscription>> Server::Impl::subscribe(const Request& req
 
 namespace {
 
-using WsStream = websocket::stream<WriteQueueStream<beast::tcp_stream>>;
-
 // Messages gathered into one write at most.
 constexpr std::size_t kGather = 256;
 
@@ -626,14 +627,20 @@ struct Server::Impl::Registered {
   Outbox* outbox;
 };
 
+// A server WebSocket on `stream`, with the settings every session shares.
+std::shared_ptr<WsStream> Server::Impl::open_websocket(beast::tcp_stream stream) const {
+  auto ws = std::make_shared<WsStream>(std::move(stream), write_queue_bytes());
+  ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  ws->read_message_max(options.max_frame_bytes);
+  return ws;
+}
+
 // GET /ws/{channel}?last_event_id=&epoch=: replay after the cursor, then live, one text frame
 // per event (the envelope). The subscription is in place before the handshake completes.
 asio::awaitable<void> Server::Impl::websocket_session(beast::tcp_stream stream, Request req,
                                                       Target target, std::size_t thread) {
   StreamingSession counted(streaming);
-  auto ws = std::make_shared<WsStream>(std::move(stream), write_queue_bytes());
-  ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
-  ws->read_message_max(options.max_frame_bytes);
+  auto ws = open_websocket(std::move(stream));
   auto outbox = std::make_shared<Outbox>(ws->get_executor(), options.max_outbound_bytes);
   Registered registered(*this, thread, outbox.get());
   std::optional<Error> failure;
@@ -715,12 +722,10 @@ asio::awaitable<void> Server::Impl::v1_session(beast::tcp_stream stream, Request
                                                std::size_t thread,
                                                std::optional<auth::Claims> claims) {
   StreamingSession counted(streaming);
-  auto ws = std::make_shared<WsStream>(std::move(stream), write_queue_bytes());
-  ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  auto ws = open_websocket(std::move(stream));
   ws->set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
     res.set(http::field::sec_websocket_protocol, kProtocolV1);
   }));
-  ws->read_message_max(options.max_frame_bytes);
   auto outbox = std::make_shared<Outbox>(ws->get_executor(), options.max_outbound_bytes);
   Registered registered(*this, thread, outbox.get());
   auto session = std::make_shared<V1Session>();
