@@ -516,6 +516,28 @@ TEST_P(ServerE2E, WebSocketFramesOfEverySizeArriveIntact) {
   EXPECT_EQ(c.until("pong").back().at("data").as_int64(), 1);
 }
 
+TEST_P(ServerE2E, ControlFramesNeverLandInsideTheEventFrames) {
+  // Replay sends events many per write; the client's WebSocket pings arrive meanwhile and Beast
+  // answers each with a pong on the same socket. Every frame must still arrive whole.
+  constexpr int kEvents = 400;
+  for (int i = 0; i < kEvents; ++i) {
+    ASSERT_EQ(publish("pings", R"({"type":"t","payload":{"n":)" + std::to_string(i) + "}}").status,
+              201u);
+  }
+  asio::io_context io;
+  websocket::stream<beast::tcp_stream> ws(io);
+  ws.next_layer().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  ws.handshake("127.0.0.1", "/ws/pings?last_event_id=0-0");
+  beast::flat_buffer buffer;
+  for (int i = 0; i < kEvents; ++i) {
+    if (i % 4 == 0) ws.ping({});  // throughout the replay
+    ws.read(buffer);
+    auto event = json::parse(beast::buffers_to_string(buffer.data()));
+    buffer.clear();
+    ASSERT_EQ(event.at("payload").at("n").as_int64(), i);
+  }
+}
+
 TEST_P(ServerE2E, V1BadInputIsAnErrorMessageAndTheConnectionStays) {
   publish("v1e", R"({"type":"t","payload":{}})");
   V1Client c(port_);

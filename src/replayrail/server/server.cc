@@ -593,7 +593,10 @@ asio::awaitable<bool> ws_write_loop(WsStream& ws, Outbox& outbox, Millis heartbe
       buffers.push_back(asio::buffer(it.frame().json));
       if (it.wrap) buffers.push_back(asio::buffer(it.wrap->suffix));
     }
-    auto [ec, n] = co_await asio::async_write(ws.next_layer(), buffers, kToken);
+    // One call: WriteQueueStream takes all of a call's bytes at once, so a control frame
+    // cannot land between the parts of these frames (asio::async_write would hand them over 64
+    // buffers at a time).
+    auto [ec, n] = co_await ws.next_layer().async_write_some(buffers, kToken);
     for (const auto& it : ready) outbox.written(it);
     if (ec) co_return false;
   }

@@ -52,6 +52,8 @@ class WriteQueueStream {
     return next_.async_read_some(buffers, std::forward<Token>(token));
   }
 
+  // Takes all of `buffers` (never part): completes with their whole size, or with the error
+  // that ended the connection's writing.
   template <class Buffers, class Token>
   auto async_write_some(const Buffers& buffers, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
