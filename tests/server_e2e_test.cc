@@ -91,6 +91,23 @@ class ServerE2E : public ::testing::TestWithParam<std::string> {
         << "the server did not start: " << line.value_or("(no output)");
   }
 
+  // Stops the server and starts it again with `extra` (as start_server).
+  void restart_server(std::vector<std::string> extra) {
+    server_->kill(SIGTERM);
+    server_->wait();
+    start_server(std::move(extra));
+  }
+
+  // SIGTERM: the server must exit with status 0 within `bound`.
+  void expect_sigterm_exits_cleanly(std::chrono::seconds bound) {
+    auto started = std::chrono::steady_clock::now();
+    server_->kill(SIGTERM);
+    int status = server_->wait();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, bound);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+
   HttpResult call(http::verb verb, const std::string& target, std::string body = {},
                   std::vector<std::pair<std::string, std::string>> headers = {}) {
     asio::io_context io;
@@ -362,13 +379,8 @@ TEST_P(ServerE2E, SigtermClosesWebSocketsWith1001AndExitsZero) {
   asio::co_spawn(io, subscribe(port_, "/ws/quiet?last_event_id=0-0", 1, r), asio::detached);
   std::thread runner([&] { io.run(); });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  auto started = std::chrono::steady_clock::now();
-  server_->kill(SIGTERM);
-  int status = server_->wait();
+  expect_sigterm_exits_cleanly(10s);
   runner.join();
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_EQ(r.close_code, 1001);
 }
 
@@ -467,9 +479,7 @@ TEST_P(ServerE2E, WebSocketFramesOfEverySizeArriveIntact) {
   // The server frames its messages itself: Beast's client checks every header. Events are
   // 16-bit-length frames up to 65,535 bytes and 64-bit-length ones above; v1 control messages
   // are short (7-bit) frames.
-  server_->kill(SIGTERM);
-  server_->wait();
-  start_server({"--max-body-bytes", "400000"});
+  restart_server({"--max-body-bytes", "400000"});
   auto publish_pad = [&](std::size_t pad) {
     auto r =
         publish("frames", R"({"type":"t","payload":{"pad":")" + std::string(pad, 'x') + "\"}}");
@@ -751,11 +761,9 @@ TEST_P(ServerE2E, TopicBadInputIsAClearErrorAndWritesNothing) {
 // --- auth ---------------------------------------------------------------------------------
 
 TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
-  server_->kill(SIGTERM);
-  server_->wait();
   const auth::JwtConfig jwt{"test-secret", "replayrail-test", "events"};
-  start_server({"--auth-jwt-secret", jwt.secret, "--auth-jwt-issuer", jwt.issuer,
-                "--auth-jwt-audience", jwt.audience, "--auth-admin-secret", "dev-admin-secret"});
+  restart_server({"--auth-jwt-secret", jwt.secret, "--auth-jwt-issuer", jwt.issuer,
+                  "--auth-jwt-audience", jwt.audience, "--auth-admin-secret", "dev-admin-secret"});
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
@@ -874,9 +882,7 @@ std::size_t rss_kib(pid_t pid) {
 }
 
 TEST_P(ServerE2E, ASlowReaderGetsEverythingAndServerMemoryStaysBounded) {
-  server_->kill(SIGTERM);
-  server_->wait();
-  start_server({"--max-outbound-bytes", "16384"});
+  restart_server({"--max-outbound-bytes", "16384"});
   // A reader with a tiny receive window that does not read until everything is published.
   asio::io_context io;
   websocket::stream<beast::tcp_stream> ws(io);
@@ -922,10 +928,8 @@ std::string one_partition_batch(int n) {
 }
 
 TEST_P(ServerE2E, BackpressureAnswers429WithRetryAfterAndWritesNothing) {
-  server_->kill(SIGTERM);
-  server_->wait();
-  start_server({"--backpressure-max-stream-len", "5", "--backpressure-max-group-pending", "2",
-                "--backpressure-max-group-lag", "3", "--backpressure-retry-after", "7"});
+  restart_server({"--backpressure-max-stream-len", "5", "--backpressure-max-group-pending", "2",
+                  "--backpressure-max-group-lag", "3", "--backpressure-retry-after", "7"});
   auto refused = [](const HttpResult& r) {
     EXPECT_EQ(r.status, 429u) << r.body;
     if (r.status != 429u) return;
@@ -1231,13 +1235,8 @@ TEST_P(ServerE2E, V1GroupSubscribeRefusesBadRequestsClearly) {
     } catch (const std::exception&) {
     }
   });
-  auto started = std::chrono::steady_clock::now();
-  server_->kill(SIGTERM);
-  int status = server_->wait();
+  expect_sigterm_exits_cleanly(5s);
   reader.join();
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST_P(ServerE2E, ClaimMovesAMessageDeliveredTooOftenToTheDeadLetterTopic) {
@@ -1316,9 +1315,7 @@ TEST_P(ServerE2E, CorsAllowsTheConfiguredOriginsOnly) {
   auto plain = call(http::verb::get, "/events/c", "", {{"Origin", "http://ui.example"}});
   EXPECT_EQ(plain.header("access-control-allow-origin"), "");
 
-  server_->kill(SIGTERM);
-  server_->wait();
-  start_server({"--cors-allow-origins", "http://ui.example,http://localhost:3000"});
+  restart_server({"--cors-allow-origins", "http://ui.example,http://localhost:3000"});
   auto preflight = call(http::verb::options, "/v1/topics/t/events", "",
                         {{"Origin", "http://localhost:3000"},
                          {"Access-Control-Request-Method", "POST"},
