@@ -8,6 +8,7 @@
 
 #include "replayrail/core/fingerprint.h"
 #include "replayrail/core/random.h"
+#include "replayrail/core/request_json.h"
 #include "replayrail/core/timestamp.h"
 
 namespace replayrail {
@@ -195,30 +196,31 @@ result<PublishBody> parse_publish_object(const json::object& object) {
   return body;
 }
 
-// The request body as a JSON object, its storage in `mr`: the bodies are read into PublishBody
-// strings and dropped, so one arena for the whole document saves a malloc per value.
-result<json::object> parse_object(std::string_view text, json::monotonic_resource& mr) {
-  boost::system::error_code ec;
-  json::value doc = json::parse(text, ec, &mr);
-  if (ec) return make_error(errc::invalid_json, "request body is not valid JSON: " + ec.message());
-  if (!doc.is_object()) return make_error(errc::invalid_json, "request body must be a JSON object");
-  return std::move(doc.get_object());
-}
-
 }  // namespace
 
+result<json::value> parse_request_object(std::string_view text, json::storage_ptr storage) {
+  boost::system::error_code ec;
+  json::value doc = json::parse(text, ec, std::move(storage));
+  if (ec) return make_error(errc::invalid_json, "request body is not valid JSON: " + ec.message());
+  if (!doc.is_object()) return make_error(errc::invalid_json, "request body must be a JSON object");
+  return doc;
+}
+
+// Publish and ingest bodies are parsed into an arena: they are read into PublishBody strings and
+// dropped, so one arena for the whole document saves a malloc per value.
 result<PublishBody> parse_publish_body(std::string_view text) {
   unsigned char buffer[4096];
   json::monotonic_resource mr(buffer, sizeof buffer);
-  json::object object(&mr);  // same storage: the assignment below moves, not copies
-  RR_TRY_ASSIGN(object, parse_object(text, mr));
-  return parse_publish_object(object);
+  auto doc = parse_request_object(text, &mr);
+  if (!doc) return doc.error();
+  return parse_publish_object(doc->get_object());
 }
 
 result<IngestBody> parse_ingest_body(std::string_view text) {
   json::monotonic_resource mr(text.size() + 1024);  // about what the document needs
-  json::object object(&mr);  // same storage: the assignment below moves, not copies
-  RR_TRY_ASSIGN(object, parse_object(text, mr));
+  auto doc = parse_request_object(text, &mr);
+  if (!doc) return doc.error();
+  const json::object& object = doc->get_object();
   IngestBody body;
   bool has_events = false;
   for (const auto& kv : object) {

@@ -4,17 +4,16 @@
 #include <boost/json/parse.hpp>
 
 #include "replayrail/core/event.h"
+#include "replayrail/core/request_json.h"
 
 namespace replayrail::server {
 
 namespace json = boost::json;
 
 result<Body> Body::parse(std::string_view text, std::initializer_list<std::string_view> known) {
-  boost::system::error_code ec;
-  json::value doc = json::parse(text.empty() ? std::string_view("{}") : text, ec);
-  if (ec) return make_error(errc::invalid_json, "request body is not valid JSON: " + ec.message());
-  if (!doc.is_object()) return make_error(errc::invalid_json, "request body must be a JSON object");
-  return of(std::move(doc.get_object()), known);
+  auto doc = parse_request_object(text.empty() ? std::string_view("{}") : text);
+  if (!doc) return doc.error();
+  return of(std::move(doc->get_object()), known);
 }
 
 result<Body> Body::of(json::object object, std::initializer_list<std::string_view> known) {
