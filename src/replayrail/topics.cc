@@ -192,8 +192,7 @@ void Topics::remember(const store::Topic& t) {
   known_.try_emplace(t.name, t);
 }
 
-result<void> Topics::check_partitions(const store::Topic& t,
-                                      const std::vector<std::uint32_t>& ps) const {
+result<void> Topics::check_partitions(const store::Topic& t, const std::vector<std::uint32_t>& ps) {
   for (auto p : ps) {
     if (p >= t.partitions) {
       return make_error(errc::invalid_argument, "topic " + t.name + " has no partition " +

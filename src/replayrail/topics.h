@@ -114,6 +114,9 @@ class Topics {
                                          std::optional<std::uint64_t> max_deliveries = {},
                                          std::vector<std::uint32_t> partitions = {});
 
+  // invalid_argument when one of `ps` is not a partition of `t`.
+  static result<void> check_partitions(const store::Topic& t, const std::vector<std::uint32_t>& ps);
+
  private:
   // The topic an ingest writes to: created with `partitions` (else the default) when new;
   // topic_conflict when `partitions` names another count than it has.
@@ -127,7 +130,6 @@ class Topics {
   // `op` on the stream of every partition of an existing topic, stopping at the first error.
   store::task<result<store::Topic>> on_every_partition(
       std::string_view topic, std::function<store::task<result<void>>(std::string stream)> op);
-  result<void> check_partitions(const store::Topic& t, const std::vector<std::uint32_t>& ps) const;
   // The group's stored max_deliveries on `stream` (0: none).
   store::task<result<std::uint64_t>> stored_max_deliveries(const std::string& stream,
                                                            std::string_view group);

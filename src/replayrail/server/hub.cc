@@ -338,7 +338,7 @@ void Hub::attach(Subscriber* s) {
   auto& list = locals_[s->thread_]->subscribers[s->stream()];
   list.push_back(s);
   s->attached_ = true;
-  watch(s->stream(), s->thread_, 1, list.size() == 1);
+  watch(s->stream(), s->thread_, true, list.size() == 1);
 }
 
 void Hub::detach(Subscriber* s) {
@@ -349,11 +349,10 @@ void Hub::detach(Subscriber* s) {
   std::erase(it->second, s);
   const bool last = it->second.empty();
   if (last) subscribers.erase(it);
-  watch(s->stream(), s->thread_, -1, last);
+  watch(s->stream(), s->thread_, false, last);
 }
 
-void Hub::watch(const std::string& stream, std::size_t thread, int delta, bool toggle) {
-  const bool on = delta > 0;
+void Hub::watch(const std::string& stream, std::size_t thread, bool on, bool toggle) {
   std::shared_ptr<Feed> start;
   {
     std::lock_guard lock(mu_);

@@ -28,7 +28,6 @@
 #include <boost/container/deque.hpp>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -244,9 +243,9 @@ class Hub {
 
   void attach(Subscriber* s);
   void detach(Subscriber* s);
-  // A subscriber of the stream on `thread` came (`delta` 1) or went (-1); `toggle`: it was the
-  // thread's first or last, so the thread starts or stops wanting the stream's live events.
-  void watch(const std::string& stream, std::size_t thread, int delta, bool toggle);
+  // A subscriber of the stream on `thread` came (`on`) or went; `toggle`: it was the thread's
+  // first or last, so the thread starts or stops wanting the stream's live events.
+  void watch(const std::string& stream, std::size_t thread, bool on, bool toggle);
   static boost::asio::awaitable<void> run_feed(Hub* hub, std::shared_ptr<bool> alive,
                                                std::shared_ptr<Feed> feed);
   // On `thread`: hands the batch to its subscribers of the stream.

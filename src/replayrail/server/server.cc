@@ -930,13 +930,9 @@ asio::awaitable<void> Server::Impl::subscribe_group(std::shared_ptr<Outbox> outb
         &name, make_error(errc::group_not_found, "no group " + o->group + " on " + o->topic)));
     co_return;
   }
-  for (auto p : o->partitions) {
-    if (p >= described->topic.partitions) {
-      outbox->push_message(v1_error(
-          &name, make_error(errc::invalid_argument,
-                            "topic " + o->topic + " has no partition " + std::to_string(p))));
-      co_return;
-    }
+  if (auto checked = Topics::check_partitions(described->topic, o->partitions); !checked) {
+    outbox->push_message(v1_error(&name, checked.error()));
+    co_return;
   }
   if (session->has(name)) co_return;  // the same name arrived again meanwhile: answered there
   o->block = std::min(kGroupReadBlock, options.shutdown_grace / 2);
