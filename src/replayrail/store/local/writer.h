@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/execution.hpp>
@@ -43,8 +44,11 @@ class WriteContext {
   // Writes dirty stream rows back.
   result<void> flush();
   void forget(std::string_view name) { streams_.erase(std::string(name)); }
-  // Streams whose blocked readers to wake after COMMIT.
-  void touch(std::string_view name) { touched.emplace_back(name); }
+  // Streams whose blocked readers to wake after COMMIT (a batch often appends to one stream
+  // over and over: that is remembered once).
+  void touch(std::string_view name) {
+    if (touched.empty() || touched.back() != name) touched.emplace_back(name);
+  }
   sqlite::Connection& db;
   std::uint64_t now_ms;
   std::vector<std::string> touched;
@@ -55,9 +59,16 @@ class WriteContext {
 };
 
 // The single writer of a local store (DESIGN §3): one thread, one connection, group commit.
-// Concurrent write operations queue up; the thread applies everything queued in one
-// transaction, commits it with the configured fsync policy, and only then completes each
-// operation (on the executor of the coroutine that awaits it) and wakes blocked readers.
+// Concurrent write operations queue up; the thread applies them in one transaction, commits it
+// with the configured fsync policy, and only then completes each operation (on the executor of
+// the coroutine that awaits it) and wakes blocked readers.
+//
+// Gathering a batch: the thread begins a transaction with what is queued and applies writes as
+// they arrive for as long as more are on their way, so the SQLite work overlaps the callers'
+// own; it commits when no more are expected. More are expected while the completions of the
+// previous batch are still running on their executors (a publisher resumed there usually writes
+// again at once; the thread waits at most `kArrivalGap` for each next write), and, with a
+// commit delay, until about as many writes as the previous batch had arrived (see run()).
 //
 // Lifecycle: started by the constructor; the destructor fails what is still queued with
 // store_unavailable and joins the thread.
@@ -95,10 +106,24 @@ class Writer {
 
   void submit(std::unique_ptr<Op> op);
   void run();
-  void run_batch(std::vector<std::unique_ptr<Op>>& batch);
+  // Begins a transaction, gathers and applies a batch, commits, completes it (emptying
+  // `batch`); returns how many operations it held.
+  std::size_t run_batch(std::vector<std::unique_ptr<Op>>& batch, std::size_t wanted);
+  // Polls the queue while completions posted by the last batch have not run yet, up to
+  // kPollBeforeSleep: a caller they resume that writes again is then served without the cost
+  // of waking this thread.
+  void poll_before_sleeping();
+  // Moves queued operations into `batch` (up to max_batch_); false when none were queued.
+  bool take(std::vector<std::unique_ptr<Op>>& batch);
+  // With the lock held, after applying what was queued: waits until more writes arrive or
+  // none are expected any more; false ends the gathering.
+  bool wait_for_more(std::unique_lock<std::mutex>& lock, std::size_t gathered, std::size_t wanted,
+                     std::chrono::steady_clock::time_point began);
   // Completes `ops` with one post per executor rather than one per operation: a post to an
-  // io_context contends on its scheduler and may wake its thread.
-  static void complete_all(std::vector<std::unique_ptr<Op>>& ops);
+  // io_context contends on its scheduler and may wake its thread. `running` counts the posts
+  // that have not finished yet.
+  static void complete_all(std::vector<std::unique_ptr<Op>>& ops,
+                           const std::shared_ptr<std::atomic<int>>& running);
 
   std::unique_ptr<sqlite::Connection> db_;
   WaitList& waiters_;
@@ -107,13 +132,17 @@ class Writer {
   std::chrono::microseconds commit_delay_;
   std::uint64_t next_expiry_sweep_ms_ = 0;
 
+  // Completions posted and not yet run: shared with the posted handlers, which may outlive us.
+  std::shared_ptr<std::atomic<int>> completing_ = std::make_shared<std::atomic<int>>(0);
+
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Op>> queue_;
+  std::atomic<std::size_t> queued_ = 0;  // queue_.size(), for poll_before_sleeping()
   bool stopping_ = false;
-  bool idle_ = false;       // the writer thread waits for work: only then does submit() wake it
-  std::size_t wanted_ = 0;  // during a commit delay: the queue length that ends it
-  std::thread thread_;      // last: started after everything above exists
+  bool idle_ = false;        // the writer thread waits for work: only then does submit() wake it
+  std::size_t wake_at_ = 0;  // while gathering: the queue length at which submit() wakes it
+  std::thread thread_;       // last: started after everything above exists
 };
 
 template <class T, class Fn, class Handler>
