@@ -24,6 +24,8 @@ constexpr std::chrono::microseconds kArrivalGap(20);
 // as glibc's adaptive mutexes do; the poll yields the CPU to any runnable thread and ends as soon
 // as the completions have run.
 constexpr std::chrono::microseconds kPollBeforeSleep(50);
+// Batches that sleep at once after a poll that found nothing.
+constexpr int kPollSkipsAfterMiss = 16;
 
 // A spin-wait hint to the CPU (x86 PAUSE): lets a sibling hyper-thread run and saves power.
 inline void cpu_relax() {
@@ -141,7 +143,14 @@ void Writer::run() {
   std::vector<std::unique_ptr<Op>> batch;
   std::size_t last_batch = 0;
   for (;;) {
-    if (completing_->load() > 0) poll_before_sleeping();
+    // Adaptive, as glibc's adaptive mutexes: after a poll that found nothing (callers that do
+    // not write again at once, or an event loop too busy to run the completions), the next
+    // batches sleep at once rather than spend CPU the event loop needs.
+    if (poll_skips_ > 0) {
+      --poll_skips_;
+    } else if (completing_->load() > 0 && !poll_before_sleeping()) {
+      poll_skips_ = kPollSkipsAfterMiss;
+    }
     {
       std::unique_lock lock(mu_);
       idle_ = queue_.empty();
@@ -157,17 +166,18 @@ void Writer::run() {
   }
 }
 
-void Writer::poll_before_sleeping() {
+bool Writer::poll_before_sleeping() {
   auto until = std::chrono::steady_clock::now() + kPollBeforeSleep;
   // Reads an atomic, not the queue: taking mu_ here would contend with the submits awaited.
   for (int round = 1; queued_.load(std::memory_order_relaxed) == 0; ++round) {
-    if (completing_->load() == 0 || std::chrono::steady_clock::now() >= until) return;
+    if (completing_->load() == 0 || std::chrono::steady_clock::now() >= until) return false;
     if (round % 64 == 0) {
       std::this_thread::yield();  // about once a microsecond: a runnable thread here goes first
     } else {
       cpu_relax();
     }
   }
+  return true;
 }
 
 bool Writer::take(std::vector<std::unique_ptr<Op>>& batch) {

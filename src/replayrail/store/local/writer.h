@@ -111,8 +111,8 @@ class Writer {
   std::size_t run_batch(std::vector<std::unique_ptr<Op>>& batch, std::size_t wanted);
   // Polls the queue while completions posted by the last batch have not run yet, up to
   // kPollBeforeSleep: a caller they resume that writes again is then served without the cost
-  // of waking this thread.
-  void poll_before_sleeping();
+  // of waking this thread. False: nothing was queued meanwhile.
+  bool poll_before_sleeping();
   // Moves queued operations into `batch` (up to max_batch_); false when none were queued.
   bool take(std::vector<std::unique_ptr<Op>>& batch);
   // With the lock held, after applying what was queued: waits until more writes arrive or
@@ -131,6 +131,7 @@ class Writer {
   std::size_t max_batch_;
   std::chrono::microseconds commit_delay_;
   std::uint64_t next_expiry_sweep_ms_ = 0;
+  int poll_skips_ = 0;  // batches that skip poll_before_sleeping() (see run())
 
   // Completions posted and not yet run: shared with the posted handlers, which may outlive us.
   std::shared_ptr<std::atomic<int>> completing_ = std::make_shared<std::atomic<int>>(0);
