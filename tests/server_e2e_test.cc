@@ -1239,6 +1239,53 @@ TEST_P(ServerE2E, V1GroupSubscribeRefusesBadRequestsClearly) {
   reader.join();
 }
 
+// A blocking HTTP group read waits in slices of a second (so a shutdown can end it): an event
+// produced after more than one slice still ends the wait, and nothing is lost between slices.
+TEST_P(ServerE2E, BlockingHttpGroupReadReturnsAnEventProducedWhileItWaits) {
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/jobs/events", one_partition_batch(1)).status, 201u);
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/jobs/groups", R"({"group":"g","start_id":"$"})").status,
+      201u);
+  auto started = std::chrono::steady_clock::now();
+  HttpResult answer;
+  std::thread reader([&] {
+    answer = call(http::verb::post, "/v1/topics/jobs/groups/g/read",
+                  R"({"consumer":"c","block_ms":10000})");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/jobs/events", one_partition_batch(1)).status, 201u);
+  reader.join();
+  auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(waited, std::chrono::milliseconds(1400));
+  EXPECT_LT(waited, std::chrono::seconds(8)) << "the event did not end the wait";
+  ASSERT_EQ(answer.status, 200u) << answer.body;
+  EXPECT_EQ(answer.json().at("messages").as_array().size(), 1u) << answer.body;
+}
+
+// An HTTP group read may block for up to a minute: SIGTERM must not wait for it (nor leave it to
+// resume after the topics and the store are gone). It is answered, with what came (nothing),
+// and the server exits cleanly within its grace period.
+TEST_P(ServerE2E, SigtermAnswersABlockedHttpGroupReadAndExitsZero) {
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/jobs/events", one_partition_batch(1)).status, 201u);
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/jobs/groups", R"({"group":"g","start_id":"$"})").status,
+      201u);
+  std::optional<HttpResult> answer;
+  std::thread reader([&] {
+    try {
+      answer = call(http::verb::post, "/v1/topics/jobs/groups/g/read",
+                    R"({"consumer":"c","block_ms":60000})");
+    } catch (const std::exception&) {
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the read is blocked by now
+  expect_sigterm_exits_cleanly(5s);
+  reader.join();
+  ASSERT_TRUE(answer) << "the blocked read got no answer";
+  EXPECT_EQ(answer->status, 200u) << answer->body;
+  EXPECT_TRUE(answer->json().at("messages").as_array().empty()) << answer->body;
+}
+
 TEST_P(ServerE2E, ClaimMovesAMessageDeliveredTooOftenToTheDeadLetterTopic) {
   auto produced = call(http::verb::post, "/v1/topics/jobs/events", one_partition_batch(2));
   ASSERT_EQ(produced.status, 201u) << produced.body;

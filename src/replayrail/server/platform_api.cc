@@ -283,8 +283,8 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
     // block_ms 0 waits as long as the request may (the server's cap), like XREADGROUP BLOCK 0.
     std::optional<store::Millis> block;
     if (*block_ms >= 0) block = store::Millis(*block_ms == 0 ? kMaxBlockMs : *block_ms);
-    auto messages = co_await topics_.read_group(
-        topic, group, *consumer, static_cast<std::size_t>(*count), block, std::move(*partitions));
+    auto messages = co_await read_group(topic, group, *consumer, static_cast<std::size_t>(*count),
+                                        block, std::move(*partitions));
     if (!messages) co_return error(messages.error());
     co_return ok(200, json::object{{"messages", messages_json(*messages)}});
   }
@@ -334,6 +334,26 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
                                  {"deleted", ids_json(claimed->deleted)},
                                  {"dead_lettered", ids_json(claimed->dead_lettered)},
                                  {"dead_letter_stream", dead_letter_stream(topic)}});
+}
+
+task<result<std::vector<PartitionMessage>>> PlatformApi::read_group(
+    const std::string& topic, const std::string& group, const std::string& consumer,
+    std::size_t count, std::optional<store::Millis> block, std::vector<std::uint32_t> partitions) {
+  if (!block)
+    co_return co_await topics_.read_group(topic, group, consumer, count, std::nullopt,
+                                          std::move(partitions));
+  auto deadline = std::chrono::steady_clock::now() + *block;
+  for (;;) {
+    auto left =
+        std::chrono::duration_cast<store::Millis>(deadline - std::chrono::steady_clock::now());
+    // At least 1 ms: a block of 0 would wait without limit.
+    auto wait = std::clamp(left, store::Millis(1), blocking_.slice);
+    auto read = co_await topics_.read_group(topic, group, consumer, count, wait, partitions);
+    bool stopping = blocking_.stopping && blocking_.stopping->load();
+    if (!read || !read->empty() || stopping || std::chrono::steady_clock::now() >= deadline) {
+      co_return read;
+    }
+  }
 }
 
 task<ApiResponse> PlatformApi::summary() {

@@ -5,6 +5,7 @@
 // `start_id`, `items`, …). No Beast here: the server hands over the method, the path and the
 // body, and writes back the status and JSON this returns.
 
+#include <atomic>
 #include <functional>
 #include <optional>
 #include <string>
@@ -39,16 +40,25 @@ struct Access {
   std::string channel;
 };
 
+// How a group read with `block_ms` waits: in store reads of at most `slice` each, and no further
+// once `stopping` (the server is shutting down) is set; it then answers with what came, i.e.
+// nothing, so a shutdown need not wait out a minute-long block.
+struct BlockingReads {
+  store::Millis slice{1000};
+  const std::atomic<bool>* stopping = nullptr;
+};
+
 class PlatformApi {
  public:
   // `metrics`: where ingests are counted (may be null).
   PlatformApi(Topics& topics, std::function<ServerCounters()> counters, auth::JwtConfig jwt,
-              std::string admin_secret, Metrics* metrics)
+              std::string admin_secret, Metrics* metrics, BlockingReads blocking = {})
       : topics_(topics),
         counters_(std::move(counters)),
         jwt_(std::move(jwt)),
         admin_secret_(std::move(admin_secret)),
-        metrics_(metrics) {}
+        metrics_(metrics),
+        blocking_(blocking) {}
 
   // The access a request needs; nullopt for POST /v1/auth/token, which needs none.
   static std::optional<Access> access(std::string_view method,
@@ -67,6 +77,10 @@ class PlatformApi {
   store::task<ApiResponse> group_action(const std::string& topic, const std::string& group,
                                         const std::string& action, std::string_view body);
   store::task<ApiResponse> summary();
+  // Topics::read_group, a blocking one cut into BlockingReads slices.
+  store::task<result<std::vector<PartitionMessage>>> read_group(
+      const std::string& topic, const std::string& group, const std::string& consumer,
+      std::size_t count, std::optional<store::Millis> block, std::vector<std::uint32_t> partitions);
   ApiResponse mint_token(std::string_view body) const;
 
   Topics& topics_;
@@ -74,6 +88,7 @@ class PlatformApi {
   auth::JwtConfig jwt_;
   std::string admin_secret_;
   Metrics* metrics_;
+  BlockingReads blocking_;
 };
 
 }  // namespace replayrail::server

@@ -49,8 +49,11 @@ namespace {
 
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 constexpr const char* kProtocolV1 = "replayrail.v1";
-// How long a group subscription's read waits for messages: how soon it notices it should end.
-constexpr Millis kGroupReadBlock{1000};
+// How long one store read of a group subscription, or of a blocking HTTP group read, waits for
+// messages: how soon it notices that the server is stopping (well within the grace period).
+Millis group_read_block(const ServerOptions& options) {
+  return std::max(Millis(1), std::min(Millis(1000), options.shutdown_grace / 2));
+}
 
 }  // namespace
 
@@ -98,6 +101,7 @@ struct Server::Impl {
   std::atomic<bool> stopping = false;
   std::atomic<std::size_t> connections = 0;
   std::atomic<std::size_t> streaming = 0;  // WebSocket and SSE sessions
+  std::atomic<std::size_t> handling = 0;   // HTTP requests being handled
   std::size_t next_context = 0;
 
   asio::io_context& main() { return *contexts.front(); }
@@ -153,10 +157,11 @@ struct Server::Impl {
 
 namespace {
 
-// Counts a WebSocket or SSE session while it lives (shutdown waits for them to close).
-struct StreamingSession {
-  explicit StreamingSession(std::atomic<std::size_t>& n) : n(n) { ++n; }
-  ~StreamingSession() { --n; }
+// Counts a WebSocket or SSE session, or an HTTP request being handled, while it lives: shutdown
+// waits for them (within its grace period) before the topics and the store go.
+struct Counted {
+  explicit Counted(std::atomic<std::size_t>& n) : n(n) { ++n; }
+  ~Counted() { --n; }
   std::atomic<std::size_t>& n;
 };
 
@@ -490,6 +495,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
     } else if (req.method() == http::verb::options) {
       res = preflight(req);
     } else {
+      Counted counted(handling);
       res = co_await handle(req, *target);
     }
     finish(req, res.result_int(), res);
@@ -642,7 +648,7 @@ std::shared_ptr<WsStream> Server::Impl::open_websocket(beast::tcp_stream stream)
 // per event (the envelope). The subscription is in place before the handshake completes.
 asio::awaitable<void> Server::Impl::websocket_session(beast::tcp_stream stream, Request req,
                                                       Target target, std::size_t thread) {
-  StreamingSession counted(streaming);
+  Counted counted(streaming);
   auto ws = open_websocket(std::move(stream));
   auto outbox = std::make_shared<Outbox>(ws->get_executor(), options.max_outbound_bytes);
   Registered registered(*this, thread, outbox.get());
@@ -724,7 +730,7 @@ struct Server::Impl::V1Session {
 asio::awaitable<void> Server::Impl::v1_session(beast::tcp_stream stream, Request req,
                                                std::size_t thread,
                                                std::optional<auth::Claims> claims) {
-  StreamingSession counted(streaming);
+  Counted counted(streaming);
   auto ws = open_websocket(std::move(stream));
   ws->set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
     res.set(http::field::sec_websocket_protocol, kProtocolV1);
@@ -935,7 +941,7 @@ asio::awaitable<void> Server::Impl::subscribe_group(std::shared_ptr<Outbox> outb
     co_return;
   }
   if (session->has(name)) co_return;  // the same name arrived again meanwhile: answered there
-  o->block = std::min(kGroupReadBlock, options.shutdown_grace / 2);
+  o->block = group_read_block(options);
   outbox->push_message(v1_message("subscribed", &name,
                                   {{"topic", o->topic},
                                    {"group", o->group},
@@ -949,7 +955,7 @@ asio::awaitable<void> Server::Impl::subscribe_group(std::shared_ptr<Outbox> outb
   asio::co_spawn(
       executor,
       [](Impl& impl, std::shared_ptr<GroupSubscription> group) -> asio::awaitable<void> {
-        StreamingSession counted(impl.streaming);
+        Counted counted(impl.streaming);
         co_await group->run(group);
       }(*this, group),
       asio::detached);
@@ -958,7 +964,7 @@ asio::awaitable<void> Server::Impl::subscribe_group(std::shared_ptr<Outbox> outb
 // GET /sse/{channel}: `id:` is the cursor, so EventSource resumes with Last-Event-ID.
 asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Request req,
                                                 Target target, std::size_t thread) {
-  StreamingSession counted(streaming);
+  Counted counted(streaming);
   auto sub = co_await subscribe(req, target);
   if (!sub) {
     auto res = error(req, sub.error());
@@ -1081,9 +1087,11 @@ asio::awaitable<void> Server::Impl::shutdown() {
   }
   asio::steady_timer timer(main());
   auto deadline = std::chrono::steady_clock::now() + options.shutdown_grace;
-  // Feeds end within one blocking read (HubOptions::feed_block) once nobody watches them; they
-  // must end before the store goes.
-  while ((streaming > 0 || hub->feeds() > 0) && std::chrono::steady_clock::now() < deadline) {
+  // Feeds end within one blocking read (HubOptions::feed_block) once nobody watches them, and a
+  // blocking HTTP group read within one slice (BlockingReads); they must end before the store
+  // goes.
+  while ((streaming > 0 || handling > 0 || hub->feeds() > 0) &&
+         std::chrono::steady_clock::now() < deadline) {
     timer.expires_after(Millis(20));
     co_await timer.async_wait(kToken);
   }
@@ -1144,7 +1152,8 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
                                impl->backpressure);
   impl->api = std::make_unique<PlatformApi>(
       *impl->topics, [impl = impl.get()] { return impl->counters(); }, options.jwt,
-      options.admin_secret, impl->metrics.get());
+      options.admin_secret, impl->metrics.get(),
+      BlockingReads{.slice = group_read_block(options), .stopping = &impl->stopping});
   std::vector<asio::any_io_executor> executors;
   for (auto& ctx : impl->contexts) executors.push_back(ctx->get_executor());
   impl->hub = std::make_unique<Hub>(
