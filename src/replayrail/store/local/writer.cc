@@ -24,8 +24,8 @@ constexpr std::chrono::microseconds kArrivalGap(20);
 // as glibc's adaptive mutexes do; the poll yields the CPU to any runnable thread and ends as soon
 // as the completions have run.
 constexpr std::chrono::microseconds kPollBeforeSleep(50);
-// Batches that sleep at once after a poll that found nothing.
-constexpr int kPollSkipsAfterMiss = 16;
+// The most batches that sleep at once after polls that found nothing (see run()).
+constexpr int kMaxPollSkips = 63;
 
 // A spin-wait hint to the CPU (x86 PAUSE): lets a sibling hyper-thread run and saves power.
 inline void cpu_relax() {
@@ -143,13 +143,15 @@ void Writer::run() {
   std::vector<std::unique_ptr<Op>> batch;
   std::size_t last_batch = 0;
   for (;;) {
-    // Adaptive, as glibc's adaptive mutexes: after a poll that found nothing (callers that do
-    // not write again at once, or an event loop too busy to run the completions), the next
-    // batches sleep at once rather than spend CPU the event loop needs.
+    // Adaptive, with exponential backoff: polls that keep finding nothing (callers that do not
+    // write again at once, or an event loop too busy to run the completions soon) are made
+    // rarer, 1, 3, 7 … up to 63 batches apart, rather than spend CPU the event loop needs; a
+    // poll that finds a write makes the next batch poll again.
     if (poll_skips_ > 0) {
       --poll_skips_;
-    } else if (completing_->load() > 0 && !poll_before_sleeping()) {
-      poll_skips_ = kPollSkipsAfterMiss;
+    } else if (completing_->load() > 0) {
+      poll_backoff_ = poll_before_sleeping() ? 0 : std::min(2 * poll_backoff_ + 1, kMaxPollSkips);
+      poll_skips_ = poll_backoff_;
     }
     {
       std::unique_lock lock(mu_);

@@ -131,7 +131,8 @@ class Writer {
   std::size_t max_batch_;
   std::chrono::microseconds commit_delay_;
   std::uint64_t next_expiry_sweep_ms_ = 0;
-  int poll_skips_ = 0;  // batches that skip poll_before_sleeping() (see run())
+  int poll_skips_ = 0;    // batches that skip poll_before_sleeping() (see run())
+  int poll_backoff_ = 0;  // the skips after the last poll: grows while polls find nothing
 
   // Completions posted and not yet run: shared with the posted handlers, which may outlive us.
   std::shared_ptr<std::atomic<int>> completing_ = std::make_shared<std::atomic<int>>(0);
