@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "picked.h"
 #include "replayrail/core/random.h"
 #include "replayrail/store/local/local_store.h"
 #include "replayrail/store/local/schema.h"
@@ -165,10 +166,7 @@ double range_reads(int total) {
 
 // Arguments pick what runs (`always`, `never`, `read`; all by default), e.g. to profile one.
 int main(int argc, char** argv) {
-  std::vector<std::string> picked(argv + 1, argv + argc);
-  auto wanted = [&](const char* what) {
-    return picked.empty() || std::find(picked.begin(), picked.end(), what) != picked.end();
-  };
+  const Picked wanted(argc, argv);
   std::printf("local store benchmark (200-byte payloads, server-generated event ids)\n\n");
   std::printf("%-8s %-38s %12s %9s\n", "fsync", "writers", "events/s", "of raw");
   for (Fsync f : {Fsync::always, Fsync::never}) {

@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "picked.h"
 #include "replayrail/common/stream_id.h"
 #include "replayrail/store/testing/temp_dir.h"
 #include "support/child_process.h"
@@ -307,10 +308,7 @@ void run_store(const std::string& store, const std::string& redis_url) {
 
 // With arguments, only the stores named (local, memory, redis): e.g. to profile one of them.
 int main(int argc, char** argv) {
-  const std::vector<std::string> only(argv + 1, argv + argc);
-  auto wanted = [&](const std::string& store) {
-    return only.empty() || std::find(only.begin(), only.end(), store) != only.end();
-  };
+  const Picked wanted(argc, argv);
   std::printf("server benchmark (load generator in this process, server in another)\n\n");
   if (wanted("local")) run_store("local", "");
   if (wanted("memory")) run_store("memory", "");

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "picked.h"
 #include "redis_appends.h"
 #include "replayrail/store/testing/temp_dir.h"
 #include "support/child_process.h"
@@ -195,10 +196,7 @@ double run_store(const std::string& store, const std::string& redis_url) {
 
 // With arguments, only the stores named (memory, local, redis): e.g. to profile one of them.
 int main(int argc, char** argv) {
-  const std::vector<std::string> only(argv + 1, argv + argc);
-  auto wanted = [&](const std::string& store) {
-    return only.empty() || std::find(only.begin(), only.end(), store) != only.end();
-  };
+  const Picked wanted(argc, argv);
   std::printf("topics benchmark (load generator in this process, server in another)\n\n");
   // The memory store costs next to nothing: its rate is what HTTP, JSON and the topic logic
   // allow, the ceiling of the other two.

@@ -131,7 +131,7 @@ void Writer::submit(std::unique_ptr<Op> op) {
     op->fail(make_error(errc::store_unavailable, "the local store is closing"));
     std::vector<std::unique_ptr<Op>> one;
     one.push_back(std::move(op));
-    complete_all(one, completing_);
+    complete_all(one);
     return;
   }
   // A busy writer takes what queued up when it next looks; waking it each time would cost a
@@ -182,15 +182,13 @@ bool Writer::poll_before_sleeping() {
   return true;
 }
 
-bool Writer::take(std::vector<std::unique_ptr<Op>>& batch) {
+void Writer::take(std::vector<std::unique_ptr<Op>>& batch) {
   std::lock_guard lock(mu_);
-  if (queue_.empty()) return false;
   while (!queue_.empty() && batch.size() < max_batch_) {
     batch.push_back(std::move(queue_.front()));
     queue_.pop_front();
   }
   queued_.store(queue_.size(), std::memory_order_relaxed);
-  return true;
 }
 
 bool Writer::wait_for_more(std::unique_lock<std::mutex>& lock, std::size_t gathered,
@@ -212,15 +210,14 @@ bool Writer::wait_for_more(std::unique_lock<std::mutex>& lock, std::size_t gathe
   return !queue_.empty();
 }
 
-void Writer::complete_all(std::vector<std::unique_ptr<Op>>& ops,
-                          const std::shared_ptr<std::atomic<int>>& running) {
+void Writer::complete_all(std::vector<std::unique_ptr<Op>>& ops) {
   while (!ops.empty()) {
     auto executor = ops.front()->executor();
     std::vector<std::unique_ptr<Op>> group, rest;
     for (auto& op : ops) (op->executor() == executor ? group : rest).push_back(std::move(op));
     ops.swap(rest);
-    running->fetch_add(1);
-    boost::asio::post(executor, [group = std::move(group), running] {
+    completing_->fetch_add(1);
+    boost::asio::post(executor, [group = std::move(group), running = completing_] {
       for (auto& op : group) op->complete();
       running->fetch_sub(1);
     });
@@ -233,7 +230,7 @@ std::size_t Writer::run_batch(std::vector<std::unique_ptr<Op>>& batch, std::size
     (void)db_->exec("ROLLBACK");
     for (auto& op : batch) op->fail(e);
     std::size_t size = batch.size();
-    complete_all(batch, completing_);
+    complete_all(batch);
     return size;
   };
   if (auto begun = db_->exec("BEGIN IMMEDIATE"); !begun) {
@@ -262,7 +259,7 @@ std::size_t Writer::run_batch(std::vector<std::unique_ptr<Op>>& batch, std::size
   if (auto flushed = ctx.flush(); !flushed) return fail_all(flushed.error());
   if (auto committed = db_->exec("COMMIT"); !committed) return fail_all(committed.error());
   std::size_t size = batch.size();
-  complete_all(batch, completing_);
+  complete_all(batch);
   std::sort(ctx.touched.begin(), ctx.touched.end());
   ctx.touched.erase(std::unique(ctx.touched.begin(), ctx.touched.end()), ctx.touched.end());
   for (const auto& name : ctx.touched) waiters_.notify(name);

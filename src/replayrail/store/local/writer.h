@@ -113,17 +113,16 @@ class Writer {
   // kPollBeforeSleep: a caller they resume that writes again is then served without the cost
   // of waking this thread. False: nothing was queued meanwhile.
   bool poll_before_sleeping();
-  // Moves queued operations into `batch` (up to max_batch_); false when none were queued.
-  bool take(std::vector<std::unique_ptr<Op>>& batch);
+  // Moves queued operations into `batch` (up to max_batch_).
+  void take(std::vector<std::unique_ptr<Op>>& batch);
   // With the lock held, after applying what was queued: waits until more writes arrive or
   // none are expected any more; false ends the gathering.
   bool wait_for_more(std::unique_lock<std::mutex>& lock, std::size_t gathered, std::size_t wanted,
                      std::chrono::steady_clock::time_point began);
   // Completes `ops` with one post per executor rather than one per operation: a post to an
-  // io_context contends on its scheduler and may wake its thread. `running` counts the posts
+  // io_context contends on its scheduler and may wake its thread. completing_ counts the posts
   // that have not finished yet.
-  static void complete_all(std::vector<std::unique_ptr<Op>>& ops,
-                           const std::shared_ptr<std::atomic<int>>& running);
+  void complete_all(std::vector<std::unique_ptr<Op>>& ops);
 
   std::unique_ptr<sqlite::Connection> db_;
   WaitList& waiters_;
