@@ -67,6 +67,7 @@ void Connection::stop() {
   asio::dispatch(strand_, [self = shared_from_this()] {
     self->stopped_ = true;
     self->fail(unavailable(self->options_.url, "connection closed"));
+    self->ready_signal_.cancel();  // nobody need wait for it to be ready any more
   });
 }
 
@@ -76,6 +77,7 @@ asio::awaitable<bool> Connection::wait_ready(Millis timeout) {
       strand_,
       [](std::shared_ptr<Connection> self, Millis timeout) -> asio::awaitable<bool> {
         if (self->ready_) co_return true;
+        if (self->stopped_) co_return false;
         asio::steady_timer deadline(self->strand_, timeout);
         co_await (self->ready_signal_.async_wait(kToken) || deadline.async_wait(kToken));
         co_return self->ready_.load();

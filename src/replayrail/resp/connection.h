@@ -72,7 +72,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         boost::asio::use_awaitable, std::move(encoded));
   }
 
-  // Waits until the connection is ready or `timeout` passed; true when ready.
+  // Waits until the connection is ready or `timeout` passed; true when ready. False at once
+  // after stop().
   boost::asio::awaitable<bool> wait_ready(Millis timeout);
 
   bool ready() const { return ready_; }

@@ -65,6 +65,8 @@ result<void> check_read_args(std::size_t cursors, const ReadOptions& options) {
   return {};
 }
 
+Error store_closed_error() { return make_error(errc::store_unavailable, "the store is closed"); }
+
 Error no_stream(std::string_view stream) {
   return make_error(errc::stream_not_found, "stream " + quoted(stream) + " does not exist");
 }

@@ -60,6 +60,8 @@ Error no_group(std::string_view stream, std::string_view group);
 Error group_exists_error(std::string_view stream, std::string_view group);
 Error duplicate_conflict_error(std::string_view stream, std::string_view event_id);
 Error topic_conflict_error(std::string_view topic, std::uint32_t existing, std::uint32_t asked);
+// What every call of a closed store (Store::close) fails with.
+Error store_closed_error();
 
 // Validates a topic name (channel rules) and partition count (1..kMaxPartitions).
 result<void> check_topic(std::string_view name, std::uint32_t partitions);

@@ -239,6 +239,12 @@ class Store {
 
   // Whether the store can serve requests now (store_unavailable otherwise).
   virtual task<result<void>> health() = 0;
+
+  // For a shutdown: ends every wait in the store, so nothing stays suspended in it. Blocking
+  // reads in progress return at once, as does a call waiting for an outside server (a Redis that
+  // does not answer), with store_unavailable; every later call fails the same way. Writes
+  // already handed to the store complete as usual (or fail, on Redis). Thread-safe; idempotent.
+  virtual void close() = 0;
 };
 
 // Stream name of partition `p` of topic `topic` with `partitions` partitions (DESIGN §2).

@@ -26,6 +26,7 @@ WaitList::Registration::Registration(WaitList& list, std::shared_ptr<Waiter> wai
                                      std::vector<std::string> streams)
     : list_(list), waiter_(std::move(waiter)), streams_(std::move(streams)) {
   std::lock_guard lock(list_.mu_);
+  if (list_.closed_) waiter_->wake();
   for (const auto& s : streams_) list_.waiters_[s].push_back(waiter_);
 }
 
@@ -44,6 +45,14 @@ void WaitList::notify(std::string_view stream) {
   auto it = waiters_.find(stream);
   if (it == waiters_.end()) return;
   for (auto& w : it->second) w->wake();
+}
+
+void WaitList::close() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  for (auto& [stream, waiters] : waiters_) {
+    for (auto& w : waiters) w->wake();
+  }
 }
 
 }  // namespace replayrail::store

@@ -63,8 +63,12 @@ class WaitList {
   // Wakes every waiter registered on `stream`.
   void notify(std::string_view stream);
 
+  // Wakes every waiter, now and from now on at once (Store::close): each finds its store closed.
+  void close();
+
  private:
   std::mutex mu_;
+  bool closed_ = false;
   StringMap<std::vector<std::shared_ptr<Waiter>>> waiters_;
 };
 

@@ -353,4 +353,10 @@ task<result<void>> LocalStore::health() {
   co_return result<void>{};
 }
 
+void LocalStore::close() {
+  state_->writer->close();
+  state_->readers->close();
+  state_->waiters.close();
+}
+
 }  // namespace replayrail::store

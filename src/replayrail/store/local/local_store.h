@@ -78,6 +78,7 @@ class LocalStore final : public Store {
   task<result<std::vector<Topic>>> list_topics() override;
 
   task<result<void>> health() override;
+  void close() override;
 
  private:
   struct State;

@@ -1,5 +1,7 @@
 #include "replayrail/store/local/reader_pool.h"
 
+#include "replayrail/store/rules.h"
+
 namespace replayrail::store::local {
 
 ReaderPool::Lease::Lease(ReaderPool& pool, std::unique_ptr<sqlite::Connection> conn)
@@ -17,6 +19,7 @@ result<ReaderPool::Lease> ReaderPool::lease() {
   std::unique_ptr<sqlite::Connection> conn;
   {
     std::lock_guard lock(mu_);
+    if (closed_) return store_closed_error();
     if (!idle_.empty()) {
       conn = std::move(idle_.back());
       idle_.pop_back();
@@ -29,6 +32,11 @@ result<ReaderPool::Lease> ReaderPool::lease() {
   }
   RR_TRY(conn->exec("BEGIN"));
   return Lease(*this, std::move(conn));
+}
+
+void ReaderPool::close() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
 }
 
 }  // namespace replayrail::store::local

@@ -34,12 +34,15 @@ class ReaderPool {
     std::unique_ptr<sqlite::Connection> conn_;
   };
 
+  // Fails with store_closed_error() once close() was called.
   result<Lease> lease();
+  void close();
 
  private:
   std::string path_;
   Fsync fsync_;
   std::mutex mu_;
+  bool closed_ = false;
   std::vector<std::unique_ptr<sqlite::Connection>> idle_;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "replayrail/core/random.h"
+#include "replayrail/store/rules.h"
 
 namespace replayrail::store::local {
 
@@ -108,13 +109,17 @@ Writer::Writer(std::unique_ptr<sqlite::Connection> db, WaitList& waiters,
       thread_([this] { run(); }) {}
 
 Writer::~Writer() {
+  close();
+  thread_.join();
+  // Nothing can be queued after stopping_, and run() returned only with an empty queue.
+}
+
+void Writer::close() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
   cv_.notify_one();
-  thread_.join();
-  // Nothing can be queued after stopping_, and run() returned only with an empty queue.
 }
 
 void Writer::submit(std::unique_ptr<Op> op) {
@@ -128,7 +133,7 @@ void Writer::submit(std::unique_ptr<Op> op) {
     }
   }
   if (op) {
-    op->fail(make_error(errc::store_unavailable, "the local store is closing"));
+    op->fail(store_closed_error());
     std::vector<std::unique_ptr<Op>> one;
     one.push_back(std::move(op));
     complete_all(one);

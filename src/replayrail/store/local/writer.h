@@ -70,8 +70,8 @@ class WriteContext {
 // again at once; the thread waits at most `kArrivalGap` for each next write), and, with a
 // commit delay, until about as many writes as the previous batch had arrived (see run()).
 //
-// Lifecycle: started by the constructor; the destructor fails what is still queued with
-// store_unavailable and joins the thread.
+// Lifecycle: started by the constructor; close() refuses later writes (store_closed_error())
+// and lets the thread finish what is queued; the destructor closes and joins the thread.
 class Writer {
  public:
   // A queued write. apply() runs in the transaction; finish() completes it after the commit
@@ -99,6 +99,8 @@ class Writer {
   // returns its result once the transaction committed.
   template <class T, class Fn>
   task<result<T>> call(Fn fn);
+
+  void close();
 
  private:
   template <class T, class Fn, class Handler>

@@ -1,6 +1,7 @@
 #include "replayrail/store/memory/memory_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/this_coro.hpp>
 #include <chrono>
 #include <deque>
@@ -126,6 +127,12 @@ struct MemoryStore::State {
   std::priority_queue<Expiry, std::vector<Expiry>, std::greater<>> expiries;
   SortedStringMap<Topic> topics;
   WaitList waiters;
+  std::atomic<bool> closed = false;  // close()
+
+  result<void> open() const {
+    if (closed) return store_closed_error();
+    return {};
+  }
 
   // append() under `mu`.
   result<Appended> append(std::string_view stream, NewEvent& event,
@@ -210,6 +217,7 @@ result<Appended> MemoryStore::State::append(std::string_view stream, NewEvent& e
 
 task<result<Appended>> MemoryStore::append(std::string_view stream, NewEvent event,
                                            AppendOptions options) {
+  RR_CO_TRY(state_->open());
   result<Appended> out;
   {
     std::lock_guard lock(state_->mu);
@@ -224,6 +232,7 @@ task<result<Appended>> MemoryStore::append(std::string_view stream, NewEvent eve
 task<result<std::vector<Appended>>> MemoryStore::append_batch(std::string_view stream,
                                                               std::vector<NewEvent> events,
                                                               AppendOptions options) {
+  RR_CO_TRY(state_->open());
   std::vector<Appended> out;
   out.reserve(events.size());
   {
@@ -248,6 +257,7 @@ task<result<std::vector<Appended>>> MemoryStore::append_batch(std::string_view s
 
 task<result<std::vector<EventPtr>>> MemoryStore::range(std::string_view stream, StreamId after,
                                                        std::size_t limit, std::string_view epoch) {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   const Stream* s = state_->find(stream);
   auto pos = s ? std::optional(s->position()) : std::nullopt;
@@ -266,6 +276,7 @@ task<result<std::vector<StreamEvents>>> MemoryStore::read(std::span<const Stream
   ReadDeadline deadline(options);
   auto executor = co_await asio::this_coro::executor;
   for (;;) {
+    RR_CO_TRY(state_->open());
     std::unique_ptr<WaitList::Registration> registration;
     {
       std::lock_guard lock(state_->mu);
@@ -293,6 +304,7 @@ task<result<std::vector<StreamEvents>>> MemoryStore::read(std::span<const Stream
 }
 
 task<result<StreamInfo>> MemoryStore::info(std::string_view stream) {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   const Stream* s = state_->find(stream);
   if (!s) co_return no_stream(stream);
@@ -311,6 +323,7 @@ task<result<StreamInfo>> MemoryStore::info(std::string_view stream) {
 }
 
 task<result<bool>> MemoryStore::delete_stream(std::string_view stream) {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   auto it = state_->streams.find(stream);
   if (it == state_->streams.end()) co_return false;
@@ -322,6 +335,7 @@ task<result<bool>> MemoryStore::delete_stream(std::string_view stream) {
 }
 
 task<result<std::vector<std::string>>> MemoryStore::list_streams() {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   std::vector<std::string> out;
   for (const auto& [name, _] : state_->streams) out.push_back(name);
@@ -331,6 +345,7 @@ task<result<std::vector<std::string>>> MemoryStore::list_streams() {
 
 task<result<void>> MemoryStore::group_create(std::string_view stream, std::string_view group,
                                              Cursor start, bool mkstream, GroupOptions options) {
+  RR_CO_TRY(state_->open());
   RR_CO_TRY(check_group_name(group));
   std::lock_guard lock(state_->mu);
   Stream* s = state_->find(stream);
@@ -345,6 +360,7 @@ task<result<void>> MemoryStore::group_create(std::string_view stream, std::strin
 
 task<result<void>> MemoryStore::group_setid(std::string_view stream, std::string_view group,
                                             Cursor id) {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   Stream* s = state_->find(stream);
   if (!s) co_return no_stream(stream);
@@ -355,6 +371,7 @@ task<result<void>> MemoryStore::group_setid(std::string_view stream, std::string
 }
 
 task<result<bool>> MemoryStore::group_destroy(std::string_view stream, std::string_view group) {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   Stream* s = state_->find(stream);
   if (!s) co_return no_stream(stream);
@@ -372,6 +389,7 @@ task<result<std::vector<GroupStreamMessages>>> MemoryStore::read_group(
   ReadDeadline deadline(options);
   auto executor = co_await asio::this_coro::executor;
   for (;;) {
+    RR_CO_TRY(state_->open());
     std::unique_ptr<WaitList::Registration> registration;
     {
       std::lock_guard lock(state_->mu);
@@ -420,6 +438,7 @@ task<result<std::vector<GroupStreamMessages>>> MemoryStore::read_group(
 
 task<result<std::uint64_t>> MemoryStore::ack(std::string_view stream, std::string_view group,
                                              std::span<const StreamId> ids) {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   auto g = state_->find_group(stream, group);
   if (!g) co_return 0;
@@ -437,6 +456,7 @@ task<result<AutoclaimResult>> MemoryStore::autoclaim(std::string_view stream,
                                                      std::string_view group,
                                                      std::string_view consumer, Millis min_idle,
                                                      StreamId start, std::size_t count) {
+  RR_CO_TRY(state_->open());
   RR_CO_TRY(check_autoclaim_args(consumer, min_idle, count));
   std::lock_guard lock(state_->mu);
   Group* g;
@@ -478,6 +498,7 @@ task<result<AutoclaimResult>> MemoryStore::autoclaim(std::string_view stream,
 }
 
 task<result<PendingSummary>> MemoryStore::pending(std::string_view stream, std::string_view group) {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   Group* g;
   RR_CO_TRY_ASSIGN(g, state_->find_group(stream, group));
@@ -496,6 +517,7 @@ task<result<PendingSummary>> MemoryStore::pending(std::string_view stream, std::
 task<result<std::vector<PendingEntry>>> MemoryStore::pending_entries(std::string_view stream,
                                                                      std::string_view group,
                                                                      PendingQuery query) {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   Group* g;
   RR_CO_TRY_ASSIGN(g, state_->find_group(stream, group));
@@ -513,6 +535,7 @@ task<result<std::vector<PendingEntry>>> MemoryStore::pending_entries(std::string
 
 task<result<std::vector<ConsumerInfo>>> MemoryStore::consumers(std::string_view stream,
                                                                std::string_view group) {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   Group* g;
   RR_CO_TRY_ASSIGN(g, state_->find_group(stream, group));
@@ -523,6 +546,7 @@ task<result<std::vector<ConsumerInfo>>> MemoryStore::consumers(std::string_view 
 }
 
 task<result<Topic>> MemoryStore::create_topic(std::string_view name, std::uint32_t partitions) {
+  RR_CO_TRY(state_->open());
   RR_CO_TRY(check_topic(name, partitions));
   std::lock_guard lock(state_->mu);
   if (auto it = state_->topics.find(name); it != state_->topics.end()) {
@@ -537,18 +561,25 @@ task<result<Topic>> MemoryStore::create_topic(std::string_view name, std::uint32
 }
 
 task<result<std::optional<Topic>>> MemoryStore::get_topic(std::string_view name) {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   auto it = state_->topics.find(name);
   co_return it == state_->topics.end() ? std::nullopt : std::optional(it->second);
 }
 
 task<result<std::vector<Topic>>> MemoryStore::list_topics() {
+  RR_CO_TRY(state_->open());
   std::lock_guard lock(state_->mu);
   std::vector<Topic> out;
   for (const auto& [_, t] : state_->topics) out.push_back(t);
   co_return out;
 }
 
-task<result<void>> MemoryStore::health() { co_return result<void>{}; }
+task<result<void>> MemoryStore::health() { co_return state_->open(); }
+
+void MemoryStore::close() {
+  state_->closed = true;
+  state_->waiters.close();
+}
 
 }  // namespace replayrail::store

@@ -63,6 +63,7 @@ class MemoryStore final : public Store {
   task<result<std::vector<Topic>>> list_topics() override;
 
   task<result<void>> health() override;
+  void close() override;
 
  private:
   struct State;

@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "replayrail/store/redis/replies.h"
+#include "replayrail/store/rules.h"
 
 namespace replayrail::store::redis {
 
@@ -67,8 +68,7 @@ void BlockingReads::stop() {
     self->stopped_ = true;
     for (auto& lane : self->lanes_) {
       self->complete_where(
-          *lane, [](const Waiter&) { return true; },
-          make_error(errc::store_unavailable, "the store is closing"));
+          *lane, [](const Waiter&) { return true; }, store_closed_error());
       lane->wake.cancel();
       lane->expiry.cancel();
       if (lane->conn) lane->conn->stop();
@@ -91,7 +91,7 @@ void BlockingReads::complete_where(Lane& lane, auto&& predicate, const result<bo
 
 void BlockingReads::add(WaiterPtr waiter) {
   if (stopped_ || waiter->watches.empty()) {
-    complete(*waiter, make_error(errc::store_unavailable, "the store is closing"));
+    complete(*waiter, store_closed_error());
     return;
   }
   // Waiters on the same stream share a lane, so its XREAD names each stream once.

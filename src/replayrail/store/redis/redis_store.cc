@@ -76,10 +76,14 @@ std::shared_ptr<RedisStore> RedisStore::connect(asio::any_io_executor executor, 
   return std::shared_ptr<RedisStore>(new RedisStore(std::move(executor), std::move(options)));
 }
 
-RedisStore::~RedisStore() {
+RedisStore::~RedisStore() { close(); }
+
+// Stopped connections fail what they hold, and every later command, with store_unavailable.
+void RedisStore::close() {
   blocking_->stop();
   main_->stop();
   std::lock_guard lock(idle_mu_);
+  closed_ = true;
   for (auto& weak : all_blocking_) {
     if (auto c = weak.lock()) c->stop();
   }
@@ -131,6 +135,7 @@ task<result<Reply>> RedisStore::call_blocking(std::vector<std::string> args) {
   std::shared_ptr<resp::Connection> conn;
   {
     std::lock_guard lock(idle_mu_);
+    if (closed_) co_return store_closed_error();
     if (!idle_blocking_.empty()) {
       conn = std::move(idle_blocking_.back());
       idle_blocking_.pop_back();
@@ -142,6 +147,7 @@ task<result<Reply>> RedisStore::call_blocking(std::vector<std::string> args) {
       std::lock_guard lock(idle_mu_);
       std::erase_if(all_blocking_, [](const auto& weak) { return weak.expired(); });
       all_blocking_.push_back(conn);
+      if (closed_) conn->stop();  // close() came while it started
     }
     if (!co_await conn->wait_ready(Millis(2000))) {
       conn->stop();

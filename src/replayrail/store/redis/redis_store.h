@@ -84,6 +84,7 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   task<result<std::vector<Topic>>> list_topics() override;
 
   task<result<void>> health() override;
+  void close() override;
 
  private:
   struct Page;
@@ -141,11 +142,12 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   };
   boost::asio::strand<boost::asio::any_io_executor> trim_strand_;
   std::map<TrimSlot, TrimQueue> trims_;
-  std::mutex idle_mu_;
+  std::mutex idle_mu_;  // guards the three below
   std::vector<std::shared_ptr<resp::Connection>> idle_blocking_;
-  // Every blocking connection, idle or leased, so the destructor can stop them all: a leased
-  // one holds its caller's handler, which holds the connection.
+  // Every blocking connection, idle or leased, so close() can stop them all: a leased one holds
+  // its caller's handler, which holds the connection.
   std::vector<std::weak_ptr<resp::Connection>> all_blocking_;
+  bool closed_ = false;  // close(): no new blocking connection
 };
 
 }  // namespace replayrail::store

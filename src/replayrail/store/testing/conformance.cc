@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <map>
 #include <set>
 #include <thread>
@@ -416,6 +419,49 @@ TEST_P(StoreConformance, ListStreamsIsSorted) {
   auto names = run(store().list_streams());
   ASSERT_TRUE(names);
   EXPECT_EQ(*names, (std::vector<std::string>{"a", "b", "c:1"}));
+}
+
+// --- close (a shutdown) ----------------------------------------------------------------
+
+TEST_P(StoreConformance, CloseEndsBlockedReadsAtOnceAndFailsEveryLaterCall) {
+  auto last = append("s");
+  ASSERT_TRUE(run(store().group_create("s", "g", Cursor::latest(), false)));
+  std::vector<StreamCursor> tail{{"s", last->id, {}}};
+  std::vector<GroupCursor> fresh{{"s", std::nullopt}};
+  result<std::vector<StreamEvents>> read = std::vector<StreamEvents>{};
+  result<std::vector<GroupStreamMessages>> group_read = std::vector<GroupStreamMessages>{};
+  std::vector<boost::asio::awaitable<void>> tasks;
+  tasks.push_back([](Store& s, auto& cursors, auto& out) -> boost::asio::awaitable<void> {
+    out = co_await s.read(cursors, {10, 10'000ms});
+  }(store(), tail, read));
+  tasks.push_back([](Store& s, auto& cursors, auto& out) -> boost::asio::awaitable<void> {
+    out = co_await s.read_group("g", "c", cursors, {10, 10'000ms});
+  }(store(), fresh, group_read));
+  tasks.push_back([](Store& s) -> boost::asio::awaitable<void> {
+    boost::asio::steady_timer blocked(co_await boost::asio::this_coro::executor, 300ms);
+    co_await blocked.async_wait(boost::asio::use_awaitable);  // both reads wait by now
+    s.close();
+  }(store()));
+  auto started = std::chrono::steady_clock::now();
+  run_concurrently(std::move(tasks), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5'000ms)
+      << "the blocked reads waited for their timeout";
+  auto closed = [](const auto& r) { return !r && r.error().code == errc::store_unavailable; };
+  EXPECT_TRUE(closed(read));
+  EXPECT_TRUE(closed(group_read));
+
+  // Every later call fails the same way, at once; a second close() changes nothing.
+  store().close();
+  started = std::chrono::steady_clock::now();
+  EXPECT_TRUE(closed(run(store().append("s", event("s"), {}))));
+  EXPECT_TRUE(closed(run(store().range("s", {}, 10, {}))));
+  EXPECT_TRUE(closed(run(store().read(tail, {10, 10'000ms}))));
+  EXPECT_TRUE(closed(run(store().read_group("g", "c", fresh, {10, 10'000ms}))));
+  EXPECT_TRUE(closed(run(store().info("s"))));
+  EXPECT_TRUE(closed(run(store().ack("s", "g", std::vector<StreamId>{last->id}))));
+  EXPECT_TRUE(closed(run(store().create_topic("t", 2))));
+  EXPECT_TRUE(closed(run(store().health())));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1'000ms);
 }
 
 }  // namespace replayrail::testing
