@@ -1016,6 +1016,30 @@ TEST_P(ServerE2E, PublishAnswers503WhenTheStoreIsDown) {
   EXPECT_EQ(back.status, 201u) << back.body;
 }
 
+// A store that hangs (Redis stopped, its connections open) holds a publish past the shutdown
+// grace period: SIGTERM still ends the server cleanly, soon after the grace, and the publish is
+// answered 503 rather than left to resume in a server that is gone.
+TEST_P(ServerE2E, SigtermWithAPublishHungInTheStoreExitsAfterTheGrace) {
+  if (GetParam() != "redis") GTEST_SKIP() << "only Redis can hang under a running server";
+  restart_server({"--shutdown-grace-ms", "1000"});
+  ASSERT_EQ(publish("hung", R"({"type":"t"})").status, 201u);
+  redis_->freeze();
+  std::optional<HttpResult> answer;
+  std::thread publisher([&] {
+    try {
+      answer = publish("hung", R"({"type":"t"})");
+    } catch (const std::exception&) {
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the publish waits for Redis
+  expect_sigterm_exits_cleanly(4s);
+  publisher.join();
+  redis_->thaw();
+  ASSERT_TRUE(answer) << "the hung publish got no answer";
+  EXPECT_EQ(answer->status, 503u) << answer->body;
+  EXPECT_EQ(answer->error_code(), "store_unavailable");
+}
+
 TEST_P(ServerE2E, MetricsAreValidPrometheusTextAndCountWhatHappened) {
   ASSERT_EQ(publish("m", R"({"type":"t","payload":{"n":1}})").status, 201u);
   ASSERT_EQ(publish("m", R"({"type":"t","payload":{"n":2}})").status, 201u);

@@ -89,6 +89,14 @@ void RedisServer::kill() {
   process_.reset();
 }
 
+void RedisServer::freeze() {
+  if (process_) process_->kill(SIGSTOP);
+}
+
+void RedisServer::thaw() {
+  if (process_) process_->kill(SIGCONT);
+}
+
 void RedisServer::start() {
   std::vector<std::string> argv{"/usr/bin/redis-server",
                                 "--port",

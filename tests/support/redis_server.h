@@ -28,8 +28,10 @@ class RedisServer {
   std::string tls_url() const;
   std::string ca_file() const { return (dir_.path() / "cert.pem").string(); }
 
-  void kill();   // SIGKILL, like a crash
-  void start();  // again, on the same port; returns once it answers PING
+  void kill();    // SIGKILL, like a crash
+  void start();   // again, on the same port; returns once it answers PING
+  void freeze();  // SIGSTOP: connections stay open, nothing is answered (a hung server)
+  void thaw();    // SIGCONT
 
  private:
   TempDir dir_{"redis"};

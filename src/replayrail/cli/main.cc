@@ -307,6 +307,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1000))
       ->envname("FANOUT_GATHER_MS")
       ->default_str("10");
+  serve_cmd
+      ->add_option_function<std::uint64_t>(
+          "--shutdown-grace-ms",
+          [&s](std::uint64_t ms) { s.server.shutdown_grace = std::chrono::milliseconds(ms); },
+          "SIGTERM: how long streaming sessions and requests in progress get to finish")
+      ->check(CLI::Range(0, 600000))
+      ->default_str("5000");
 
   std::string url = "http://127.0.0.1:8000";
   std::string channel, type, payload = "{}", actor, metadata, event_id, after = "0-0", from;

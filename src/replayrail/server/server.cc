@@ -49,6 +49,9 @@ namespace {
 
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 constexpr const char* kProtocolV1 = "replayrail.v1";
+// After the grace period, how long requests and feeds get to end once the store is closed (they
+// fail at once then: this bounds only their last steps).
+constexpr Millis kEndAfterClose{1000};
 // How long one store read of a group subscription, or of a blocking HTTP group read, waits for
 // messages: how soon it notices that the server is stopping (well within the grace period).
 Millis group_read_block(const ServerOptions& options) {
@@ -1074,7 +1077,22 @@ asio::awaitable<void> Server::Impl::accept_loop() {
   }
 }
 
-// Stop accepting; give WebSocket and SSE sessions the grace period to close; stop the loops.
+namespace {
+
+// Waits while `busy()` holds, for `at_most`.
+asio::awaitable<void> wait_while(std::function<bool()> busy, Millis at_most) {
+  auto deadline = std::chrono::steady_clock::now() + at_most;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (busy() && std::chrono::steady_clock::now() < deadline) {
+    timer.expires_after(Millis(20));
+    co_await timer.async_wait(kToken);
+  }
+}
+
+}  // namespace
+
+// Stop accepting; give WebSocket and SSE sessions and HTTP requests the grace period to end;
+// close the store; stop the loops.
 asio::awaitable<void> Server::Impl::shutdown() {
   boost::system::error_code ignored;
   acceptor->close(ignored);
@@ -1085,16 +1103,16 @@ asio::awaitable<void> Server::Impl::shutdown() {
       for (auto* outbox : outboxes[t]) outbox->finish();
     });
   }
-  asio::steady_timer timer(main());
-  auto deadline = std::chrono::steady_clock::now() + options.shutdown_grace;
   // Feeds end within one blocking read (HubOptions::feed_block) once nobody watches them, and a
   // blocking HTTP group read within one slice (BlockingReads); they must end before the store
   // goes.
-  while ((streaming > 0 || handling > 0 || hub->feeds() > 0) &&
-         std::chrono::steady_clock::now() < deadline) {
-    timer.expires_after(Millis(20));
-    co_await timer.async_wait(kToken);
-  }
+  co_await wait_while([this] { return streaming > 0 || handling > 0 || hub->feeds() > 0; },
+                      options.shutdown_grace);
+  // What is left in the store now waits on something that does not answer (a hung Redis):
+  // closing the store ends those waits at once (store_unavailable), so no request or feed is
+  // still suspended in it when the topics and the store go.
+  store->close();
+  co_await wait_while([this] { return handling > 0 || hub->feeds() > 0; }, kEndAfterClose);
   work.clear();
   for (auto& ctx : contexts) ctx->stop();
 }

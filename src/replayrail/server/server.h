@@ -32,7 +32,7 @@ struct ServerOptions {
   Millis header_timeout{10'000};        // to receive a request's headers
   Millis idle_timeout{60'000};          // keep-alive connection with no request
   Millis heartbeat{15'000};             // SSE comment / WebSocket ping when nothing else is sent
-  Millis shutdown_grace{5'000};         // SIGTERM: how long to let WebSockets and SSE close
+  Millis shutdown_grace{5'000};         // SIGTERM: how long sessions and requests get to end
   // The longest a busy stream's new events wait so that each subscriber gets them in one write
   // (HubOptions: 10 µs per subscriber, up to this; 0: never wait).
   Millis fanout_gather{10};
