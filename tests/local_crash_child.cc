@@ -1,10 +1,11 @@
-// Test helper for the local store's crash tests: appends continuously with fsync=always from
-// several coroutines, consumes through a group, and reports each acknowledged step on stdout
-// with one write(2) per line, so a SIGKILL never leaves a half-reported step:
+// Test helper for the local store's crash tests: appends continuously (with the fsync policy
+// given, always by default) from several coroutines, consumes through a group, and reports each
+// acknowledged step on stdout with one write(2) per line, so a SIGKILL never leaves a half-reported
+// step:
 //   A <id> <payload>   append acknowledged
 //   D <id>             delivered to consumer "c" of group "g"
 //   K <id>             acknowledged to the group (XACK returned)
-// Usage: local_crash_child <data-dir>
+// Usage: local_crash_child <data-dir> [always|batch|never]
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -65,11 +66,12 @@ asio::awaitable<void> consumer(store::Store& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s <data-dir>\n", argv[0]);
+  auto fsync = argc == 3 ? store::local::parse_fsync(argv[2]) : store::local::Fsync::always;
+  if (argc < 2 || argc > 3 || !fsync) {
+    std::fprintf(stderr, "usage: %s <data-dir> [always|batch|never]\n", argv[0]);
     return 64;
   }
-  auto opened = store::LocalStore::open({.dir = argv[1], .fsync = store::local::Fsync::always});
+  auto opened = store::LocalStore::open({.dir = argv[1], .fsync = *fsync});
   if (!opened) {
     report("E " + opened.error().message);
     return 1;

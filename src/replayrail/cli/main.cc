@@ -79,9 +79,8 @@ int serve(ServeArgs& args) {
       return std::shared_ptr<store::Store>(
           store::RedisStore::connect(executor, {.url = url, .prefix = args.redis_prefix}));
     }
-    store::local::Fsync fsync = args.fsync == "never"   ? store::local::Fsync::never
-                                : args.fsync == "batch" ? store::local::Fsync::batch
-                                                        : store::local::Fsync::always;
+    // --fsync is checked when parsed: always, batch or never.
+    auto fsync = store::local::parse_fsync(args.fsync).value_or(store::local::Fsync::always);
     std::shared_ptr<store::LocalStore> local;
     RR_TRY_ASSIGN(local, store::LocalStore::open({.dir = args.data_dir, .fsync = fsync}));
     return std::shared_ptr<store::Store>(local);

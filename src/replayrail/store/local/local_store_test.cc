@@ -152,6 +152,22 @@ TEST_F(LocalStoreTest, ForeignDatabaseIsRefused) {
       << r.error().message;
 }
 
+// Each fsync policy is the SQLite synchronous level it names (schema.h), and the names parse.
+TEST_F(LocalStoreTest, FsyncPoliciesSetTheirSynchronousLevel) {
+  const std::pair<const char*, int> levels[] = {{"always", 2}, {"batch", 1}, {"never", 0}};
+  for (auto [name, level] : levels) {
+    auto fsync = local::parse_fsync(name);
+    ASSERT_TRUE(fsync) << name;
+    auto db = sqlite::Connection::open(dir_.path() / "fsync.db", true).value();
+    ASSERT_TRUE(local::configure(*db, *fsync));
+    auto synchronous = db->prepare("PRAGMA synchronous").value();
+    ASSERT_TRUE(synchronous.step().value());
+    EXPECT_EQ(synchronous.int64(0), level) << name;
+  }
+  EXPECT_FALSE(local::parse_fsync("sometimes"));
+  EXPECT_FALSE(local::parse_fsync("ALWAYS"));
+}
+
 TEST_F(LocalStoreTest, CorruptFileFailsWithAClearError) {
   {
     std::ofstream junk(dir_.path() / "replayrail.db", std::ios::binary);

@@ -73,6 +73,13 @@ result<int> pragma_int(sqlite::Connection& db, const char* sql) {
 
 }  // namespace
 
+std::optional<Fsync> parse_fsync(std::string_view name) {
+  if (name == "always") return Fsync::always;
+  if (name == "batch") return Fsync::batch;
+  if (name == "never") return Fsync::never;
+  return std::nullopt;
+}
+
 result<void> configure(sqlite::Connection& db, Fsync fsync) {
   const char* sync = fsync == Fsync::always  ? "PRAGMA synchronous=FULL;"
                      : fsync == Fsync::batch ? "PRAGMA synchronous=NORMAL;"

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "replayrail/store/local/sqlite.h"
 
@@ -15,8 +17,11 @@ inline constexpr int kApplicationId = 0x52524c31;
 // How commits reach the disk.
 //   always: acknowledged = on disk: every COMMIT fsyncs the WAL (synchronous=FULL).
 //   batch:  on disk at WAL checkpoints: survives a process crash, not a power cut (NORMAL).
-//   never:  left to the OS (OFF).
+//   never:  left to the OS: survives a process crash, not an OS crash or a power cut (OFF).
 enum class Fsync { always, batch, never };
+
+// "always", "batch" or "never"; nullopt for anything else.
+std::optional<Fsync> parse_fsync(std::string_view name);
 
 // Applies the connection pragmas every connection uses.
 result<void> configure(sqlite::Connection& db, Fsync fsync);
