@@ -44,6 +44,7 @@ struct ServeArgs {
   std::string store = "local";
   std::string data_dir = "replayrail-data";
   std::string fsync = "always";
+  int fsync_interval_ms = 1000;
   std::string redis_url = "redis://127.0.0.1:6379/0";
   std::string redis_prefix = "rr";
   std::string listen = "127.0.0.1:8000";
@@ -82,7 +83,10 @@ int serve(ServeArgs& args) {
     // --fsync is checked when parsed: always, batch or never.
     auto fsync = store::local::parse_fsync(args.fsync).value_or(store::local::Fsync::always);
     std::shared_ptr<store::LocalStore> local;
-    RR_TRY_ASSIGN(local, store::LocalStore::open({.dir = args.data_dir, .fsync = fsync}));
+    RR_TRY_ASSIGN(local, store::LocalStore::open({.dir = args.data_dir,
+                                                  .fsync = fsync,
+                                                  .fsync_interval = std::chrono::milliseconds(
+                                                      args.fsync_interval_ms)}));
     return std::shared_ptr<store::Store>(local);
   };
   auto server = server::Server::create(args.server, factory);
@@ -200,6 +204,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--fsync", s.fsync, "Local store durability: always | batch | never")
       ->check(CLI::IsMember({"always", "batch", "never"}))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--fsync-interval-ms", s.fsync_interval_ms,
+                   "With --fsync batch: the most time before a commit is fsynced")
+      ->check(CLI::Range(1, 3'600'000))
       ->capture_default_str();
   serve_cmd->add_option("--redis", s.redis_url, "Redis URL (redis:// or rediss://)")
       ->envname("REDIS_URL")

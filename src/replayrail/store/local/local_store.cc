@@ -51,6 +51,9 @@ LocalStore::State::~State() {
 result<std::shared_ptr<LocalStore>> LocalStore::open(Options options) {
   if (!options.now_ms) options.now_ms = local::wall_clock_ms;
   if (options.max_batch == 0) options.max_batch = 1;
+  if (options.fsync == local::Fsync::batch && options.fsync_interval.count() <= 0) {
+    return make_error(errc::invalid_argument, "fsync=batch needs a positive fsync interval");
+  }
   std::error_code ec;
   std::filesystem::create_directories(options.dir, ec);
   if (ec) {
@@ -74,8 +77,10 @@ result<std::shared_ptr<LocalStore>> LocalStore::open(Options options) {
   // About one fsync: only worth waiting for when a commit costs one.
   auto commit_delay = options.fsync == local::Fsync::always ? std::chrono::microseconds(200)
                                                             : std::chrono::microseconds(0);
+  auto sync_interval =
+      options.fsync == local::Fsync::batch ? options.fsync_interval : std::chrono::milliseconds(0);
   state->writer = std::make_unique<local::Writer>(std::move(db), state->waiters, options.now_ms,
-                                                  options.max_batch, commit_delay);
+                                                  options.max_batch, commit_delay, sync_interval);
   state->options = std::move(options);
   return std::shared_ptr<LocalStore>(new LocalStore(std::move(state)));
 }

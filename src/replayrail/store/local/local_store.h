@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -28,6 +29,8 @@ class LocalStore final : public Store {
   struct Options {
     std::filesystem::path dir = "replayrail-data";
     local::Fsync fsync = local::Fsync::always;
+    // With fsync=batch: the most time between a commit and the fsync that puts it on disk.
+    std::chrono::milliseconds fsync_interval{1000};
     std::size_t max_batch = 4096;  // write operations per transaction at most
     // Wall clock in Unix milliseconds, for new ids and idle times; injectable for tests.
     std::function<std::uint64_t()> now_ms;

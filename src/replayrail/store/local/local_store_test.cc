@@ -3,8 +3,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <utility>
 
 #include "replayrail/store/local/sqlite.h"
 #include "replayrail/store/testing/conformance.h"
@@ -166,6 +170,145 @@ TEST_F(LocalStoreTest, FsyncPoliciesSetTheirSynchronousLevel) {
   }
   EXPECT_FALSE(local::parse_fsync("sometimes"));
   EXPECT_FALSE(local::parse_fsync("ALWAYS"));
+}
+
+// Counts the fsyncs SQLite makes of WAL files. While it lives it wraps the default VFS (the
+// file layer every connection opened meanwhile uses), passing every call through unchanged.
+class WalSyncCounter {
+ public:
+  WalSyncCounter() {
+    base_ = sqlite3_vfs_find(nullptr);
+    vfs_ = *base_;
+    vfs_.zName = "replayrail-wal-sync-counter";
+    vfs_.szOsFile = static_cast<int>(sizeof(File)) + base_->szOsFile;
+    vfs_.xOpen = &open_file;
+    EXPECT_EQ(sqlite3_vfs_register(&vfs_, 1), SQLITE_OK);
+  }
+  ~WalSyncCounter() { sqlite3_vfs_unregister(&vfs_); }
+
+  int syncs() const { return syncs_.load(); }
+
+ private:
+  // Ours, followed in the same allocation by the default VFS's own file object.
+  struct File {
+    sqlite3_file base;
+    sqlite3_file* real;
+    bool wal;
+  };
+  static sqlite3_file* real(sqlite3_file* f) { return reinterpret_cast<File*>(f)->real; }
+
+  static int open_file(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* out) {
+    auto* file = reinterpret_cast<File*>(f);
+    file->real = reinterpret_cast<sqlite3_file*>(file + 1);
+    file->wal = (flags & SQLITE_OPEN_WAL) != 0;
+    int rc = base_->xOpen(base_, name, file->real, flags, out);
+    file->base.pMethods = file->real->pMethods ? &kMethods : nullptr;
+    return rc;
+  }
+  static int sync_file(sqlite3_file* f, int flags) {
+    if (reinterpret_cast<File*>(f)->wal) ++syncs_;
+    return real(f)->pMethods->xSync(real(f), flags);
+  }
+
+  // Every other method calls the wrapped file's.
+  template <auto Member, class... A>
+  static auto forward(sqlite3_file* f, A... a)
+      -> decltype((std::declval<const sqlite3_io_methods&>().*Member)(f, a...)) {
+    return (real(f)->pMethods->*Member)(real(f), a...);
+  }
+  static constexpr sqlite3_io_methods kMethods = {
+      3,
+      &forward<&sqlite3_io_methods::xClose>,
+      &forward<&sqlite3_io_methods::xRead, void*, int, sqlite3_int64>,
+      &forward<&sqlite3_io_methods::xWrite, const void*, int, sqlite3_int64>,
+      &forward<&sqlite3_io_methods::xTruncate, sqlite3_int64>,
+      &sync_file,
+      &forward<&sqlite3_io_methods::xFileSize, sqlite3_int64*>,
+      &forward<&sqlite3_io_methods::xLock, int>,
+      &forward<&sqlite3_io_methods::xUnlock, int>,
+      &forward<&sqlite3_io_methods::xCheckReservedLock, int*>,
+      &forward<&sqlite3_io_methods::xFileControl, int, void*>,
+      &forward<&sqlite3_io_methods::xSectorSize>,
+      &forward<&sqlite3_io_methods::xDeviceCharacteristics>,
+      &forward<&sqlite3_io_methods::xShmMap, int, int, int, void volatile**>,
+      &forward<&sqlite3_io_methods::xShmLock, int, int, int>,
+      &forward<&sqlite3_io_methods::xShmBarrier>,
+      &forward<&sqlite3_io_methods::xShmUnmap, int>,
+      &forward<&sqlite3_io_methods::xFetch, sqlite3_int64, int, void**>,
+      &forward<&sqlite3_io_methods::xUnfetch, sqlite3_int64, void*>,
+  };
+
+  static inline sqlite3_vfs* base_ = nullptr;
+  static inline std::atomic<int> syncs_ = 0;
+  sqlite3_vfs vfs_;
+};
+
+// fsync=always: every commit fsyncs the WAL before the append is acknowledged. (Also shows that
+// WalSyncCounter sees the store's fsyncs.)
+TEST_F(LocalStoreTest, FsyncAlwaysSyncsEveryCommit) {
+  WalSyncCounter counter;
+  auto s = open({.fsync = local::Fsync::always});
+  for (int i = 0; i < 3; ++i) {
+    int before = counter.syncs();
+    ASSERT_TRUE(run(s->append("s", sample(), {})));
+    EXPECT_GE(counter.syncs(), before + 1);
+  }
+}
+
+// fsync=batch: a commit is acknowledged without an fsync, and the writer fsyncs the WAL once
+// within the interval after it; nothing more while nothing is written.
+TEST_F(LocalStoreTest, FsyncBatchSyncsTheWalWithinItsInterval) {
+  using namespace std::chrono_literals;
+  constexpr auto kInterval = 300ms;
+  WalSyncCounter counter;
+  auto s = open({.fsync = local::Fsync::batch, .fsync_interval = kInterval});
+  // The first commit into a new WAL also fsyncs its header (SQLite): let that pass.
+  ASSERT_TRUE(run(s->append("s", sample(), {})));
+  std::this_thread::sleep_for(2 * kInterval);
+
+  int before = counter.syncs();
+  auto acked = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run(s->append("s", sample(), {})));
+  int right_after = counter.syncs();
+  if (std::chrono::steady_clock::now() - acked < kInterval) {
+    EXPECT_EQ(right_after, before) << "fsynced at commit";
+  }
+  std::this_thread::sleep_for(2 * kInterval);
+  EXPECT_EQ(counter.syncs(), before + 1);
+  std::this_thread::sleep_for(2 * kInterval);
+  EXPECT_EQ(counter.syncs(), before + 1) << "fsynced again with nothing written";
+}
+
+// Closing the store fsyncs what fsync=batch has not yet, long before the interval is over.
+TEST_F(LocalStoreTest, FsyncBatchSyncsWhenClosed) {
+  WalSyncCounter counter;
+  auto s = open({.fsync = local::Fsync::batch, .fsync_interval = std::chrono::minutes(10)});
+  ASSERT_TRUE(run(s->append("s", sample(), {})));
+  int before = counter.syncs();
+  s->close();
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (counter.syncs() == before && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(counter.syncs(), before + 1);
+}
+
+// fsync=never leaves the WAL to the OS: no fsync at commit, none later.
+TEST_F(LocalStoreTest, FsyncNeverNeverSyncsTheWal) {
+  WalSyncCounter counter;
+  auto s = open({.fsync = local::Fsync::never, .fsync_interval = std::chrono::milliseconds(50)});
+  int before = counter.syncs();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(run(s->append("s", sample(), {})));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(counter.syncs(), before);
+}
+
+TEST_F(LocalStoreTest, FsyncBatchWithoutAPositiveIntervalIsRefused) {
+  auto r =
+      LocalStore::open({.dir = dir_.path(), .fsync = local::Fsync::batch, .fsync_interval = {}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::invalid_argument);
+  EXPECT_NE(r.error().message.find("fsync interval"), std::string::npos) << r.error().message;
 }
 
 TEST_F(LocalStoreTest, CorruptFileFailsWithAClearError) {

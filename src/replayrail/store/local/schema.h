@@ -16,7 +16,9 @@ inline constexpr int kApplicationId = 0x52524c31;
 
 // How commits reach the disk.
 //   always: acknowledged = on disk: every COMMIT fsyncs the WAL (synchronous=FULL).
-//   batch:  on disk at WAL checkpoints: survives a process crash, not a power cut (NORMAL).
+//   batch:  acknowledged at commit, on disk within an interval (LocalStore::Options, 1 s by
+//           default): the writer fsyncs the WAL then (synchronous=NORMAL, which also fsyncs at
+//           checkpoints). Survives a process crash; a power cut loses at most that interval.
 //   never:  left to the OS: survives a process crash, not an OS crash or a power cut (OFF).
 enum class Fsync { always, batch, never };
 

@@ -94,6 +94,19 @@ result<Statement> Connection::prepare(const char* sql) {
   return Statement(*this, it->second);
 }
 
+result<void> Connection::sync_journal() {
+  sqlite3_file* file = nullptr;
+  if (sqlite3_file_control(db_, "main", SQLITE_FCNTL_JOURNAL_POINTER, &file) != SQLITE_OK) {
+    return error("finding the journal");
+  }
+  if (file == nullptr || file->pMethods == nullptr) return {};
+  if (int rc = file->pMethods->xSync(file, SQLITE_SYNC_NORMAL); rc != SQLITE_OK) {
+    return make_error(errc::store_unavailable,
+                      std::string("fsync of the journal failed: ") + sqlite3_errstr(rc));
+  }
+  return {};
+}
+
 result<void> Connection::exec(std::string_view sql) {
   std::string text(sql);
   if (sqlite3_exec(db_, text.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) return error(sql);

@@ -65,6 +65,11 @@ class Connection {
   // Runs one or more statements without results (schema, pragmas, BEGIN/COMMIT).
   result<void> exec(std::string_view sql);
 
+  // fsyncs the connection's journal (the WAL, in WAL mode) through SQLite's own file layer, as a
+  // commit with synchronous=FULL does, so that what was committed before is on disk. Nothing to
+  // do while the connection has no journal open. Call it between transactions.
+  result<void> sync_journal();
+
   std::int64_t changes() const { return sqlite3_changes64(db_); }
   sqlite3* handle() { return db_; }
 

@@ -100,12 +100,13 @@ result<void> WriteContext::flush() {
 
 Writer::Writer(std::unique_ptr<sqlite::Connection> db, WaitList& waiters,
                std::function<std::uint64_t()> now_ms, std::size_t max_batch,
-               std::chrono::microseconds commit_delay)
+               std::chrono::microseconds commit_delay, std::chrono::milliseconds sync_interval)
     : db_(std::move(db)),
       waiters_(waiters),
       now_ms_(std::move(now_ms)),
       max_batch_(max_batch),
       commit_delay_(commit_delay),
+      sync_interval_(sync_interval),
       thread_([this] { run(); }) {}
 
 Writer::~Writer() {
@@ -158,19 +159,41 @@ void Writer::run() {
       poll_backoff_ = poll_before_sleeping() ? 0 : std::min(2 * poll_backoff_ + 1, kMaxPollSkips);
       poll_skips_ = poll_backoff_;
     }
+    bool work;
     {
       std::unique_lock lock(mu_);
       idle_ = queue_.empty();
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      auto ready = [this] { return stopping_ || !queue_.empty(); };
+      if (sync_due_) {
+        cv_.wait_until(lock, *sync_due_, ready);
+      } else {
+        cv_.wait(lock, ready);
+      }
       idle_ = false;
-      if (queue_.empty()) return;  // stopping, and nothing left to write
+      work = !queue_.empty();
     }
+    if (!work && stopping_) {  // nothing left to write
+      sync_if_due(true);
+      return;
+    }
+    sync_if_due(false);
+    if (!work) continue;
     // Commit delay, as PostgreSQL's commit_delay but adaptive: the writers the previous batch
     // completed are likely about to write again. Waiting up to `commit_delay_` for most of them
     // lets one fsync serve them all instead of two. A lone writer never waits.
     std::size_t wanted = commit_delay_.count() > 0 ? last_batch - last_batch / 8 : 0;
     last_batch = run_batch(batch, wanted);
+    if (sync_interval_.count() > 0 && !sync_due_) {
+      sync_due_ = std::chrono::steady_clock::now() + sync_interval_;
+    }
   }
+}
+
+void Writer::sync_if_due(bool now) {
+  if (!sync_due_ || (!now && std::chrono::steady_clock::now() < *sync_due_)) return;
+  // Every commit so far is in the WAL; once it is on disk, none needs a sync any more.
+  sync_due_.reset();
+  if (!db_->sync_journal()) sync_due_ = std::chrono::steady_clock::now() + sync_interval_;
 }
 
 bool Writer::poll_before_sleeping() {

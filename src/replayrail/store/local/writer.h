@@ -70,8 +70,14 @@ class WriteContext {
 // again at once; the thread waits at most `kArrivalGap` for each next write), and, with a
 // commit delay, until about as many writes as the previous batch had arrived (see run()).
 //
+// Timed fsync (fsync=batch): commits do not fsync, and the thread fsyncs the WAL at most
+// `sync_interval` after a commit, between batches or while idle, so a power cut loses at most
+// about that much of what was acknowledged (Redis's appendfsync everysec). A failed fsync is
+// tried again after another interval.
+//
 // Lifecycle: started by the constructor; close() refuses later writes (store_closed_error())
-// and lets the thread finish what is queued; the destructor closes and joins the thread.
+// and lets the thread finish what is queued (and fsync it, with a sync interval); the destructor
+// closes and joins the thread.
 class Writer {
  public:
   // A queued write. apply() runs in the transaction; finish() completes it after the commit
@@ -89,10 +95,12 @@ class Writer {
   };
 
   // `commit_delay`: how long the writer may wait for the writers of its previous batch to come
-  // back before it commits a smaller one (zero: never waits).
+  // back before it commits a smaller one (zero: never waits). `sync_interval`: the most time
+  // between a commit and the fsync of the WAL after it (zero: the writer never fsyncs itself;
+  // the connection's synchronous level decides).
   Writer(std::unique_ptr<sqlite::Connection> db, WaitList& waiters,
          std::function<std::uint64_t()> now_ms, std::size_t max_batch,
-         std::chrono::microseconds commit_delay);
+         std::chrono::microseconds commit_delay, std::chrono::milliseconds sync_interval);
   ~Writer();
 
   // Runs `fn(WriteContext&) -> result<T>` on the writer thread inside a batch transaction and
@@ -115,6 +123,9 @@ class Writer {
   // kPollBeforeSleep: a caller they resume that writes again is then served without the cost
   // of waking this thread. False: nothing was queued meanwhile.
   bool poll_before_sleeping();
+  // With a sync interval: fsyncs the WAL if a commit has waited for it since `sync_due_` (or
+  // at all, when `now` is true).
+  void sync_if_due(bool now);
   // Moves queued operations into `batch` (up to max_batch_).
   void take(std::vector<std::unique_ptr<Op>>& batch);
   // With the lock held, after applying what was queued: waits until more writes arrive or
@@ -131,6 +142,9 @@ class Writer {
   std::function<std::uint64_t()> now_ms_;
   std::size_t max_batch_;
   std::chrono::microseconds commit_delay_;
+  std::chrono::milliseconds sync_interval_;
+  // When the WAL must next be fsynced: set by the first commit after an fsync.
+  std::optional<std::chrono::steady_clock::time_point> sync_due_;
   std::uint64_t next_expiry_sweep_ms_ = 0;
   int poll_skips_ = 0;    // batches that skip poll_before_sleeping() (see run())
   int poll_backoff_ = 0;  // the skips after the last poll: grows while polls find nothing
