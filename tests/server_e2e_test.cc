@@ -1413,6 +1413,28 @@ TEST(ServerCli, RefusesANonLoopbackAddressWithoutInsecure) {
   EXPECT_NE(WEXITSTATUS(status), 0);
 }
 
+// Arguments that are wrong are a usage error (exit 2), before anything starts.
+TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
+  const std::vector<std::vector<std::string>> bad = {
+      {"serve", "--fsync", "sometimes"},
+      {"serve", "--fsync", "batch", "--fsync-interval-ms", "0"},
+      {"serve", "--threads", "-1"},
+      {"serve", "--listen", "no-port"},
+      {"serve", "--no-such-flag"},
+      {"publish"},
+      {"replay", "c", "--url", "ftp://127.0.0.1:1"},
+      {},
+  };
+  for (const auto& args : bad) {
+    std::vector<std::string> argv{RR_SERVER_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    testing::ChildProcess p(argv);
+    int status = p.wait();
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 2) << ::testing::PrintToString(args);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, ServerE2E, ::testing::Values("memory", "local", "redis"),
                          [](const auto& info) { return info.param; });
 

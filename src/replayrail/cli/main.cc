@@ -38,6 +38,7 @@ using tcp = asio::ip::tcp;
 
 // Exit codes: 0 ok, 1 the server refused (HTTP error), 2 usage, 3 cannot reach the server.
 constexpr int kRefused = 1;
+constexpr int kUsage = 2;
 constexpr int kUnreachable = 3;
 
 struct ServeArgs {
@@ -56,7 +57,7 @@ int serve(ServeArgs& args) {
   auto colon = args.listen.rfind(':');
   if (colon == std::string::npos) {
     std::fprintf(stderr, "replayrail: --listen must be host:port, not '%s'\n", args.listen.c_str());
-    return 2;
+    return kUsage;
   }
   args.server.host = args.listen.substr(0, colon);
   if (args.server.host.starts_with('[')) args.server.host = args.server.host.substr(1);
@@ -65,7 +66,7 @@ int serve(ServeArgs& args) {
     args.server.port = static_cast<std::uint16_t>(std::stoul(args.listen.substr(colon + 1)));
   } catch (const std::exception&) {
     std::fprintf(stderr, "replayrail: bad port in --listen '%s'\n", args.listen.c_str());
-    return 2;
+    return kUsage;
   }
   args.server.rail.default_start_position =
       args.start == "earliest" ? StartPosition::earliest : StartPosition::latest;
@@ -282,7 +283,7 @@ int main(int argc, char** argv) {
   serve_cmd
       ->add_option("--backpressure-max-inflight", bp.max_inflight,
                    "Publishes get 429 while this many events are on their way to the store")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1'000'000'000}))
       ->envname("BACKPRESSURE_MAX_INFLIGHT")
       ->capture_default_str();
   serve_cmd
@@ -345,14 +346,19 @@ int main(int argc, char** argv) {
     cmd->add_option("--url", url, "Server")->envname("REPLAYRAIL_URL")->capture_default_str();
   }
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // Prints the help (exit 0) or what was wrong with the arguments.
+    return app.exit(e) == 0 ? 0 : kUsage;
+  }
   if (serve_cmd->parsed()) return serve(s);
 
   auto at = parse_base_url(url);
   if (!at) {
     std::fprintf(stderr, "replayrail: --url must look like http://host:port, not '%s'\n",
                  url.c_str());
-    return 2;
+    return kUsage;
   }
   if (publish_cmd->parsed()) {
     // The server validates everything; the JSON fields are passed through as given.
