@@ -1,8 +1,9 @@
 # The two commands: `make run` and `make test`. Everything else is a thin wrapper over scripts/.
-.PHONY: all setup build run test bench format format-check clean
+.PHONY: all setup build run test bench fuzz format format-check clean
 
 BUILD      ?= build/release
 ASAN_BUILD ?= build/asan
+FUZZ_BUILD ?= build/fuzz
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
 
@@ -31,6 +32,17 @@ test: setup format-check $(ASAN_BUILD)/build.ninja $(BUILD)/build.ninja
 
 bench: build
 	scripts/bench
+
+# libFuzzer on the parsers of untrusted input (tests/fuzz), FUZZ_SECONDS (60) each; needs clang,
+# which `scripts/setup --fuzz` installs.
+$(FUZZ_BUILD)/build.ninja:
+	CXX=clang++ cmake -S . -B $(FUZZ_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DRR_FUZZ=ON -DRR_BUILD_TESTS=OFF -DRR_BUILD_BENCH=OFF
+
+fuzz:
+	@scripts/setup --fuzz
+	$(MAKE) $(FUZZ_BUILD)/build.ninja
+	FUZZ_BUILD=$(FUZZ_BUILD) scripts/fuzz
 
 format:
 	@scripts/format
