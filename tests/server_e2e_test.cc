@@ -742,6 +742,9 @@ TEST_P(ServerE2E, TopicBadInputIsAClearErrorAndWritesNothing) {
        "invalid_argument"},
       {"/v1/topics/t/groups/none/ack", R"({"items":[{"partition":0,"redis_ids":["x"]}]})", 400,
        "invalid_cursor"},
+      // 2^32 + 1: not partition 1.
+      {"/v1/topics/t/groups/none/ack",
+       R"({"items":[{"partition":4294967297,"redis_ids":["1-0"]}]})", 400, "invalid_argument"},
       {"/v1/topics/t/groups/none/claim", R"({"min_idle_ms":5})", 400, "invalid_argument"},
   };
   for (const auto& c : cases) {

@@ -91,7 +91,9 @@ result<std::vector<PartitionIds>> Body::ack_items() const {
     const json::object* o = item.if_object();
     const json::value* p = o ? o->if_contains("partition") : nullptr;
     const json::value* ids = o ? o->if_contains("redis_ids") : nullptr;
-    if (!p || !p->is_int64() || p->get_int64() < 0 || !ids || !ids->is_array()) {
+    // A partition number beyond any topic's is refused here, before it is narrowed to 32 bits.
+    if (!p || !p->is_int64() || p->get_int64() < 0 || p->get_int64() >= kMaxPartitions || !ids ||
+        !ids->is_array()) {
       return make_error(errc::invalid_argument,
                         "each item must be {\"partition\": n, \"redis_ids\": [...]}");
     }
