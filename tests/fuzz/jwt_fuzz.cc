@@ -2,6 +2,7 @@
 // any claims a token is minted with come back from verify() unchanged.
 #include <boost/json.hpp>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "check.h"
