@@ -417,6 +417,13 @@ class V1Client {
       }
     }
   }
+  // The first message for `sub`.
+  json::object until_sub(const std::string& sub) {
+    for (;;) {
+      auto m = next();
+      if (m.contains("sub") && m.at("sub").as_string() == sub) return m;
+    }
+  }
   std::string protocol;
 
  private:
@@ -564,6 +571,15 @@ TEST_P(ServerE2E, V1BadInputIsAnErrorMessageAndTheConnectionStays) {
   EXPECT_EQ(code(c.until("error", "x").back()), "invalid_channel");
   c.send(R"({"op":"subscribe","sub":"x","channel":"v1e","policy":"sometimes"})");
   EXPECT_EQ(code(c.until("error", "x").back()), "invalid_argument");
+  // A misspelt or mistyped field is refused, not ignored (the subscription would start at the
+  // default instead): the answer is an error, not `subscribed`.
+  for (const char* bad : {R"({"op":"subscribe","sub":"x","channel":"v1e","form":"0-0"})",
+                          R"({"op":"subscribe","sub":"x","channel":"v1e","from":0})"}) {
+    c.send(bad);
+    auto answer = c.until_sub("x");
+    ASSERT_EQ(std::string(answer.at("type").as_string()), "error") << bad;
+    EXPECT_EQ(code(answer), "invalid_argument") << bad;
+  }
   c.send(R"({"op":"subscribe","sub":"x","channel":"v1e","from":"0-0","epoch":"not-the-epoch"})");
   EXPECT_EQ(code(c.until("error", "x").back()), "stream_reset");
   c.send(R"({"op":"unsubscribe","sub":"nobody"})");

@@ -848,6 +848,19 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
     co_await subscribe_group(outbox, session, *sub, msg);
     co_return;
   }
+  // The fields docs/protocol.md lists, each a string: a misspelt "form" or a numeric "from"
+  // would otherwise be ignored, and the subscription would start somewhere the client did not ask.
+  auto known = Body::of(msg, {"op", "sub", "channel", "from", "epoch", "policy"});
+  for (std::string_view key : {"channel", "from", "epoch", "policy"}) {
+    if (!known) break;
+    if (const auto* v = known->get(key); v && !v->is_string()) {
+      known = make_error(errc::invalid_argument, std::string(key) + " must be a string");
+    }
+  }
+  if (!known) {
+    outbox->push_message(v1_error(&*sub, known.error()));
+    co_return;
+  }
   if (session->claims && !auth::allows_channel(*session->claims, field("channel").value_or(""))) {
     outbox->push_message(v1_error(
         &*sub, make_error(errc::forbidden,
