@@ -204,7 +204,11 @@ int main(int argc, char** argv) {
       ->envname("REPLAYRAIL_DATA_DIR")
       ->capture_default_str();
   serve_cmd->add_option("--fsync", s.fsync, "Local store durability: always | batch | never")
-      ->check(CLI::IsMember({"always", "batch", "never"}))
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            return store::local::parse_fsync(v) ? "" : v + " is not always, batch or never";
+          },
+          "", "fsync"))
       ->capture_default_str();
   serve_cmd
       ->add_option("--fsync-interval-ms", s.fsync_interval_ms,

@@ -852,8 +852,7 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
   // would otherwise be ignored, and the subscription would start somewhere the client did not ask.
   auto known = Body::of(msg, {"op", "sub", "channel", "from", "epoch", "policy"});
   for (std::string_view key : {"channel", "from", "epoch", "policy"}) {
-    if (!known) break;
-    if (const auto* v = known->get(key); v && !v->is_string()) {
+    if (const auto* v = known ? known->get(key) : nullptr; v && !v->is_string()) {
       known = make_error(errc::invalid_argument, std::string(key) + " must be a string");
     }
   }
