@@ -175,6 +175,22 @@ TEST_P(ServerE2E, PublishAndReplay) {
   auto empty = call(http::verb::get, "/events/never-written");
   ASSERT_EQ(empty.status, 200u);
   EXPECT_TRUE(empty.json().at("events").as_array().empty());
+  EXPECT_EQ(empty.json().at("next").as_string(), "0-0");
+
+  // `$` replays nothing, and its `next` is the last id now: polling with it gets what follows.
+  auto latest = call(http::verb::get, "/events/orders?after=$");
+  ASSERT_EQ(latest.status, 200u) << latest.body;
+  EXPECT_TRUE(latest.json().at("events").as_array().empty());
+  EXPECT_EQ(latest.json().at("next").as_string(), events[1].at("id").as_string());
+  auto third = publish("orders", R"({"type":"order.shipped","payload":{"n":3}})");
+  ASSERT_EQ(third.status, 201u);
+  auto polled = call(http::verb::get,
+                     "/events/orders?after=" + std::string(latest.json().at("next").as_string()));
+  auto news = polled.json().at("events").as_array();
+  ASSERT_EQ(news.size(), 1u) << polled.body;
+  EXPECT_EQ(news[0].at("id"), third.json().at("event").at("id"));
+  EXPECT_EQ(call(http::verb::get, "/events/never-written?after=$").json().at("next").as_string(),
+            "0-0");
 
   EXPECT_EQ(call(http::verb::get, "/healthz").status, 200u);
   EXPECT_EQ(call(http::verb::get, "/readyz").status, 200u);

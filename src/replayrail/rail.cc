@@ -26,6 +26,7 @@ store::task<result<store::Appended>> Rail::publish(const EventInput& input) {
 }
 
 store::task<result<StreamId>> Rail::resolve(std::string_view channel, Cursor cursor) {
+  RR_CO_TRY(validate_channel(channel));
   if (!cursor.is_latest()) co_return cursor.id();
   auto info = co_await store_->info(channel);
   if (info) co_return info->last_id;

@@ -63,13 +63,14 @@ class Rail {
                                               std::optional<Cursor> from = {},
                                               std::string epoch = {});
 
+  // The id `cursor` stands for now: `$` resolves to the stream's last id (0-0 if none yet),
+  // any other cursor to its own id.
+  store::task<result<StreamId>> resolve(std::string_view channel, Cursor cursor);
+
   store::Store& store() { return *store_; }
   const RailConfig& config() const { return config_; }
 
  private:
-  // The id `cursor` stands for now: `$` resolves to the stream's last id (0-0 if none yet).
-  store::task<result<StreamId>> resolve(std::string_view channel, Cursor cursor);
-
   std::shared_ptr<store::Store> store_;
   RailConfig config_;
   std::shared_ptr<Backpressure> backpressure_;

@@ -378,9 +378,18 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
         if (i) out += ',';
         append_envelope(out, *(*page)[i]);
       }
-      // `next`: where the following page starts (the request's own cursor when nothing came).
-      std::string next = page->empty() ? after->to_string() : page->back()->id.to_string();
-      out += R"(],"next":")" + next + "\"}";
+      // `next`: where the following page starts. When nothing came it is the request's own
+      // cursor, with `$` resolved to the stream's last id now: polling with `next` then returns
+      // what is published after this request (a `next` of "$" would return nothing, ever).
+      StreamId next;
+      if (page->empty()) {
+        auto at = co_await rail->resolve(channel, *after);
+        if (!at) co_return error(req, at.error());
+        next = *at;
+      } else {
+        next = page->back()->id;
+      }
+      out += R"(],"next":")" + next.to_string() + "\"}";
       co_return json_response(req, 200, std::move(out));
     }
     co_return method_not_allowed("GET, POST");
