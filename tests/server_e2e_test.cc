@@ -208,6 +208,10 @@ TEST_P(ServerE2E, BadInputGetsAClearErrorAndStoresNothing) {
       {http::verb::post, "/events/c", R"({"payload":{}})", 400, "invalid_event_type"},
       {http::verb::post, "/events/c", R"({"type":"t","payload":[1]})", 400, "invalid_payload"},
       {http::verb::post, "/events/c", R"({"type":"t","colour":"red"})", 400, "invalid_argument"},
+      // Readers would get infinity; Boost.JSON alone stored it as `Infinity`, which is not JSON.
+      {http::verb::post, "/events/c", R"({"type":"t","payload":{"e":1e400}})", 400, "invalid_json"},
+      {http::verb::post, "/v1/topics/c/events",
+       R"({"events":[{"type":"t","payload":{"e":-2e308}}]})", 400, "invalid_json"},
       {http::verb::post, "/events/bad%20channel", R"({"type":"t"})", 400, "invalid_channel"},
       {http::verb::post, "/events/c",
        R"({"type":"t","payload":{"x":")" + std::string(9000, 'x') + "\"}}", 413,
@@ -416,11 +420,12 @@ class V1Client {
     protocol = std::string(res[http::field::sec_websocket_protocol]);
   }
   void send(const std::string& text) { ws_.write(asio::buffer(text)); }
-  json::object next() {
+  std::string next_text() {
     beast::flat_buffer buffer;
     ws_.read(buffer);
-    return json::parse(beast::buffers_to_string(buffer.data())).as_object();
+    return beast::buffers_to_string(buffer.data());
   }
+  json::object next() { return json::parse(next_text()).as_object(); }
   // Messages up to and including the first of `type` (for `sub`, when given).
   std::vector<json::object> until(const std::string& type, const std::string& sub = "") {
     std::vector<json::object> out;
@@ -743,6 +748,42 @@ TEST_P(ServerE2E, TopicsAndConsumerGroupsWalkthrough) {
   auto destroyed = call(http::verb::delete_, "/v1/topics/orders/groups/workers");
   EXPECT_EQ(destroyed.status, 200u) << destroyed.body;
   EXPECT_EQ(call(http::verb::delete_, "/v1/topics/orders/groups/workers").status, 404u);
+}
+
+// Every reader gets the numbers the publisher sent, digit for digit: Boost.JSON's own parser and
+// writer would turn 474.59380568556355 into 474.5938056855635 and 12.34 into 1.234E1.
+TEST_P(ServerE2E, NumbersArriveExactlyAsPublished) {
+  const std::string payload =
+      R"({"amount":12.34,"reading":474.59380568556355,"ratio":1.0,"big":18446744073709551615,)"
+      R"("tiny":5e-324})";
+  const std::string as_sent = R"("payload":)" + payload;
+  auto published = publish("nums", R"({"type":"t","payload":)" + payload + "}");
+  ASSERT_EQ(published.status, 201u) << published.body;
+  EXPECT_NE(published.body.find(as_sent), std::string::npos) << published.body;
+  auto page = call(http::verb::get, "/events/nums?after=0-0");
+  EXPECT_NE(page.body.find(as_sent), std::string::npos) << page.body;
+
+  V1Client c(port_);
+  c.send(R"({"op":"subscribe","sub":"s","channel":"nums","from":"0-0"})");
+  std::string frames;
+  while (frames.find("caught_up") == std::string::npos) frames += c.next_text();
+  EXPECT_NE(frames.find(as_sent), std::string::npos) << frames;
+  c.send(R"({"op":"ping","data":{"x":474.59380568556355}})");
+  std::string pong;
+  while (pong.find("pong") == std::string::npos) pong = c.next_text();
+  EXPECT_NE(pong.find(R"("data":{"x":474.59380568556355})"), std::string::npos) << pong;
+
+  auto ingested = call(http::verb::post, "/v1/topics/nums-topic/events",
+                       R"({"events":[{"type":"t","payload":)" + payload + "}]}");
+  ASSERT_EQ(ingested.status, 201u) << ingested.body;
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/nums-topic/groups", R"({"group":"g","start_id":"0-0"})")
+          .status,
+      201u);
+  auto read = call(http::verb::post, "/v1/topics/nums-topic/groups/g/read",
+                   R"({"consumer":"c1","count":10})");
+  ASSERT_EQ(read.status, 200u) << read.body;
+  EXPECT_NE(read.body.find(as_sent), std::string::npos) << read.body;
 }
 
 TEST_P(ServerE2E, TopicBadInputIsAClearErrorAndWritesNothing) {

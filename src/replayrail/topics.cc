@@ -7,11 +7,11 @@
 #include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <functional>
 #include <map>
+
+#include "replayrail/core/json_text.h"
 
 namespace replayrail {
 
@@ -340,16 +340,15 @@ std::string dead_letter_stream(std::string_view topic) { return std::string(topi
 task<result<void>> Topics::dead_letter(const store::Topic& t, std::uint32_t p,
                                        std::string_view group, const store::GroupMessage& m) {
   const Event& e = *m.event;
-  boost::system::error_code ec;
-  json::value metadata = json::parse(e.metadata, ec);
-  if (ec || !metadata.is_object()) metadata = json::object{};
+  auto parsed = parse_json(e.metadata);
+  json::value metadata = parsed && parsed->is_object() ? std::move(*parsed) : json::object{};
   metadata.as_object()["dead_letter"] = json::object{{"reason", "max_deliveries"},
                                                      {"topic", t.name},
                                                      {"partition", p},
                                                      {"group", group},
                                                      {"original_id", m.id.to_string()},
                                                      {"deliveries", m.delivery_count}};
-  const std::string metadata_text = json::serialize(metadata);
+  const std::string metadata_text = to_json(metadata);
   const std::string stream = dead_letter_stream(t.name);
   // Idempotent: a claim retried after a failure between append and ack appends nothing twice.
   std::string event_id = e.event_id + ":dlq:" + std::string(group);

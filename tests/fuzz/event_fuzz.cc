@@ -1,12 +1,14 @@
 // Publish and ingest bodies (POST /events/{channel}, POST /v1/topics/{topic}/events): whatever
 // the parsers accept and make_event() validates renders as a JSON envelope carrying the same
-// fields, with payload and metadata objects and actor an object or null.
+// fields, with payload and metadata objects and actor an object or null; a publish body's
+// payload is stored with the very values it was sent with (numbers to the last bit).
 #include <boost/json.hpp>
 #include <cstdint>
 #include <string_view>
 
 #include "check.h"
 #include "replayrail/core/event.h"
+#include "replayrail/core/json_text.h"
 
 namespace {
 
@@ -45,6 +47,16 @@ void check_body(const PublishBody& body, std::string_view channel) {
   if (small) RR_FUZZ_CHECK(small->event.payload == made->event.payload);
 }
 
+// The payload stored for an accepted publish body parses to the value the body held.
+void check_payload_values(std::string_view text, const PublishBody& body) {
+  auto sent = parse_json(text);
+  RR_FUZZ_CHECK(sent && sent->is_object());
+  auto stored = parse_json(body.payload);
+  RR_FUZZ_CHECK(stored.has_value());
+  const json::value* payload = sent->get_object().if_contains("payload");
+  RR_FUZZ_CHECK(payload ? *stored == *payload : body.payload == "{}");
+}
+
 }  // namespace
 
 // The first byte picks the body: even = a publish body, odd = an ingest body.
@@ -52,7 +64,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   std::string_view text(reinterpret_cast<const char*>(data + 1), size - 1);
   if (data[0] % 2 == 0) {
-    if (auto body = parse_publish_body(text)) check_body(*body, "orders:1");
+    if (auto body = parse_publish_body(text)) {
+      check_payload_values(text, *body);
+      check_body(*body, "orders:1");
+    }
   } else if (auto body = parse_ingest_body(text)) {
     for (const auto& event : body->events) check_body(event, "orders#0");
   }

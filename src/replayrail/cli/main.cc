@@ -21,6 +21,7 @@
 #include <iostream>
 #include <thread>
 
+#include "replayrail/core/json_text.h"
 #include "replayrail/resp/url.h"
 #include "replayrail/server/server.h"
 #include "replayrail/store/local/local_store.h"
@@ -367,21 +368,19 @@ int main(int argc, char** argv) {
   if (publish_cmd->parsed()) {
     // The server validates everything; the JSON fields are passed through as given.
     auto json_or_exit = [](const std::string& name, const std::string& text) {
-      boost::system::error_code ec;
-      auto v = boost::json::parse(text, ec);
-      if (ec) {
-        std::fprintf(stderr, "replayrail: --%s is not JSON: %s\n", name.c_str(),
-                     ec.message().c_str());
+      auto v = replayrail::parse_json(text);
+      if (!v) {
+        std::fprintf(stderr, "replayrail: --%s %s\n", name.c_str(), v.error().message.c_str());
         std::exit(2);
       }
-      return v;
+      return std::move(*v);
     };
     boost::json::object body{{"type", type}, {"payload", json_or_exit("payload", payload)}};
     if (!actor.empty()) body["actor"] = json_or_exit("actor", actor);
     if (!metadata.empty()) body["metadata"] = json_or_exit("metadata", metadata);
     if (!event_id.empty()) body["event_id"] = event_id;
     return http_call(*at, http::verb::post, "/events/" + path_segment(channel),
-                     boost::json::serialize(body));
+                     replayrail::to_json(body));
   }
   if (replay_cmd->parsed()) {
     return http_call(*at, http::verb::get,

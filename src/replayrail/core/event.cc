@@ -1,12 +1,10 @@
 #include "replayrail/core/event.h"
 
 #include <boost/json/monotonic_resource.hpp>
-#include <boost/json/parse.hpp>
-#include <boost/json/parser.hpp>
-#include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
 #include "replayrail/core/fingerprint.h"
+#include "replayrail/core/json_text.h"
 #include "replayrail/core/random.h"
 #include "replayrail/core/request_json.h"
 #include "replayrail/core/timestamp.h"
@@ -38,18 +36,11 @@ result<void> check_name(std::string_view value, std::size_t max_size, std::strin
 }
 
 // Parses `text` as JSON into `out` (storage from `mr`); the error says which field was wrong.
-// One parser per thread keeps its internal stack allocated between events.
-result<void> parse_json(std::string_view text, json::monotonic_resource& mr, json::value& out,
-                        errc code, std::string_view what) {
-  thread_local json::parser parser;
-  boost::system::error_code ec;
-  parser.reset(&mr);
-  parser.write(text.data(), text.size(), ec);
-  if (ec) {
-    parser.reset();
-    return make_error(code, std::string(what) + " is not valid JSON: " + ec.message());
-  }
-  out = parser.release();
+result<void> parse_field(std::string_view text, json::monotonic_resource& mr, json::value& out,
+                         errc code, std::string_view what) {
+  auto parsed = parse_json(text, &mr);
+  if (!parsed) return make_error(code, std::string(what) + " " + parsed.error().message);
+  out = std::move(*parsed);
   return {};
 }
 
@@ -80,11 +71,11 @@ result<void> check_json_fields(const EventInput& in, std::string_view actor_text
   unsigned char buffer[4096];
   json::monotonic_resource mr(buffer, sizeof buffer);
   json::value payload, actor, metadata;
-  RR_TRY(parse_json(in.payload, mr, payload, errc::invalid_payload, "payload"));
+  RR_TRY(parse_field(in.payload, mr, payload, errc::invalid_payload, "payload"));
   if (!payload.is_object()) return make_error(errc::invalid_payload, kPayloadKind);
-  RR_TRY(parse_json(actor_text, mr, actor, errc::invalid_actor, "actor"));
+  RR_TRY(parse_field(actor_text, mr, actor, errc::invalid_actor, "actor"));
   if (!actor.is_object() && !actor.is_null()) return make_error(errc::invalid_actor, kActorKind);
-  RR_TRY(parse_json(metadata_text, mr, metadata, errc::invalid_metadata, "metadata"));
+  RR_TRY(parse_field(metadata_text, mr, metadata, errc::invalid_metadata, "metadata"));
   if (!metadata.is_object()) return make_error(errc::invalid_metadata, kMetadataKind);
   // Only idempotency compares fingerprints, and only chosen event_ids are looked up.
   if (in.event_id) {
@@ -168,15 +159,15 @@ result<PublishBody> parse_publish_object(const json::object& object) {
       has_type = true;
     } else if (key == "payload") {
       if (!v.is_object()) return make_error(errc::invalid_payload, kPayloadKind);
-      body.payload = json::serialize(v);
+      body.payload = to_json(v);
     } else if (key == "actor") {
       if (!v.is_object() && !v.is_null()) return make_error(errc::invalid_actor, kActorKind);
-      body.actor = json::serialize(v);
+      body.actor = to_json(v);
     } else if (key == "metadata") {
       if (!v.is_null() && !v.is_object()) {
         return make_error(errc::invalid_metadata, kMetadataKind);
       }
-      if (!v.is_null()) body.metadata = json::serialize(v);
+      if (!v.is_null()) body.metadata = to_json(v);
     } else if (key == "event_id") {
       if (!v.is_null()) RR_TRY_ASSIGN(body.event_id, string_field(v, key, errc::invalid_event_id));
     } else if (key == "created_at") {
@@ -199,10 +190,10 @@ result<PublishBody> parse_publish_object(const json::object& object) {
 }  // namespace
 
 result<json::value> parse_request_object(std::string_view text, json::storage_ptr storage) {
-  boost::system::error_code ec;
-  json::value doc = json::parse(text, ec, std::move(storage));
-  if (ec) return make_error(errc::invalid_json, "request body is not valid JSON: " + ec.message());
-  if (!doc.is_object()) return make_error(errc::invalid_json, "request body must be a JSON object");
+  auto doc = parse_json(text, std::move(storage));
+  if (!doc) return make_error(errc::invalid_json, "request body " + doc.error().message);
+  if (!doc->is_object())
+    return make_error(errc::invalid_json, "request body must be a JSON object");
   return doc;
 }
 
@@ -252,18 +243,6 @@ result<IngestBody> parse_ingest_body(std::string_view text) {
   }
   if (!has_events) return make_error(errc::invalid_argument, "events is required");
   return body;
-}
-
-void append_json_string(std::string& out, std::string_view s) {
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) {
-      out += json::serialize(json::string_view(s.data(), s.size()));
-      return;
-    }
-  }
-  out.push_back('"');
-  out.append(s);
-  out.push_back('"');
 }
 
 void append_envelope(std::string& out, const Event& e) {

@@ -93,11 +93,6 @@ struct IngestBody {
 };
 result<IngestBody> parse_ingest_body(std::string_view json_text);
 
-// `s` as a JSON string literal. Channel, type and event_id are validated to need no escaping,
-// but events written by another producer into a shared Redis may not be, so this escapes
-// whenever a character needs it.
-void append_json_string(std::string& out, std::string_view s);
-
 // The wire envelope: `{"id":…,"event_id":…,"channel":…,"type":…,"payload":…,"actor":…,
 // "metadata":…,"created_at":…}`. The one function that renders it, everywhere.
 std::string render_envelope(const Event& e);

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "replayrail/core/fingerprint.h"
+#include "replayrail/core/json_text.h"
 #include "replayrail/core/random.h"
 #include "replayrail/core/timestamp.h"
 
@@ -162,7 +163,7 @@ TEST(Event, GeneratedEventIdsNeedNoFingerprint) {
 
 TEST(Event, CanonicalJsonSortsKeysRecursively) {
   std::string out;
-  append_canonical_json(out, json::parse(R"({"b":[{"d":1,"c":2}],"a":"\u00e9\n"})"));
+  append_json(out, json::parse(R"({"b":[{"d":1,"c":2}],"a":"\u00e9\n"})"), KeyOrder::sorted);
   EXPECT_EQ(out, "{\"a\":\"\u00e9\\n\",\"b\":[{\"c\":2,\"d\":1}]}");
   EXPECT_EQ(to_hex(Fingerprint{}), std::string(64, '0'));
 }

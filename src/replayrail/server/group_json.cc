@@ -1,7 +1,6 @@
 #include "replayrail/server/group_json.h"
 
 #include <algorithm>
-#include <boost/json/parse.hpp>
 
 #include "replayrail/core/event.h"
 #include "replayrail/core/request_json.h"
@@ -117,12 +116,31 @@ result<StreamId> parse_id(const json::value& v, std::string_view what) {
   return *id;
 }
 
-json::object message_json(const PartitionMessage& m) {
-  const EventPtr& e = m.message.event;
-  return json::object{{"partition", m.partition},
-                      {"redis_id", m.message.id.to_string()},
-                      {"delivery_count", m.message.delivery_count},
-                      {"event", e ? json::parse(render_envelope(*e)) : json::value(nullptr)}};
+void append_message_members(std::string& out, const PartitionMessage& m) {
+  char id[StreamId::kMaxTextSize];
+  out += R"("partition":)";
+  out += std::to_string(m.partition);
+  out += R"(,"redis_id":")";
+  out.append(id, m.message.id.format_to(id));
+  out += R"(","delivery_count":)";
+  out += std::to_string(m.message.delivery_count);
+  out += R"(,"event":)";
+  if (m.message.event) {
+    append_envelope(out, *m.message.event);
+  } else {
+    out += "null";
+  }
+}
+
+void append_messages(std::string& out, const std::vector<PartitionMessage>& messages) {
+  out.push_back('[');
+  for (const auto& m : messages) {
+    if (&m != &messages.front()) out.push_back(',');
+    out.push_back('{');
+    append_message_members(out, m);
+    out.push_back('}');
+  }
+  out.push_back(']');
 }
 
 }  // namespace replayrail::server

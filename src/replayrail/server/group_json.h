@@ -50,7 +50,11 @@ class Body {
 // A stream id given as a JSON string; invalid_cursor naming `what` otherwise.
 result<StreamId> parse_id(const boost::json::value& v, std::string_view what);
 
-// One delivered group message: {"partition", "redis_id", "delivery_count", "event"}.
-boost::json::object message_json(const PartitionMessage& m);
+// One delivered group message's members, `"partition":…,"redis_id":…,"delivery_count":…,
+// "event":…`, without the braces (the v1 protocol adds its own members). Written as text: the
+// event is its rendered envelope, as every other endpoint sends it.
+void append_message_members(std::string& out, const PartitionMessage& m);
+// `[{<members>}, …]`.
+void append_messages(std::string& out, const std::vector<PartitionMessage>& messages);
 
 }  // namespace replayrail::server

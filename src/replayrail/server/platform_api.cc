@@ -1,13 +1,12 @@
 #include "replayrail/server/platform_api.h"
 
 #include <algorithm>
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <chrono>
 #include <initializer_list>
 #include <map>
 
+#include "replayrail/core/json_text.h"
 #include "replayrail/server/errors.h"
 #include "replayrail/server/group_json.h"
 
@@ -23,7 +22,7 @@ constexpr std::int64_t kMaxBlockMs = 60'000;
 
 ApiResponse error(const Error& e) { return {http_status(e.code), error_body(e), e.code}; }
 
-ApiResponse ok(unsigned status, const json::value& body) { return {status, json::serialize(body)}; }
+ApiResponse ok(unsigned status, const json::value& body) { return {status, to_json(body)}; }
 
 // A group's start: `$` or an id (`0-0` = everything retained).
 result<Cursor> parse_start(const Body& body) {
@@ -54,12 +53,6 @@ std::string ingest_json(const store::Topic& t, const std::vector<Ingested>& even
     out += e.duplicate ? R"(,"duplicate":true})" : R"(,"duplicate":false})";
   }
   out += "]}";
-  return out;
-}
-
-json::array messages_json(const std::vector<PartitionMessage>& messages) {
-  json::array out;
-  for (const auto& m : messages) out.push_back(message_json(m));
   return out;
 }
 
@@ -286,7 +279,10 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
     auto messages = co_await read_group(topic, group, *consumer, static_cast<std::size_t>(*count),
                                         block, std::move(*partitions));
     if (!messages) co_return error(messages.error());
-    co_return ok(200, json::object{{"messages", messages_json(*messages)}});
+    std::string out = R"({"messages":)";
+    append_messages(out, *messages);
+    out.push_back('}');
+    co_return ApiResponse{200, std::move(out)};
   }
   if (action == "ack") {
     auto body = Body::parse(text, {"items"});
@@ -330,10 +326,16 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
     }
     return out;
   };
-  co_return ok(200, json::object{{"messages", messages_json(claimed->claimed)},
-                                 {"deleted", ids_json(claimed->deleted)},
-                                 {"dead_lettered", ids_json(claimed->dead_lettered)},
-                                 {"dead_letter_stream", dead_letter_stream(topic)}});
+  std::string out = R"({"messages":)";
+  append_messages(out, claimed->claimed);
+  out += R"(,"deleted":)";
+  append_json(out, ids_json(claimed->deleted));
+  out += R"(,"dead_lettered":)";
+  append_json(out, ids_json(claimed->dead_lettered));
+  out += R"(,"dead_letter_stream":)";
+  append_json_string(out, dead_letter_stream(topic));
+  out.push_back('}');
+  co_return ApiResponse{200, std::move(out)};
 }
 
 task<result<std::vector<PartitionMessage>>> PlatformApi::read_group(

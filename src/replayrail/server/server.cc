@@ -28,6 +28,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "replayrail/core/json_text.h"
 #include "replayrail/server/errors.h"
 #include "replayrail/server/hub.h"
 #include "replayrail/server/metrics.h"
@@ -702,7 +703,9 @@ asio::awaitable<void> Server::Impl::websocket_session(beast::tcp_stream stream, 
 namespace {
 
 std::string json_string(std::string_view s) {
-  return boost::json::serialize(boost::json::string(s));
+  std::string out;
+  append_json_string(out, s);
+  return out;
 }
 
 result<SlowPolicy> parse_policy(std::string_view text) {
@@ -769,14 +772,13 @@ asio::awaitable<void> Server::Impl::v1_session(beast::tcp_stream stream, Request
 asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_ptr<Outbox> outbox,
                                               std::shared_ptr<V1Session> session,
                                               std::string text) {
-  boost::system::error_code ec;
-  auto parsed = boost::json::parse(text, ec);
-  if (ec || !parsed.is_object()) {
+  auto parsed = parse_json(text);
+  if (!parsed || !parsed->is_object()) {
     outbox->push_message(
         v1_error(nullptr, make_error(errc::invalid_json, "a message must be a JSON object")));
     co_return;
   }
-  const auto& msg = parsed.as_object();
+  const auto& msg = parsed->as_object();
   auto field = [&](std::string_view key) -> std::optional<std::string> {
     auto it = msg.find(key);
     if (it == msg.end() || !it->value().is_string()) return std::nullopt;

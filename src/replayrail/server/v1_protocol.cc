@@ -4,7 +4,8 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/json/serialize.hpp>
+
+#include "replayrail/core/json_text.h"
 
 namespace replayrail::server {
 
@@ -29,7 +30,7 @@ std::string v1_message(std::string_view type, const std::string* sub, json::obje
   json::object out{{"type", type}};
   if (sub) out["sub"] = *sub;
   for (auto& [k, v] : fields) out[k] = std::move(v);
-  return json::serialize(out);
+  return to_json(out);
 }
 
 std::string v1_error(const std::string* sub, const Error& e, json::object fields) {
@@ -145,7 +146,12 @@ std::pair<std::vector<std::uint32_t>, std::size_t> GroupSubscription::plan(std::
 void GroupSubscription::deliver(std::vector<PartitionMessage>& messages) {
   for (const auto& m : messages) {
     in_flight_.emplace(m.partition, m.message.id);
-    outbox_->push_message(v1_message("message", &name_, message_json(m)));
+    std::string text = R"({"type":"message","sub":)";
+    append_json_string(text, name_);
+    text.push_back(',');
+    append_message_members(text, m);
+    text.push_back('}');
+    outbox_->push_message(std::move(text));
   }
 }
 
