@@ -331,6 +331,67 @@ TEST_P(ServerE2E, SseResumesFromLastEventId) {
   EXPECT_LT(text.find("id: " + published[1]), text.find("id: " + published[2]));
 }
 
+// An event another producer wrote into the shared Redis with line breaks in its payload (as
+// Python's json.dumps(..., indent=2) writes it) reaches an SSE reader whole, one `data:` line
+// per line; a raw line break inside `data:` would cut the event short.
+TEST_P(ServerE2E, SseCarriesAnEventWrittenWithLineBreaks) {
+  if (GetParam() != "redis") GTEST_SKIP() << "only a shared Redis holds what others wrote";
+  testing::ChildProcess cli({"/usr/bin/redis-cli",
+                             "-p",
+                             std::to_string(redis_->port()),
+                             "XADD",
+                             "rr:lines",
+                             "*",
+                             "event_id",
+                             "e-1",
+                             "channel",
+                             "lines",
+                             "type",
+                             "t",
+                             "payload",
+                             "{\n  \"a\": 1,\r\n  \"b\": [2]\n}",
+                             "actor",
+                             "null",
+                             "metadata",
+                             "{}",
+                             "created_at",
+                             "2026-06-29T12:00:00Z"});
+  auto id = cli.read_line(10s);
+  ASSERT_TRUE(id && StreamId::parse(*id)) << id.value_or("(redis-cli said nothing)");
+  cli.wait();
+
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  http::request<http::empty_body> req{http::verb::get, "/sse/lines?last_event_id=0-0", 11};
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response_parser<http::empty_body> head;
+  http::read_header(stream, buffer, head);
+  ASSERT_EQ(head.get().result_int(), 200u);
+  std::string text = beast::buffers_to_string(buffer.data());
+  stream.expires_after(10s);
+  auto start = text.npos;
+  while ((start = text.find("id: " + *id + "\n")) == text.npos ||
+         text.find("\n\n", start) == text.npos) {
+    char chunk[4096];
+    text.append(chunk, stream.socket().read_some(asio::buffer(chunk)));
+  }
+  // The event's fields, as EventSource reads them: data lines joined with "\n".
+  std::string block = text.substr(start, text.find("\n\n", start) - start), data;
+  for (std::size_t at = 0; at < block.size();) {
+    auto end = std::min(block.find('\n', at), block.size());
+    std::string line = block.substr(at, end - at);
+    ASSERT_TRUE(line.starts_with("id: ") || line.starts_with("data: ")) << block;
+    if (line.starts_with("data: ")) data += (data.empty() ? "" : "\n") + line.substr(6);
+    at = end + 1;
+  }
+  auto event = json::parse(data).as_object();
+  EXPECT_EQ(event.at("id").as_string(), *id);
+  EXPECT_EQ(event.at("payload").at("a").as_int64(), 1);
+  EXPECT_EQ(event.at("payload").at("b").at(0).as_int64(), 2);
+}
+
 // 200 subscribers while 4 publishers publish 5,000 events: each subscriber gets every event
 // once, in order; a fifth of them disconnect midway and resume from their last cursor.
 TEST_P(ServerE2E, ManySubscribersGetEveryEventExactlyOnceInOrder) {

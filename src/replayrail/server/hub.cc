@@ -21,8 +21,19 @@ constexpr std::size_t kItemOverhead = 64;
 }  // namespace
 
 Frame make_frame(const Event& e) {
-  Frame f{e.id, e.id.to_string(), {}};
+  Frame f{e.id, e.id.to_string(), {}, {}};
   append_envelope(f.json, e);
+  if (f.json.find_first_of("\r\n") != std::string::npos) {
+    for (std::size_t i = 0; i < f.json.size(); ++i) {
+      char c = f.json[i];
+      if (c != '\r' && c != '\n') {
+        f.sse_data.push_back(c);
+        continue;
+      }
+      if (c == '\r' && i + 1 < f.json.size() && f.json[i + 1] == '\n') ++i;  // CRLF: one break
+      f.sse_data += "\ndata: ";
+    }
+  }
   return f;
 }
 

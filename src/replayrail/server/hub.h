@@ -48,6 +48,11 @@ struct Frame {
   StreamId id;
   std::string id_text;  // the cursor as text (SSE `id:`)
   std::string json;     // the envelope
+  // SSE ends a `data:` field at a line break. An envelope holding one (JSON whitespace in a
+  // payload kept as its producer wrote it: through the library, or into a shared Redis) is sent
+  // as one `data:` line per line, which EventSource joins with "\n": the same JSON. Empty when
+  // the envelope is one line, as it is for everything published over HTTP.
+  std::string sse_data;
 };
 
 // Events a feed read in one go, shared read-only by every subscriber of the stream.

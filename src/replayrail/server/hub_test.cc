@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -24,6 +25,29 @@ asio::awaitable<StreamId> append(store::Store& store, const std::string& stream)
 asio::awaitable<void> sleep(std::chrono::milliseconds d) {
   asio::steady_timer timer(co_await asio::this_coro::executor, d);
   co_await timer.async_wait(asio::use_awaitable);
+}
+
+TEST(Frame, AnEnvelopeWithLineBreaksBecomesOneSseDataLineEach) {
+  Event e = make_event({.channel = "c", .type = "t", .payload = "{\n  \"a\": 1,\r\n  \"b\": 2\r}"})
+                .value()
+                .event;
+  Frame f = make_frame(e);
+  EXPECT_EQ(f.json, render_envelope(e));
+  ASSERT_FALSE(f.sse_data.empty());
+  EXPECT_EQ(f.sse_data.find_first_of("\r"), std::string::npos);
+  // What EventSource makes of the data lines: joined with "\n", the same JSON but for whitespace.
+  std::string joined = f.sse_data;
+  for (auto at = joined.find("\ndata: "); at != std::string::npos; at = joined.find("\ndata: ")) {
+    joined.replace(at, 7, "\n");
+  }
+  std::string expected = f.json;
+  for (auto at = expected.find("\r\n"); at != std::string::npos; at = expected.find("\r\n")) {
+    expected.erase(at, 1);
+  }
+  std::replace(expected.begin(), expected.end(), '\r', '\n');
+  EXPECT_EQ(joined, expected);
+  // One line: sent as it is.
+  EXPECT_TRUE(make_frame(make_event({.channel = "c", .type = "t"}).value().event).sse_data.empty());
 }
 
 // The id of the outbox's next frame, waiting at most `limit`; nullopt when none came.

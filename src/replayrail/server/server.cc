@@ -1056,7 +1056,8 @@ asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Reques
       outbox->pop_ready(items, 64);
       for (const auto& item : items) {
         const Frame& f = item.frame();
-        for (const std::string* part : {&kId, &f.id_text, &kData, &f.json, &kEnd}) {
+        const std::string& data = f.sse_data.empty() ? f.json : f.sse_data;
+        for (const std::string* part : {&kId, &f.id_text, &kData, &data, &kEnd}) {
           buffers.push_back(asio::buffer(*part));
         }
       }
