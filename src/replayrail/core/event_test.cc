@@ -98,7 +98,9 @@ TEST(Event, RefusesBadJsonFields) {
   auto payload = [](EventInput& in, std::string_view t) { in.payload = t; };
   auto actor = [](EventInput& in, std::string_view t) { in.actor = t; };
   auto metadata = [](EventInput& in, std::string_view t) { in.metadata = t; };
-  for (const char* bad : {"", "[]", "1", "\"x\"", "null", "{", "{\"a\":}", "{} {}", "{'a':1}"}) {
+  // {"e":1e400}: readers would get infinity.
+  for (const char* bad :
+       {"", "[]", "1", "\"x\"", "null", "{", "{\"a\":}", "{} {}", "{'a':1}", "{\"e\":1e400}"}) {
     EXPECT_EQ(with(payload, bad), errc::invalid_payload) << bad;
     EXPECT_EQ(with(metadata, bad), errc::invalid_metadata) << bad;
   }
@@ -106,6 +108,7 @@ TEST(Event, RefusesBadJsonFields) {
   EXPECT_EQ(with(actor, "[]"), errc::invalid_actor);
   EXPECT_EQ(with(actor, "\"waiter\""), errc::invalid_actor);
   EXPECT_EQ(with(actor, "{"), errc::invalid_actor);
+  EXPECT_EQ(with(actor, R"({"n":-1e999})"), errc::invalid_actor);
 
   EventInput deep = valid();
   std::string nested = std::string(100, '[') + std::string(100, ']');
