@@ -70,7 +70,7 @@ result<void> check_json_fields(const EventInput& in, std::string_view actor_text
                                std::string_view metadata_text, NewEvent& out) {
   unsigned char buffer[4096];
   json::monotonic_resource mr(buffer, sizeof buffer);
-  json::value payload, actor, metadata;
+  json::value payload(&mr), actor(&mr), metadata(&mr);  // parsed into mr: moved, not copied
   RR_TRY(parse_field(in.payload, mr, payload, errc::invalid_payload, "payload"));
   if (!payload.is_object()) return make_error(errc::invalid_payload, kPayloadKind);
   RR_TRY(parse_field(actor_text, mr, actor, errc::invalid_actor, "actor"));
@@ -192,8 +192,9 @@ result<PublishBody> parse_publish_object(const json::object& object) {
 result<json::value> parse_request_object(std::string_view text, json::storage_ptr storage) {
   auto doc = parse_json(text, std::move(storage));
   if (!doc) return make_error(errc::invalid_json, "request body " + doc.error().message);
-  if (!doc->is_object())
+  if (!doc->is_object()) {
     return make_error(errc::invalid_json, "request body must be a JSON object");
+  }
   return doc;
 }
 
