@@ -847,6 +847,55 @@ TEST_P(ServerE2E, NumbersArriveExactlyAsPublished) {
   EXPECT_NE(read.body.find(as_sent), std::string::npos) << read.body;
 }
 
+// DESIGN §5: a publish's W3C traceparent header is kept in the event's metadata and delivered.
+TEST_P(ServerE2E, TraceparentIsKeptInMetadataAndDelivered) {
+  const std::string trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  auto traced = [&](const std::string& target, const std::string& body, const std::string& tp) {
+    return call(http::verb::post, target, body, {{"traceparent", tp}});
+  };
+  auto metadata_of = [](const HttpResult& r) { return r.json().at("event").at("metadata"); };
+  auto plain = traced("/events/traced", R"({"type":"t"})", trace);
+  ASSERT_EQ(plain.status, 201u) << plain.body;
+  EXPECT_EQ(metadata_of(plain), (json::object{{"traceparent", trace}}));
+  auto merged = traced("/events/traced", R"({"type":"t","metadata":{"a":1}})", trace);
+  EXPECT_EQ(metadata_of(merged), (json::object{{"traceparent", trace}, {"a", 1}}));
+  // The body's own traceparent is what it means; a malformed header is ignored (as the W3C
+  // specification asks), not refused.
+  auto own = traced("/events/traced", R"({"type":"t","metadata":{"traceparent":"mine"}})", trace);
+  EXPECT_EQ(metadata_of(own), (json::object{{"traceparent", "mine"}}));
+  for (const std::string bad : {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+                                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"}) {
+    auto r = traced("/events/traced", R"({"type":"t"})", bad);
+    ASSERT_EQ(r.status, 201u) << r.body;
+    EXPECT_EQ(metadata_of(r), json::object{}) << bad;
+  }
+  // A retry is another span: with another traceparent it is still the same event.
+  auto first = traced("/events/traced", R"({"type":"t","event_id":"once"})", trace);
+  ASSERT_EQ(first.status, 201u);
+  auto retry = traced("/events/traced", R"({"type":"t","event_id":"once"})",
+                      "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01");
+  EXPECT_EQ(retry.status, 200u) << retry.body;
+  EXPECT_EQ(retry.json().at("event").at("id"), first.json().at("event").at("id"));
+
+  // Delivered as stored: replay, and every event of an ingest.
+  auto page = call(http::verb::get, "/events/traced?after=0-0");
+  EXPECT_EQ(page.json().at("events").at(0).at("metadata").at("traceparent").as_string(), trace);
+  auto ingested = traced("/v1/topics/traced-topic/events",
+                         R"({"events":[{"type":"t"},{"type":"t","metadata":{"b":2}}]})", trace);
+  ASSERT_EQ(ingested.status, 201u) << ingested.body;
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/traced-topic/groups", R"({"group":"g","start_id":"0-0"})")
+          .status,
+      201u);
+  auto read = messages_of(call(http::verb::post, "/v1/topics/traced-topic/groups/g/read",
+                               R"({"consumer":"c","count":10})"));
+  ASSERT_EQ(read.size(), 2u);
+  for (const auto& m : read) {
+    EXPECT_EQ(m.at("event").at("metadata").at("traceparent").as_string(), trace);
+  }
+}
+
 TEST_P(ServerE2E, TopicBadInputIsAClearErrorAndWritesNothing) {
   ASSERT_EQ(call(http::verb::post, "/v1/topics/t/events", event_batch(0, 2)).status, 201u);
   struct Case {
@@ -1531,6 +1580,8 @@ TEST_P(ServerE2E, CorsAllowsTheConfiguredOriginsOnly) {
   EXPECT_EQ(preflight.status, 204u);
   EXPECT_EQ(preflight.header("access-control-allow-origin"), "http://localhost:3000");
   EXPECT_NE(preflight.header("access-control-allow-headers").find("Authorization"),
+            std::string::npos);
+  EXPECT_NE(preflight.header("access-control-allow-headers").find("traceparent"),
             std::string::npos);
   EXPECT_NE(preflight.header("access-control-allow-methods").find("POST"), std::string::npos);
   auto allowed = call(http::verb::get, "/events/c", "", {{"Origin", "http://ui.example"}});

@@ -79,6 +79,9 @@ result<void> check_json_fields(const EventInput& in, std::string_view actor_text
   if (!metadata.is_object()) return make_error(errc::invalid_metadata, kMetadataKind);
   // Only idempotency compares fingerprints, and only chosen event_ids are looked up.
   if (in.event_id) {
+    // Each attempt of a retried publish is its own span, with its own traceparent: trace context
+    // is not content, so a retry still matches the first attempt.
+    metadata.as_object().erase("traceparent");
     out.fingerprint =
         compute_fingerprint(in.channel, in.type, payload, actor, metadata, in.created_at);
   }
@@ -128,6 +131,39 @@ EventInput PublishBody::input(std::string_view channel) const {
   return in;
 }
 
+void PublishBody::keep_traceparent(std::string_view header) {
+  if (metadata_has_traceparent) return;
+  std::string out = R"({"traceparent":)";
+  append_json_string(out, header);
+  if (!metadata || *metadata == "{}") {
+    out.push_back('}');
+  } else {
+    out.push_back(',');
+    out.append(*metadata, 1);  // compact, from to_json(): the members and the closing brace
+  }
+  metadata = std::move(out);
+  metadata_has_traceparent = true;
+}
+
+bool is_traceparent(std::string_view header) {
+  auto hex = [&](std::size_t from, std::size_t n) {
+    bool zeros = true;
+    for (char c : header.substr(from, n)) {
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+      zeros = zeros && c == '0';
+    }
+    return n == 2 || !zeros;  // trace-id and parent-id must not be all zeros
+  };
+  if (header.size() < 55 || header[2] != '-' || header[35] != '-' || header[52] != '-') {
+    return false;
+  }
+  if (!hex(0, 2) || header.substr(0, 2) == "ff" || !hex(3, 32) || !hex(36, 16) || !hex(53, 2)) {
+    return false;
+  }
+  if (header.substr(0, 2) == "00") return header.size() == 55;
+  return header.size() == 55 || header[55] == '-';
+}
+
 result<NewEvent> make_event_within(const EventInput& input, std::size_t max_bytes) {
   std::size_t size =
       input.payload.size() + input.actor.value_or("").size() + input.metadata.value_or("").size();
@@ -167,7 +203,10 @@ result<PublishBody> parse_publish_object(const json::object& object) {
       if (!v.is_null() && !v.is_object()) {
         return make_error(errc::invalid_metadata, kMetadataKind);
       }
-      if (!v.is_null()) body.metadata = to_json(v);
+      if (!v.is_null()) {
+        body.metadata = to_json(v);
+        body.metadata_has_traceparent = v.get_object().contains("traceparent");
+      }
     } else if (key == "event_id") {
       if (!v.is_null()) RR_TRY_ASSIGN(body.event_id, string_field(v, key, errc::invalid_event_id));
     } else if (key == "created_at") {

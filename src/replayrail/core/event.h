@@ -80,10 +80,20 @@ struct PublishBody {
   std::optional<std::string> event_id;
   std::optional<std::string> created_at;
   std::optional<std::string> partition_key;
+  bool metadata_has_traceparent = false;
 
   EventInput input(std::string_view channel) const;
+  // Keeps the publish request's W3C `traceparent` header in metadata (DESIGN §5), unless the
+  // body's metadata has one: the body says what it means. `header` must pass is_traceparent().
+  void keep_traceparent(std::string_view header);
 };
 result<PublishBody> parse_publish_body(std::string_view json_text);
+
+// Whether `header` is a W3C Trace Context `traceparent` (https://www.w3.org/TR/trace-context/):
+// version 00 is `00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>`, lower-case, ids not all
+// zeros; a later version is read by its first 55 characters (then "-" or the end). Anything else
+// is ignored rather than refused, as the specification asks.
+bool is_traceparent(std::string_view header);
 
 // The body of `POST /v1/topics/{topic}/events`: `{"events":[…], "partitions"?: n}`, each event
 // a publish body (with `event_type` accepted for `type`, as OpenStream names it).

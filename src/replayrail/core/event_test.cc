@@ -164,6 +164,50 @@ TEST(Event, GeneratedEventIdsNeedNoFingerprint) {
   EXPECT_EQ(e->fingerprint, Fingerprint{});
 }
 
+TEST(Event, TraceparentFollowsTheW3CFormat) {
+  EXPECT_TRUE(is_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+  EXPECT_TRUE(is_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"));
+  // A later version: its first 55 characters, then "-" and what that version adds.
+  EXPECT_TRUE(is_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz"));
+  for (const char* bad : {"", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+                          "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+                          "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                          "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                          "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                          "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                          "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+                          "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}) {
+    EXPECT_FALSE(is_traceparent(bad)) << bad;
+  }
+}
+
+TEST(Event, KeepTraceparentAddsItToMetadataUnlessTheBodyHasOne) {
+  const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  auto kept = [&](const char* body) {
+    auto b = parse_publish_body(body).value();
+    b.keep_traceparent(tp);
+    return b.metadata.value_or("(none)");
+  };
+  EXPECT_EQ(kept(R"({"type":"t"})"), R"({"traceparent":")" + tp + R"("})");
+  EXPECT_EQ(kept(R"({"type":"t","metadata":{}})"), R"({"traceparent":")" + tp + R"("})");
+  EXPECT_EQ(kept(R"({"type":"t","metadata":{"a":[1]}})"),
+            R"({"traceparent":")" + tp + R"(","a":[1]})");
+  EXPECT_EQ(kept(R"({"type":"t","metadata":{"traceparent":"x"}})"), R"({"traceparent":"x"})");
+}
+
+TEST(Event, FingerprintLeavesTraceContextOut) {
+  auto fingerprint = [](const char* metadata) {
+    EventInput in = valid();
+    in.event_id = "e";
+    in.metadata = metadata;
+    return make_event(in).value().fingerprint;
+  };
+  EXPECT_EQ(fingerprint(R"({"a":1,"traceparent":"00-aa"})"),
+            fingerprint(R"({"traceparent":"00-bb","a":1})"));
+  EXPECT_EQ(fingerprint(R"({"a":1})"), fingerprint(R"({"a":1,"traceparent":"00-bb"})"));
+  EXPECT_NE(fingerprint(R"({"a":1})"), fingerprint(R"({"a":2})"));
+}
+
 TEST(Event, CanonicalJsonSortsKeysRecursively) {
   std::string out;
   append_json(out, json::parse(R"({"b":[{"d":1,"c":2}],"a":"\u00e9\n"})"), KeyOrder::sorted);

@@ -162,7 +162,8 @@ ApiResponse PlatformApi::mint_token(std::string_view text) const {
 
 task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
                                                      const std::vector<std::string>& path,
-                                                     std::string_view body) {
+                                                     std::string_view body,
+                                                     std::string_view traceparent) {
   auto not_allowed = [](const char* allowed) {
     return error(make_error(errc::method_not_allowed, std::string(allowed) + " only on this path"));
   };
@@ -178,7 +179,7 @@ task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
   const std::string& topic = path[1];
   if (path.size() == 3 && path[2] == "events") {
     if (method != "POST") co_return not_allowed("POST");
-    co_return co_await ingest(topic, body);
+    co_return co_await ingest(topic, body, traceparent);
   }
   if (path.size() == 3 && path[2] == "describe") {
     if (method != "GET") co_return not_allowed("GET");
@@ -200,10 +201,14 @@ task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
   co_return std::nullopt;
 }
 
-task<ApiResponse> PlatformApi::ingest(const std::string& topic, std::string_view text) {
+task<ApiResponse> PlatformApi::ingest(const std::string& topic, std::string_view text,
+                                      std::string_view traceparent) {
   const auto started = std::chrono::steady_clock::now();
   auto body = parse_ingest_body(text);
   if (!body) co_return error(body.error());
+  if (is_traceparent(traceparent)) {
+    for (auto& e : body->events) e.keep_traceparent(traceparent);
+  }
   auto ingested = co_await topics_.ingest(topic, body->events, body->partitions);
   if (!ingested) co_return error(ingested.error());
   const auto& [t, events] = *ingested;

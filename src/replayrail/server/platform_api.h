@@ -65,13 +65,16 @@ class PlatformApi {
                                       const std::vector<std::string>& path);
 
   // `path`: the segments after `v1`. nullopt when no /v1 route has this path; a route with
-  // another method is method_not_allowed.
+  // another method is method_not_allowed. `traceparent`: the request's header, kept in the
+  // metadata of the events an ingest stores when it is valid (is_traceparent()).
   store::task<std::optional<ApiResponse>> handle(std::string_view method,
                                                  const std::vector<std::string>& path,
-                                                 std::string_view body);
+                                                 std::string_view body,
+                                                 std::string_view traceparent = {});
 
  private:
-  store::task<ApiResponse> ingest(const std::string& topic, std::string_view body);
+  store::task<ApiResponse> ingest(const std::string& topic, std::string_view body,
+                                  std::string_view traceparent);
   store::task<ApiResponse> describe(const std::string& topic);
   store::task<ApiResponse> create_group(const std::string& topic, std::string_view body);
   store::task<ApiResponse> group_action(const std::string& topic, const std::string& group,

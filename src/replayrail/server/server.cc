@@ -315,7 +315,8 @@ Response Server::Impl::preflight(const Request& req) const {
   res.keep_alive(req.keep_alive());
   // The headers are what makes it a grant; finish() adds Allow-Origin when the origin is allowed.
   res.set(http::field::access_control_allow_methods, "GET, POST, DELETE, OPTIONS");
-  res.set(http::field::access_control_allow_headers, "Authorization, Content-Type, Last-Event-ID");
+  res.set(http::field::access_control_allow_headers,
+          "Authorization, Content-Type, Last-Event-ID, traceparent");
   res.set(http::field::access_control_max_age, "600");
   res.prepare_payload();
   return res;
@@ -356,6 +357,7 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
       const auto started = std::chrono::steady_clock::now();
       auto body = parse_publish_body(req.body());
       if (!body) co_return error(req, body.error());
+      if (auto trace = req["traceparent"]; is_traceparent(trace)) body->keep_traceparent(trace);
       auto stored = co_await rail->publish(body->input(channel));
       if (!stored) co_return error(req, stored.error());
       if (!stored->duplicate) {
@@ -401,7 +403,7 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
       auto allowed = authorize(req, target, access->role, access->channel);
       if (!allowed) co_return error(req, allowed.error());
     }
-    auto res = co_await api->handle(req.method_string(), rest, req.body());
+    auto res = co_await api->handle(req.method_string(), rest, req.body(), req["traceparent"]);
     if (res) {
       if (res->code) metrics->failed(*res->code);
       auto out = json_response(req, res->status, std::move(res->body));
