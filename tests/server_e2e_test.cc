@@ -645,6 +645,13 @@ TEST_P(ServerE2E, V1BadInputIsAnErrorMessageAndTheConnectionStays) {
   };
   c.send("not json");
   EXPECT_EQ(code(c.until("error").back()), "invalid_json");
+  c.send(R"({"op":"ping","data":1e400})");
+  auto too_large = c.until("error").back();
+  EXPECT_EQ(code(too_large), "invalid_json");
+  EXPECT_NE(std::string(too_large.at("error").at("message").as_string()).find("1e400"),
+            std::string::npos);
+  c.send("[]");
+  EXPECT_EQ(code(c.until("error").back()), "invalid_json");
   c.send(R"({"op":"dance"})");
   EXPECT_EQ(code(c.until("error").back()), "invalid_argument");
   c.send(R"({"op":"subscribe","sub":"x","channel":"v1e","from":"12-abc"})");

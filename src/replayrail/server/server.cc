@@ -776,8 +776,8 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
                                               std::string text) {
   auto parsed = parse_json(text);
   if (!parsed || !parsed->is_object()) {
-    outbox->push_message(
-        v1_error(nullptr, make_error(errc::invalid_json, "a message must be a JSON object")));
+    std::string why = parsed ? "must be a JSON object" : parsed.error().message;
+    outbox->push_message(v1_error(nullptr, make_error(errc::invalid_json, "a message " + why)));
     co_return;
   }
   const auto& msg = parsed->as_object();
