@@ -331,6 +331,28 @@ TEST_P(ServerE2E, SseResumesFromLastEventId) {
   EXPECT_LT(text.find("id: " + published[1]), text.find("id: " + published[2]));
 }
 
+// A cursor older than retained history is refused before the stream starts: SSE answers 410,
+// after which a browser's EventSource stops (a 200 with an error event in the stream would have
+// it reconnect with the same cursor every second); the WebSocket closes with 4410.
+TEST_P(ServerE2E, AnExpiredCursorIsRefusedBeforeTheStreamStarts) {
+  restart_server({"--max-stream-length", "2"});
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(
+        publish("short", R"({"type":"t"})").json().at("event").at("id").as_string().c_str());
+  }
+  auto sse = call(http::verb::get, "/sse/short?last_event_id=" + ids[0]);
+  EXPECT_EQ(sse.status, 410u) << sse.body;
+  EXPECT_EQ(sse.error_code(), "replay_window_expired");
+  EXPECT_EQ(sse.json().at("error").at("first_available").as_string(), ids[2]);
+  asio::io_context io;
+  Received ws;
+  asio::co_spawn(io, subscribe(port_, "/ws/short?last_event_id=" + ids[0], 1, ws), asio::detached);
+  io.run();
+  EXPECT_TRUE(ws.events.empty());
+  EXPECT_EQ(ws.close_code, 4410);
+}
+
 // An event another producer wrote into the shared Redis with line breaks in its payload (as
 // Python's json.dumps(..., indent=2) writes it) reaches an SSE reader whole, one `data:` line
 // per line; a raw line break inside `data:` would cut the event short.

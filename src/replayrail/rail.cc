@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "replayrail/store/rules.h"
+
 namespace replayrail {
 
 Rail::Rail(std::shared_ptr<store::Store> store, RailConfig config,
@@ -65,6 +67,14 @@ store::task<result<Subscription>> Rail::subscribe(std::string_view channel,
   // One info() both resolves `$` and learns the epoch, so later reads notice a re-created stream.
   auto info = co_await store_->info(channel);
   if (!info && info.error() != errc::stream_not_found) co_return info.error();
+  // The cursor is checked now rather than at the first replay page, so that a server can refuse
+  // before its response starts: an SSE client answered 410 stops, while one told in the stream
+  // reconnects with the same cursor every second, forever.
+  std::optional<store::StreamPosition> at;
+  if (info) at = store::StreamPosition{info->epoch, info->first_id, info->trimmed_through};
+  if (auto checked = store::check_cursor(channel, at ? &*at : nullptr, position, epoch); !checked) {
+    co_return checked.error();
+  }
   if (info) {
     if (start.is_latest()) position = info->last_id;
     if (epoch.empty()) epoch = info->epoch;

@@ -127,9 +127,26 @@ TEST_F(RailTest, SubscriptionNoticesARecreatedStream) {
   auto r = run(sub->next(10ms));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::stream_reset);
+  // A cursor of another epoch is refused by subscribe itself, before anything is replayed.
   auto stale = run(rail_.subscribe("ch", Cursor::beginning(), "0123456789abcdef"));
-  ASSERT_TRUE(stale);
-  EXPECT_EQ(run(stale->next(10ms)).error().code, errc::stream_reset);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, errc::stream_reset);
+}
+
+TEST_F(RailTest, SubscribeRefusesACursorOlderThanRetainedHistory) {
+  Rail rail(std::make_shared<store::MemoryStore>(), RailConfig{.max_stream_length = 2});
+  std::vector<StreamId> ids;
+  for (int i = 0; i < 4; ++i) {
+    ids.push_back(run(rail.publish({.channel = "ch", .type = "t"}))->event->id);
+  }
+  auto expired = run(rail.subscribe("ch", Cursor::after(ids[0])));
+  ASSERT_FALSE(expired);
+  EXPECT_EQ(expired.error().code, errc::replay_window_expired);
+  EXPECT_EQ(expired.error().first_available, ids[2]);
+  // The last trimmed id is still a valid cursor: nothing after it is missing.
+  auto edge = run(rail.subscribe("ch", Cursor::after(ids[1])));
+  ASSERT_TRUE(edge);
+  EXPECT_EQ(run(edge->next(10ms))->size(), 2u);
 }
 
 // Subscribers that join while publishers are running each see one contiguous run of the stream:
