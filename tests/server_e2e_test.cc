@@ -1630,6 +1630,29 @@ TEST(ServerCli, RefusesANonLoopbackAddressWithoutInsecure) {
   EXPECT_NE(WEXITSTATUS(status), 0);
 }
 
+// Settings the seeds' users carry over and that would otherwise be ignored silently are named.
+TEST(ServerCli, WarnsAboutARedisUrlOrDatabaseUrlItDoesNotUse) {
+  auto first_lines = [](const std::string& environment, const std::string& store) {
+    testing::ChildProcess p({"/bin/sh", "-c",
+                             environment + " exec " + RR_SERVER_BINARY + " serve --store " + store +
+                                 " --listen 127.0.0.1:" + std::to_string(testing::free_port()) +
+                                 " 2>&1"});
+    std::string lines;
+    while (auto line = p.read_line(std::chrono::seconds(20))) {
+      if (line->find("serving on") != std::string::npos) break;
+      lines += *line + "\n";
+    }
+    p.kill(SIGTERM);
+    p.wait();
+    return lines;
+  };
+  auto warned = first_lines("REDIS_URL=redis://127.0.0.1:1/0 DATABASE_URL=postgres://x", "memory");
+  EXPECT_NE(warned.find("a Redis URL is set"), std::string::npos) << warned;
+  EXPECT_NE(warned.find("--store redis"), std::string::npos) << warned;
+  EXPECT_NE(warned.find("DATABASE_URL is set"), std::string::npos) << warned;
+  EXPECT_EQ(first_lines("unset REDIS_URL DATABASE_URL;", "memory"), "");
+}
+
 // Arguments that are wrong are a usage error (exit 2), before anything starts.
 TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
   const std::vector<std::vector<std::string>> bad = {

@@ -51,8 +51,25 @@ struct ServeArgs {
   std::string redis_prefix = "rr";
   std::string listen = "127.0.0.1:8000";
   std::string start = "latest";
+  bool redis_url_given = false;  // by --redis or REDIS_URL
   server::ServerOptions server;
 };
+
+// Settings a user of the seeds carries over that this server would otherwise ignore silently:
+// an OpenStream deployment sets REDIS_URL and DATABASE_URL, and expects both to be used.
+void warn_about_unused_settings(const ServeArgs& args) {
+  if (args.redis_url_given && args.store != "redis") {
+    std::fprintf(stderr,
+                 "replayrail: warning: a Redis URL is set (--redis or REDIS_URL), but the store is "
+                 "%s; add --store redis (or REPLAYRAIL_STORE=redis) to use Redis\n",
+                 args.store.c_str());
+  }
+  if (const char* database = std::getenv("DATABASE_URL"); database && *database) {
+    std::fprintf(stderr,
+                 "replayrail: warning: DATABASE_URL is set, but this version has no PostgreSQL "
+                 "archive yet; nothing is written there\n");
+  }
+}
 
 int serve(ServeArgs& args) {
   auto colon = args.listen.rfind(':');
@@ -71,6 +88,7 @@ int serve(ServeArgs& args) {
   }
   args.server.rail.default_start_position =
       args.start == "earliest" ? StartPosition::earliest : StartPosition::latest;
+  warn_about_unused_settings(args);
 
   server::StoreFactory factory =
       [&](asio::any_io_executor executor) -> result<std::shared_ptr<store::Store>> {
@@ -216,9 +234,10 @@ int main(int argc, char** argv) {
                    "With --fsync batch: the most time before a commit is fsynced")
       ->check(CLI::Range(1, 3'600'000))
       ->capture_default_str();
-  serve_cmd->add_option("--redis", s.redis_url, "Redis URL (redis:// or rediss://)")
-      ->envname("REDIS_URL")
-      ->capture_default_str();
+  auto* redis_option =
+      serve_cmd->add_option("--redis", s.redis_url, "Redis URL (redis:// or rediss://)")
+          ->envname("REDIS_URL")
+          ->capture_default_str();
   serve_cmd->add_option("--redis-prefix", s.redis_prefix, "Redis key prefix")
       ->capture_default_str();
   serve_cmd->add_option("--listen", s.listen, "host:port to listen on")
@@ -357,7 +376,10 @@ int main(int argc, char** argv) {
     // Prints the help (exit 0) or what was wrong with the arguments.
     return app.exit(e) == 0 ? 0 : kUsage;
   }
-  if (serve_cmd->parsed()) return serve(s);
+  if (serve_cmd->parsed()) {
+    s.redis_url_given = redis_option->count() > 0;
+    return serve(s);
+  }
 
   auto at = parse_base_url(url);
   if (!at) {
