@@ -7,6 +7,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cstring>
 
 namespace replayrail::server {
 
@@ -23,7 +24,9 @@ constexpr std::size_t kItemOverhead = 64;
 Frame make_frame(const Event& e) {
   Frame f{e.id, e.id.to_string(), {}, {}};
   append_envelope(f.json, e);
-  if (f.json.find_first_of("\r\n") != std::string::npos) {
+  // Two memchr (vectorised) rather than find_first_of, which tests each byte against the set.
+  if (std::memchr(f.json.data(), '\n', f.json.size()) ||
+      std::memchr(f.json.data(), '\r', f.json.size())) {
     for (std::size_t i = 0; i < f.json.size(); ++i) {
       char c = f.json[i];
       if (c != '\r' && c != '\n') {
