@@ -22,6 +22,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -136,6 +137,31 @@ class ServerE2E : public ::testing::TestWithParam<std::string> {
 
   HttpResult publish(const std::string& channel, const std::string& body) {
     return call(http::verb::post, "/events/" + channel, body);
+  }
+
+  // Opens the SSE stream at `target` (a 200 text/event-stream) and reads it until `done` holds
+  // for what came, for at most 10 s; returns what came.
+  std::string read_sse(const std::string& target,
+                       const std::function<bool(const std::string&)>& done,
+                       std::vector<std::pair<std::string, std::string>> headers = {}) {
+    asio::io_context io;
+    beast::tcp_stream stream(io);
+    stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    for (auto& [k, v] : headers) req.set(k, v);
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::empty_body> head;
+    http::read_header(stream, buffer, head);
+    EXPECT_EQ(head.get().result_int(), 200u);
+    EXPECT_EQ(head.get()[http::field::content_type], "text/event-stream");
+    std::string text = beast::buffers_to_string(buffer.data());
+    stream.expires_after(std::chrono::seconds(10));
+    while (!done(text)) {
+      char chunk[4096];
+      text.append(chunk, stream.socket().read_some(asio::buffer(chunk)));
+    }
+    return text;
   }
 
   std::uint16_t port_ = 0;
@@ -310,23 +336,10 @@ TEST_P(ServerE2E, SseResumesFromLastEventId) {
     auto r = publish("news", R"({"type":"t","payload":{"n":)" + std::to_string(i) + "}}");
     published.push_back(r.json().at("event").at("id").as_string().c_str());
   }
-  asio::io_context io;
-  beast::tcp_stream stream(io);
-  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
-  http::request<http::empty_body> req{http::verb::get, "/sse/news", 11};
-  req.set("Last-Event-ID", published[0]);
-  http::write(stream, req);
-  beast::flat_buffer buffer;
-  http::response_parser<http::empty_body> head;
-  http::read_header(stream, buffer, head);
-  EXPECT_EQ(head.get().result_int(), 200u);
-  EXPECT_EQ(head.get()[http::field::content_type], "text/event-stream");
-  std::string text = beast::buffers_to_string(buffer.data());
-  stream.expires_after(10s);
-  while (text.find("id: " + published[2]) == std::string::npos) {
-    char chunk[4096];
-    text.append(chunk, stream.socket().read_some(asio::buffer(chunk)));
-  }
+  std::string text = read_sse(
+      "/sse/news",
+      [&](const std::string& t) { return t.find("id: " + published[2]) != std::string::npos; },
+      {{"Last-Event-ID", published[0]}});
   EXPECT_EQ(text.find("id: " + published[0]), std::string::npos) << "strictly after the cursor";
   EXPECT_LT(text.find("id: " + published[1]), text.find("id: " + published[2]));
 }
@@ -382,23 +395,11 @@ TEST_P(ServerE2E, SseCarriesAnEventWrittenWithLineBreaks) {
   ASSERT_TRUE(id && StreamId::parse(*id)) << id.value_or("(redis-cli said nothing)");
   cli.wait();
 
-  asio::io_context io;
-  beast::tcp_stream stream(io);
-  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
-  http::request<http::empty_body> req{http::verb::get, "/sse/lines?last_event_id=0-0", 11};
-  http::write(stream, req);
-  beast::flat_buffer buffer;
-  http::response_parser<http::empty_body> head;
-  http::read_header(stream, buffer, head);
-  ASSERT_EQ(head.get().result_int(), 200u);
-  std::string text = beast::buffers_to_string(buffer.data());
-  stream.expires_after(10s);
-  auto start = text.npos;
-  while ((start = text.find("id: " + *id + "\n")) == text.npos ||
-         text.find("\n\n", start) == text.npos) {
-    char chunk[4096];
-    text.append(chunk, stream.socket().read_some(asio::buffer(chunk)));
-  }
+  std::string text = read_sse("/sse/lines?last_event_id=0-0", [&](const std::string& t) {
+    auto at = t.find("id: " + *id + "\n");
+    return at != t.npos && t.find("\n\n", at) != t.npos;
+  });
+  auto start = text.find("id: " + *id + "\n");
   // The event's fields, as EventSource reads them: data lines joined with "\n".
   std::string block = text.substr(start, text.find("\n\n", start) - start), data;
   for (std::size_t at = 0; at < block.size();) {

@@ -47,8 +47,7 @@ store::task<result<std::vector<EventPtr>>> Rail::replay(std::string_view channel
 store::task<result<std::vector<EventPtr>>> Rail::read(std::string_view channel, Cursor after,
                                                       std::optional<store::Millis> block,
                                                       std::optional<std::size_t> limit) {
-  RR_CO_TRY(validate_channel(channel));
-  StreamId from;
+  StreamId from;  // resolve() checks the channel
   RR_CO_TRY_ASSIGN(from, co_await resolve(channel, after));
   store::StreamCursor cursor{std::string(channel), from, {}};
   std::size_t n = std::min(limit.value_or(config_.default_replay_limit), config_.max_replay_limit);
