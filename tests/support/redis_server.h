@@ -41,7 +41,8 @@ class RedisServer {
   std::unique_ptr<ChildProcess> process_;
 };
 
-// A loopback TCP port nothing listens on right now.
+// A loopback TCP port nothing listens on right now, below the ephemeral range (so no client
+// connection takes it meanwhile).
 std::uint16_t free_port();
 
 }  // namespace replayrail::testing
