@@ -366,6 +366,64 @@ TEST_P(ServerE2E, AnExpiredCursorIsRefusedBeforeTheStreamStarts) {
   EXPECT_EQ(ws.close_code, 4410);
 }
 
+// DESIGN §2: a publish to a partitioned topic goes to the partition its partition_key picks;
+// a plain channel is a topic of one partition, so consumer groups work on it too.
+TEST_P(ServerE2E, PublishToAPartitionedTopicGoesToThePartitionItsKeyPicks) {
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/events",
+                 R"({"partitions":4,"events":[{"type":"first"}]})")
+                .status,
+            201u);
+  std::set<std::int64_t> partitions;
+  for (int i = 0; i < 3; ++i) {
+    auto r = publish("orders", R"({"type":"o","payload":{"n":1},"partition_key":"cust-7"})");
+    ASSERT_EQ(r.status, 201u) << r.body;
+    EXPECT_EQ(r.json().at("event").at("channel").as_string(), "orders");
+    partitions.insert(r.json().at("partition").as_int64());
+  }
+  ASSERT_EQ(partitions.size(), 1u) << "one key, one partition";
+  auto ingested = call(http::verb::post, "/v1/topics/orders/events",
+                       R"({"events":[{"type":"o","partition_key":"cust-7"}]})");
+  EXPECT_EQ(ingested.json().at("results").at(0).at("partition").as_int64(), *partitions.begin())
+      << "the same partition as an ingest with that key";
+
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/groups", R"({"group":"g","start_id":"0-0"})")
+                .status,
+            201u);
+  auto read =
+      call(http::verb::post, "/v1/topics/orders/groups/g/read", R"({"consumer":"c","count":100})");
+  ASSERT_EQ(read.status, 200u) << read.body;
+  int published = 0;
+  const auto answer = read.json();
+  for (const auto& m : answer.at("messages").as_array()) {
+    if (m.at("event").at("type").as_string() != "o") continue;
+    ++published;
+    EXPECT_EQ(m.at("partition").as_int64(), *partitions.begin());
+  }
+  EXPECT_EQ(published, 4) << "every publish reached the topic's consumer group";
+
+  // A partitioned topic is not one stream: reading it as a channel says so.
+  auto page = call(http::verb::get, "/events/orders?after=0-0");
+  EXPECT_EQ(page.status, 400u) << page.body;
+  EXPECT_EQ(page.error_code(), "invalid_channel");
+  EXPECT_NE(page.body.find("consumer group"), std::string::npos) << page.body;
+  auto sse = call(http::verb::get, "/sse/orders");
+  EXPECT_EQ(sse.status, 400u) << sse.body;
+
+  // A plain channel: groups on it read what was published to it.
+  ASSERT_EQ(publish("plain", R"({"type":"p"})").status, 201u);
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/plain/groups", R"({"group":"g","start_id":"0-0"})").status,
+      201u);
+  auto plain = call(http::verb::post, "/v1/topics/plain/groups/g/read", R"({"consumer":"c"})");
+  ASSERT_EQ(plain.json().at("messages").as_array().size(), 1u) << plain.body;
+  auto wider = call(http::verb::post, "/v1/topics/plain/events",
+                    R"({"partitions":4,"events":[{"type":"p"}]})");
+  EXPECT_EQ(wider.status, 409u) << wider.body;
+  EXPECT_EQ(call(http::verb::get, "/events/plain?after=0-0").json().at("events").as_array().size(),
+            1u)
+      << "the refused ingest wrote nothing";
+}
+
 // An event another producer wrote into the shared Redis with line breaks in its payload (as
 // Python's json.dumps(..., indent=2) writes it) reaches an SSE reader whole, one `data:` line
 // per line; a raw line break inside `data:` would cut the event short.
@@ -513,7 +571,13 @@ class V1Client {
   // Messages up to and including the first of `type` (for `sub`, when given).
   std::vector<json::object> until(const std::string& type, const std::string& sub = "") {
     std::vector<json::object> out;
+    // The server's keepalive pings keep each read alive: the whole wait has a limit too.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     for (;;) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        throw std::runtime_error("no " + type + " for \"" + sub + "\" within 20 s; last: " +
+                                 (out.empty() ? "nothing" : json::serialize(out.back())));
+      }
       out.push_back(next());
       const auto& m = out.back();
       if (m.at("type").as_string() == type &&
@@ -1029,7 +1093,9 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
   };
   const std::vector<Endpoint> endpoints{
       {http::verb::post, "/events/orders", R"({"type":"t"})", producer, consumer},
-      {http::verb::get, "/events/orders", "", consumer, producer},
+      // "orders" is a topic of 8 partitions: read as one channel it is invalid_channel (400),
+      // so the channel reads use a plain channel the same tokens cover.
+      {http::verb::get, "/events/orders-feed", "", consumer, producer},
       {http::verb::post, "/v1/topics/orders/events", event_batch(0, 1), producer, consumer},
       {http::verb::get, "/v1/topics/orders/describe", "", consumer, producer},
       {http::verb::post, "/v1/topics/orders/groups", R"({"group":"h","start_id":"$"})", admin,
@@ -1043,8 +1109,8 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
        consumer},
       {http::verb::delete_, "/v1/topics/orders/groups/h", "", admin, consumer},
       {http::verb::get, "/v1/metrics/summary", "", consumer, ""},
-      {http::verb::get, "/sse/orders", "", "", producer},
-      {http::verb::get, "/ws/orders", "", "", producer},
+      {http::verb::get, "/sse/orders-feed", "", "", producer},
+      {http::verb::get, "/ws/orders-feed", "", "", producer},
   };
   for (const auto& e : endpoints) {
     auto status = [&](std::vector<std::pair<std::string, std::string>> headers) {
@@ -1076,7 +1142,7 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
   V1Client c(port_, "/ws?token=" + consumer);
   c.send(R"({"op":"subscribe","sub":"p","channel":"payments","from":"0-0"})");
   EXPECT_EQ(c.until("error", "p").back().at("error").at("code").as_string(), "forbidden");
-  c.send(R"({"op":"subscribe","sub":"o","channel":"orders","from":"0-0"})");
+  c.send(R"({"op":"subscribe","sub":"o","channel":"orders-feed","from":"0-0"})");
   c.until("caught_up", "o");
   // Group subscriptions too: the topic must be within the token's channels.
   c.send(R"({"op":"subscribe","sub":"g","topic":"payments","group":"g","consumer":"c"})");

@@ -73,6 +73,22 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::ingest(
     }
     made.push_back(std::move(*e));
   }
+  co_return co_await store_events(topic, events, std::move(made), partitions);
+}
+
+task<result<Ingested>> Topics::publish(std::string_view topic, const PublishBody& event) {
+  RR_CO_TRY(validate_channel(topic));
+  std::vector<NewEvent> made(1);
+  RR_CO_TRY_ASSIGN(made[0], make_event_within(event.input(topic), config_.max_payload_bytes));
+  std::pair<store::Topic, std::vector<Ingested>> stored;
+  RR_CO_TRY_ASSIGN(
+      stored, co_await store_events(topic, std::span(&event, 1), std::move(made), std::nullopt));
+  co_return std::move(stored.second.front());
+}
+
+task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::store_events(
+    std::string_view topic, std::span<const PublishBody> events, std::vector<NewEvent> made,
+    std::optional<std::uint32_t> partitions) {
   store::Topic t;
   RR_CO_TRY_ASSIGN(t, co_await open_for_ingest(topic, partitions));
 
@@ -149,6 +165,7 @@ task<result<store::Topic>> Topics::open_for_ingest(std::string_view topic,
                                                    std::optional<std::uint32_t> partitions) {
   std::optional<store::Topic> t = known(topic);
   if (!t) RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));
+  if (!t) RR_CO_TRY_ASSIGN(t, co_await adopt_channel(topic));
   if (!t) {
     auto created =
         co_await store_->create_topic(topic, partitions.value_or(config_.default_partitions));
@@ -165,7 +182,8 @@ task<result<store::Topic>> Topics::open_for_ingest(std::string_view topic,
   if (partitions && *partitions != t->partitions) {
     co_return make_error(errc::topic_conflict,
                          "topic " + t->name + " has " + std::to_string(t->partitions) +
-                             " partitions, not " + std::to_string(*partitions));
+                             (t->partitions == 1 ? " partition" : " partitions") + ", not " +
+                             std::to_string(*partitions));
   }
   remember(*t);
   co_return std::move(*t);
@@ -176,9 +194,50 @@ task<result<store::Topic>> Topics::existing(std::string_view topic) {
   if (auto t = known(topic)) co_return std::move(*t);
   std::optional<store::Topic> t;
   RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));
+  if (!t) RR_CO_TRY_ASSIGN(t, co_await adopt_channel(topic));
   if (!t) co_return make_error(errc::stream_not_found, "no topic " + std::string(topic));
   remember(*t);
   co_return std::move(*t);
+}
+
+task<result<std::optional<store::Topic>>> Topics::adopt_channel(std::string_view channel) {
+  auto info = co_await store_->info(channel);
+  if (!info) {
+    if (info.error().code == errc::stream_not_found) co_return std::nullopt;
+    co_return info.error();
+  }
+  // create_topic returns the topic when another node registered it first with one partition;
+  // one registered meanwhile with more is a topic_conflict, answered as it is.
+  store::Topic t;
+  RR_CO_TRY_ASSIGN(t, co_await store_->create_topic(channel, 1));
+  co_return t;
+}
+
+task<result<std::uint32_t>> Topics::partitions_of(std::string_view channel) {
+  if (auto t = known(channel)) co_return t->partitions;
+  const auto now = std::chrono::steady_clock::now();
+  bool load = false;
+  {
+    std::lock_guard lock(known_mu_);
+    const bool never = registry_loaded_ == std::chrono::steady_clock::time_point{};
+    // Before the first load every caller waits for one: a partitioned topic must never be
+    // taken for a plain channel. Later, one caller refreshes and the others answer from known_.
+    load = never || (!registry_loading_ && now - registry_loaded_ >= registry_refresh);
+    if (load) registry_loading_ = true;
+  }
+  if (!load) co_return 1u;
+  auto topics = co_await store_->list_topics();
+  {
+    std::lock_guard lock(known_mu_);
+    registry_loading_ = false;
+    if (topics) {
+      for (auto& t : *topics) known_.try_emplace(t.name, std::move(t));
+      registry_loaded_ = now;
+    }
+  }
+  if (!topics) co_return topics.error();
+  if (auto t = known(channel)) co_return t->partitions;
+  co_return 1u;
 }
 
 std::optional<store::Topic> Topics::known(std::string_view topic) {

@@ -5,10 +5,12 @@
 // event's `channel` is the topic's name whichever partition holds it.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -84,6 +86,16 @@ class Topics {
   store::task<result<std::pair<store::Topic, std::vector<Ingested>>>> ingest(
       std::string_view topic, const std::vector<PublishBody>& events,
       std::optional<std::uint32_t> partitions);
+  // One event to an existing topic, in the partition its partition_key picks (`POST
+  // /events/{channel}` when the channel is a partitioned topic).
+  store::task<result<Ingested>> publish(std::string_view topic, const PublishBody& event);
+
+  // The partition count of `channel`: its topic's count, or 1 for a channel that is no topic.
+  // Answered from the topics seen before and, for others, from a copy of the store's topic
+  // registry at most registry_refresh old: other server nodes on the same Redis create topics
+  // too, and a channel is not looked up in the store on every publish.
+  store::task<result<std::uint32_t>> partitions_of(std::string_view channel);
+  static constexpr std::chrono::milliseconds registry_refresh{1000};
 
   store::task<result<TopicDescription>> describe(std::string_view topic);
   store::task<result<std::vector<TopicDescription>>> describe_all();
@@ -125,8 +137,17 @@ class Topics {
   // A topic seen before (cached), and caching one.
   std::optional<store::Topic> known(std::string_view topic);
   void remember(const store::Topic& t);
-  // The existing topic; stream_not_found (404) when there is none.
+  // Validated events to the topic's partitions (created as open_for_ingest does); `events` gives
+  // each one's partition_key.
+  store::task<result<std::pair<store::Topic, std::vector<Ingested>>>> store_events(
+      std::string_view topic, std::span<const PublishBody> events, std::vector<NewEvent> made,
+      std::optional<std::uint32_t> partitions);
+  // The existing topic; stream_not_found (404) when there is none. A channel with events but no
+  // topic (published to with `POST /events/{channel}`) is a topic of one partition, its own
+  // stream (DESIGN §2), and is registered as one here.
   store::task<result<store::Topic>> existing(std::string_view topic);
+  // When the stream `channel` exists: the channel registered as a topic of one partition.
+  store::task<result<std::optional<store::Topic>>> adopt_channel(std::string_view channel);
   // `op` on the stream of every partition of an existing topic, stopping at the first error.
   store::task<result<store::Topic>> on_every_partition(
       std::string_view topic, std::function<store::task<result<void>>(std::string stream)> op);
@@ -150,6 +171,10 @@ class Topics {
   // so the store is asked once per topic, not once per request.
   std::mutex known_mu_;
   StringMap<store::Topic> known_;
+  // When known_ last took in the whole registry (never: the epoch), and whether a coroutine is
+  // taking it in now (the others answer from known_ meanwhile).
+  std::chrono::steady_clock::time_point registry_loaded_;
+  bool registry_loading_ = false;
 };
 
 }  // namespace replayrail

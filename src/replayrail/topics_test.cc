@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
 #include <vector>
 
 #include "replayrail/store/memory/memory_store.h"
@@ -112,6 +113,99 @@ TEST_F(TopicsTest, ClaimsTakeOnlyTheNamedPartitions) {
       io, topics_.claim("jobs", "g", "c2", store::Millis(0), 100, StreamId{}, {}, {4}));
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, errc::invalid_argument);
+}
+
+// A channel published to as a plain channel (POST /events/{channel}) is a topic of one
+// partition, its own stream: groups work on it, and it cannot become a partitioned topic.
+TEST_F(TopicsTest, AChannelWithEventsIsATopicOfOnePartition) {
+  boost::asio::io_context io;
+  auto e = make_event({.channel = "plain", .type = "t"});
+  ASSERT_TRUE(e);
+  ASSERT_TRUE(testing::run(io, store_->append("plain", std::move(*e), {})));
+
+  ASSERT_TRUE(testing::run(io, topics_.create_group("plain", "g", Cursor::beginning())));
+  auto read = testing::run(io, topics_.read_group("plain", "g", "c", 10, std::nullopt, {}));
+  ASSERT_TRUE(read) << read.error().message;
+  ASSERT_EQ(read->size(), 1u);
+  EXPECT_EQ(read->front().partition, 0u);
+  auto registered = testing::run(io, store_->get_topic("plain")).value();
+  ASSERT_TRUE(registered);
+  EXPECT_EQ(registered->partitions, 1u);
+
+  std::vector<PublishBody> batch(1);
+  batch[0].type = "t";
+  auto wider = testing::run(io, topics_.ingest("plain", batch, 4));
+  ASSERT_FALSE(wider);
+  EXPECT_EQ(wider.error().code, errc::topic_conflict);
+  EXPECT_NE(wider.error().message.find("1 partition,"), std::string::npos) << wider.error().message;
+
+  // Not yet registered (no group made): an ingest without a count keeps the channel's stream,
+  // whatever the default partition count.
+  Topics four_by_default{store_, TopicsConfig{.default_partitions = 4}};
+  ASSERT_TRUE(testing::run(
+      io, store_->append("other", make_event({.channel = "other", .type = "t"}).value(), {})));
+  auto ingested = testing::run(io, four_by_default.ingest("other", batch, std::nullopt));
+  ASSERT_TRUE(ingested) << ingested.error().message;
+  EXPECT_EQ(ingested->first.partitions, 1u);
+  EXPECT_EQ(testing::run(io, store_->info("other")).value().length, 2u);
+
+  // A channel without events is no topic yet.
+  auto missing = testing::run(io, topics_.create_group("nothing", "g", Cursor::beginning()));
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, errc::stream_not_found);
+}
+
+TEST_F(TopicsTest, PublishPutsAnEventInThePartitionItsKeyPicks) {
+  boost::asio::io_context io;
+  std::vector<PublishBody> batch(1);
+  batch[0].type = "t";
+  ASSERT_TRUE(testing::run(io, topics_.ingest("orders", batch, 4)));
+  PublishBody one;
+  one.type = "order.created";
+  one.partition_key = "customer-7";
+  one.event_id = "evt-1";
+  const auto expected = topics_.partition_for({"orders", 4, ""}, "customer-7");
+  auto first = testing::run(io, topics_.publish("orders", one));
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_EQ(first->partition, expected);
+  EXPECT_FALSE(first->duplicate);
+  EXPECT_EQ(first->event->channel, "orders");
+  auto stream = store::partition_stream("orders", 4, expected);
+  auto page = testing::run(io, store_->range(stream, StreamId{}, 10, "")).value();
+  ASSERT_FALSE(page.empty());
+  EXPECT_EQ(page.back()->id, first->event->id);
+
+  auto again = testing::run(io, topics_.publish("orders", one));
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->event->id, first->event->id);
+
+  PublishBody bad;
+  bad.type = "not a type!";
+  auto refused = testing::run(io, topics_.publish("orders", bad));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::invalid_event_type);
+  EXPECT_EQ(refused.error().message.find("events["), std::string::npos)
+      << "one event, not a batch: " << refused.error().message;
+}
+
+// partitions_of answers from what this process knows and, for other channels, from a copy of
+// the registry refreshed at most every registry_refresh: a topic another node creates is seen.
+TEST_F(TopicsTest, PartitionCountsComeFromTheRegistry) {
+  boost::asio::io_context io;
+  ASSERT_TRUE(testing::run(io, store_->create_topic("made-before", 3)));
+  EXPECT_EQ(testing::run(io, topics_.partitions_of("made-before")).value(), 3u)
+      << "the first call loads the registry";
+  EXPECT_EQ(testing::run(io, topics_.partitions_of("plain")).value(), 1u);
+
+  std::vector<PublishBody> batch(1);
+  batch[0].type = "t";
+  ASSERT_TRUE(testing::run(io, topics_.ingest("mine", batch, 5)));
+  EXPECT_EQ(testing::run(io, topics_.partitions_of("mine")).value(), 5u) << "made here: known";
+
+  ASSERT_TRUE(testing::run(io, store_->create_topic("made-elsewhere", 2)));
+  std::this_thread::sleep_for(Topics::registry_refresh + std::chrono::milliseconds(100));
+  EXPECT_EQ(testing::run(io, topics_.partitions_of("made-elsewhere")).value(), 2u);
 }
 
 }  // namespace

@@ -121,6 +121,13 @@ struct Server::Impl {
   // The request target is parsed once, by http_session, and handed on.
   asio::awaitable<Response> handle(const Request& req, const Target& target);
   asio::awaitable<result<Subscription>> subscribe(const Request& req, const Target& target);
+  // Replay, /ws/{channel}, /sse/{channel} and v1 subscriptions read one stream: a plain channel
+  // (or a topic of one partition). A partitioned topic's events are in its partitions' streams,
+  // read through consumer groups; asking for it as one channel is invalid_channel.
+  asio::awaitable<result<void>> check_one_stream(std::string_view channel);
+  asio::awaitable<result<Subscription>> subscribe(std::string_view channel,
+                                                  std::optional<Cursor> from,
+                                                  std::string_view epoch);
   // Auth (DESIGN §4): the token from `Authorization: Bearer` or `?token=` must be valid, have
   // `role` (nullopt: any) and allow `channel` (empty: no channel). Passes while auth is off.
   result<std::optional<auth::Claims>> authorize(const Request& req, const Target& target,
@@ -358,22 +365,39 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
       auto body = parse_publish_body(req.body());
       if (!body) co_return error(req, body.error());
       if (auto trace = req["traceparent"]; is_traceparent(trace)) body->keep_traceparent(trace);
-      auto stored = co_await rail->publish(body->input(channel));
-      if (!stored) co_return error(req, stored.error());
-      if (!stored->duplicate) {
+      auto partitions = co_await topics->partitions_of(channel);
+      if (!partitions) co_return error(req, partitions.error());
+      // A partitioned topic's events go to the partition their partition_key picks (DESIGN §2);
+      // a plain channel (or a topic of one partition) is its own stream.
+      std::optional<std::uint32_t> partition;
+      store::Appended stored;
+      if (*partitions > 1) {
+        auto ingested = co_await topics->publish(channel, *body);
+        if (!ingested) co_return error(req, ingested.error());
+        partition = ingested->partition;
+        stored = {std::move(ingested->event), ingested->duplicate};
+      } else {
+        auto appended = co_await rail->publish(body->input(channel));
+        if (!appended) co_return error(req, appended.error());
+        stored = std::move(*appended);
+      }
+      if (!stored.duplicate) {
         metrics->published({}, 1, req.body().size(), std::chrono::steady_clock::now() - started);
       }
       std::string out = R"({"event":)";
-      append_envelope(out, *stored->event);
-      out += stored->duplicate ? R"(,"duplicate":true})" : "}";
+      append_envelope(out, *stored.event);
+      if (partition) out += R"(,"partition":)" + std::to_string(*partition);
+      out += stored.duplicate ? R"(,"duplicate":true})" : "}";
       // A repeat of a remembered event_id is answered like the first publish, but 200.
-      co_return json_response(req, stored->duplicate ? 200 : 201, std::move(out));
+      co_return json_response(req, stored.duplicate ? 200 : 201, std::move(out));
     }
     if (req.method() == http::verb::get) {
       auto after = Cursor::parse(target.param("after").value_or("0-0"));
       if (!after) co_return error(req, after.error());
       auto limit = parse_limit(target.param("limit"));
       if (!limit) co_return error(req, limit.error());
+      auto one = co_await check_one_stream(channel);
+      if (!one) co_return error(req, one.error());
       auto page = co_await rail->replay(channel, *after, *limit);
       if (!page) co_return error(req, page.error());
       std::string out = R"({"events":[)";
@@ -529,7 +553,29 @@ asio::awaitable<result<Subscription>> Server::Impl::subscribe(const Request& req
                                                               const Target& target) {
   auto from = start_cursor(req, target);
   if (!from) co_return from.error();
-  co_return co_await rail->subscribe(target.path[1], *from, target.param("epoch").value_or(""));
+  co_return co_await subscribe(target.path[1], *from, target.param("epoch").value_or(""));
+}
+
+asio::awaitable<result<void>> Server::Impl::check_one_stream(std::string_view channel) {
+  auto partitions = co_await topics->partitions_of(channel);
+  if (!partitions) co_return partitions.error();
+  if (*partitions > 1) {
+    const std::string name(channel);
+    co_return make_error(errc::invalid_channel,
+                         name + " is a topic of " + std::to_string(*partitions) +
+                             " partitions; read its events through a consumer group (POST "
+                             "/v1/topics/" +
+                             name + "/groups), not as one channel");
+  }
+  co_return result<void>{};
+}
+
+asio::awaitable<result<Subscription>> Server::Impl::subscribe(std::string_view channel,
+                                                              std::optional<Cursor> from,
+                                                              std::string_view epoch) {
+  auto one = co_await check_one_stream(channel);
+  if (!one) co_return one.error();
+  co_return co_await rail->subscribe(channel, from, std::string(epoch));
 }
 
 namespace {
@@ -894,7 +940,7 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
     co_return;
   }
   auto resolved =
-      co_await rail->subscribe(field("channel").value_or(""), from, field("epoch").value_or(""));
+      co_await subscribe(field("channel").value_or(""), from, field("epoch").value_or(""));
   if (outbox->closed()) co_return;
   if (!resolved) {
     outbox->push_message(v1_error(&*sub, resolved.error()));
