@@ -1742,6 +1742,160 @@ TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
   }
 }
 
+// The command-line clients (publish, replay, tail, groups) and `token`, against a real server
+// with auth on.
+class ClientCli : public ::testing::Test {
+ protected:
+  static constexpr const char* kSecret = "cli-test-secret";
+
+  void SetUp() override {
+    url_ = "http://127.0.0.1:" + std::to_string(testing::free_port());
+    server_ = std::make_unique<testing::ChildProcess>(
+        std::vector<std::string>{RR_SERVER_BINARY, "serve", "--store", "memory", "--listen",
+                                 url_.substr(7), "--auth-jwt-secret", kSecret});
+    auto line = server_->read_line(std::chrono::seconds(20));
+    ASSERT_TRUE(line && line->find("serving on") != std::string::npos);
+  }
+
+  struct Run {
+    int code = -1;
+    std::vector<std::string> lines;
+    json::value json(std::size_t i = 0) const { return json::parse(lines.at(i)); }
+  };
+  // `replayrail args…` with REPLAYRAIL_URL set and `environment` (NAME=value…) added.
+  Run cli(const std::vector<std::string>& args, std::vector<std::string> environment = {}) {
+    std::vector<std::string> argv{"/usr/bin/env", "REPLAYRAIL_URL=" + url_};
+    argv.insert(argv.end(), environment.begin(), environment.end());
+    argv.push_back(RR_SERVER_BINARY);
+    argv.insert(argv.end(), args.begin(), args.end());
+    testing::ChildProcess p(argv);
+    Run run;
+    while (auto line = p.read_line(std::chrono::seconds(20))) run.lines.push_back(*line);
+    p.kill(SIGKILL);  // still running 20 s after its last line: it hangs (an exited one is kept)
+    const int status = p.wait();
+    if (WIFEXITED(status)) run.code = WEXITSTATUS(status);
+    return run;
+  }
+  std::string token(const std::string& role, const std::string& channels = "") {
+    std::vector<std::string> args{"token", "--sub", "cli-test", "--role", role};
+    if (!channels.empty()) args.insert(args.end(), {"--channels", channels});
+    auto run = cli(args, {std::string("AUTH_JWT_SECRET=") + kSecret});
+    EXPECT_EQ(run.code, 0);
+    return run.lines.empty() ? "" : run.lines.front();
+  }
+
+  std::string url_;
+  std::unique_ptr<testing::ChildProcess> server_;
+};
+
+TEST_F(ClientCli, TokenSignsWhatTheServerAccepts) {
+  const auto producer = token("producer", "orders*,jobs");
+  auto claims = auth::verify(producer, {kSecret, "", ""}, std::time(nullptr));
+  ASSERT_TRUE(claims) << claims.error().message;
+  EXPECT_EQ(claims->subject, "cli-test");
+  EXPECT_EQ(claims->role, auth::Role::producer);
+  EXPECT_EQ(claims->channels, (std::vector<std::string>{"orders*", "jobs"}));
+  EXPECT_NEAR(static_cast<double>(claims->expires - std::time(nullptr)), 3600, 60);
+
+  auto published =
+      cli({"publish", "orders:1", "order.created", "--payload", R"({"n":1})", "--token", producer});
+  ASSERT_EQ(published.code, 0) << ::testing::PrintToString(published.lines);
+  EXPECT_EQ(published.json().at("event").at("payload").at("n").as_int64(), 1);
+  auto outside = cli({"publish", "payments", "t", "--token", producer});
+  EXPECT_EQ(outside.code, 1);
+  EXPECT_EQ(outside.json().at("error").at("code").as_string(), "forbidden");
+  auto anonymous = cli({"publish", "orders:1", "t"});
+  EXPECT_EQ(anonymous.code, 1);
+  EXPECT_EQ(anonymous.json().at("error").at("code").as_string(), "unauthorized");
+
+  // REPLAYRAIL_TOKEN stands for --token.
+  auto page = cli({"replay", "orders:1"}, {"REPLAYRAIL_TOKEN=" + token("consumer")});
+  ASSERT_EQ(page.code, 0);
+  EXPECT_EQ(page.json().at("events").as_array().size(), 1u);
+
+  // Without the secret, or with a role that does not exist, nothing is signed.
+  EXPECT_EQ(cli({"token", "--sub", "x", "--role", "admin"}).code, 2);
+  EXPECT_EQ(cli({"token", "--sub", "x", "--role", "root"}, {"AUTH_JWT_SECRET=s"}).code, 2);
+  EXPECT_EQ(cli({"token", "--role", "admin"}, {"AUTH_JWT_SECRET=s"}).code, 2);
+}
+
+// The seed's consumer-group walkthrough, from the command line.
+TEST_F(ClientCli, GroupsCreateReadAckClaimResetDelete) {
+  const std::vector<std::string> admin{"--token", token("admin")};
+  auto with_token = [&](std::vector<std::string> args) {
+    args.insert(args.end(), admin.begin(), admin.end());
+    return cli(args);
+  };
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    auto r = with_token({"publish", "jobs", "job.queued"});
+    ASSERT_EQ(r.code, 0);
+    ids.emplace_back(r.json().at("event").at("id").as_string());
+  }
+  ASSERT_EQ(with_token({"groups", "create", "jobs", "workers", "--start", "0-0"}).code, 0);
+  auto read =
+      with_token({"groups", "read", "jobs", "workers", "--consumer", "c1", "--count", "10"});
+  ASSERT_EQ(read.code, 0);
+  ASSERT_EQ(read.json().at("messages").as_array().size(), 2u);
+
+  // Ack the first and leave the second pending: c2 claims it.
+  auto acked = with_token({"groups", "ack", "jobs", "workers", "0:" + ids[0]});
+  ASSERT_EQ(acked.code, 0);
+  EXPECT_EQ(acked.json().at("acked").as_int64(), 1);
+  auto claimed =
+      with_token({"groups", "claim", "jobs", "workers", "--consumer", "c2", "--min-idle-ms", "0"});
+  ASSERT_EQ(claimed.code, 0);
+  const auto answer = claimed.json();
+  ASSERT_EQ(answer.at("messages").as_array().size(), 1u);
+  EXPECT_EQ(answer.at("messages").at(0).at("redis_id").as_string(), ids[1]);
+  EXPECT_EQ(answer.at("messages").at(0).at("delivery_count").as_int64(), 2);
+  EXPECT_EQ(with_token({"groups", "ack", "jobs", "workers", ids[1]}).json().at("acked").as_int64(),
+            1)
+      << "an id without a partition is partition 0's";
+  auto listed = with_token({"groups", "list", "jobs"});
+  ASSERT_EQ(listed.code, 0);
+  EXPECT_EQ(listed.json().at("groups").at(0).at("pending").as_int64(), 0);
+
+  // Reset to the beginning: everything is delivered again.
+  ASSERT_EQ(with_token({"groups", "reset", "jobs", "workers", "--start", "0-0"}).code, 0);
+  EXPECT_EQ(with_token({"groups", "read", "jobs", "workers", "--consumer", "c1"})
+                .json()
+                .at("messages")
+                .as_array()
+                .size(),
+            2u);
+  EXPECT_EQ(with_token({"groups", "delete", "jobs", "workers"}).code, 0);
+  auto again = with_token({"groups", "delete", "jobs", "workers"});
+  EXPECT_EQ(again.code, 1);
+  EXPECT_EQ(again.json().at("error").at("code").as_string(), "group_not_found");
+
+  // Bad arguments are refused before anything is sent.
+  EXPECT_EQ(with_token({"groups", "ack", "jobs", "workers", "x:1-0"}).code, 2);
+  EXPECT_EQ(with_token({"groups", "ack", "jobs", "workers", "not-an-id"}).code, 2);
+  EXPECT_EQ(with_token({"groups", "read", "jobs", "workers"}).code, 2) << "no --consumer";
+  EXPECT_EQ(with_token({"groups", "read", "jobs", "w", "--consumer", "c", "--count", "0"}).code, 2);
+  EXPECT_EQ(with_token({"groups", "reset", "jobs", "workers"}).code, 2) << "no --start";
+}
+
+TEST_F(ClientCli, TailFollowsWithItsTokenAndStopsWhenRefused) {
+  const auto consumer = token("consumer");
+  ASSERT_EQ(cli({"publish", "feed", "t", "--token", token("producer")}).code, 0);
+  testing::ChildProcess tail({"/usr/bin/env", "REPLAYRAIL_URL=" + url_,
+                              "REPLAYRAIL_TOKEN=" + consumer, RR_SERVER_BINARY, "tail", "feed",
+                              "--from", "0-0"});
+  auto first = tail.read_line(std::chrono::seconds(10));
+  ASSERT_TRUE(first);
+  EXPECT_EQ(json::parse(*first).at("channel").as_string(), "feed");
+  tail.kill(SIGTERM);
+  tail.wait();
+
+  // Refused at the handshake (no token): tail says so and exits instead of retrying forever.
+  auto refused = cli({"tail", "feed", "--from", "0-0"});
+  EXPECT_EQ(refused.code, 1);
+  ASSERT_FALSE(refused.lines.empty());
+  EXPECT_EQ(refused.json().at("error").at("code").as_string(), "unauthorized");
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, ServerE2E, ::testing::Values("memory", "local", "redis"),
                          [](const auto& info) { return info.param; });
 

@@ -1,26 +1,15 @@
-// `replayrail`: the server (`serve`) and its command-line clients (`publish`, `replay`, `tail`).
-// Settings come from flags, then the environment, then a TOML file (`--config`), in that order
-// of precedence (CLI11 reads all three).
+// `replayrail`: the server (`serve`), its command-line clients (`publish`, `replay`, `tail`,
+// `groups …`) and `token`. Settings come from flags, then the environment, then a TOML file
+// (`--config`), in that order of precedence (CLI11 reads all three).
 #include <CLI/CLI.hpp>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
-#include <boost/url/encode.hpp>
-#include <boost/url/parse.hpp>
-#include <boost/url/rfc/pchars.hpp>
-#include <boost/url/rfc/unreserved_chars.hpp>
+#include <boost/json/object.hpp>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
-#include <iostream>
-#include <thread>
+#include <map>
 
+#include "replayrail/cli/client.h"
+#include "replayrail/common/stream_id.h"
 #include "replayrail/core/json_text.h"
 #include "replayrail/resp/url.h"
 #include "replayrail/server/server.h"
@@ -31,16 +20,10 @@
 namespace {
 
 using namespace replayrail;
+using namespace replayrail::cli;
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace websocket = beast::websocket;
-using tcp = asio::ip::tcp;
-
-// Exit codes: 0 ok, 1 the server refused (HTTP error), 2 usage, 3 cannot reach the server.
-constexpr int kRefused = 1;
-constexpr int kUsage = 2;
-constexpr int kUnreachable = 3;
+namespace http = boost::beast::http;
+namespace json = boost::json;
 
 struct ServeArgs {
   std::string store = "local";
@@ -122,90 +105,120 @@ int serve(ServeArgs& args) {
   return 0;
 }
 
-// --url http://host:port
-struct Endpoint {
-  std::string host;
-  std::string port;
+// A JSON argument (`--payload`, `--actor`, `--metadata`), or exit with the usage code.
+json::value json_argument(const std::string& name, const std::string& text) {
+  auto v = replayrail::parse_json(text);
+  if (!v) {
+    std::fprintf(stderr, "replayrail: --%s %s\n", name.c_str(), v.error().message.c_str());
+    std::exit(kUsage);
+  }
+  return std::move(*v);
+}
+
+// `replayrail token`: a JWT signed here with the server's secret, like the ones
+// `POST /v1/auth/token` mints, for operators who hold the secret (no server needed).
+struct TokenArgs {
+  std::string subject;
+  std::string role;
+  std::vector<std::string> channels;
+  std::int64_t ttl_seconds = 3600;
+  auth::JwtConfig jwt;
 };
 
-std::optional<Endpoint> parse_base_url(const std::string& text) {
-  auto url = boost::urls::parse_absolute_uri(text);
-  if (!url || url->scheme() != "http" || url->encoded_host().empty()) return std::nullopt;
-  return Endpoint{std::string(url->host_address()),
-                  url->has_port() ? std::string(url->port()) : "80"};
-}
-
-std::string path_segment(std::string_view s) {
-  return boost::urls::encode(s, boost::urls::unreserved_chars);
-}
-
-// One HTTP request; prints the body. Exit code by status.
-int http_call(const Endpoint& at, http::verb verb, const std::string& target, std::string body) {
-  try {
-    asio::io_context io;
-    beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::seconds(30));
-    stream.connect(tcp::resolver(io).resolve(at.host, at.port));
-    http::request<http::string_body> req{verb, target, 11};
-    req.set(http::field::host, at.host);
-    if (!body.empty()) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = std::move(body);
-      req.prepare_payload();
-    }
-    http::write(stream, req);
-    beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    http::read(stream, buffer, res);
-    std::printf("%s\n", res.body().c_str());
-    return res.result_int() < 300 ? 0 : kRefused;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "replayrail: cannot reach http://%s:%s: %s\n", at.host.c_str(),
-                 at.port.c_str(), e.what());
-    return kUnreachable;
+int token(const TokenArgs& args) {
+  if (args.jwt.secret.empty()) {
+    std::fprintf(stderr,
+                 "replayrail: token needs the server's secret: --auth-jwt-secret or "
+                 "AUTH_JWT_SECRET\n");
+    return kUsage;
   }
+  // --role is checked when parsed.
+  auth::Claims claims{args.subject, auth::parse_role(args.role).value_or(auth::Role::consumer),
+                      args.channels, 0};
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  claims.expires = now + args.ttl_seconds;
+  std::printf("%s\n", auth::mint(claims, args.jwt, now).c_str());
+  return 0;
 }
 
-// Follows a channel over WebSocket, printing one JSON line per event; reconnects with the last
-// cursor it printed, so nothing is missed or repeated across reconnects.
-int tail(const Endpoint& at, const std::string& channel, std::string cursor) {
-  auto backoff = std::chrono::milliseconds(100);
-  for (;;) {
-    try {
-      asio::io_context io;
-      websocket::stream<tcp::socket> ws(io);
-      asio::connect(ws.next_layer(), tcp::resolver(io).resolve(at.host, at.port));
-      std::string target = "/ws/" + path_segment(channel);
-      if (!cursor.empty()) target += "?last_event_id=" + cursor;
-      ws.handshake(at.host + ":" + at.port, target);
-      backoff = std::chrono::milliseconds(100);
-      beast::flat_buffer buffer;
-      for (;;) {
-        ws.read(buffer);
-        std::string frame = beast::buffers_to_string(buffer.data());
-        buffer.clear();
-        std::printf("%s\n", frame.c_str());
-        std::fflush(stdout);
-        boost::system::error_code ec;
-        auto value = boost::json::parse(frame, ec);
-        if (!ec && value.is_object() && value.as_object().contains("id")) {
-          cursor = value.as_object().at("id").as_string().c_str();
-        }
+// `replayrail groups …`: the consumer-group requests of the platform API (docs/platform-api.md).
+struct GroupArgs {
+  std::string topic, group, consumer, start;
+  std::size_t count = 100;
+  std::int64_t block_ms = -1;  // -1: not sent (the server's default)
+  std::int64_t min_idle_ms = 60000;
+  std::int64_t max_deliveries = -1;  // -1: not sent
+  std::vector<std::uint32_t> partitions;
+  std::vector<std::string> ids;  // `P:ID`, or `ID` for partition 0
+};
+
+// `{"items":[{"partition":P,"redis_ids":[…]}]}` from `P:ID` / `ID` arguments; nullopt (after
+// saying why) when one is neither.
+std::optional<json::object> ack_body(const std::vector<std::string>& ids) {
+  std::map<std::uint32_t, json::array> by_partition;
+  for (const auto& text : ids) {
+    std::uint32_t partition = 0;
+    std::string_view id = text;
+    if (auto colon = id.find(':'); colon != std::string_view::npos) {
+      auto p = id.substr(0, colon);
+      auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), partition);
+      if (ec != std::errc() || end != p.data() + p.size() || p.empty()) {
+        std::fprintf(stderr, "replayrail: '%s' is not PARTITION:ID\n", text.c_str());
+        return std::nullopt;
       }
-    } catch (const boost::system::system_error& e) {
-      if (e.code() == websocket::error::closed) {
-        // The server closed on purpose: a 44xx code is final (bad cursor, window expired).
-        std::fprintf(stderr, "replayrail: closed by the server: %s\n", e.what());
-        return kRefused;
-      }
-      std::fprintf(stderr, "replayrail: %s; reconnecting after %s\n", e.what(),
-                   cursor.empty() ? "the start position" : cursor.c_str());
+      id = id.substr(colon + 1);
     }
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    if (!StreamId::parse(id)) {
+      std::fprintf(stderr, "replayrail: '%s' is not an id (<ms>-<seq>, or PARTITION:<ms>-<seq>)\n",
+                   text.c_str());
+      return std::nullopt;
+    }
+    by_partition[partition].emplace_back(id);
   }
+  json::array items;
+  for (auto& [p, redis_ids] : by_partition) {
+    items.push_back(json::object{{"partition", p}, {"redis_ids", std::move(redis_ids)}});
+  }
+  return json::object{{"items", std::move(items)}};
 }
 
+int groups(const ServerAddress& at, std::string_view command, const GroupArgs& a) {
+  const std::string topic = "/v1/topics/" + path_segment(a.topic);
+  const std::string group = topic + "/groups/" + path_segment(a.group);
+  auto partitions = [&](json::object& body) {
+    if (!a.partitions.empty())
+      body["partitions"] = json::array(a.partitions.begin(), a.partitions.end());
+  };
+  if (command == "list") return http_call(at, http::verb::get, topic + "/describe", {});
+  if (command == "delete") return http_call(at, http::verb::delete_, group, {});
+  json::object body;
+  std::string path = group + "/" + std::string(command);
+  if (command == "create") {
+    path = topic + "/groups";
+    body = {{"group", a.group}, {"start_id", a.start.empty() ? "$" : a.start}};
+    if (a.max_deliveries >= 0) body["max_deliveries"] = a.max_deliveries;
+  } else if (command == "read") {
+    body = {{"consumer", a.consumer}, {"count", a.count}};
+    if (a.block_ms >= 0) body["block_ms"] = a.block_ms;
+    partitions(body);
+  } else if (command == "ack") {
+    auto items = ack_body(a.ids);
+    if (!items) return kUsage;
+    body = std::move(*items);
+  } else if (command == "claim") {
+    body = {{"consumer", a.consumer},
+            {"min_idle_ms", a.min_idle_ms},
+            {"count", a.count},
+            {"start_id", a.start.empty() ? "0-0" : a.start}};
+    if (a.max_deliveries >= 0) body["max_deliveries"] = a.max_deliveries;
+    partitions(body);
+  } else if (command == "reset") {
+    body = {{"start_id", a.start}};
+  }
+  return http_call(at, http::verb::post, path, replayrail::to_json(body));
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -348,16 +361,19 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 600000))
       ->default_str("5000");
 
-  std::string url = "http://127.0.0.1:8000";
+  std::string url = "http://127.0.0.1:8000", bearer_token;
   std::string channel, type, payload = "{}", actor, metadata, event_id, after = "0-0", from;
   std::size_t limit = 100;
   auto* publish_cmd = app.add_subcommand("publish", "Publish one event");
-  publish_cmd->add_option("channel", channel, "Channel")->required();
+  publish_cmd->add_option("channel", channel, "Channel (or topic)")->required();
   publish_cmd->add_option("type", type, "Event type, e.g. order.created")->required();
   publish_cmd->add_option("--payload", payload, "JSON object")->capture_default_str();
   publish_cmd->add_option("--actor", actor, "JSON object: who did it");
   publish_cmd->add_option("--metadata", metadata, "JSON object");
   publish_cmd->add_option("--event-id", event_id, "Idempotency key (a retry is not stored twice)");
+  std::string partition_key;
+  publish_cmd->add_option("--partition-key", partition_key,
+                          "A partitioned topic's events with one key keep their order");
   auto* replay_cmd = app.add_subcommand("replay", "Print a page of a channel's events");
   replay_cmd->add_option("channel", channel, "Channel")->required();
   replay_cmd->add_option("--after", after, "Cursor: events strictly after it")
@@ -366,9 +382,77 @@ int main(int argc, char** argv) {
   auto* tail_cmd = app.add_subcommand("tail", "Follow a channel live (JSON lines)");
   tail_cmd->add_option("channel", channel, "Channel")->required();
   tail_cmd->add_option("--from", from, "Cursor to start after (default: the server's setting)");
-  for (auto* cmd : {publish_cmd, replay_cmd, tail_cmd}) {
-    cmd->add_option("--url", url, "Server")->envname("REPLAYRAIL_URL")->capture_default_str();
+  std::vector<CLI::App*> clients{publish_cmd, replay_cmd, tail_cmd};
+
+  GroupArgs g;
+  std::vector<std::pair<std::string, CLI::App*>> group_cmds;
+  auto* groups_cmd = app.add_subcommand("groups", "Consumer groups of a topic (or channel)");
+  groups_cmd->require_subcommand(1);
+  auto group_cmd = [&](const std::string& name, const std::string& what, bool named_group) {
+    auto* cmd = groups_cmd->add_subcommand(name, what);
+    cmd->add_option("topic", g.topic, "Topic (a channel is a topic of one partition)")->required();
+    if (named_group) cmd->add_option("group", g.group, "Group")->required();
+    group_cmds.emplace_back(name, cmd);
+    clients.push_back(cmd);
+    return cmd;
+  };
+  group_cmd("list", "Describe the topic: partitions, groups with lag and pending", false);
+  auto* create = group_cmd("create", "Create a group on every partition", true);
+  create->add_option("--start", g.start, "$ (only new events), 0-0 (everything retained) or an id")
+      ->default_str("$");
+  auto* read = group_cmd("read", "New messages for a consumer (XREADGROUP >)", true);
+  auto* ack = group_cmd("ack", "Acknowledge messages", true);
+  ack->add_option("ids", g.ids, "PARTITION:ID, or ID for partition 0")->required();
+  auto* claim = group_cmd("claim", "Take over messages idle too long (XAUTOCLAIM)", true);
+  auto* reset = group_cmd("reset", "Move the group to another position (XGROUP SETID)", true);
+  reset->add_option("--start", g.start, "$, 0-0 or an id")->required();
+  group_cmd("delete", "Destroy the group", true);
+  for (auto* cmd : {read, claim}) {
+    cmd->add_option("--consumer", g.consumer, "Consumer name")->required();
+    cmd->add_option("--count", g.count, "Messages at most (per partition for read)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1000}))
+        ->capture_default_str();
+    cmd->add_option("--partition", g.partitions, "Only these partitions (repeatable)");
   }
+  read->add_option("--block-ms", g.block_ms, "Wait up to this long for a message (0: longest)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{60000}));
+  claim->add_option("--min-idle-ms", g.min_idle_ms, "Only messages idle this long")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  claim->add_option("--start", g.start, "Claim pending messages from this id")->default_str("0-0");
+  for (auto* cmd : {create, claim}) {
+    cmd->add_option("--max-deliveries", g.max_deliveries,
+                    "Deliveries before a message goes to T.dlq (0: never)")
+        ->check(CLI::NonNegativeNumber);
+  }
+
+  for (auto* cmd : clients) {
+    cmd->add_option("--url", url, "Server")->envname("REPLAYRAIL_URL")->capture_default_str();
+    cmd->add_option("--token", bearer_token, "JWT to present (replayrail token makes one)")
+        ->envname("REPLAYRAIL_TOKEN");
+  }
+
+  TokenArgs t;
+  auto* token_cmd = app.add_subcommand(
+      "token", "Sign a JWT with the server's secret (prints it; no server needed)");
+  token_cmd->add_option("--sub", t.subject, "Who the token is for (`sub`)")->required();
+  token_cmd->add_option("--role", t.role, "producer | consumer | admin")
+      ->check(CLI::IsMember({"producer", "consumer", "admin"}))
+      ->required();
+  token_cmd
+      ->add_option("--channels", t.channels,
+                   "Glob patterns of the channels it may use, comma-separated (default: all)")
+      ->delimiter(',');
+  token_cmd->add_option("--ttl", t.ttl_seconds, "Seconds until it expires")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{366} * 24 * 3600))
+      ->capture_default_str();
+  token_cmd->add_option("--auth-jwt-secret", t.jwt.secret, "The server's HS256 secret")
+      ->envname("AUTH_JWT_SECRET");
+  token_cmd->add_option("--auth-jwt-issuer", t.jwt.issuer, "`iss`, when the server requires one")
+      ->envname("AUTH_JWT_ISSUER");
+  token_cmd
+      ->add_option("--auth-jwt-audience", t.jwt.audience, "`aud`, when the server requires one")
+      ->envname("AUTH_JWT_AUDIENCE");
 
   try {
     app.parse(argc, argv);
@@ -380,27 +464,24 @@ int main(int argc, char** argv) {
     s.redis_url_given = redis_option->count() > 0;
     return serve(s);
   }
+  if (token_cmd->parsed()) return token(t);
 
-  auto at = parse_base_url(url);
+  auto at = parse_server_url(url, bearer_token);
   if (!at) {
     std::fprintf(stderr, "replayrail: --url must look like http://host:port, not '%s'\n",
                  url.c_str());
     return kUsage;
   }
+  for (const auto& [name, cmd] : group_cmds) {
+    if (cmd->parsed()) return groups(*at, name, g);
+  }
   if (publish_cmd->parsed()) {
     // The server validates everything; the JSON fields are passed through as given.
-    auto json_or_exit = [](const std::string& name, const std::string& text) {
-      auto v = replayrail::parse_json(text);
-      if (!v) {
-        std::fprintf(stderr, "replayrail: --%s %s\n", name.c_str(), v.error().message.c_str());
-        std::exit(2);
-      }
-      return std::move(*v);
-    };
-    boost::json::object body{{"type", type}, {"payload", json_or_exit("payload", payload)}};
-    if (!actor.empty()) body["actor"] = json_or_exit("actor", actor);
-    if (!metadata.empty()) body["metadata"] = json_or_exit("metadata", metadata);
+    json::object body{{"type", type}, {"payload", json_argument("payload", payload)}};
+    if (!actor.empty()) body["actor"] = json_argument("actor", actor);
+    if (!metadata.empty()) body["metadata"] = json_argument("metadata", metadata);
     if (!event_id.empty()) body["event_id"] = event_id;
+    if (!partition_key.empty()) body["partition_key"] = partition_key;
     return http_call(*at, http::verb::post, "/events/" + path_segment(channel),
                      replayrail::to_json(body));
   }
