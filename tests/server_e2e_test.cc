@@ -1720,6 +1720,61 @@ TEST(ServerCli, WarnsAboutARedisUrlOrDatabaseUrlItDoesNotUse) {
   EXPECT_EQ(first_lines("unset REDIS_URL DATABASE_URL;", "memory"), "");
 }
 
+// DESIGN §4: a setting comes from its flag, else the environment, else the --config TOML file.
+TEST(ServerCli, ConfigFileSettingsRankBelowEnvironmentAndFlags) {
+  testing::TempDir dir("cli-config");
+  const auto port = std::to_string(testing::free_port());
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir.path() / name) << text;
+    return (dir.path() / name).string();
+  };
+  const std::string data_dir = "data-dir = \"" + (dir.path() / "data").string() + "\"\n";
+  const auto flat = write("flat.toml", "store = \"memory\"\nlisten = \"127.0.0.1:" + port + "\"\n");
+  const auto sectioned =
+      write("sectioned.toml", "[serve]\nstore = \"memory\"\nlisten = \"127.0.0.1:" + port + "\"\n");
+  const auto local =
+      write("local.toml", data_dir + "store = \"local\"\nlisten = \"127.0.0.1:" + port + "\"\n");
+  // The first line the server prints (or its error), with `environment` (NAME=value…) set.
+  auto first_line = [&](std::vector<std::string> args, std::vector<std::string> environment = {}) {
+    std::vector<std::string> argv{"/usr/bin/env", "-u", "REPLAYRAIL_STORE", "-u",
+                                  "REPLAYRAIL_LISTEN"};
+    argv.insert(argv.end(), environment.begin(), environment.end());
+    argv.insert(argv.end(), {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1", RR_SERVER_BINARY});
+    argv.insert(argv.end(), args.begin(), args.end());
+    testing::ChildProcess p(argv);
+    auto line = p.read_line(std::chrono::seconds(20)).value_or("(nothing)");
+    p.kill(SIGTERM);
+    p.wait();
+    return line;
+  };
+  const std::string on_port = "127.0.0.1:" + port + " (store: ";
+  EXPECT_NE(first_line({"serve", "--config", flat}).find(on_port + "memory)"), std::string::npos)
+      << "keys at the top of the file are serve's";
+  EXPECT_NE(first_line({"--config", sectioned, "serve"}).find(on_port + "memory)"),
+            std::string::npos);
+  EXPECT_NE(first_line({"serve", "--config", sectioned}).find(on_port + "memory)"),
+            std::string::npos);
+  EXPECT_NE(first_line({"serve", "--config", local}, {"REPLAYRAIL_STORE=memory"})
+                .find(on_port + "memory)"),
+            std::string::npos)
+      << "the environment beats the file";
+  EXPECT_NE(
+      first_line({"serve", "--config", local, "--store", "memory"}, {"REPLAYRAIL_STORE=local"})
+          .find(on_port + "memory)"),
+      std::string::npos)
+      << "a flag beats the environment";
+
+  // A misspelt key is an error that names it, not a setting silently left at its default.
+  const auto typo = write("typo.toml", "stroe = \"memory\"\n");
+  testing::ChildProcess p(
+      {"/bin/sh", "-c", std::string(RR_SERVER_BINARY) + " serve --config " + typo + " 2>&1"});
+  auto said = p.read_line(std::chrono::seconds(20)).value_or("");
+  EXPECT_NE(said.find("stroe"), std::string::npos) << said;
+  const int status = p.wait();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+}
+
 // Arguments that are wrong are a usage error (exit 2), before anything starts.
 TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
   const std::vector<std::vector<std::string>> bad = {
