@@ -330,6 +330,34 @@ TEST_P(ServerE2E, WebSocketReplaysFromACursorThenFollowsLive) {
   EXPECT_EQ(bad.close_code, 4400);
 }
 
+// A channel may hold '/': under /events, /ws and /sse its slashes may be written as such or
+// as %2F.
+TEST_P(ServerE2E, ChannelsWithSlashesWorkWithOrWithoutEncoding) {
+  auto plain = publish("tenant/1/orders", R"({"type":"t"})");
+  ASSERT_EQ(plain.status, 201u) << plain.body;
+  EXPECT_EQ(plain.json().at("event").at("channel").as_string(), "tenant/1/orders");
+  ASSERT_EQ(publish("tenant%2F1%2Forders", R"({"type":"t"})").status, 201u);
+  for (const auto* target : {"/events/tenant/1/orders", "/events/tenant%2F1%2Forders"}) {
+    auto page = call(http::verb::get, target);
+    ASSERT_EQ(page.status, 200u) << page.body;
+    EXPECT_EQ(page.json().at("events").as_array().size(), 2u) << target;
+  }
+  asio::io_context io;
+  Received ws;
+  asio::co_spawn(io, subscribe(port_, "/ws/tenant/1/orders?last_event_id=0-0", 2, ws),
+                 asio::detached);
+  io.run();
+  EXPECT_EQ(ws.events.size(), 2u);
+  auto ids_in = [](const std::string& t) {
+    std::size_t n = 0;
+    for (auto at = t.find("id: "); at != std::string::npos; at = t.find("id: ", at + 1)) ++n;
+    return n;
+  };
+  std::string text = read_sse("/sse/tenant/1/orders?last_event_id=0-0",
+                              [&](const std::string& t) { return ids_in(t) >= 2; });
+  EXPECT_NE(text.find(plain.json().at("event").at("id").as_string().c_str()), std::string::npos);
+}
+
 TEST_P(ServerE2E, SseResumesFromLastEventId) {
   std::vector<std::string> published;
   for (int i = 0; i < 3; ++i) {

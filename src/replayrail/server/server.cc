@@ -181,6 +181,12 @@ result<Target> parse_target(std::string_view text) {
   if (!url) return make_error(errc::invalid_argument, "bad request target: " + std::string(text));
   Target t;
   for (auto segment : url->segments()) t.path.push_back(segment);
+  // A channel may hold '/' (DESIGN §2): under /events, /ws and /sse everything after the first
+  // segment is the channel, whether its slashes are written as such or as %2F.
+  if (t.path.size() > 2 && (t.path[0] == "events" || t.path[0] == "ws" || t.path[0] == "sse")) {
+    for (std::size_t i = 2; i < t.path.size(); ++i) t.path[1] += "/" + t.path[i];
+    t.path.resize(2);
+  }
   for (auto param : url->params()) t.params.emplace_back(param.key, param.value);
   return t;
 }
