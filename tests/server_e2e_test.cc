@@ -1748,6 +1748,67 @@ TEST(ServerCli, WarnsAboutARedisUrlOrDatabaseUrlItDoesNotUse) {
   EXPECT_EQ(first_lines("unset REDIS_URL DATABASE_URL;", "memory"), "");
 }
 
+// DESIGN §5: the server logs what goes wrong, here as JSON lines: a store it cannot reach, a
+// request it answered with a 5xx, and its own start and stop.
+TEST(ServerCli, LogsAreJsonLinesThatSayWhatWentWrong) {
+  testing::RedisServer redis;
+  const auto port = testing::free_port();
+  testing::ChildProcess server({"/bin/sh", "-c",
+                                std::string("exec ") + RR_SERVER_BINARY +
+                                    " serve --store redis --redis " + redis.url() +
+                                    " --listen 127.0.0.1:" + std::to_string(port) +
+                                    " --log-format json --log-level debug 2>&1"});
+  std::vector<json::object> records;
+  // Reads lines until one holds `text`; every line but the banner must be a JSON record.
+  auto until = [&](const std::string& text) {
+    while (auto line = server.read_line(std::chrono::seconds(20))) {
+      if (line->starts_with("replayrail: ")) {  // the banner on stdout
+        if (line->find(text) != std::string::npos) return true;
+        continue;
+      }
+      boost::system::error_code ec;
+      auto v = json::parse(*line, ec);
+      EXPECT_FALSE(ec) << "not JSON: " << *line;
+      if (ec || !v.is_object()) continue;
+      const auto& o = v.as_object();
+      EXPECT_TRUE(o.contains("time") && o.contains("level") && o.contains("msg")) << *line;
+      records.push_back(o);
+      if (line->find(text) != std::string::npos) return true;
+    }
+    return false;
+  };
+  ASSERT_TRUE(until("serving on"));
+  auto publish = [&] {
+    asio::io_context io;
+    beast::tcp_stream stream(io);
+    stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    http::request<http::string_body> req{http::verb::post, "/events/logged", 11};
+    req.body() = R"({"type":"t"})";
+    req.prepare_payload();
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(stream, buffer, res);
+    return res.result_int();
+  };
+  EXPECT_EQ(publish(), 201u);
+  ASSERT_TRUE(until("POST /events/logged 201")) << "debug: one record per request";
+  redis.kill();
+  EXPECT_EQ(publish(), 503u);
+  ASSERT_TRUE(until("answered 503"));
+  EXPECT_EQ(records.back().at("level").as_string(), "error");
+  EXPECT_NE(records.back().at("msg").as_string().find("store_unavailable"), std::string::npos);
+  bool lost = false;
+  for (const auto& r : records) {
+    lost = lost || (r.at("level").as_string() == "warning" &&
+                    r.at("msg").as_string().find("Redis at") != std::string::npos);
+  }
+  EXPECT_TRUE(lost) << "the lost Redis connection is logged";
+  server.kill(SIGTERM);
+  EXPECT_TRUE(until("\"stopped\""));
+  server.wait();
+}
+
 // DESIGN §4: a setting comes from its flag, else the environment, else the --config TOML file.
 TEST(ServerCli, ConfigFileSettingsRankBelowEnvironmentAndFlags) {
   testing::TempDir dir("cli-config");
@@ -1811,6 +1872,8 @@ TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
       {"serve", "--threads", "-1"},
       {"serve", "--listen", "no-port"},
       {"serve", "--no-such-flag"},
+      {"serve", "--log-level", "loud"},
+      {"serve", "--log-format", "xml"},
       {"publish"},
       {"replay", "c", "--url", "ftp://127.0.0.1:1"},
       {},

@@ -12,6 +12,7 @@
 #include "replayrail/cli/client.h"
 #include "replayrail/common/stream_id.h"
 #include "replayrail/core/json_text.h"
+#include "replayrail/log/log.h"
 #include "replayrail/resp/url.h"
 #include "replayrail/server/server.h"
 #include "replayrail/store/local/local_store.h"
@@ -36,6 +37,8 @@ struct ServeArgs {
   std::string listen = "127.0.0.1:8000";
   std::string start = "latest";
   bool redis_url_given = false;  // by --redis or REDIS_URL
+  std::string log_level = "info";
+  std::string log_format = "text";
   server::ServerOptions server;
 };
 
@@ -43,15 +46,15 @@ struct ServeArgs {
 // an OpenStream deployment sets REDIS_URL and DATABASE_URL, and expects both to be used.
 void warn_about_unused_settings(const ServeArgs& args) {
   if (args.redis_url_given && args.store != "redis") {
-    std::fprintf(stderr,
-                 "replayrail: warning: a Redis URL is set (--redis or REDIS_URL), but the store is "
-                 "%s; add --store redis (or REPLAYRAIL_STORE=redis) to use Redis\n",
-                 args.store.c_str());
+    spdlog::warn(
+        "a Redis URL is set (--redis or REDIS_URL), but the store is {}; add --store redis (or "
+        "REPLAYRAIL_STORE=redis) to use Redis",
+        args.store);
   }
   if (const char* database = std::getenv("DATABASE_URL"); database && *database) {
-    std::fprintf(stderr,
-                 "replayrail: warning: DATABASE_URL is set, but this version has no PostgreSQL "
-                 "archive yet; nothing is written there\n");
+    spdlog::warn(
+        "DATABASE_URL is set, but this version has no PostgreSQL archive yet; nothing is written "
+        "there");
   }
 }
 
@@ -72,6 +75,9 @@ int serve(ServeArgs& args) {
   }
   args.server.rail.default_start_position =
       args.start == "earliest" ? StartPosition::earliest : StartPosition::latest;
+  // Both are checked when parsed.
+  logging::configure(logging::parse_level(args.log_level).value_or(spdlog::level::info),
+                     logging::parse_format(args.log_format).value_or(logging::Format::text));
   warn_about_unused_settings(args);
 
   server::StoreFactory factory =
@@ -101,6 +107,15 @@ int serve(ServeArgs& args) {
   std::printf("replayrail: serving on http://%s:%u (store: %s)\n", args.server.host.c_str(),
               (*server)->port(), args.store.c_str());
   std::fflush(stdout);
+  std::string where;  // where the store keeps the events
+  if (args.store == "local") where = " in " + args.data_dir + ", fsync " + args.fsync;
+  if (args.store == "redis") {
+    auto url = resp::parse_redis_url(args.redis_url);  // parsed before: the store connected
+    where = " at " + (url ? url->redacted() : std::string("?"));
+  }
+  spdlog::info("listening on {}:{}; store {}{}; auth {}; {} event-loop threads", args.server.host,
+               (*server)->port(), args.store, where,
+               args.server.jwt.secret.empty() ? "off" : "on (JWT HS256)", (*server)->threads());
   (*server)->run();
   std::printf("replayrail: stopped\n");
   return 0;
@@ -307,6 +322,18 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--threads", s.server.threads, "Event-loop threads (0 = one per core)")
       ->capture_default_str();
   serve_cmd->add_flag("--insecure", s.server.insecure, "Allow a non-loopback address without auth");
+  serve_cmd
+      ->add_option("--log-level", s.log_level,
+                   "trace | debug (each request) | info | warn | error | critical | off")
+      ->check(CLI::Validator(
+          [](std::string& v) { return logging::parse_level(v) ? "" : v + " is not a log level"; },
+          "", "level"))
+      ->envname("REPLAYRAIL_LOG_LEVEL")
+      ->capture_default_str();
+  serve_cmd->add_option("--log-format", s.log_format, "text | json (one JSON object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->envname("REPLAYRAIL_LOG_FORMAT")
+      ->capture_default_str();
   serve_cmd
       ->add_option("--default-start-position", s.start,
                    "Where a subscriber without a cursor starts: latest | earliest")

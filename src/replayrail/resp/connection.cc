@@ -1,5 +1,7 @@
 #include "replayrail/resp/connection.h"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -221,6 +223,7 @@ asio::awaitable<void> Connection::read_loop(std::uint64_t generation) {
 
 void Connection::fail(const Error& error) {
   ++generation_;
+  last_failure_ = error.message;
   boost::system::error_code ignored;
   if (tcp_ || tls_) socket().close(ignored);
   connected_ = false;
@@ -333,6 +336,7 @@ asio::awaitable<void> Connection::run() {
   auto self = shared_from_this();
   std::mt19937 rng(std::random_device{}());
   Millis backoff = options_.reconnect_min;
+  int failed_attempts = 0;  // in a row; logged once per outage, not once per attempt
   while (!stopped_) {
     auto connected = co_await connect_once();
     if (stopped_) {
@@ -341,11 +345,21 @@ asio::awaitable<void> Connection::run() {
       break;
     }
     if (connected && connected_ && !stopped_) {
+      if (failed_attempts > 0) {
+        spdlog::info("Redis at {}: connected again after {} failed attempts",
+                     options_.url.redacted(), failed_attempts);
+      }
+      failed_attempts = 0;
       ready_ = true;
       ready_signal_.cancel();
       backoff = options_.reconnect_min;
       down_.expires_at(asio::steady_timer::time_point::max());
       co_await down_.async_wait(kToken);  // until fail() or stop()
+      if (!stopped_) spdlog::warn("{}; reconnecting", last_failure_);
+    } else if (failed_attempts++ == 0) {
+      spdlog::warn("{}; retrying, at least every {} ms",
+                   connected ? last_failure_ : connected.error().message,
+                   options_.reconnect_max.count());
     }
     if (stopped_) break;
     // Exponential backoff with full jitter, so many nodes do not reconnect in lockstep.

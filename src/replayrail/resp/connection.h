@@ -130,6 +130,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::atomic<bool> ready_ = false;
   std::atomic<std::int64_t> client_id_ = -1;
   bool stopped_ = false;
+  std::string last_failure_;           // why the connection last failed, for the log
   boost::asio::steady_timer timeout_;  // the oldest command's deadline
   bool timeout_armed_ = false;
   boost::asio::steady_timer down_;          // cancelled when the connection fails

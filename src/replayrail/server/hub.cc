@@ -1,6 +1,9 @@
 #include "replayrail/server/hub.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -215,6 +218,10 @@ void Subscriber::take(const BatchPtr& batch) {
   hub_.count(thread_, 0, queued, 0);
   position_ = batch->frames.back().id;
   if (!outbox_->over_limit()) return;
+  static constexpr std::array<std::string_view, 3> kWhatHappens{
+      "it catches up from the store", "it is disconnected", "it skips to the newest event"};
+  spdlog::debug("a subscriber of stream={} fell behind at id={}: {}", options_.stream,
+                position_.to_string(), kWhatHappens.at(static_cast<std::size_t>(options_.policy)));
   switch (options_.policy) {
     case SlowPolicy::catchup:
       // Detached: what is queued drains, then the store supplies what follows P.
@@ -428,6 +435,8 @@ asio::awaitable<void> Hub::run_feed(Hub* hub, std::shared_ptr<bool> alive,
       feed->running = false;
       hub->feeds_.erase(feed->stream);
     }
+    spdlog::warn("the live feed of stream={} ended: {}: {}; its subscribers get the error",
+                 feed->stream, to_string(e.code), e.message);
     for (auto t : threads) {
       asio::post(hub->threads_[t], [hub, alive, t, stream = feed->stream, e] {
         if (*alive) hub->deliver_error(t, stream, e);

@@ -2,6 +2,8 @@
 // listener and the event-loop threads. Kept in one file so the heavy headers compile once.
 #include "replayrail/server/server.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -265,11 +267,19 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
 
 Response Server::Impl::error(const Request& req, const Error& e) const {
   metrics->failed(e.code);
-  return error_response(req, e);
+  auto res = error_response(req, e);
+  // The client is told about its own mistakes; the server's (store down, a bug) are logged.
+  if (res.result_int() >= 500) {
+    spdlog::error("{} {} answered {}: {}: {}", std::string_view(req.method_string()),
+                  std::string_view(req.target()), res.result_int(), to_string(e.code), e.message);
+  }
+  return res;
 }
 
 void Server::Impl::finish(const Request& req, unsigned status, http::fields& headers) const {
   metrics->answered(status);
+  spdlog::debug("{} {} {}", std::string_view(req.method_string()), std::string_view(req.target()),
+                status);
   if (status == 429 || status == 503) {
     headers.set(http::field::retry_after, std::to_string(options.backpressure.retry_after.count()));
   }
@@ -1175,6 +1185,8 @@ asio::awaitable<void> Server::Impl::shutdown() {
   boost::system::error_code ignored;
   acceptor->close(ignored);
   if (signals) signals->cancel(ignored);
+  spdlog::info("stopping: {} streaming sessions and {} requests get up to {} ms to finish",
+               streaming.load(), handling.load(), options.shutdown_grace.count());
   // Streaming sessions write what is queued, then close (WebSocket: 1001).
   for (std::size_t t = 0; t < contexts.size(); ++t) {
     asio::post(*contexts[t], [this, t] {
@@ -1191,6 +1203,7 @@ asio::awaitable<void> Server::Impl::shutdown() {
   // still suspended in it when the topics and the store go.
   store->close();
   co_await wait_while([this] { return handling > 0 || hub->feeds() > 0; }, kEndAfterClose);
+  spdlog::info("stopped");
   work.clear();
   for (auto& ctx : contexts) ctx->stop();
 }
@@ -1280,6 +1293,8 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
 }
 
 std::uint16_t Server::port() const { return impl_->acceptor->local_endpoint().port(); }
+
+std::size_t Server::threads() const { return impl_->contexts.size(); }
 
 void Server::run() {
   Impl& impl = *impl_;

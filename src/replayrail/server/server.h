@@ -60,6 +60,8 @@ class Server {
   ~Server();
 
   std::uint16_t port() const;
+  // Event-loop threads run() runs.
+  std::size_t threads() const;
   // Blocks, running the event loops on this thread and threads-1 others.
   void run();
   // Thread-safe; run() returns after the grace period at most.
