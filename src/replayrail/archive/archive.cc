@@ -1,0 +1,315 @@
+#include "replayrail/archive/archive.h"
+
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <charconv>
+
+#include "replayrail/core/event.h"
+#include "replayrail/core/fingerprint.h"
+
+namespace replayrail::archive {
+
+namespace {
+
+using store::task;
+using Hash = Fingerprint;  // 32 bytes of SHA-256
+
+constexpr const char* kSchema = R"sql(
+BEGIN;
+SET LOCAL client_min_messages = warning;  -- no notice for each table that exists already
+-- Two archivers starting together must not both create the tables.
+SELECT pg_advisory_xact_lock(7243020601);
+CREATE TABLE IF NOT EXISTS rr_archive_events (
+  stream      text        NOT NULL,
+  ms          bigint      NOT NULL,
+  seq         bigint      NOT NULL,
+  event_id    text        NOT NULL,
+  channel     text        NOT NULL,
+  type        text        NOT NULL,
+  payload     text        NOT NULL,
+  actor       text        NOT NULL,
+  metadata    text        NOT NULL,
+  created_at  text        NOT NULL,
+  prev_hash   bytea       NOT NULL,
+  hash        bytea       NOT NULL,
+  archived_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (stream, ms, seq)
+);
+CREATE TABLE IF NOT EXISTS rr_archive_cursors (
+  stream     text        PRIMARY KEY,
+  ms         bigint      NOT NULL,
+  seq        bigint      NOT NULL,
+  hash       bytea       NOT NULL,
+  events     bigint      NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS rr_archive_gaps (
+  stream    text        NOT NULL,
+  after_ms  bigint      NOT NULL,
+  after_seq bigint      NOT NULL,
+  first_ms  bigint      NOT NULL,
+  first_seq bigint      NOT NULL,
+  noted_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (stream, first_ms, first_seq)
+);
+CREATE OR REPLACE FUNCTION rr_archive_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
+END $$;
+DO $$
+DECLARE t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['rr_archive_events', 'rr_archive_gaps'] LOOP
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = t || '_append_only') THEN
+      EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW '
+                     'EXECUTE FUNCTION rr_archive_append_only()', t || '_append_only', t);
+      EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT '
+                     'EXECUTE FUNCTION rr_archive_append_only()', t || '_no_truncate', t);
+    END IF;
+  END LOOP;
+END $$;
+COMMIT;
+)sql";
+
+// SHA-256(prev ‖ canonical): one link of a stream's chain.
+Hash link(const Hash& prev, std::string_view canonical) {
+  Hash out{};
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  unsigned int size = 0;
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestUpdate(ctx, prev.data(), prev.size());
+  EVP_DigestUpdate(ctx, canonical.data(), canonical.size());
+  EVP_DigestFinal_ex(ctx, out.data(), &size);
+  EVP_MD_CTX_free(ctx);
+  return out;
+}
+
+std::optional<Hash> from_hex(std::string_view hex) {
+  Hash out{};
+  if (hex.size() != 2 * out.size()) return std::nullopt;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    auto [end, ec] = std::from_chars(hex.data() + 2 * i, hex.data() + 2 * i + 2, out[i], 16);
+    if (ec != std::errc() || end != hex.data() + 2 * i + 2) return std::nullopt;
+  }
+  return out;
+}
+
+// A bytea parameter in PostgreSQL's hex text form.
+std::string bytea(const Hash& h) { return "\\x" + to_hex(h); }
+
+std::uint64_t number(const pg::Result& r, int row, int col) {
+  return std::stoull(pg::text(r, row, col));
+}
+
+// The id just before `id`: a range after it starts at `id`.
+StreamId before(StreamId id) {
+  if (id.seq > 0) return {id.ms, id.seq - 1};
+  if (id.ms > 0) return {id.ms - 1, UINT64_MAX};
+  return {};
+}
+
+// Rolls back unless committed.
+class Transaction {
+ public:
+  explicit Transaction(pg::Connection& db) : db_(db) {}
+  ~Transaction() {
+    if (open_) db_.rollback();
+  }
+  result<void> begin() {
+    RR_TRY(db_.begin());
+    open_ = true;
+    return {};
+  }
+  result<void> commit() {
+    open_ = false;
+    return db_.commit();
+  }
+
+ private:
+  pg::Connection& db_;
+  bool open_ = false;
+};
+
+}  // namespace
+
+result<std::unique_ptr<Archiver>> Archiver::open(std::shared_ptr<store::Store> store,
+                                                 ArchiveOptions options) {
+  pg::Connection db;
+  RR_TRY_ASSIGN(db, pg::Connection::open(options.database_url));
+  RR_TRY(db.run(kSchema));
+  return std::unique_ptr<Archiver>(
+      new Archiver(std::move(store), std::move(options), std::move(db)));
+}
+
+task<result<Pass>> Archiver::pass() {
+  Pass pass;
+  std::vector<std::string> streams;
+  RR_CO_TRY_ASSIGN(streams, co_await store_->list_streams());
+  for (const auto& stream : streams) {
+    ++pass.streams;
+    pg::Result locked;
+    RR_CO_TRY_ASSIGN(locked,
+                     db_.exec("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", {stream}));
+    if (pg::text(locked, 0, 0) != "t") {
+      ++pass.busy;
+      continue;
+    }
+    auto copied = co_await archive_stream(stream, pass);
+    auto unlocked = db_.exec("SELECT pg_advisory_unlock(hashtextextended($1, 0))", {stream});
+    if (!copied) co_return copied.error();
+    if (!unlocked) co_return unlocked.error();
+    pass.events += *copied;
+  }
+  co_return pass;
+}
+
+task<result<std::uint64_t>> Archiver::archive_stream(const std::string& stream, Pass& pass) {
+  // Where the stream's chain stands: its last archived id and hash (none yet: 0-0 and zeros).
+  StreamId after{};
+  Hash head{};
+  pg::Result cursor;
+  RR_CO_TRY_ASSIGN(cursor, db_.exec("SELECT ms, seq, encode(hash, 'hex') FROM rr_archive_cursors "
+                                    "WHERE stream = $1",
+                                    {stream}));
+  if (PQntuples(cursor.get()) == 1) {
+    after = {number(cursor, 0, 0), number(cursor, 0, 1)};
+    auto h = from_hex(pg::text(cursor, 0, 2));
+    if (!h) co_return make_error(errc::internal, "the archive cursor of " + stream + " is corrupt");
+    head = *h;
+  }
+
+  std::uint64_t copied = 0;
+  StreamId from = after;  // the range starts after this id
+  for (;;) {
+    auto page = co_await store_->range(stream, from, options_.batch, "");
+    if (!page && page.error().code == errc::replay_window_expired && page.error().first_available) {
+      // Trimmed before it was archived: noted, and the chain goes on from what is left.
+      const StreamId first = *page.error().first_available;
+      RR_CO_TRY(
+          db_.exec("INSERT INTO rr_archive_gaps (stream, after_ms, after_seq, first_ms, first_seq) "
+                   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                   {stream, std::to_string(after.ms), std::to_string(after.seq),
+                    std::to_string(first.ms), std::to_string(first.seq)}));
+      ++pass.gaps;
+      spdlog::warn(
+          "archive: stream={} lost the events after id={} before they were archived; "
+          "archiving on from id={}",
+          stream, after.to_string(), first.to_string());
+      from = before(first);
+      continue;
+    }
+    if (!page) {
+      if (page.error().code == errc::stream_not_found) break;  // deleted meanwhile
+      co_return page.error();
+    }
+    if (page->empty()) break;
+
+    std::string sql =
+        "INSERT INTO rr_archive_events (stream, ms, seq, event_id, channel, type, payload, actor, "
+        "metadata, created_at, prev_hash, hash) VALUES ";
+    std::vector<pg::Param> params;
+    constexpr int kColumns = 12;
+    params.reserve(page->size() * kColumns);
+    Hash prev = head;
+    for (std::size_t i = 0; i < page->size(); ++i) {
+      const Event& e = *(*page)[i];
+      const Hash hash = link(prev, render_envelope(e));
+      sql += i ? ",(" : "(";
+      for (int c = 1; c <= kColumns; ++c) {
+        sql += (c > 1 ? ",$" : "$") + std::to_string(params.size() + static_cast<std::size_t>(c));
+      }
+      sql += ")";
+      params.insert(params.end(), {stream, std::to_string(e.id.ms), std::to_string(e.id.seq),
+                                   e.event_id, e.channel, e.type, e.payload, e.actor, e.metadata,
+                                   e.created_at, bytea(prev), bytea(hash)});
+      prev = hash;
+    }
+    sql += " ON CONFLICT (stream, ms, seq) DO NOTHING";
+    const StreamId last = page->back()->id;
+
+    // The rows and the cursor, in one transaction.
+    Transaction tx(db_);
+    RR_CO_TRY(tx.begin());
+    RR_CO_TRY(db_.exec(sql, params));
+    RR_CO_TRY(
+        db_.exec("INSERT INTO rr_archive_cursors (stream, ms, seq, hash, events) VALUES ($1, $2, "
+                 "$3, $4, $5) "
+                 "ON CONFLICT (stream) DO UPDATE SET ms = EXCLUDED.ms, seq = EXCLUDED.seq, "
+                 "hash = EXCLUDED.hash, events = rr_archive_cursors.events + EXCLUDED.events, "
+                 "updated_at = now()",
+                 {stream, std::to_string(last.ms), std::to_string(last.seq), bytea(prev),
+                  std::to_string(page->size())}));
+    RR_CO_TRY(tx.commit());
+
+    copied += page->size();
+    after = from = last;
+    head = prev;
+    if (page->size() < options_.batch) break;
+  }
+  co_return copied;
+}
+
+result<std::vector<ChainReport>> verify(const std::string& database_url,
+                                        std::optional<std::string> stream) {
+  pg::Connection db;
+  RR_TRY_ASSIGN(db, pg::Connection::open(database_url));
+  std::vector<std::string> streams;
+  if (stream) {
+    streams.push_back(*stream);
+  } else {
+    pg::Result all;
+    RR_TRY_ASSIGN(all, db.exec("SELECT DISTINCT stream FROM rr_archive_events ORDER BY stream"));
+    for (int i = 0; i < PQntuples(all.get()); ++i) streams.push_back(pg::text(all, i, 0));
+  }
+  std::vector<ChainReport> reports;
+  for (const auto& name : streams) {
+    ChainReport report{.stream = name};
+    Hash prev{};
+    StreamId after{};
+    constexpr int kPage = 5000;
+    while (!report.broken) {
+      pg::Result rows;
+      RR_TRY_ASSIGN(rows, db.exec("SELECT ms, seq, event_id, channel, type, payload, actor, "
+                                  "metadata, created_at, encode(prev_hash, 'hex'), "
+                                  "encode(hash, 'hex') FROM rr_archive_events WHERE stream = $1 "
+                                  "AND (ms, seq) > ($2::bigint, $3::bigint) ORDER BY ms, seq "
+                                  "LIMIT " +
+                                      std::to_string(kPage),
+                                  {name, std::to_string(after.ms), std::to_string(after.seq)}));
+      const int n = PQntuples(rows.get());
+      for (int i = 0; i < n && !report.broken; ++i) {
+        Event e{.id = {number(rows, i, 0), number(rows, i, 1)},
+                .event_id = pg::text(rows, i, 2),
+                .channel = pg::text(rows, i, 3),
+                .type = pg::text(rows, i, 4),
+                .payload = pg::text(rows, i, 5),
+                .actor = pg::text(rows, i, 6),
+                .metadata = pg::text(rows, i, 7),
+                .created_at = pg::text(rows, i, 8)};
+        const auto stored_prev = from_hex(pg::text(rows, i, 9));
+        const auto stored = from_hex(pg::text(rows, i, 10));
+        if (!stored_prev || *stored_prev != prev) {
+          report.broken =
+              e.id.to_string() + ": its prev_hash is not the hash of the event before it";
+        } else if (!stored || *stored != link(prev, render_envelope(e))) {
+          report.broken = e.id.to_string() + ": its content does not match its hash";
+        } else {
+          prev = *stored;
+          after = e.id;
+          ++report.events;
+        }
+      }
+      if (n < kPage) break;
+    }
+    pg::Result gaps;
+    RR_TRY_ASSIGN(gaps, db.exec("SELECT count(*) FROM rr_archive_gaps WHERE stream = $1", {name}));
+    report.gaps = number(gaps, 0, 0);
+    report.head = to_hex(prev);
+    reports.push_back(std::move(report));
+  }
+  return reports;
+}
+
+}  // namespace replayrail::archive

@@ -1,0 +1,58 @@
+#pragma once
+
+// A thin RAII layer over libpq (Debian's libpq5): a connection, statements with text parameters,
+// and results that are freed when they go out of scope. Blocking: callers run it on a thread of
+// their own, never on an event loop.
+
+#include <libpq-fe.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "replayrail/common/errc.h"
+
+namespace replayrail::archive::pg {
+
+struct ResultFree {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using Result = std::unique_ptr<PGresult, ResultFree>;
+
+// A statement parameter: text, or SQL NULL.
+using Param = std::optional<std::string>;
+
+class Connection {
+ public:
+  Connection() = default;  // not connected: assign one open() made
+  // store_unavailable (with libpq's reason) when the server cannot be reached.
+  static result<Connection> open(const std::string& url);
+
+  // Runs `sql` with $1…$n bound to `params`; the server's error (code internal, or
+  // invalid_argument for an SQL error the caller caused) with its message otherwise.
+  result<Result> exec(const std::string& sql, const std::vector<Param>& params = {});
+
+  // Runs a script of statements without parameters (schema changes).
+  result<void> run(const std::string& sql);
+
+  // BEGIN / COMMIT / ROLLBACK.
+  result<void> begin();
+  result<void> commit();
+  void rollback();
+
+ private:
+  struct Close {
+    void operator()(PGconn* c) const { PQfinish(c); }
+  };
+  explicit Connection(PGconn* c) : conn_(c) {}
+  std::unique_ptr<PGconn, Close> conn_;
+};
+
+// Row `row`, column `col` of `r` as text ("" for NULL).
+inline std::string text(const Result& r, int row, int col) {
+  return std::string(PQgetvalue(r.get(), row, col),
+                     static_cast<std::size_t>(PQgetlength(r.get(), row, col)));
+}
+
+}  // namespace replayrail::archive::pg
