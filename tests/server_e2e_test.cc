@@ -29,10 +29,12 @@
 #include <set>
 #include <thread>
 
+#include "replayrail/archive/pg.h"
 #include "replayrail/auth/jwt.h"
 #include "replayrail/common/stream_id.h"
 #include "replayrail/store/testing/temp_dir.h"
 #include "support/child_process.h"
+#include "support/postgres_server.h"
 #include "support/redis_server.h"
 
 namespace replayrail {
@@ -1726,7 +1728,7 @@ TEST(ServerCli, RefusesANonLoopbackAddressWithoutInsecure) {
 }
 
 // Settings the seeds' users carry over and that would otherwise be ignored silently are named.
-TEST(ServerCli, WarnsAboutARedisUrlOrDatabaseUrlItDoesNotUse) {
+TEST(ServerCli, WarnsAboutARedisUrlItDoesNotUse) {
   auto first_lines = [](const std::string& environment, const std::string& store) {
     testing::ChildProcess p({"/bin/sh", "-c",
                              environment + " exec " + RR_SERVER_BINARY + " serve --store " + store +
@@ -1741,10 +1743,9 @@ TEST(ServerCli, WarnsAboutARedisUrlOrDatabaseUrlItDoesNotUse) {
     p.wait();
     return lines;
   };
-  auto warned = first_lines("REDIS_URL=redis://127.0.0.1:1/0 DATABASE_URL=postgres://x", "memory");
+  auto warned = first_lines("REDIS_URL=redis://127.0.0.1:1/0", "memory");
   EXPECT_NE(warned.find("a Redis URL is set"), std::string::npos) << warned;
   EXPECT_NE(warned.find("--store redis"), std::string::npos) << warned;
-  EXPECT_NE(warned.find("DATABASE_URL is set"), std::string::npos) << warned;
   EXPECT_EQ(first_lines("unset REDIS_URL DATABASE_URL;", "memory"), "");
 }
 
@@ -1888,6 +1889,114 @@ TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
   }
 }
 
+// `replayrail audit verify` on `database_url`: exit code and output lines.
+std::pair<int, std::vector<std::string>> audit_verify(const std::string& database_url) {
+  testing::ChildProcess p({RR_SERVER_BINARY, "audit", "verify", "--database-url", database_url});
+  std::vector<std::string> lines;
+  while (auto line = p.read_line(std::chrono::seconds(20))) lines.push_back(*line);
+  const int status = p.wait();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, lines};
+}
+
+// DESIGN §6: a server with --database-url archives every stream as it goes.
+TEST_P(ServerE2E, TheServerArchivesWhatItStoresToPostgres) {
+  testing::PostgresServer pg;
+  restart_server({"--database-url", pg.url(), "--archive-interval-ms", "50"});
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(publish("archived", R"({"type":"t"})").status, 201u);
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/parts/events",
+                 R"({"partitions":2,"events":[{"type":"a"},{"type":"b"}]})")
+                .status,
+            201u);
+  // Archived within a few passes.
+  std::vector<std::string> lines;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    auto [code, out] = audit_verify(pg.url());
+    ASSERT_EQ(code, 0) << ::testing::PrintToString(out);
+    lines = out;
+    const std::string all = ::testing::PrintToString(out);
+    if (all.find("archived: 5 events, chain intact") != std::string::npos &&
+        all.find("parts#0: 1 events") != std::string::npos &&
+        all.find("parts#1: 1 events") != std::string::npos) {
+      break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << all;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  expect_sigterm_exits_cleanly(10s);
+}
+
+// `replayrail archive --once` outside a server, then `audit verify`, which finds tampering.
+TEST(ArchiveCli, ArchiveOnceThenVerifyFindsTampering) {
+  testing::RedisServer redis;
+  testing::PostgresServer pg;
+  // An event as the Python library writes it, straight into Redis.
+  auto xadd = [&](const std::string& event_id) {
+    std::vector<std::string> argv{
+        "/usr/bin/redis-cli", "-p", std::to_string(redis.port()), "XADD", "rr:feed", "*"};
+    for (const auto& [field, value] : std::vector<std::pair<std::string, std::string>>{
+             {"event_id", event_id},
+             {"channel", "feed"},
+             {"type", "t"},
+             {"payload", R"({"n":1})"},
+             {"actor", "null"},
+             {"metadata", "{}"},
+             {"created_at", "2026-06-29T12:00:00.000Z"}}) {
+      argv.insert(argv.end(), {field, value});
+    }
+    testing::ChildProcess add(argv);
+    ASSERT_TRUE(add.read_line(10s));
+    add.wait();
+  };
+  for (int i = 0; i < 3; ++i) xadd("e-" + std::to_string(i));
+  auto archive_once = [&] {
+    testing::ChildProcess p({RR_SERVER_BINARY, "archive", "--once", "--store", "redis", "--redis",
+                             redis.url(), "--database-url", pg.url()});
+    auto line = p.read_line(20s).value_or("");
+    const int status = p.wait();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << line;
+    return line;
+  };
+  EXPECT_NE(archive_once().find("archived 3 events from 1 streams"), std::string::npos);
+  EXPECT_NE(archive_once().find("archived 0 events"), std::string::npos) << "idempotent";
+  auto [intact, out] = audit_verify(pg.url());
+  EXPECT_EQ(intact, 0);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].rfind("feed: 3 events, chain intact, head ", 0), 0u) << out[0];
+
+  // Without --once it archives every interval until SIGTERM.
+  testing::ChildProcess looping({RR_SERVER_BINARY, "archive", "--store", "redis", "--redis",
+                                 redis.url(), "--database-url", pg.url(), "--archive-interval-ms",
+                                 "50"});
+  xadd("e-3");
+  for (const auto deadline = std::chrono::steady_clock::now() + 20s;;) {
+    auto [code, lines] = audit_verify(pg.url());
+    if (code == 0 && !lines.empty() && lines[0].starts_with("feed: 4 events")) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << ::testing::PrintToString(lines);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  looping.kill(SIGTERM);
+  const int stopped = looping.wait();
+  EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0);
+
+  // A superuser gets past the trigger; the chain still tells.
+  auto db = archive::pg::Connection::open(pg.url());
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(
+      db->run("BEGIN; ALTER TABLE rr_archive_events DISABLE TRIGGER USER; "
+              "UPDATE rr_archive_events SET type = 'forged' WHERE event_id = 'e-1'; "
+              "ALTER TABLE rr_archive_events ENABLE TRIGGER USER; COMMIT;"));
+  auto [broken, said] = audit_verify(pg.url());
+  EXPECT_EQ(broken, 1);
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_NE(said[0].find("feed: BROKEN at "), std::string::npos) << said[0];
+  EXPECT_NE(said[0].find("(1 events before it are intact)"), std::string::npos) << said[0];
+  EXPECT_NE(said[0].find("content does not match its hash"), std::string::npos) << said[0];
+
+  auto [unreachable, nothing] = audit_verify("postgresql://rr@127.0.0.1:1/postgres");
+  EXPECT_EQ(unreachable, 3);
+}
+
 // The command-line clients (publish, replay, tail, groups) and `token`, against a real server
 // with auth on.
 class ClientCli : public ::testing::Test {
@@ -1958,6 +2067,12 @@ TEST_F(ClientCli, TokenSignsWhatTheServerAccepts) {
   auto page = cli({"replay", "orders:1"}, {"REPLAYRAIL_TOKEN=" + token("consumer")});
   ASSERT_EQ(page.code, 0);
   EXPECT_EQ(page.json().at("events").as_array().size(), 1u);
+
+  // A flag beats the environment (CLI11 read every command's variables, and another command's
+  // environment variable used to overwrite this one's flag).
+  auto flags_win = cli({"publish", "orders:1", "t", "--token", producer, "--url", url_},
+                       {"REPLAYRAIL_TOKEN=not-a-token", "REPLAYRAIL_URL=http://127.0.0.1:1"});
+  EXPECT_EQ(flags_win.code, 0) << ::testing::PrintToString(flags_win.lines);
 
   // Without the secret, or with a role that does not exist, nothing is signed.
   EXPECT_EQ(cli({"token", "--sub", "x", "--role", "admin"}).code, 2);

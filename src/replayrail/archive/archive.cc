@@ -255,6 +255,9 @@ result<std::vector<ChainReport>> verify(const std::string& database_url,
                                         std::optional<std::string> stream) {
   pg::Connection db;
   RR_TRY_ASSIGN(db, pg::Connection::open(database_url));
+  pg::Result exists;
+  RR_TRY_ASSIGN(exists, db.exec("SELECT to_regclass('rr_archive_events') IS NOT NULL"));
+  if (pg::text(exists, 0, 0) != "t") return std::vector<ChainReport>{};  // nothing archived yet
   std::vector<std::string> streams;
   if (stream) {
     streams.push_back(*stream);

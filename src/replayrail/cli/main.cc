@@ -2,13 +2,21 @@
 // `groups …`) and `token`. Settings come from flags, then the environment, then a TOML file
 // (`--config`), in that order of precedence (CLI11 reads all three).
 #include <CLI/CLI.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/json/object.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <map>
+#include <thread>
 
+#include "replayrail/archive/loop.h"
 #include "replayrail/cli/client.h"
 #include "replayrail/common/stream_id.h"
 #include "replayrail/core/json_text.h"
@@ -39,22 +47,50 @@ struct ServeArgs {
   bool redis_url_given = false;  // by --redis or REDIS_URL
   std::string log_level = "info";
   std::string log_format = "text";
+  std::string database_url;  // the PostgreSQL archive; empty: none
+  int archive_interval_ms = 1000;
   server::ServerOptions server;
 };
 
-// Settings a user of the seeds carries over that this server would otherwise ignore silently:
-// an OpenStream deployment sets REDIS_URL and DATABASE_URL, and expects both to be used.
+// `url` without its password, for the log.
+std::string redact_url(const std::string& url) {
+  auto parsed = boost::urls::parse_uri(url);
+  if (!parsed || !parsed->has_password()) return url;
+  boost::urls::url copy(*parsed);
+  copy.set_password("***");
+  return std::string(copy.buffer());
+}
+
+// The store `args` name (--store, --data-dir, --fsync…, --redis…), its I/O on `executor`.
+result<std::shared_ptr<store::Store>> open_store(const ServeArgs& args,
+                                                 asio::any_io_executor executor) {
+  if (args.store == "memory") {
+    return std::shared_ptr<store::Store>(std::make_shared<store::MemoryStore>());
+  }
+  if (args.store == "redis") {
+    resp::RedisUrl url;
+    RR_TRY_ASSIGN(url, resp::parse_redis_url(args.redis_url));
+    return std::shared_ptr<store::Store>(
+        store::RedisStore::connect(executor, {.url = url, .prefix = args.redis_prefix}));
+  }
+  // --fsync is checked when parsed: always, batch or never.
+  auto fsync = store::local::parse_fsync(args.fsync).value_or(store::local::Fsync::always);
+  std::shared_ptr<store::LocalStore> local;
+  RR_TRY_ASSIGN(local, store::LocalStore::open(
+                           {.dir = args.data_dir,
+                            .fsync = fsync,
+                            .fsync_interval = std::chrono::milliseconds(args.fsync_interval_ms)}));
+  return std::shared_ptr<store::Store>(local);
+}
+
+// A setting a user of the seeds carries over that this server would otherwise ignore silently:
+// an OpenStream deployment sets REDIS_URL, and expects it to be used.
 void warn_about_unused_settings(const ServeArgs& args) {
   if (args.redis_url_given && args.store != "redis") {
     spdlog::warn(
         "a Redis URL is set (--redis or REDIS_URL), but the store is {}; add --store redis (or "
         "REPLAYRAIL_STORE=redis) to use Redis",
         args.store);
-  }
-  if (const char* database = std::getenv("DATABASE_URL"); database && *database) {
-    spdlog::warn(
-        "DATABASE_URL is set, but this version has no PostgreSQL archive yet; nothing is written "
-        "there");
   }
 }
 
@@ -80,24 +116,8 @@ int serve(ServeArgs& args) {
                      logging::parse_format(args.log_format).value_or(logging::Format::text));
   warn_about_unused_settings(args);
 
-  server::StoreFactory factory =
-      [&](asio::any_io_executor executor) -> result<std::shared_ptr<store::Store>> {
-    if (args.store == "memory")
-      return std::shared_ptr<store::Store>(std::make_shared<store::MemoryStore>());
-    if (args.store == "redis") {
-      resp::RedisUrl url;
-      RR_TRY_ASSIGN(url, resp::parse_redis_url(args.redis_url));
-      return std::shared_ptr<store::Store>(
-          store::RedisStore::connect(executor, {.url = url, .prefix = args.redis_prefix}));
-    }
-    // --fsync is checked when parsed: always, batch or never.
-    auto fsync = store::local::parse_fsync(args.fsync).value_or(store::local::Fsync::always);
-    std::shared_ptr<store::LocalStore> local;
-    RR_TRY_ASSIGN(local, store::LocalStore::open({.dir = args.data_dir,
-                                                  .fsync = fsync,
-                                                  .fsync_interval = std::chrono::milliseconds(
-                                                      args.fsync_interval_ms)}));
-    return std::shared_ptr<store::Store>(local);
+  server::StoreFactory factory = [&](asio::any_io_executor executor) {
+    return open_store(args, std::move(executor));
   };
   auto server = server::Server::create(args.server, factory);
   if (!server) {
@@ -116,9 +136,91 @@ int serve(ServeArgs& args) {
   spdlog::info("listening on {}:{}; store {}{}; auth {}; {} event-loop threads", args.server.host,
                (*server)->port(), args.store, where,
                args.server.jwt.secret.empty() ? "off" : "on (JWT HS256)", (*server)->threads());
+  std::unique_ptr<archive::ArchiveLoop> archiving;
+  if (!args.database_url.empty()) {
+    spdlog::info("archiving every stream to PostgreSQL at {}, a pass every {} ms",
+                 redact_url(args.database_url), args.archive_interval_ms);
+    archiving = std::make_unique<archive::ArchiveLoop>(
+        (*server)->store(), archive::ArchiveOptions{.database_url = args.database_url},
+        std::chrono::milliseconds(args.archive_interval_ms));
+  }
   (*server)->run();
+  archiving.reset();  // after the pass in progress
   std::printf("replayrail: stopped\n");
   return 0;
+}
+
+// `replayrail archive`: archive passes over the store outside a server (a Redis store, or a
+// local one no server has open).
+int archive_command(ServeArgs& args, bool once) {
+  logging::configure(logging::parse_level(args.log_level).value_or(spdlog::level::info),
+                     logging::Format::text);
+  asio::io_context io;  // the store's I/O (Redis connections)
+  auto work = asio::make_work_guard(io);
+  std::thread io_thread([&io] { io.run(); });
+  int code = 0;
+  {
+    auto store = open_store(args, io.get_executor());
+    if (!store) {
+      std::fprintf(stderr, "replayrail: %s\n", store.error().message.c_str());
+      code = kRefused;
+    } else if (once) {
+      auto archiver = archive::Archiver::open(*store, {.database_url = args.database_url});
+      auto pass =
+          archiver ? archive::run_pass(**archiver) : result<archive::Pass>(archiver.error());
+      if (!pass) {
+        std::fprintf(stderr, "replayrail: %s\n", pass.error().message.c_str());
+        code = pass.error().code == errc::store_unavailable ? kUnreachable : kRefused;
+      } else {
+        std::printf(
+            "archived %llu events from %llu streams (%llu gaps noted, %llu streams busy "
+            "elsewhere)\n",
+            static_cast<unsigned long long>(pass->events),
+            static_cast<unsigned long long>(pass->streams),
+            static_cast<unsigned long long>(pass->gaps),
+            static_cast<unsigned long long>(pass->busy));
+      }
+    } else {
+      asio::io_context signals_io;
+      asio::signal_set signals(signals_io, SIGINT, SIGTERM);
+      archive::ArchiveLoop loop(*store, {.database_url = args.database_url},
+                                std::chrono::milliseconds(args.archive_interval_ms));
+      spdlog::info("archiving to PostgreSQL at {}, a pass every {} ms; SIGTERM stops",
+                   redact_url(args.database_url), args.archive_interval_ms);
+      signals.async_wait([](boost::system::error_code, int) {});
+      signals_io.run();
+    }
+    if (store) (*store)->close();
+  }
+  work.reset();
+  io.stop();
+  io_thread.join();
+  return code;
+}
+
+// `replayrail audit verify`: every archived stream's chain (or one's), recomputed.
+int audit_verify(const std::string& database_url, const std::string& stream) {
+  auto reports = archive::verify(
+      database_url, stream.empty() ? std::nullopt : std::optional<std::string>(stream));
+  if (!reports) {
+    std::fprintf(stderr, "replayrail: %s\n", reports.error().message.c_str());
+    return reports.error().code == errc::store_unavailable ? kUnreachable : kRefused;
+  }
+  int code = 0;
+  for (const auto& r : *reports) {
+    if (r.broken) {
+      std::printf("%s: BROKEN at %s (%llu events before it are intact)\n", r.stream.c_str(),
+                  r.broken->c_str(), static_cast<unsigned long long>(r.events));
+      code = kRefused;
+    } else {
+      const std::string gaps =
+          r.gaps ? ", " + std::to_string(r.gaps) + " gaps noted (trimmed before archived)" : "";
+      std::printf("%s: %llu events, chain intact, head %s%s\n", r.stream.c_str(),
+                  static_cast<unsigned long long>(r.events), r.head.c_str(), gaps.c_str());
+    }
+  }
+  if (reports->empty()) std::printf("nothing archived yet\n");
+  return code;
 }
 
 // A JSON argument (`--payload`, `--actor`, `--metadata`), or exit with the usage code.
@@ -235,6 +337,42 @@ int groups(const ServerAddress& at, std::string_view command, const GroupArgs& a
   }
   return http_call(at, http::verb::post, path, replayrail::to_json(body));
 }
+// The options that choose and open a store (serve and archive); returns --redis's.
+CLI::Option* add_store_options(CLI::App* cmd, ServeArgs& s) {
+  cmd->add_option("--store", s.store, "memory | local | redis")
+      ->check(CLI::IsMember({"memory", "local", "redis"}))
+      ->envname("REPLAYRAIL_STORE")
+      ->capture_default_str();
+  cmd->add_option("--data-dir", s.data_dir, "Local store directory")
+      ->envname("REPLAYRAIL_DATA_DIR")
+      ->capture_default_str();
+  cmd->add_option("--fsync", s.fsync, "Local store durability: always | batch | never")
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            return store::local::parse_fsync(v) ? "" : v + " is not always, batch or never";
+          },
+          "", "fsync"))
+      ->capture_default_str();
+  cmd->add_option("--fsync-interval-ms", s.fsync_interval_ms,
+                  "With --fsync batch: the most time before a commit is fsynced")
+      ->check(CLI::Range(1, 3'600'000))
+      ->capture_default_str();
+  auto* redis = cmd->add_option("--redis", s.redis_url, "Redis URL (redis:// or rediss://)")
+                    ->envname("REDIS_URL")
+                    ->capture_default_str();
+  cmd->add_option("--redis-prefix", s.redis_prefix, "Redis key prefix")->capture_default_str();
+  return redis;
+}
+
+// The options of the PostgreSQL archive (serve and archive).
+CLI::Option* add_archive_options(CLI::App* cmd, ServeArgs& s, const std::string& what) {
+  cmd->add_option("--archive-interval-ms", s.archive_interval_ms,
+                  "Time between archive passes (each copies what is new)")
+      ->check(CLI::Range(10, 3'600'000))
+      ->capture_default_str();
+  return cmd->add_option("--database-url", s.database_url, what)->envname("DATABASE_URL");
+}
+
 // Reads `--config` TOML files for CLI11 so that the precedence is the one DESIGN §4 names:
 // flags, then the environment, then the file. (CLI11 on its own lets the file beat the
 // environment: it fills options from the file first and from the environment only when still
@@ -291,37 +429,15 @@ int main(int argc, char** argv) {
       "Each setting comes from its flag, else its environment variable, else the TOML file given "
       "with --config (keys named as the flags, without the dashes in front: store = \"redis\"; at "
       "the top of the file or under [serve]), else its default.");
-  serve_cmd->add_option("--store", s.store, "memory | local | redis")
-      ->check(CLI::IsMember({"memory", "local", "redis"}))
-      ->envname("REPLAYRAIL_STORE")
-      ->capture_default_str();
-  serve_cmd->add_option("--data-dir", s.data_dir, "Local store directory")
-      ->envname("REPLAYRAIL_DATA_DIR")
-      ->capture_default_str();
-  serve_cmd->add_option("--fsync", s.fsync, "Local store durability: always | batch | never")
-      ->check(CLI::Validator(
-          [](std::string& v) {
-            return store::local::parse_fsync(v) ? "" : v + " is not always, batch or never";
-          },
-          "", "fsync"))
-      ->capture_default_str();
-  serve_cmd
-      ->add_option("--fsync-interval-ms", s.fsync_interval_ms,
-                   "With --fsync batch: the most time before a commit is fsynced")
-      ->check(CLI::Range(1, 3'600'000))
-      ->capture_default_str();
-  auto* redis_option =
-      serve_cmd->add_option("--redis", s.redis_url, "Redis URL (redis:// or rediss://)")
-          ->envname("REDIS_URL")
-          ->capture_default_str();
-  serve_cmd->add_option("--redis-prefix", s.redis_prefix, "Redis key prefix")
-      ->capture_default_str();
+  auto* redis_option = add_store_options(serve_cmd, s);
   serve_cmd->add_option("--listen", s.listen, "host:port to listen on")
       ->envname("REPLAYRAIL_LISTEN")
       ->capture_default_str();
   serve_cmd->add_option("--threads", s.server.threads, "Event-loop threads (0 = one per core)")
       ->capture_default_str();
   serve_cmd->add_flag("--insecure", s.server.insecure, "Allow a non-loopback address without auth");
+  add_archive_options(serve_cmd, s,
+                      "PostgreSQL URL: archive every stream there, with a hash chain (optional)");
   serve_cmd
       ->add_option("--log-level", s.log_level,
                    "trace | debug (each request) | info | warn | error | critical | off")
@@ -436,7 +552,12 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 600000))
       ->default_str("5000");
 
-  std::string url = "http://127.0.0.1:8000", bearer_token;
+  // --url and --token, per client command (see ServeArgs a below for why not shared).
+  struct Connection {
+    std::string url = "http://127.0.0.1:8000";
+    std::string token;
+  };
+  std::deque<Connection> connections;  // stable addresses: CLI11 keeps pointers to them
   std::string channel, type, payload = "{}", actor, metadata, event_id, after = "0-0", from;
   std::size_t limit = 100;
   auto* publish_cmd = app.add_subcommand("publish", "Publish one event");
@@ -502,10 +623,32 @@ int main(int argc, char** argv) {
   }
 
   for (auto* cmd : clients) {
-    cmd->add_option("--url", url, "Server")->envname("REPLAYRAIL_URL")->capture_default_str();
-    cmd->add_option("--token", bearer_token, "JWT to present (replayrail token makes one)")
+    auto& c = connections.emplace_back();
+    cmd->add_option("--url", c.url, "Server")->envname("REPLAYRAIL_URL")->capture_default_str();
+    cmd->add_option("--token", c.token, "JWT to present (replayrail token makes one)")
         ->envname("REPLAYRAIL_TOKEN");
   }
+
+  // Each command binds its own variables: CLI11 reads an option's environment variable even for
+  // a command that was not given, and would overwrite what another command's flag set.
+  ServeArgs a;
+  bool once = false;
+  auto* archive_cmd =
+      app.add_subcommand("archive",
+                         "Copy every stream's events into PostgreSQL, with a hash chain (serve "
+                         "--database-url does this inside a server)");
+  add_store_options(archive_cmd, a);
+  add_archive_options(archive_cmd, a, "PostgreSQL URL")->required();
+  archive_cmd->add_flag("--once", once, "One pass, then exit");
+  std::string audit_url, audit_stream;
+  auto* audit_cmd = app.add_subcommand("audit", "Check the PostgreSQL archive");
+  audit_cmd->require_subcommand(1);
+  auto* verify_cmd = audit_cmd->add_subcommand(
+      "verify", "Recompute each archived stream's hash chain; exit 1 at a broken link");
+  verify_cmd->add_option("--database-url", audit_url, "PostgreSQL URL")
+      ->envname("DATABASE_URL")
+      ->required();
+  verify_cmd->add_option("--stream", audit_stream, "Only this stream (default: every one)");
 
   TokenArgs t;
   auto* token_cmd = app.add_subcommand(
@@ -545,8 +688,13 @@ int main(int argc, char** argv) {
     return serve(s);
   }
   if (token_cmd->parsed()) return token(t);
+  if (archive_cmd->parsed()) return archive_command(a, once);
+  if (verify_cmd->parsed()) return audit_verify(audit_url, audit_stream);
 
-  auto at = parse_server_url(url, bearer_token);
+  std::size_t which = 0;  // the client command given
+  while (which + 1 < clients.size() && !clients[which]->parsed()) ++which;
+  const std::string& url = connections[which].url;
+  auto at = parse_server_url(url, connections[which].token);
   if (!at) {
     std::fprintf(stderr, "replayrail: --url must look like http://host:port, not '%s'\n",
                  url.c_str());

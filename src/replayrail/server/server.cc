@@ -1296,6 +1296,8 @@ std::uint16_t Server::port() const { return impl_->acceptor->local_endpoint().po
 
 std::size_t Server::threads() const { return impl_->contexts.size(); }
 
+std::shared_ptr<store::Store> Server::store() const { return impl_->store; }
+
 void Server::run() {
   Impl& impl = *impl_;
   impl.signals = std::make_unique<asio::signal_set>(impl.main(), SIGINT, SIGTERM);

@@ -62,6 +62,8 @@ class Server {
   std::uint16_t port() const;
   // Event-loop threads run() runs.
   std::size_t threads() const;
+  // The store the server runs on (closed when the server stops).
+  std::shared_ptr<store::Store> store() const;
   // Blocks, running the event loops on this thread and threads-1 others.
   void run();
   // Thread-safe; run() returns after the grace period at most.

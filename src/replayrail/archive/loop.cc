@@ -1,0 +1,76 @@
+#include "replayrail/archive/loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+namespace replayrail::archive {
+
+namespace {
+
+boost::asio::awaitable<void> pass_into(Archiver& archiver, std::optional<result<Pass>>& out) {
+  out.emplace(co_await archiver.pass());
+}
+
+}  // namespace
+
+result<Pass> run_pass(Archiver& archiver) {
+  boost::asio::io_context io;
+  std::optional<result<Pass>> out;
+  boost::asio::co_spawn(io, pass_into(archiver, out), boost::asio::detached);
+  io.run();
+  return std::move(*out);
+}
+
+ArchiveLoop::ArchiveLoop(std::shared_ptr<store::Store> store, ArchiveOptions options,
+                         std::chrono::milliseconds interval)
+    : store_(std::move(store)), options_(std::move(options)), interval_(interval) {
+  thread_ = std::thread([this] { run(); });
+}
+
+void ArchiveLoop::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ArchiveLoop::run() {
+  std::unique_ptr<Archiver> archiver;
+  bool failing = false;  // logged once per outage
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    result<Pass> done = make_error(errc::internal, "no pass");
+    if (!archiver) {
+      auto opened = Archiver::open(store_, options_);
+      if (opened) {
+        archiver = std::move(*opened);
+      } else {
+        done = opened.error();
+      }
+    }
+    if (archiver) {
+      done = run_pass(*archiver);
+      if (!done) archiver.reset();  // a fresh connection next time
+    }
+    if (done && failing) spdlog::info("archive: working again");
+    if (!done && !failing) {
+      spdlog::warn("archive: {}; trying again every {} ms", done.error().message,
+                   interval_.count());
+    }
+    failing = !done;
+    if (done && done->events > 0) {
+      spdlog::debug("archive: {} events from {} streams ({} gaps, {} streams busy elsewhere)",
+                    done->events, done->streams, done->gaps, done->busy);
+    }
+    lock.lock();
+    wake_.wait_for(lock, interval_, [this] { return stopping_; });
+  }
+}
+
+}  // namespace replayrail::archive
