@@ -1923,6 +1923,10 @@ TEST_P(ServerE2E, TheServerArchivesWhatItStoresToPostgres) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << all;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+  const auto metrics = call(http::verb::get, "/metrics").body;
+  EXPECT_NE(metrics.find("replayrail_archived_events_total 7"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("replayrail_archive_last_success_timestamp_seconds 1"), std::string::npos);
+  EXPECT_NE(metrics.find("replayrail_archive_failures_total 0"), std::string::npos);
   expect_sigterm_exits_cleanly(10s);
 }
 

@@ -25,17 +25,24 @@ result<Pass> run_pass(Archiver& archiver) {
 }
 
 ArchiveLoop::ArchiveLoop(std::shared_ptr<store::Store> store, ArchiveOptions options,
-                         std::chrono::milliseconds interval)
-    : store_(std::move(store)), options_(std::move(options)), interval_(interval) {
+                         std::chrono::milliseconds interval, OnPass on_pass)
+    : store_(std::move(store)),
+      options_(std::move(options)),
+      interval_(interval),
+      on_pass_(std::move(on_pass)) {
   thread_ = std::thread([this] { run(); });
 }
 
-void ArchiveLoop::stop() {
+void ArchiveLoop::request_stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
   wake_.notify_all();
+}
+
+void ArchiveLoop::stop() {
+  request_stop();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -44,6 +51,7 @@ void ArchiveLoop::run() {
   bool failing = false;  // logged once per outage
   std::unique_lock lock(mu_);
   while (!stopping_) {
+    in_pass_ = true;
     lock.unlock();
     result<Pass> done = make_error(errc::internal, "no pass");
     if (!archiver) {
@@ -58,6 +66,11 @@ void ArchiveLoop::run() {
       done = run_pass(*archiver);
       if (!done) archiver.reset();  // a fresh connection next time
     }
+    in_pass_ = false;
+    lock.lock();
+    if (stopping_) break;  // a pass cut short by the store closing is no outage
+    lock.unlock();
+    if (on_pass_) on_pass_(done);
     if (done && failing) spdlog::info("archive: working again");
     if (!done && !failing) {
       spdlog::warn("archive: {}; trying again every {} ms", done.error().message,

@@ -4,8 +4,10 @@
 // `replayrail serve --database-url` and `replayrail archive` run. A failure (PostgreSQL or the
 // store unreachable) is logged once per outage and tried again at the next pass.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -19,13 +21,20 @@ result<Pass> run_pass(Archiver& archiver);
 
 class ArchiveLoop {
  public:
+  // Called on the loop's thread after each pass (for metrics).
+  using OnPass = std::function<void(const result<Pass>&)>;
+
   ArchiveLoop(std::shared_ptr<store::Store> store, ArchiveOptions options,
-              std::chrono::milliseconds interval);
+              std::chrono::milliseconds interval, OnPass on_pass = {});
   ~ArchiveLoop() { stop(); }
   ArchiveLoop(const ArchiveLoop&) = delete;
   ArchiveLoop& operator=(const ArchiveLoop&) = delete;
 
-  // Ends the loop after the pass in progress, if any. Idempotent.
+  // No pass starts after this; the one in progress, if any, goes on. Does not wait.
+  void request_stop();
+  // Whether a pass is in progress.
+  bool in_pass() const { return in_pass_; }
+  // request_stop(), then waits for the pass in progress. Idempotent.
   void stop();
 
  private:
@@ -34,9 +43,11 @@ class ArchiveLoop {
   std::shared_ptr<store::Store> store_;
   ArchiveOptions options_;
   std::chrono::milliseconds interval_;
+  OnPass on_pass_;
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  std::atomic<bool> in_pass_ = false;
   std::thread thread_;
 };
 

@@ -111,6 +111,8 @@ int serve(ServeArgs& args) {
   }
   args.server.rail.default_start_position =
       args.start == "earliest" ? StartPosition::earliest : StartPosition::latest;
+  args.server.database_url = args.database_url;
+  args.server.archive_interval = std::chrono::milliseconds(args.archive_interval_ms);
   // Both are checked when parsed.
   logging::configure(logging::parse_level(args.log_level).value_or(spdlog::level::info),
                      logging::parse_format(args.log_format).value_or(logging::Format::text));
@@ -136,16 +138,11 @@ int serve(ServeArgs& args) {
   spdlog::info("listening on {}:{}; store {}{}; auth {}; {} event-loop threads", args.server.host,
                (*server)->port(), args.store, where,
                args.server.jwt.secret.empty() ? "off" : "on (JWT HS256)", (*server)->threads());
-  std::unique_ptr<archive::ArchiveLoop> archiving;
-  if (!args.database_url.empty()) {
+  if (!args.server.database_url.empty()) {
     spdlog::info("archiving every stream to PostgreSQL at {}, a pass every {} ms",
-                 redact_url(args.database_url), args.archive_interval_ms);
-    archiving = std::make_unique<archive::ArchiveLoop>(
-        (*server)->store(), archive::ArchiveOptions{.database_url = args.database_url},
-        std::chrono::milliseconds(args.archive_interval_ms));
+                 redact_url(args.server.database_url), args.server.archive_interval.count());
   }
   (*server)->run();
-  archiving.reset();  // after the pass in progress
   std::printf("replayrail: stopped\n");
   return 0;
 }

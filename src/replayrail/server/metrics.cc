@@ -61,6 +61,16 @@ Metrics::Metrics()
       streaming_(gauge("replayrail_streaming_sessions", "Open WebSocket and SSE sessions")),
       subscriptions_(gauge("replayrail_subscriptions", "Channel subscriptions of those sessions")),
       feeds_(gauge("replayrail_feeds", "Streams the fanout hub reads live")),
+      archived_(counter_family("replayrail_archived_events_total",
+                               "Events copied to the PostgreSQL archive")
+                    .Add({})),
+      archive_failures_(counter_family("replayrail_archive_failures_total",
+                                       "Archive passes that failed (PostgreSQL or the store "
+                                       "unreachable)")
+                            .Add({})),
+      archive_success_(gauge("replayrail_archive_last_success_timestamp_seconds",
+                             "When the last archive pass that succeeded ended (the archive lags "
+                             "by at most now minus this, plus a pass)")),
       events_published_(published_events_.Add(api_labels({}))),
       events_bytes_(published_bytes_.Add(api_labels({}))),
       events_seconds_(publish_seconds_.Add(api_labels({}), kPublishBuckets)) {}
@@ -75,6 +85,16 @@ prometheus::Gauge& Metrics::gauge(const char* name, const char* help) {
 }
 
 Metrics::~Metrics() = default;
+
+void Metrics::archive_pass(bool ok, std::uint64_t events) {
+  if (!ok) {
+    archive_failures_.Increment();
+    return;
+  }
+  archived_.Increment(static_cast<double>(events));
+  archive_success_.Set(
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
 
 void Metrics::published(std::string_view topic, std::size_t events, std::size_t bytes,
                         std::chrono::steady_clock::duration elapsed) {

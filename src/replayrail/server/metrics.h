@@ -64,6 +64,9 @@ class Metrics {
   // Delivery lag of the events a feed read: now minus the time the store took each.
   void feed_batch(const Batch& batch);
 
+  // An archive pass ended: `events` copied, or failed.
+  void archive_pass(bool ok, std::uint64_t events);
+
   // The text format.
   std::string scrape(const MetricsSnapshot& snapshot);
 
@@ -89,6 +92,9 @@ class Metrics {
   prometheus::Gauge& streaming_;
   prometheus::Gauge& subscriptions_;
   prometheus::Gauge& feeds_;
+  prometheus::Counter& archived_;
+  prometheus::Counter& archive_failures_;
+  prometheus::Gauge& archive_success_;
   // The hot path's metrics, looked up once (Family::Add hashes the labels under a lock).
   prometheus::Counter& events_published_;
   prometheus::Counter& events_bytes_;

@@ -30,6 +30,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "replayrail/archive/loop.h"
 #include "replayrail/core/json_text.h"
 #include "replayrail/server/errors.h"
 #include "replayrail/server/hub.h"
@@ -100,6 +101,7 @@ struct Server::Impl {
   std::unique_ptr<Topics> topics;
   std::unique_ptr<PlatformApi> api;  // /v1/…
   std::unique_ptr<Hub> hub;
+  std::unique_ptr<archive::ArchiveLoop> archiving;  // with a database URL, while serving
   // Per event-loop thread, touched only there: its streaming sessions' outboxes.
   std::vector<std::unordered_set<Outbox*>> outboxes;
   std::unique_ptr<tcp::acceptor> acceptor;
@@ -1187,6 +1189,7 @@ asio::awaitable<void> Server::Impl::shutdown() {
   if (signals) signals->cancel(ignored);
   spdlog::info("stopping: {} streaming sessions and {} requests get up to {} ms to finish",
                streaming.load(), handling.load(), options.shutdown_grace.count());
+  if (archiving) archiving->request_stop();  // the pass in progress ends within the grace
   // Streaming sessions write what is queued, then close (WebSocket: 1001).
   for (std::size_t t = 0; t < contexts.size(); ++t) {
     asio::post(*contexts[t], [this, t] {
@@ -1196,8 +1199,12 @@ asio::awaitable<void> Server::Impl::shutdown() {
   // Feeds end within one blocking read (HubOptions::feed_block) once nobody watches them, and a
   // blocking HTTP group read within one slice (BlockingReads); they must end before the store
   // goes.
-  co_await wait_while([this] { return streaming > 0 || handling > 0 || hub->feeds() > 0; },
-                      options.shutdown_grace);
+  co_await wait_while(
+      [this] {
+        return streaming > 0 || handling > 0 || hub->feeds() > 0 ||
+               (archiving && archiving->in_pass());
+      },
+      options.shutdown_grace);
   // What is left in the store now waits on something that does not answer (a hung Redis):
   // closing the store ends those waits at once (store_unavailable), so no request or feed is
   // still suspended in it when the topics and the store go.
@@ -1214,6 +1221,7 @@ Server::~Server() {
   // I/O objects go before the event loops they run on; the event loops then destroy the
   // sessions still suspended in them.
   Impl& impl = *impl_;
+  impl.archiving.reset();  // waits for a pass the store's closing cut short
   impl.work.clear();
   impl.signals.reset();
   impl.acceptor.reset();
@@ -1305,6 +1313,13 @@ void Server::run() {
     if (!ec) stop();
   });
   asio::co_spawn(impl.main(), impl.accept_loop(), asio::detached);
+  if (!impl.options.database_url.empty()) {
+    impl.archiving = std::make_unique<archive::ArchiveLoop>(
+        impl.store, archive::ArchiveOptions{.database_url = impl.options.database_url},
+        impl.options.archive_interval, [metrics = impl.metrics.get()](const auto& pass) {
+          metrics->archive_pass(pass.has_value(), pass ? pass->events : 0);
+        });
+  }
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < impl.contexts.size(); ++i) {
     threads.emplace_back([&ctx = *impl.contexts[i]] { ctx.run(); });

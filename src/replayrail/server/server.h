@@ -46,6 +46,10 @@ struct ServerOptions {
   BackpressureConfig backpressure;       // 429 with Retry-After on publish
   // CORS_ALLOW_ORIGINS: origins whose browsers may call the API ("*": any); empty: none.
   std::vector<std::string> cors_origins;
+  // The PostgreSQL archive (DESIGN §6): passes over every stream, one per archive_interval, on
+  // a thread of their own; empty URL: none.
+  std::string database_url;
+  Millis archive_interval{1000};
 };
 
 // Makes the store once the server's executors exist (the Redis store runs on them).
