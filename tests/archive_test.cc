@@ -86,6 +86,22 @@ TEST_F(ArchiveTest, CopiesEveryStreamOnceWithAnIntactChain) {
   EXPECT_EQ(all->size(), 2u);
 }
 
+// COPY's text format escapes backslash, tab, newline and carriage return; a payload kept as its
+// producer wrote it (raw line breaks, tabs, escapes) comes back byte for byte.
+TEST_F(ArchiveTest, PayloadsWithLineBreaksTabsAndBackslashesArchiveExactly) {
+  const std::string payload = "{\n\t\"path\": \"C:\\\\temp\",\r\n  \"quote\": \"\\\"\"\n}";
+  auto e = make_event({.channel = "raw", .type = "t", .payload = payload});
+  ASSERT_TRUE(e) << e.error().message;
+  ASSERT_TRUE(testing::run(io_, store_->append("raw", std::move(*e), {})));
+  auto a = archiver();
+  ASSERT_TRUE(a);
+  EXPECT_EQ(pass(*a).events, 1u);
+  EXPECT_EQ(sql("SELECT payload FROM rr_archive_events WHERE stream = 'raw'"), payload);
+  auto report = chain("raw");
+  EXPECT_EQ(report.events, 1u);
+  EXPECT_FALSE(report.broken) << *report.broken;
+}
+
 TEST_F(ArchiveTest, TheArchiveRefusesUpdateDeleteAndTruncate) {
   append("orders", 2);
   auto a = archiver();

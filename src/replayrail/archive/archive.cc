@@ -73,6 +73,10 @@ END $$;
 COMMIT;
 )sql";
 
+constexpr const char* kColumns =
+    "stream, ms, seq, event_id, channel, type, payload, actor, metadata, created_at, prev_hash, "
+    "hash";
+
 // SHA-256(prev ‖ canonical): one link of a stream's chain.
 Hash link(const Hash& prev, std::string_view canonical) {
   Hash out{};
@@ -139,6 +143,11 @@ result<std::unique_ptr<Archiver>> Archiver::open(std::shared_ptr<store::Store> s
   pg::Connection db;
   RR_TRY_ASSIGN(db, pg::Connection::open(options.database_url));
   RR_TRY(db.run(kSchema));
+  // Each batch is COPied here (fast), then inserted from here with ON CONFLICT DO NOTHING (which
+  // COPY cannot do): idempotent, at COPY's speed.
+  RR_TRY(
+      db.run("CREATE TEMP TABLE rr_archive_batch (LIKE rr_archive_events INCLUDING DEFAULTS) "
+             "ON COMMIT DELETE ROWS"));
   return std::unique_ptr<Archiver>(
       new Archiver(std::move(store), std::move(options), std::move(db)));
 }
@@ -206,33 +215,31 @@ task<result<std::uint64_t>> Archiver::archive_stream(const std::string& stream, 
     }
     if (page->empty()) break;
 
-    std::string sql =
-        "INSERT INTO rr_archive_events (stream, ms, seq, event_id, channel, type, payload, actor, "
-        "metadata, created_at, prev_hash, hash) VALUES ";
-    std::vector<pg::Param> params;
-    constexpr int kColumns = 12;
-    params.reserve(page->size() * kColumns);
+    std::string rows;
     Hash prev = head;
-    for (std::size_t i = 0; i < page->size(); ++i) {
-      const Event& e = *(*page)[i];
-      const Hash hash = link(prev, render_envelope(e));
-      sql += i ? ",(" : "(";
-      for (int c = 1; c <= kColumns; ++c) {
-        sql += (c > 1 ? ",$" : "$") + std::to_string(params.size() + static_cast<std::size_t>(c));
+    for (const auto& e : *page) {
+      const Hash hash = link(prev, render_envelope(*e));
+      const std::string ms = std::to_string(e->id.ms), seq = std::to_string(e->id.seq);
+      for (std::string_view field :
+           {std::string_view(stream), std::string_view(ms), std::string_view(seq),
+            std::string_view(e->event_id), std::string_view(e->channel), std::string_view(e->type),
+            std::string_view(e->payload), std::string_view(e->actor), std::string_view(e->metadata),
+            std::string_view(e->created_at)}) {
+        pg::append_copy_text(rows, field);
+        rows += '\t';
       }
-      sql += ")";
-      params.insert(params.end(), {stream, std::to_string(e.id.ms), std::to_string(e.id.seq),
-                                   e.event_id, e.channel, e.type, e.payload, e.actor, e.metadata,
-                                   e.created_at, bytea(prev), bytea(hash)});
+      rows += "\\\\x" + to_hex(prev) + "\t\\\\x" + to_hex(hash) + "\n";
       prev = hash;
     }
-    sql += " ON CONFLICT (stream, ms, seq) DO NOTHING";
     const StreamId last = page->back()->id;
 
     // The rows and the cursor, in one transaction.
     Transaction tx(db_);
     RR_CO_TRY(tx.begin());
-    RR_CO_TRY(db_.exec(sql, params));
+    RR_CO_TRY(db_.copy("COPY rr_archive_batch (" + std::string(kColumns) + ") FROM STDIN", rows));
+    RR_CO_TRY(db_.exec("INSERT INTO rr_archive_events (" + std::string(kColumns) + ") SELECT " +
+                       kColumns +
+                       " FROM rr_archive_batch ON CONFLICT (stream, ms, seq) DO NOTHING"));
     RR_CO_TRY(
         db_.exec("INSERT INTO rr_archive_cursors (stream, ms, seq, hash, events) VALUES ($1, $2, "
                  "$3, $4, $5) "

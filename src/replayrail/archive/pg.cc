@@ -2,15 +2,29 @@
 
 namespace replayrail::archive::pg {
 
+namespace {
+
+// The failure of a statement (`r`, or the connection's when there is no result): store_unavailable
+// when the connection is gone, else internal; with PostgreSQL's message.
+Error failure(PGconn* conn, const PGresult* r) {
+  std::string why = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
+  while (!why.empty() && why.back() == '\n') why.pop_back();
+  const bool lost = PQstatus(conn) != CONNECTION_OK;
+  return make_error(lost ? errc::store_unavailable : errc::internal, "PostgreSQL: " + why);
+}
+
+bool succeeded(const Result& r) {
+  const auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+  return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+}
+
+}  // namespace
+
 result<Connection> Connection::open(const std::string& url) {
   PGconn* c = PQconnectdb(url.c_str());
   if (!c) return make_error(errc::store_unavailable, "PostgreSQL: out of memory");
   Connection conn(c);
-  if (PQstatus(c) != CONNECTION_OK) {
-    std::string why = PQerrorMessage(c);
-    while (!why.empty() && why.back() == '\n') why.pop_back();
-    return make_error(errc::store_unavailable, "PostgreSQL: " + why);
-  }
+  if (PQstatus(c) != CONNECTION_OK) return failure(c, nullptr);
   return conn;
 }
 
@@ -20,21 +34,50 @@ result<Result> Connection::exec(const std::string& sql, const std::vector<Param>
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
   Result r(PQexecParams(conn_.get(), sql.c_str(), static_cast<int>(values.size()), nullptr,
                         values.data(), nullptr, nullptr, 0));
-  const auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return r;
-  std::string why = r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_.get());
-  while (!why.empty() && why.back() == '\n') why.pop_back();
-  const bool lost = PQstatus(conn_.get()) != CONNECTION_OK;
-  return make_error(lost ? errc::store_unavailable : errc::internal, "PostgreSQL: " + why);
+  if (succeeded(r)) return r;
+  return failure(conn_.get(), r.get());
 }
 
 result<void> Connection::run(const std::string& sql) {
   Result r(PQexec(conn_.get(), sql.c_str()));
-  const auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
-  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return {};
-  std::string why = r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_.get());
-  while (!why.empty() && why.back() == '\n') why.pop_back();
-  return make_error(errc::internal, "PostgreSQL: " + why);
+  if (succeeded(r)) return {};
+  return failure(conn_.get(), r.get());
+}
+
+result<void> Connection::copy(const std::string& sql, std::string_view rows) {
+  Result started(PQexec(conn_.get(), sql.c_str()));
+  if (!started || PQresultStatus(started.get()) != PGRES_COPY_IN) {
+    return failure(conn_.get(), started.get());
+  }
+  const bool sent = PQputCopyData(conn_.get(), rows.data(), static_cast<int>(rows.size())) == 1 &&
+                    PQputCopyEnd(conn_.get(), nullptr) == 1;
+  // The COPY's own result, then the end of the results.
+  Result done(PQgetResult(conn_.get()));
+  for (Result more(PQgetResult(conn_.get())); more; more.reset(PQgetResult(conn_.get()))) {
+  }
+  if (sent && succeeded(done)) return {};
+  return failure(conn_.get(), done.get());
+}
+
+void append_copy_text(std::string& out, std::string_view value) {
+  for (char c : value) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += c;
+    }
+  }
 }
 
 result<void> Connection::begin() {

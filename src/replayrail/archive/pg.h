@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "replayrail/common/errc.h"
@@ -36,6 +37,9 @@ class Connection {
   // Runs a script of statements without parameters (schema changes).
   result<void> run(const std::string& sql);
 
+  // COPY … FROM STDIN (`sql`) of `rows`, in COPY's text format (copy_text() escapes a value).
+  result<void> copy(const std::string& sql, std::string_view rows);
+
   // BEGIN / COMMIT / ROLLBACK.
   result<void> begin();
   result<void> commit();
@@ -48,6 +52,10 @@ class Connection {
   explicit Connection(PGconn* c) : conn_(c) {}
   std::unique_ptr<PGconn, Close> conn_;
 };
+
+// Appends `value` to `out` as a field of COPY's text format: backslash, tab, newline and
+// carriage return escaped.
+void append_copy_text(std::string& out, std::string_view value);
 
 // Row `row`, column `col` of `r` as text ("" for NULL).
 inline std::string text(const Result& r, int row, int col) {
