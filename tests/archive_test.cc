@@ -78,8 +78,16 @@ TEST_F(ArchiveTest, CopiesEveryStreamOnceWithAnIntactChain) {
                 "LIMIT 1"),
             stored.front()->event_id);
 
+  // A pass asked to stop copies nothing more (a server shutting down).
+  append("orders", 5);
+  const std::atomic<bool> stop = true;
+  auto stopped = testing::run(io_, a->pass(&stop));
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(stopped->events, 0u);
+  EXPECT_EQ(pass(*a).events, 5u);
+
   auto orders = chain("orders");
-  EXPECT_EQ(orders.events, 260u);
+  EXPECT_EQ(orders.events, 265u);
   EXPECT_FALSE(orders.broken) << *orders.broken;
   auto all = verify(pg_.url());
   ASSERT_TRUE(all);

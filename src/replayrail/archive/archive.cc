@@ -152,11 +152,12 @@ result<std::unique_ptr<Archiver>> Archiver::open(std::shared_ptr<store::Store> s
       new Archiver(std::move(store), std::move(options), std::move(db)));
 }
 
-task<result<Pass>> Archiver::pass() {
+task<result<Pass>> Archiver::pass(const std::atomic<bool>* stop) {
   Pass pass;
   std::vector<std::string> streams;
   RR_CO_TRY_ASSIGN(streams, co_await store_->list_streams());
   for (const auto& stream : streams) {
+    if (stop && *stop) break;
     ++pass.streams;
     pg::Result locked;
     RR_CO_TRY_ASSIGN(locked,
@@ -165,7 +166,7 @@ task<result<Pass>> Archiver::pass() {
       ++pass.busy;
       continue;
     }
-    auto copied = co_await archive_stream(stream, pass);
+    auto copied = co_await archive_stream(stream, pass, stop);
     auto unlocked = db_.exec("SELECT pg_advisory_unlock(hashtextextended($1, 0))", {stream});
     if (!copied) co_return copied.error();
     if (!unlocked) co_return unlocked.error();
@@ -174,7 +175,8 @@ task<result<Pass>> Archiver::pass() {
   co_return pass;
 }
 
-task<result<std::uint64_t>> Archiver::archive_stream(const std::string& stream, Pass& pass) {
+task<result<std::uint64_t>> Archiver::archive_stream(const std::string& stream, Pass& pass,
+                                                     const std::atomic<bool>* stop) {
   // Where the stream's chain stands: its last archived id and hash (none yet: 0-0 and zeros).
   StreamId after{};
   Hash head{};
@@ -191,7 +193,7 @@ task<result<std::uint64_t>> Archiver::archive_stream(const std::string& stream, 
 
   std::uint64_t copied = 0;
   StreamId from = after;  // the range starts after this id
-  for (;;) {
+  while (!(stop && *stop)) {
     auto page = co_await store_->range(stream, from, options_.batch, "");
     if (!page && page.error().code == errc::replay_window_expired && page.error().first_available) {
       // Trimmed before it was archived: noted, and the chain goes on from what is left.

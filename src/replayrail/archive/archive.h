@@ -18,6 +18,7 @@
 // The canonical event is the envelope as the server renders it (render_envelope): the same bytes
 // every reader receives.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -49,13 +50,15 @@ class Archiver {
   static result<std::unique_ptr<Archiver>> open(std::shared_ptr<store::Store> store,
                                                 ArchiveOptions options);
 
-  // Copies every stream's events after its archived cursor, a batch per transaction.
-  store::task<result<Pass>> pass();
+  // Copies every stream's events after its archived cursor, a batch per transaction. Returns
+  // early, between batches, once `stop` (when given) is set.
+  store::task<result<Pass>> pass(const std::atomic<bool>* stop = nullptr);
 
  private:
   Archiver(std::shared_ptr<store::Store> store, ArchiveOptions options, pg::Connection db)
       : store_(std::move(store)), options_(std::move(options)), db_(std::move(db)) {}
-  store::task<result<std::uint64_t>> archive_stream(const std::string& stream, Pass& pass);
+  store::task<result<std::uint64_t>> archive_stream(const std::string& stream, Pass& pass,
+                                                    const std::atomic<bool>* stop);
 
   std::shared_ptr<store::Store> store_;
   ArchiveOptions options_;

@@ -10,16 +10,17 @@ namespace replayrail::archive {
 
 namespace {
 
-boost::asio::awaitable<void> pass_into(Archiver& archiver, std::optional<result<Pass>>& out) {
-  out.emplace(co_await archiver.pass());
+boost::asio::awaitable<void> pass_into(Archiver& archiver, const std::atomic<bool>* stop,
+                                       std::optional<result<Pass>>& out) {
+  out.emplace(co_await archiver.pass(stop));
 }
 
 }  // namespace
 
-result<Pass> run_pass(Archiver& archiver) {
+result<Pass> run_pass(Archiver& archiver, const std::atomic<bool>* stop) {
   boost::asio::io_context io;
   std::optional<result<Pass>> out;
-  boost::asio::co_spawn(io, pass_into(archiver, out), boost::asio::detached);
+  boost::asio::co_spawn(io, pass_into(archiver, stop, out), boost::asio::detached);
   io.run();
   return std::move(*out);
 }
@@ -37,6 +38,7 @@ void ArchiveLoop::request_stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    stop_pass_ = true;
   }
   wake_.notify_all();
 }
@@ -63,7 +65,7 @@ void ArchiveLoop::run() {
       }
     }
     if (archiver) {
-      done = run_pass(*archiver);
+      done = run_pass(*archiver, &stop_pass_);
       if (!done) archiver.reset();  // a fresh connection next time
     }
     in_pass_ = false;

@@ -16,8 +16,8 @@
 
 namespace replayrail::archive {
 
-// One pass, run to completion on an io_context of this thread's own.
-result<Pass> run_pass(Archiver& archiver);
+// One pass, run to completion on an io_context of this thread's own (see Archiver::pass).
+result<Pass> run_pass(Archiver& archiver, const std::atomic<bool>* stop = nullptr);
 
 class ArchiveLoop {
  public:
@@ -47,6 +47,7 @@ class ArchiveLoop {
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  std::atomic<bool> stop_pass_ = false;  // stopping_, read by the pass between batches
   std::atomic<bool> in_pass_ = false;
   std::thread thread_;
 };

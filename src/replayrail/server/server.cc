@@ -1209,7 +1209,11 @@ asio::awaitable<void> Server::Impl::shutdown() {
   // closing the store ends those waits at once (store_unavailable), so no request or feed is
   // still suspended in it when the topics and the store go.
   store->close();
-  co_await wait_while([this] { return handling > 0 || hub->feeds() > 0; }, kEndAfterClose);
+  // An archive pass waiting on the store gets its answer (store_unavailable) now, while the
+  // event loops the store's I/O runs on still run.
+  co_await wait_while(
+      [this] { return handling > 0 || hub->feeds() > 0 || (archiving && archiving->in_pass()); },
+      kEndAfterClose);
   spdlog::info("stopped");
   work.clear();
   for (auto& ctx : contexts) ctx->stop();
