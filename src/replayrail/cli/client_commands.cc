@@ -1,0 +1,243 @@
+#include "replayrail/cli/client_commands.h"
+
+#include <boost/json/object.hpp>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+
+#include "replayrail/cli/client.h"
+#include "replayrail/common/stream_id.h"
+#include "replayrail/core/json_text.h"
+
+namespace replayrail::cli {
+
+namespace {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+
+// A JSON argument (`--payload`, `--actor`, `--metadata`), or exit with the usage code.
+json::value json_argument(const std::string& name, const std::string& text) {
+  auto v = replayrail::parse_json(text);
+  if (!v) {
+    std::fprintf(stderr, "replayrail: --%s %s\n", name.c_str(), v.error().message.c_str());
+    std::exit(kUsage);
+  }
+  return std::move(*v);
+}
+
+// Signs and prints the token TokenArgs describes.
+int token(const TokenArgs& args) {
+  if (args.jwt.secret.empty()) {
+    std::fprintf(stderr,
+                 "replayrail: token needs the server's secret: --auth-jwt-secret or "
+                 "AUTH_JWT_SECRET\n");
+    return kUsage;
+  }
+  // --role is checked when parsed.
+  auth::Claims claims{args.subject, auth::parse_role(args.role).value_or(auth::Role::consumer),
+                      args.channels, 0};
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  claims.expires = now + args.ttl_seconds;
+  std::printf("%s\n", auth::mint(claims, args.jwt, now).c_str());
+  return 0;
+}
+
+// `{"items":[{"partition":P,"redis_ids":[…]}]}` from `P:ID` / `ID` arguments; nullopt (after
+// saying why) when one is neither.
+std::optional<json::object> ack_body(const std::vector<std::string>& ids) {
+  std::map<std::uint32_t, json::array> by_partition;
+  for (const auto& text : ids) {
+    std::uint32_t partition = 0;
+    std::string_view id = text;
+    if (auto colon = id.find(':'); colon != std::string_view::npos) {
+      auto p = id.substr(0, colon);
+      auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), partition);
+      if (ec != std::errc() || end != p.data() + p.size() || p.empty()) {
+        std::fprintf(stderr, "replayrail: '%s' is not PARTITION:ID\n", text.c_str());
+        return std::nullopt;
+      }
+      id = id.substr(colon + 1);
+    }
+    if (!StreamId::parse(id)) {
+      std::fprintf(stderr, "replayrail: '%s' is not an id (<ms>-<seq>, or PARTITION:<ms>-<seq>)\n",
+                   text.c_str());
+      return std::nullopt;
+    }
+    by_partition[partition].emplace_back(id);
+  }
+  json::array items;
+  for (auto& [p, redis_ids] : by_partition) {
+    items.push_back(json::object{{"partition", p}, {"redis_ids", std::move(redis_ids)}});
+  }
+  return json::object{{"items", std::move(items)}};
+}
+
+// One `groups` command: its request to the platform API.
+int groups(const ServerAddress& at, std::string_view command, const GroupArgs& a) {
+  const std::string topic = "/v1/topics/" + path_segment(a.topic);
+  const std::string group = topic + "/groups/" + path_segment(a.group);
+  auto partitions = [&](json::object& body) {
+    if (!a.partitions.empty())
+      body["partitions"] = json::array(a.partitions.begin(), a.partitions.end());
+  };
+  if (command == "list") return http_call(at, http::verb::get, topic + "/describe", {});
+  if (command == "delete") return http_call(at, http::verb::delete_, group, {});
+  json::object body;
+  std::string path = group + "/" + std::string(command);
+  if (command == "create") {
+    path = topic + "/groups";
+    body = {{"group", a.group}, {"start_id", a.start.empty() ? "$" : a.start}};
+    if (a.max_deliveries >= 0) body["max_deliveries"] = a.max_deliveries;
+  } else if (command == "read") {
+    body = {{"consumer", a.consumer}, {"count", a.count}};
+    if (a.block_ms >= 0) body["block_ms"] = a.block_ms;
+    partitions(body);
+  } else if (command == "ack") {
+    auto items = ack_body(a.ids);
+    if (!items) return kUsage;
+    body = std::move(*items);
+  } else if (command == "claim") {
+    body = {{"consumer", a.consumer},
+            {"min_idle_ms", a.min_idle_ms},
+            {"count", a.count},
+            {"start_id", a.start.empty() ? "0-0" : a.start}};
+    if (a.max_deliveries >= 0) body["max_deliveries"] = a.max_deliveries;
+    partitions(body);
+  } else if (command == "reset") {
+    body = {{"start_id", a.start}};
+  }
+  return http_call(at, http::verb::post, path, replayrail::to_json(body));
+}
+}  // namespace
+
+ClientCommands::ClientCommands(CLI::App& app) {
+  auto* publish_cmd = publish_cmd_ = app.add_subcommand("publish", "Publish one event");
+  publish_cmd->add_option("channel", channel_, "Channel (or topic)")->required();
+  publish_cmd->add_option("type", type_, "Event type, e.g. order.created")->required();
+  publish_cmd->add_option("--payload", payload_, "JSON object")->capture_default_str();
+  publish_cmd->add_option("--actor", actor_, "JSON object: who did it");
+  publish_cmd->add_option("--metadata", metadata_, "JSON object");
+  publish_cmd->add_option("--event-id", event_id_, "Idempotency key (a retry is not stored twice)");
+  publish_cmd->add_option("--partition-key", partition_key_,
+                          "A partitioned topic's events with one key keep their order");
+  auto* replay_cmd = replay_cmd_ =
+      app.add_subcommand("replay", "Print a page of a channel's events");
+  replay_cmd->add_option("channel", channel_, "Channel")->required();
+  replay_cmd->add_option("--after", after_, "Cursor: events strictly after it")
+      ->capture_default_str();
+  replay_cmd->add_option("--limit", limit_, "Events at most")->capture_default_str();
+  auto* tail_cmd = app.add_subcommand("tail", "Follow a channel live (JSON lines)");
+  tail_cmd->add_option("channel", channel_, "Channel")->required();
+  tail_cmd->add_option("--from", from_, "Cursor to start after (default: the server's setting)");
+  clients_ = {publish_cmd, replay_cmd, tail_cmd};
+
+  auto& g = groups_;
+  auto* groups_cmd = app.add_subcommand("groups", "Consumer groups of a topic (or channel)");
+  groups_cmd->require_subcommand(1);
+  auto group_cmd = [&](const std::string& name, const std::string& what, bool named_group) {
+    auto* cmd = groups_cmd->add_subcommand(name, what);
+    cmd->add_option("topic", g.topic, "Topic (a channel is a topic of one partition)")->required();
+    if (named_group) cmd->add_option("group", g.group, "Group")->required();
+    group_cmds_.emplace_back(name, cmd);
+    clients_.push_back(cmd);
+    return cmd;
+  };
+  group_cmd("list", "Describe the topic: partitions, groups with lag and pending", false);
+  auto* create = group_cmd("create", "Create a group on every partition", true);
+  create->add_option("--start", g.start, "$ (only new events), 0-0 (everything retained) or an id")
+      ->default_str("$");
+  auto* read = group_cmd("read", "New messages for a consumer (XREADGROUP >)", true);
+  auto* ack = group_cmd("ack", "Acknowledge messages", true);
+  ack->add_option("ids", g.ids, "PARTITION:ID, or ID for partition 0")->required();
+  auto* claim = group_cmd("claim", "Take over messages idle too long (XAUTOCLAIM)", true);
+  auto* reset = group_cmd("reset", "Move the group to another position (XGROUP SETID)", true);
+  reset->add_option("--start", g.start, "$, 0-0 or an id")->required();
+  group_cmd("delete", "Destroy the group", true);
+  for (auto* cmd : {read, claim}) {
+    cmd->add_option("--consumer", g.consumer, "Consumer name")->required();
+    cmd->add_option("--count", g.count, "Messages at most (per partition for read)")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1000}))
+        ->capture_default_str();
+    cmd->add_option("--partition", g.partitions, "Only these partitions (repeatable)");
+  }
+  read->add_option("--block-ms", g.block_ms, "Wait up to this long for a message (0: longest)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{60000}));
+  claim->add_option("--min-idle-ms", g.min_idle_ms, "Only messages idle this long")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  claim->add_option("--start", g.start, "Claim pending messages from this id")->default_str("0-0");
+  for (auto* cmd : {create, claim}) {
+    cmd->add_option("--max-deliveries", g.max_deliveries,
+                    "Deliveries before a message goes to T.dlq (0: never)")
+        ->check(CLI::NonNegativeNumber);
+  }
+
+  for (auto* cmd : clients_) {
+    auto& c = connections_.emplace_back();
+    cmd->add_option("--url", c.url, "Server")->envname("REPLAYRAIL_URL")->capture_default_str();
+    cmd->add_option("--token", c.token, "JWT to present (replayrail token makes one)")
+        ->envname("REPLAYRAIL_TOKEN");
+  }
+
+  auto& t = token_;
+  auto* token_cmd = token_cmd_ = app.add_subcommand(
+      "token", "Sign a JWT with the server's secret (prints it; no server needed)");
+  token_cmd->add_option("--sub", t.subject, "Who the token is for (`sub`)")->required();
+  token_cmd->add_option("--role", t.role, "producer | consumer | admin")
+      ->check(CLI::IsMember({"producer", "consumer", "admin"}))
+      ->required();
+  token_cmd
+      ->add_option("--channels", t.channels,
+                   "Glob patterns of the channels it may use, comma-separated (default: all)")
+      ->delimiter(',');
+  token_cmd->add_option("--ttl", t.ttl_seconds, "Seconds until it expires")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{366} * 24 * 3600))
+      ->capture_default_str();
+  token_cmd->add_option("--auth-jwt-secret", t.jwt.secret, "The server's HS256 secret")
+      ->envname("AUTH_JWT_SECRET");
+  token_cmd->add_option("--auth-jwt-issuer", t.jwt.issuer, "`iss`, when the server requires one")
+      ->envname("AUTH_JWT_ISSUER");
+  token_cmd
+      ->add_option("--auth-jwt-audience", t.jwt.audience, "`aud`, when the server requires one")
+      ->envname("AUTH_JWT_AUDIENCE");
+}
+
+std::optional<int> ClientCommands::run() {
+  if (token_cmd_->parsed()) return token(token_);
+  std::size_t which = 0;  // the client command given
+  while (which + 1 < clients_.size() && !clients_[which]->parsed()) ++which;
+  const std::string& url = connections_[which].url;
+  auto at = parse_server_url(url, connections_[which].token);
+  if (!at) {
+    std::fprintf(stderr, "replayrail: --url must look like http://host:port, not '%s'\n",
+                 url.c_str());
+    return kUsage;
+  }
+  for (const auto& [name, cmd] : group_cmds_) {
+    if (cmd->parsed()) return groups(*at, name, groups_);
+  }
+  if (publish_cmd_->parsed()) {
+    // The server validates everything; the JSON fields are passed through as given.
+    json::object body{{"type", type_}, {"payload", json_argument("payload", payload_)}};
+    if (!actor_.empty()) body["actor"] = json_argument("actor", actor_);
+    if (!metadata_.empty()) body["metadata"] = json_argument("metadata", metadata_);
+    if (!event_id_.empty()) body["event_id"] = event_id_;
+    if (!partition_key_.empty()) body["partition_key"] = partition_key_;
+    return http_call(*at, http::verb::post, "/events/" + path_segment(channel_),
+                     replayrail::to_json(body));
+  }
+  if (replay_cmd_->parsed()) {
+    return http_call(*at, http::verb::get,
+                     "/events/" + path_segment(channel_) + "?after=" + path_segment(after_) +
+                         "&limit=" + std::to_string(limit_),
+                     {});
+  }
+  return tail(*at, channel_, from_);
+}
+
+}  // namespace replayrail::cli
