@@ -215,6 +215,7 @@ TEST(ArchiveOpen, AnUnreachableDatabaseIsAClearError) {
   ASSERT_FALSE(a);
   EXPECT_EQ(a.error().code, errc::store_unavailable);
   EXPECT_NE(a.error().message.find("PostgreSQL"), std::string::npos) << a.error().message;
+  EXPECT_EQ(a.error().message.find('\n'), std::string::npos) << "one line, for the log";
 }
 
 }  // namespace

@@ -9,6 +9,17 @@ namespace {
 Error failure(PGconn* conn, const PGresult* r) {
   std::string why = r ? PQresultErrorMessage(r) : PQerrorMessage(conn);
   while (!why.empty() && why.back() == '\n') why.pop_back();
+  // libpq's messages run over several lines ("…failed: Connection refused\n\tIs the server
+  // running…"): one line, for the log and the CLI.
+  std::string line;
+  for (char c : why) {
+    if (c == '\n') {
+      line += ' ';
+    } else if (c != '\t') {
+      line += c;
+    }
+  }
+  why = std::move(line);
   const bool lost = PQstatus(conn) != CONNECTION_OK;
   return make_error(lost ? errc::store_unavailable : errc::internal, "PostgreSQL: " + why);
 }
