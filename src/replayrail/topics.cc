@@ -214,18 +214,25 @@ task<result<std::optional<store::Topic>>> Topics::adopt_channel(std::string_view
 }
 
 task<result<std::uint32_t>> Topics::partitions_of(std::string_view channel) {
-  if (auto t = known(channel)) co_return t->partitions;
+  // The count of a topic seen before, or whether this caller reloads the registry; one lock, as
+  // this runs on every POST /events.
+  auto look = [this](std::string_view name) -> std::optional<std::uint32_t> {
+    auto it = known_.find(name);
+    return it == known_.end() ? std::nullopt : std::optional(it->second.partitions);
+  };
   const auto now = std::chrono::steady_clock::now();
+  std::optional<std::uint32_t> found;
   bool load = false;
   {
     std::lock_guard lock(known_mu_);
+    found = look(channel);
     const bool never = registry_loaded_ == std::chrono::steady_clock::time_point{};
     // Before the first load every caller waits for one: a partitioned topic must never be
     // taken for a plain channel. Later, one caller refreshes and the others answer from known_.
-    load = never || (!registry_loading_ && now - registry_loaded_ >= registry_refresh);
+    load = !found && (never || (!registry_loading_ && now - registry_loaded_ >= registry_refresh));
     if (load) registry_loading_ = true;
   }
-  if (!load) co_return 1u;
+  if (!load) co_return found.value_or(1u);
   auto topics = co_await store_->list_topics();
   {
     std::lock_guard lock(known_mu_);
@@ -233,11 +240,11 @@ task<result<std::uint32_t>> Topics::partitions_of(std::string_view channel) {
     if (topics) {
       for (auto& t : *topics) known_.try_emplace(t.name, std::move(t));
       registry_loaded_ = now;
+      found = look(channel);
     }
   }
   if (!topics) co_return topics.error();
-  if (auto t = known(channel)) co_return t->partitions;
-  co_return 1u;
+  co_return found.value_or(1u);
 }
 
 std::optional<store::Topic> Topics::known(std::string_view topic) {

@@ -1,6 +1,5 @@
 #include "replayrail/archive/archive.h"
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <array>
@@ -79,15 +78,8 @@ constexpr const char* kColumns =
 
 // SHA-256(prev ‖ canonical): one link of a stream's chain.
 Hash link(const Hash& prev, std::string_view canonical) {
-  Hash out{};
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  unsigned int size = 0;
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  EVP_DigestUpdate(ctx, prev.data(), prev.size());
-  EVP_DigestUpdate(ctx, canonical.data(), canonical.size());
-  EVP_DigestFinal_ex(ctx, out.data(), &size);
-  EVP_MD_CTX_free(ctx);
-  return out;
+  return sha256(
+      {std::string_view(reinterpret_cast<const char*>(prev.data()), prev.size()), canonical});
 }
 
 std::optional<Hash> from_hex(std::string_view hex) {
@@ -222,15 +214,17 @@ task<result<std::uint64_t>> Archiver::archive_stream(const std::string& stream, 
     for (const auto& e : *page) {
       const Hash hash = link(prev, render_envelope(*e));
       const std::string ms = std::to_string(e->id.ms), seq = std::to_string(e->id.seq);
+      const std::string prev_bytea = bytea(prev), hash_bytea = bytea(hash);
       for (std::string_view field :
            {std::string_view(stream), std::string_view(ms), std::string_view(seq),
             std::string_view(e->event_id), std::string_view(e->channel), std::string_view(e->type),
             std::string_view(e->payload), std::string_view(e->actor), std::string_view(e->metadata),
-            std::string_view(e->created_at)}) {
+            std::string_view(e->created_at), std::string_view(prev_bytea),
+            std::string_view(hash_bytea)}) {
         pg::append_copy_text(rows, field);
         rows += '\t';
       }
-      rows += "\\\\x" + to_hex(prev) + "\t\\\\x" + to_hex(hash) + "\n";
+      rows.back() = '\n';
       prev = hash;
     }
     const StreamId last = page->back()->id;

@@ -36,9 +36,8 @@ ArchiveLoop::ArchiveLoop(std::shared_ptr<store::Store> store, ArchiveOptions opt
 
 void ArchiveLoop::request_stop() {
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(mu_);  // so that run() cannot miss the wake-up between check and wait
     stopping_ = true;
-    stop_pass_ = true;
   }
   wake_.notify_all();
 }
@@ -51,27 +50,15 @@ void ArchiveLoop::stop() {
 void ArchiveLoop::run() {
   std::unique_ptr<Archiver> archiver;
   bool failing = false;  // logged once per outage
-  std::unique_lock lock(mu_);
   while (!stopping_) {
     in_pass_ = true;
-    lock.unlock();
-    result<Pass> done = make_error(errc::internal, "no pass");
-    if (!archiver) {
-      auto opened = Archiver::open(store_, options_);
-      if (opened) {
-        archiver = std::move(*opened);
-      } else {
-        done = opened.error();
-      }
-    }
-    if (archiver) {
-      done = run_pass(*archiver, &stop_pass_);
-      if (!done) archiver.reset();  // a fresh connection next time
-    }
+    auto done = [&]() -> result<Pass> {
+      if (!archiver) RR_TRY_ASSIGN(archiver, Archiver::open(store_, options_));
+      return run_pass(*archiver, &stopping_);
+    }();
     in_pass_ = false;
-    lock.lock();
-    if (stopping_) break;  // a pass cut short by the store closing is no outage
-    lock.unlock();
+    if (stopping_) break;         // a pass cut short by the store closing is no outage
+    if (!done) archiver.reset();  // a fresh connection next time
     if (on_pass_) on_pass_(done);
     if (done && failing) spdlog::info("archive: working again");
     if (!done && !failing) {
@@ -83,8 +70,8 @@ void ArchiveLoop::run() {
       spdlog::debug("archive: {} events from {} streams ({} gaps, {} streams busy elsewhere)",
                     done->events, done->streams, done->gaps, done->busy);
     }
-    lock.lock();
-    wake_.wait_for(lock, interval_, [this] { return stopping_; });
+    std::unique_lock lock(mu_);
+    wake_.wait_for(lock, interval_, [this] { return stopping_.load(); });
   }
 }
 

@@ -46,8 +46,7 @@ class ArchiveLoop {
   OnPass on_pass_;
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stopping_ = false;
-  std::atomic<bool> stop_pass_ = false;  // stopping_, read by the pass between batches
+  std::atomic<bool> stopping_ = false;  // also read by the pass, between batches
   std::atomic<bool> in_pass_ = false;
   std::thread thread_;
 };

@@ -113,6 +113,7 @@ int groups(const ServerAddress& at, std::string_view command, const GroupArgs& a
   }
   return http_call(at, http::verb::post, path, replayrail::to_json(body));
 }
+
 }  // namespace
 
 ClientCommands::ClientCommands(CLI::App& app) {
@@ -207,7 +208,7 @@ ClientCommands::ClientCommands(CLI::App& app) {
       ->envname("AUTH_JWT_AUDIENCE");
 }
 
-std::optional<int> ClientCommands::run() {
+int ClientCommands::run() {
   if (token_cmd_->parsed()) return token(token_);
   std::size_t which = 0;  // the client command given
   while (which + 1 < clients_.size() && !clients_[which]->parsed()) ++which;

@@ -5,7 +5,6 @@
 
 #include <CLI/CLI.hpp>
 #include <deque>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,8 +41,8 @@ class ClientCommands {
   ClientCommands(const ClientCommands&) = delete;
   ClientCommands& operator=(const ClientCommands&) = delete;
 
-  // The exit code of the command given; nullopt when it was none of these.
-  std::optional<int> run();
+  // Runs the client command given (when no other command was) and returns its exit code.
+  int run();
 
  private:
   // --url and --token, per command: CLI11 reads an option's environment variable even for a

@@ -76,5 +76,5 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : kUsage;
   }
   if (auto code = server.run()) return *code;
-  return clients.run().value_or(kUsage);
+  return clients.run();
 }

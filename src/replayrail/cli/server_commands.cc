@@ -104,10 +104,7 @@ int serve(ServeArgs& args) {
   std::fflush(stdout);
   std::string where;  // where the store keeps the events
   if (args.store == "local") where = " in " + args.data_dir + ", fsync " + args.fsync;
-  if (args.store == "redis") {
-    auto url = resp::parse_redis_url(args.redis_url);  // parsed before: the store connected
-    where = " at " + (url ? url->redacted() : std::string("?"));
-  }
+  if (args.store == "redis") where = " at " + redact_url(args.redis_url);
   spdlog::info("listening on {}:{}; store {}{}; auth {}; {} event-loop threads", args.server.host,
                (*server)->port(), args.store, where,
                args.server.jwt.secret.empty() ? "off" : "on (JWT HS256)", (*server)->threads());
@@ -122,7 +119,7 @@ int serve(ServeArgs& args) {
 
 // `replayrail archive`: archive passes over the store outside a server (a Redis store, or a
 // local one no server has open).
-int archive_command(ServeArgs& args, bool once) {
+int archive_command(const ServeArgs& args, bool once) {
   logging::configure(logging::parse_level(args.log_level).value_or(spdlog::level::info),
                      logging::Format::text);
   asio::io_context io;  // the store's I/O (Redis connections)

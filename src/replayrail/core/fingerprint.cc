@@ -14,7 +14,7 @@ namespace {
 
 // OpenSSL 3 looks an algorithm up on every implicit use (EVP_sha256() in EVP_Digest); fetching
 // it once takes that cost off the publish path.
-const EVP_MD* sha256() {
+const EVP_MD* sha256_md() {
   static EVP_MD* md = [] {
     EVP_MD* m = EVP_MD_fetch(nullptr, "SHA256", nullptr);
     if (!m) throw std::runtime_error("OpenSSL has no SHA256");
@@ -53,12 +53,18 @@ Fingerprint compute_fingerprint(std::string_view channel, std::string_view type,
   append_json_string(canonical, type);
   canonical += '}';
 
+  return sha256({canonical});
+}
+
+Fingerprint sha256(std::initializer_list<std::string_view> parts) {
   Fingerprint f;
   unsigned int size = 0;
-  if (EVP_Digest(canonical.data(), canonical.size(), f.data(), &size, sha256(), nullptr) != 1 ||
-      size != f.size()) {
-    throw std::runtime_error("OpenSSL SHA-256 failed");
-  }
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  bool ok = ctx && EVP_DigestInit_ex(ctx, sha256_md(), nullptr) == 1;
+  for (auto part : parts) ok = ok && EVP_DigestUpdate(ctx, part.data(), part.size()) == 1;
+  ok = ok && EVP_DigestFinal_ex(ctx, f.data(), &size) == 1 && size == f.size();
+  EVP_MD_CTX_free(ctx);
+  if (!ok) throw std::runtime_error("OpenSSL SHA-256 failed");
   return f;
 }
 

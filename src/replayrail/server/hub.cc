@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -218,22 +217,25 @@ void Subscriber::take(const BatchPtr& batch) {
   hub_.count(thread_, 0, queued, 0);
   position_ = batch->frames.back().id;
   if (!outbox_->over_limit()) return;
-  static constexpr std::array<std::string_view, 3> kWhatHappens{
-      "it catches up from the store", "it is disconnected", "it skips to the newest event"};
-  spdlog::debug("a subscriber of stream={} fell behind at id={}: {}", options_.stream,
-                position_.to_string(), kWhatHappens.at(static_cast<std::size_t>(options_.policy)));
+  auto fell_behind = [this](std::string_view then) {
+    spdlog::debug("a subscriber of stream={} fell behind at id={}: {}", options_.stream,
+                  position_.to_string(), then);
+  };
   switch (options_.policy) {
     case SlowPolicy::catchup:
+      fell_behind("it catches up from the store");
       // Detached: what is queued drains, then the store supplies what follows P.
       ++catchups_;
       hub_.count(thread_, 0, 0, 1);
       start_catchup();
       break;
     case SlowPolicy::disconnect:
+      fell_behind("it is disconnected");
       fail(make_error(errc::slow_consumer,
                       "the subscriber fell behind by more than the connection's outbound limit"));
       break;
     case SlowPolicy::latest: {
+      fell_behind("it skips to the newest event");
       auto dropped = outbox_->drop(this, true);
       if (dropped.count > 0 && options_.on_skipped) options_.on_skipped(dropped);
       break;
