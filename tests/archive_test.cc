@@ -180,6 +180,19 @@ TEST_F(ArchiveTest, EventsTrimmedBeforeTheyWereArchivedAreNotedAsAGap) {
   EXPECT_EQ(pass(*a).gaps, 0u) << "noted once";
 }
 
+// A stream the store had trimmed before its first pass: that loss is a gap too (a range from
+// 0-0 starts at the first event kept, and would not say so).
+TEST_F(ArchiveTest, AStreamTrimmedBeforeItsFirstPassNotesTheLoss) {
+  append("late", 12, 5);
+  auto a = archiver();
+  ASSERT_TRUE(a);
+  auto p = pass(*a);
+  EXPECT_EQ(p.gaps, 1u);
+  EXPECT_EQ(p.events, 5u);
+  EXPECT_EQ(chain("late").gaps, 1u);
+  EXPECT_EQ(pass(*a).gaps, 0u) << "noted once";
+}
+
 // Two archivers (two server nodes) at once: a stream is copied by one of them at a time, so
 // every event is archived once and the chain holds.
 TEST_F(ArchiveTest, TwoArchiversAtOnceArchiveEachEventOnce) {

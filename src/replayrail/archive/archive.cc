@@ -5,6 +5,7 @@
 #include <array>
 #include <charconv>
 
+#include "replayrail/archive/rows.h"
 #include "replayrail/core/event.h"
 #include "replayrail/core/fingerprint.h"
 
@@ -95,17 +96,6 @@ std::optional<Hash> from_hex(std::string_view hex) {
 // A bytea parameter in PostgreSQL's hex text form.
 std::string bytea(const Hash& h) { return "\\x" + to_hex(h); }
 
-std::uint64_t number(const pg::Result& r, int row, int col) {
-  return std::stoull(pg::text(r, row, col));
-}
-
-// The id just before `id`: a range after it starts at `id`.
-StreamId before(StreamId id) {
-  if (id.seq > 0) return {id.ms, id.seq - 1};
-  if (id.ms > 0) return {id.ms - 1, UINT64_MAX};
-  return {};
-}
-
 // Rolls back unless committed.
 class Transaction {
  public:
@@ -176,31 +166,32 @@ task<result<std::uint64_t>> Archiver::archive_stream(const std::string& stream, 
   RR_CO_TRY_ASSIGN(cursor, db_.exec("SELECT ms, seq, encode(hash, 'hex') FROM rr_archive_cursors "
                                     "WHERE stream = $1",
                                     {stream}));
+  StreamId from{};  // the range starts after this id
   if (PQntuples(cursor.get()) == 1) {
-    after = {number(cursor, 0, 0), number(cursor, 0, 1)};
+    after = from = {number(cursor, 0, 0), number(cursor, 0, 1)};
     auto h = from_hex(pg::text(cursor, 0, 2));
     if (!h) co_return make_error(errc::internal, "the archive cursor of " + stream + " is corrupt");
     head = *h;
+  } else {
+    // Archived for the first time: what the store trimmed already is lost to the archive, and a
+    // range from 0-0 would not say so (it starts at the first event kept).
+    auto info = co_await store_->info(stream);
+    if (!info && info.error().code == errc::stream_not_found) co_return 0;  // deleted meanwhile
+    if (!info) co_return info.error();
+    if (!info->trimmed_through.is_zero()) {
+      RR_CO_TRY(note_gap(stream, after, info->trimmed_through.next(), pass));
+      from = info->trimmed_through;
+    }
   }
 
   std::uint64_t copied = 0;
-  StreamId from = after;  // the range starts after this id
   while (!(stop && *stop)) {
     auto page = co_await store_->range(stream, from, options_.batch, "");
     if (!page && page.error().code == errc::replay_window_expired && page.error().first_available) {
       // Trimmed before it was archived: noted, and the chain goes on from what is left.
       const StreamId first = *page.error().first_available;
-      RR_CO_TRY(
-          db_.exec("INSERT INTO rr_archive_gaps (stream, after_ms, after_seq, first_ms, first_seq) "
-                   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                   {stream, std::to_string(after.ms), std::to_string(after.seq),
-                    std::to_string(first.ms), std::to_string(first.seq)}));
-      ++pass.gaps;
-      spdlog::warn(
-          "archive: stream={} lost the events after id={} before they were archived; "
-          "archiving on from id={}",
-          stream, after.to_string(), first.to_string());
-      from = before(first);
+      RR_CO_TRY(note_gap(stream, after, first, pass));
+      from = first.prev();
       continue;
     }
     if (!page) {
@@ -254,6 +245,21 @@ task<result<std::uint64_t>> Archiver::archive_stream(const std::string& stream, 
   co_return copied;
 }
 
+result<void> Archiver::note_gap(const std::string& stream, StreamId after, StreamId first,
+                                Pass& pass) {
+  RR_TRY(
+      db_.exec("INSERT INTO rr_archive_gaps (stream, after_ms, after_seq, first_ms, first_seq) "
+               "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+               {stream, std::to_string(after.ms), std::to_string(after.seq),
+                std::to_string(first.ms), std::to_string(first.seq)}));
+  ++pass.gaps;
+  spdlog::warn(
+      "archive: stream={} lost the events after id={} before they were archived; archiving on "
+      "from id={}",
+      stream, after.to_string(), first.to_string());
+  return {};
+}
+
 result<std::vector<ChainReport>> verify(const std::string& database_url,
                                         std::optional<std::string> stream) {
   pg::Connection db;
@@ -277,23 +283,16 @@ result<std::vector<ChainReport>> verify(const std::string& database_url,
     constexpr int kPage = 5000;
     while (!report.broken) {
       pg::Result rows;
-      RR_TRY_ASSIGN(rows, db.exec("SELECT ms, seq, event_id, channel, type, payload, actor, "
-                                  "metadata, created_at, encode(prev_hash, 'hex'), "
-                                  "encode(hash, 'hex') FROM rr_archive_events WHERE stream = $1 "
-                                  "AND (ms, seq) > ($2::bigint, $3::bigint) ORDER BY ms, seq "
-                                  "LIMIT " +
+      RR_TRY_ASSIGN(rows, db.exec("SELECT " + std::string(kEventColumns) +
+                                      ", encode(prev_hash, 'hex'), encode(hash, 'hex') FROM "
+                                      "rr_archive_events WHERE stream = $1 "
+                                      "AND (ms, seq) > ($2::bigint, $3::bigint) ORDER BY ms, seq "
+                                      "LIMIT " +
                                       std::to_string(kPage),
                                   {name, std::to_string(after.ms), std::to_string(after.seq)}));
       const int n = PQntuples(rows.get());
       for (int i = 0; i < n && !report.broken; ++i) {
-        Event e{.id = {number(rows, i, 0), number(rows, i, 1)},
-                .event_id = pg::text(rows, i, 2),
-                .channel = pg::text(rows, i, 3),
-                .type = pg::text(rows, i, 4),
-                .payload = pg::text(rows, i, 5),
-                .actor = pg::text(rows, i, 6),
-                .metadata = pg::text(rows, i, 7),
-                .created_at = pg::text(rows, i, 8)};
+        const Event e = read_event(rows, i);
         const auto stored_prev = from_hex(pg::text(rows, i, 9));
         const auto stored = from_hex(pg::text(rows, i, 10));
         if (!stored_prev || *stored_prev != prev) {

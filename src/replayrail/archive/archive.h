@@ -59,6 +59,9 @@ class Archiver {
       : store_(std::move(store)), options_(std::move(options)), db_(std::move(db)) {}
   store::task<result<std::uint64_t>> archive_stream(const std::string& stream, Pass& pass,
                                                     const std::atomic<bool>* stop);
+  // Notes that the events of `stream` after `after` and before `first` were trimmed before they
+  // were archived.
+  result<void> note_gap(const std::string& stream, StreamId after, StreamId first, Pass& pass);
 
   std::shared_ptr<store::Store> store_;
   ArchiveOptions options_;

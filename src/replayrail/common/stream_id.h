@@ -30,6 +30,14 @@ struct StreamId {
     return *this;
   }
 
+  // The greatest id smaller than this one (0-0 stays 0-0): a range "after prev()" starts at
+  // this id.
+  constexpr StreamId prev() const noexcept {
+    if (seq != 0) return {ms, seq - 1};
+    if (ms != 0) return {ms - 1, UINT64_MAX};
+    return *this;
+  }
+
   constexpr bool is_zero() const noexcept { return ms == 0 && seq == 0; }
 
   // Writes the text form into `out` (at least kMaxTextSize bytes); returns one past the end.

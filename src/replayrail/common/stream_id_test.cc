@@ -52,6 +52,13 @@ TEST(StreamId, NextIsTheSmallestGreaterId) {
   EXPECT_EQ(StreamId::max().next(), StreamId::max());
 }
 
+TEST(StreamId, PrevIsTheGreatestSmallerId) {
+  EXPECT_EQ((StreamId{5, 2}.prev()), (StreamId{5, 1}));
+  EXPECT_EQ((StreamId{6, 0}.prev()), (StreamId{5, UINT64_MAX}));
+  EXPECT_EQ(StreamId{}.prev(), StreamId{});
+  EXPECT_EQ((StreamId{7, 3}.next().prev()), (StreamId{7, 3}));
+}
+
 TEST(StreamId, FormatsAndRoundTrips) {
   EXPECT_EQ((StreamId{1719367320123, 42}).to_string(), "1719367320123-42");
   EXPECT_EQ(StreamId::max().to_string(), "18446744073709551615-18446744073709551615");
