@@ -5,7 +5,9 @@
 
 #include <thread>
 
+#include "replayrail/archive/history.h"
 #include "replayrail/core/event.h"
+#include "replayrail/rail.h"
 #include "replayrail/store/memory/memory_store.h"
 #include "replayrail/store/testing/run.h"
 #include "support/postgres_server.h"
@@ -17,13 +19,16 @@ namespace asio = boost::asio;
 
 class ArchiveTest : public ::testing::Test {
  protected:
-  // Appends `n` events to `stream`, with `maxlen` retention.
-  void append(const std::string& stream, int n, std::uint64_t maxlen = 0) {
+  // Appends `n` events to `stream`, with `maxlen` retention; their ids go to `ids`.
+  void append(const std::string& stream, int n, std::uint64_t maxlen = 0,
+              std::vector<StreamId>* ids = nullptr) {
     for (int i = 0; i < n; ++i) {
       const std::string payload = R"({"n":)" + std::to_string(i) + R"(,"x":12.5})";
       auto e = make_event({.channel = stream, .type = "t", .payload = payload});
       ASSERT_TRUE(e) << e.error().message;
-      ASSERT_TRUE(testing::run(io_, store_->append(stream, std::move(*e), {.maxlen = maxlen})));
+      auto added = testing::run(io_, store_->append(stream, std::move(*e), {.maxlen = maxlen}));
+      ASSERT_TRUE(added);
+      if (ids) ids->push_back(added->event->id);
     }
   }
   std::unique_ptr<Archiver> archiver() {
@@ -219,6 +224,187 @@ TEST_F(ArchiveTest, TwoArchiversAtOnceArchiveEachEventOnce) {
     EXPECT_FALSE(r.broken) << r.stream << ": " << *r.broken;
     EXPECT_EQ(r.events, 300u);
   }
+}
+
+// --- Replay across tiers: what the store trimmed is read from the archive ------------------
+
+class TieredReplayTest : public ArchiveTest {
+ protected:
+  // A Rail over the store that reads what it trimmed from the archive.
+  Rail rail(std::string url = {}) {
+    return Rail(store_, RailConfig{.max_replay_limit = 100000}, nullptr,
+                std::make_shared<ArchiveHistory>(url.empty() ? pg_.url() : url));
+  }
+  // Every id a replay after `after` yields, paging `limit` at a time until a page is empty.
+  result<std::vector<StreamId>> replay_all(Rail& r, const std::string& stream, StreamId after,
+                                           std::size_t limit) {
+    std::vector<StreamId> ids;
+    for (;;) {
+      auto page = testing::run(io_, r.replay(stream, Cursor::after(after), limit));
+      if (!page) return page.error();
+      if (page->empty()) return ids;
+      for (const auto& e : *page) ids.push_back(e->id);
+      after = page->back()->id;
+    }
+  }
+  // Archives `stream` as far as the store has it.
+  void archive_now() {
+    auto a = archiver();
+    ASSERT_TRUE(a);
+    pass(*a);
+  }
+  static std::vector<StreamId> after(const std::vector<StreamId>& ids, std::size_t n) {
+    return {ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end()};
+  }
+};
+
+// 250 events with 100 kept: the first 150 are read from the archive, the rest from the store,
+// one ordered sequence with no gap and no duplicate, whatever the page size.
+TEST_F(TieredReplayTest, ReplayReadsTheArchiveThenTheStore) {
+  std::vector<StreamId> ids;
+  append("orders", 100, 100, &ids);
+  archive_now();
+  append("orders", 50, 100, &ids);  // trims the first 50, archived already
+  archive_now();
+  append("orders", 100, 100, &ids);  // trims the next 100
+  ASSERT_EQ(testing::run(io_, store_->info("orders"))->trimmed_through, ids[149]);
+
+  // Without the archive the cursor is too old.
+  Rail hot_only(store_);
+  auto expired = testing::run(io_, hot_only.replay("orders", Cursor::after(ids[9]), 10));
+  ASSERT_FALSE(expired);
+  EXPECT_EQ(expired.error().code, errc::replay_window_expired);
+
+  auto tiered = rail();
+  for (std::size_t limit : {1000u, 100u, 7u, 1u}) {
+    auto got = replay_all(tiered, "orders", ids[9], limit);
+    ASSERT_TRUE(got) << got.error().message;
+    EXPECT_EQ(*got, after(ids, 10)) << "page size " << limit;
+  }
+  // From the start: the whole history.
+  auto all = replay_all(tiered, "orders", StreamId{}, 64);
+  ASSERT_TRUE(all) << all.error().message;
+  EXPECT_EQ(*all, ids);
+  // The events come back as stored.
+  auto first = testing::run(io_, tiered.replay("orders", Cursor::beginning(), 1));
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_EQ(first->front()->id, ids[0]);
+  EXPECT_EQ(first->front()->payload, R"({"n":0,"x":12.5})");
+  EXPECT_EQ(first->front()->channel, "orders");
+  // A cursor the store still has is read from the store alone.
+  auto recent = replay_all(tiered, "orders", ids[200], 1000);
+  ASSERT_TRUE(recent);
+  EXPECT_EQ(*recent, after(ids, 201));
+}
+
+// A subscription from an old cursor replays across both tiers, then follows live.
+TEST_F(TieredReplayTest, ASubscriptionFromAnOldCursorReplaysBothTiersThenFollowsLive) {
+  std::vector<StreamId> ids;
+  append("feed", 30, 30, &ids);
+  archive_now();
+  append("feed", 20, 30, &ids);
+  archive_now();
+  append("feed", 30, 30, &ids);  // the store keeps the last 30 of 80, the archive the first 50
+
+  Rail hot_only(store_);
+  auto refused = testing::run(io_, hot_only.subscribe("feed", Cursor::after(ids[4])));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::replay_window_expired);
+
+  auto tiered = rail();
+  auto sub = testing::run(io_, tiered.subscribe("feed", Cursor::after(ids[4])));
+  ASSERT_TRUE(sub) << sub.error().message;
+  std::vector<StreamId> got;
+  while (!sub->caught_up()) {
+    auto batch = testing::run(io_, sub->next(store::Millis(1000)));
+    ASSERT_TRUE(batch) << batch.error().message;
+    for (const auto& e : *batch) got.push_back(e->id);
+  }
+  EXPECT_EQ(got, after(ids, 5));
+  append("feed", 1, 30, &ids);
+  auto live = testing::run(io_, sub->next(store::Millis(5000)));
+  ASSERT_TRUE(live);
+  ASSERT_EQ(live->size(), 1u);
+  EXPECT_EQ(live->front()->id, ids.back());
+}
+
+// The archive answers only for what it holds in full: not for events trimmed before it copied
+// them (a gap after the cursor), nor before it has copied them at all.
+TEST_F(TieredReplayTest, ACursorTheArchiveCannotServeWithoutAGapStaysExpired) {
+  std::vector<StreamId> ids;
+  append("gappy", 20, 20, &ids);
+  auto tiered = rail();
+  // Nothing archived yet (no tables even): the store's answer stands.
+  append("gappy", 10, 20, &ids);
+  auto early = testing::run(io_, tiered.replay("gappy", Cursor::after(ids[2]), 100));
+  ASSERT_FALSE(early);
+  EXPECT_EQ(early.error().code, errc::replay_window_expired);
+  EXPECT_EQ(early.error().first_available, ids[10]);
+
+  {
+    auto a = archiver();
+    ASSERT_TRUE(a);
+    auto first = pass(*a);  // ids[0..9] were trimmed before the archive began: a gap
+    EXPECT_EQ(first.gaps, 1u);
+    EXPECT_EQ(first.events, 20u);
+  }
+  append("gappy", 20, 20, &ids);  // trims ids[10..29], which the archive has
+  // Behind the gap: still expired.
+  auto behind = testing::run(io_, tiered.replay("gappy", Cursor::after(ids[2]), 100));
+  ASSERT_FALSE(behind);
+  EXPECT_EQ(behind.error().code, errc::replay_window_expired);
+  auto refused = testing::run(io_, tiered.subscribe("gappy", Cursor::after(ids[2])));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, errc::replay_window_expired);
+  // After the gap: served.
+  auto past = replay_all(tiered, "gappy", ids[12], 9);
+  ASSERT_TRUE(past) << past.error().message;
+  EXPECT_EQ(*past, after(ids, 13));
+  // From the start: what follows the gap.
+  auto from_start = replay_all(tiered, "gappy", StreamId{}, 1000);
+  ASSERT_TRUE(from_start);
+  EXPECT_EQ(*from_start, after(ids, 10));
+
+  // The store trims what the archive has not copied yet: expired until the next pass.
+  append("gappy", 25, 20, &ids);  // trims ids[30..54]; the archive stopped at ids[29]
+  auto unarchived = testing::run(io_, tiered.replay("gappy", Cursor::after(ids[15]), 100));
+  ASSERT_FALSE(unarchived);
+  EXPECT_EQ(unarchived.error().code, errc::replay_window_expired);
+}
+
+// An archive begun on a trimmed stream by a version that did not note that as a gap: a cursor
+// before its first event is not served from it.
+TEST_F(TieredReplayTest, ACursorBeforeTheArchivesFirstEventStaysExpired) {
+  std::vector<StreamId> ids;
+  append("late", 20, 10, &ids);
+  archive_now();
+  append("late", 10, 10, &ids);
+  EXPECT_EQ(sql("ALTER TABLE rr_archive_gaps DISABLE TRIGGER USER"), "");
+  EXPECT_EQ(sql("DELETE FROM rr_archive_gaps"), "");
+  EXPECT_EQ(sql("SELECT count(*) FROM rr_archive_gaps"), "0");
+  auto tiered = rail();
+  auto before = testing::run(io_, tiered.replay("late", Cursor::after(ids[3]), 100));
+  ASSERT_FALSE(before);
+  EXPECT_EQ(before.error().code, errc::replay_window_expired);
+  auto inside = replay_all(tiered, "late", ids[12], 100);
+  ASSERT_TRUE(inside) << inside.error().message;
+  EXPECT_EQ(*inside, after(ids, 13));
+}
+
+// An archive that cannot be asked is an error the client may retry (store_unavailable), not a
+// replay_window_expired that would make it skip what the archive holds.
+TEST_F(TieredReplayTest, AnUnreachableArchiveIsStoreUnavailable) {
+  std::vector<StreamId> ids;
+  append("down", 10, 5, &ids);
+  auto tiered = rail("postgresql://rr@127.0.0.1:1/postgres?connect_timeout=2");
+  auto page = testing::run(io_, tiered.replay("down", Cursor::after(ids[1]), 100));
+  ASSERT_FALSE(page);
+  EXPECT_EQ(page.error().code, errc::store_unavailable);
+  // What the store has is read as before.
+  auto recent = testing::run(io_, tiered.replay("down", Cursor::after(ids[6]), 100));
+  ASSERT_TRUE(recent);
+  EXPECT_EQ(recent->size(), 3u);
 }
 
 TEST(ArchiveOpen, AnUnreachableDatabaseIsAClearError) {

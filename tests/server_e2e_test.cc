@@ -1930,6 +1930,72 @@ TEST_P(ServerE2E, TheServerArchivesWhatItStoresToPostgres) {
   expect_sigterm_exits_cleanly(10s);
 }
 
+// DESIGN §6, "replay reads span tiers": with an archive, a cursor older than the store keeps is
+// served from the archive, then the store, on every read path, as one sequence.
+TEST_P(ServerE2E, ReplaysOlderThanTheStoreKeepsAreReadFromTheArchive) {
+  testing::PostgresServer pg;
+  restart_server(
+      {"--max-stream-length", "20", "--database-url", pg.url(), "--archive-interval-ms", "50"});
+  std::vector<std::string> published;
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 10; ++i) {
+      auto r = publish("tiered",
+                       R"({"type":"t","payload":{"n":)" + std::to_string(published.size()) + "}}");
+      ASSERT_EQ(r.status, 201u) << r.body;
+      published.push_back(r.json().at("event").at("id").as_string().c_str());
+    }
+    // Archived before the next round trims it.
+    const std::string want = "tiered: " + std::to_string(published.size()) + " events";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (::testing::PrintToString(audit_verify(pg.url()).second).find(want) ==
+           std::string::npos) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << want;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  const std::vector<std::string> wanted(published.begin() + 3, published.end());
+
+  // GET /events: pages across the boundary, each `next` where the last ended.
+  for (int limit : {1000, 7}) {
+    std::vector<std::string> got;
+    std::string after = published[2];
+    for (;;) {
+      auto page = call(http::verb::get,
+                       "/events/tiered?after=" + after + "&limit=" + std::to_string(limit));
+      ASSERT_EQ(page.status, 200u) << page.body;
+      const auto body = page.json();
+      const auto& events = body.at("events").as_array();
+      if (events.empty()) break;
+      for (const auto& e : events) got.push_back(e.at("id").as_string().c_str());
+      after = body.at("next").as_string().c_str();
+    }
+    EXPECT_EQ(got, wanted) << "limit " << limit;
+  }
+  // From the start: the whole history.
+  auto all = call(http::verb::get, "/events/tiered?after=0-0&limit=1000");
+  ASSERT_EQ(all.status, 200u);
+  EXPECT_EQ(all.json().at("events").as_array().size(), published.size());
+
+  // WebSocket and SSE from the old cursor.
+  asio::io_context io;
+  Received ws;
+  asio::co_spawn(io,
+                 subscribe(port_, "/ws/tiered?last_event_id=" + published[2], wanted.size(), ws),
+                 asio::detached);
+  io.run();
+  EXPECT_EQ(ids(ws), wanted);
+  std::string text = read_sse(
+      "/sse/tiered",
+      [&](const std::string& t) { return t.find("id: " + published.back()) != std::string::npos; },
+      {{"Last-Event-ID", published[2]}});
+  std::vector<std::string> sse;
+  for (auto at = text.find("id: "); at != std::string::npos; at = text.find("id: ", at + 1)) {
+    sse.push_back(text.substr(at + 4, text.find('\n', at) - at - 4));
+  }
+  EXPECT_EQ(sse, wanted);
+  expect_sigterm_exits_cleanly(10s);
+}
+
 // `replayrail archive --once` outside a server, then `audit verify`, which finds tampering.
 TEST(ArchiveCli, ArchiveOnceThenVerifyFindsTampering) {
   testing::RedisServer redis;

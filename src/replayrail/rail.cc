@@ -7,8 +7,11 @@
 namespace replayrail {
 
 Rail::Rail(std::shared_ptr<store::Store> store, RailConfig config,
-           std::shared_ptr<Backpressure> backpressure)
-    : store_(std::move(store)), config_(config), backpressure_(std::move(backpressure)) {}
+           std::shared_ptr<Backpressure> backpressure, std::shared_ptr<store::History> history)
+    : store_(std::move(store)),
+      config_(config),
+      backpressure_(std::move(backpressure)),
+      history_(std::move(history)) {}
 
 store::task<result<store::Appended>> Rail::publish(const EventInput& input) {
   NewEvent event;
@@ -41,7 +44,7 @@ store::task<result<std::vector<EventPtr>>> Rail::replay(std::string_view channel
   RR_CO_TRY(validate_channel(channel));
   if (after.is_latest()) co_return std::vector<EventPtr>{};
   std::size_t n = std::min(limit.value_or(config_.default_replay_limit), config_.max_replay_limit);
-  co_return co_await store_->range(channel, after.id(), n);
+  co_return co_await store::range_across(*store_, history_.get(), channel, after.id(), n);
 }
 
 store::task<result<std::vector<EventPtr>>> Rail::read(std::string_view channel, Cursor after,
@@ -72,13 +75,15 @@ store::task<result<Subscription>> Rail::subscribe(std::string_view channel,
   std::optional<store::StreamPosition> at;
   if (info) at = store::StreamPosition{info->epoch, info->first_id, info->trimmed_through};
   if (auto checked = store::check_cursor(channel, at ? &*at : nullptr, position, epoch); !checked) {
-    co_return checked.error();
+    if (checked.error().code != errc::replay_window_expired) co_return checked.error();
+    RR_CO_TRY(co_await store::check_history(history_.get(), channel, position,
+                                            info->trimmed_through, checked.error()));
   }
   if (info) {
     if (start.is_latest()) position = info->last_id;
     if (epoch.empty()) epoch = info->epoch;
   }
-  co_return Subscription(*store_, std::string(channel), position, std::move(epoch),
+  co_return Subscription(*store_, history_.get(), std::string(channel), position, std::move(epoch),
                          std::max<std::size_t>(1, config_.subscribe_batch_size));
 }
 
@@ -86,7 +91,8 @@ store::task<result<std::vector<EventPtr>>> Subscription::next(
     std::optional<store::Millis> timeout) {
   if (!caught_up_) {
     std::vector<EventPtr> page;
-    RR_CO_TRY_ASSIGN(page, co_await store_->range(channel_, position_, batch_, epoch_));
+    RR_CO_TRY_ASSIGN(
+        page, co_await store::range_across(*store_, history_, channel_, position_, batch_, epoch_));
     // A short page means replay reached the end of what was stored when it ran.
     if (page.size() < batch_) caught_up_ = true;
     if (!page.empty()) {

@@ -14,6 +14,7 @@
 #include "replayrail/backpressure.h"
 #include "replayrail/core/cursor.h"
 #include "replayrail/core/event.h"
+#include "replayrail/store/history.h"
 #include "replayrail/store/store.h"
 
 namespace replayrail {
@@ -38,8 +39,10 @@ class Subscription;
 class Rail {
  public:
   // `backpressure` (optional, shared with Topics): what may refuse a publish before it is stored.
+  // `history` (optional, the archive): where replays read what the store has trimmed.
   explicit Rail(std::shared_ptr<store::Store> store, RailConfig config = {},
-                std::shared_ptr<Backpressure> backpressure = nullptr);
+                std::shared_ptr<Backpressure> backpressure = nullptr,
+                std::shared_ptr<store::History> history = nullptr);
 
   // Validates and stores the event; returns it with its cursor. A repeat of a remembered
   // event_id with the same content returns the first event (duplicate = true). Refused with
@@ -47,7 +50,8 @@ class Rail {
   store::task<result<store::Appended>> publish(const EventInput& input);
 
   // Events after the cursor, oldest first; `limit` defaults to default_replay_limit and is
-  // capped at max_replay_limit. `$` yields nothing (there is nothing after "now").
+  // capped at max_replay_limit. `$` yields nothing (there is nothing after "now"). What the
+  // store trimmed is read from the history, when there is one (store::range_across).
   store::task<result<std::vector<EventPtr>>> replay(std::string_view channel, Cursor after,
                                                     std::optional<std::size_t> limit = {});
 
@@ -58,7 +62,8 @@ class Rail {
                                                   std::optional<std::size_t> limit = {});
 
   // Replay from `from` (default: config.default_start_position), then follow live. A non-empty
-  // `epoch` must match the stream's (else stream_reset).
+  // `epoch` must match the stream's (else stream_reset). A cursor older than the store keeps is
+  // replay_window_expired unless the history holds what was trimmed after it.
   store::task<result<Subscription>> subscribe(std::string_view channel,
                                               std::optional<Cursor> from = {},
                                               std::string epoch = {});
@@ -68,12 +73,15 @@ class Rail {
   store::task<result<StreamId>> resolve(std::string_view channel, Cursor cursor);
 
   store::Store& store() { return *store_; }
+  // Null when there is none.
+  store::History* history() const { return history_.get(); }
   const RailConfig& config() const { return config_; }
 
  private:
   std::shared_ptr<store::Store> store_;
   RailConfig config_;
   std::shared_ptr<Backpressure> backpressure_;
+  std::shared_ptr<store::History> history_;
 };
 
 // One subscriber's view of one channel: replay pages up to the live edge, then live events,
@@ -94,15 +102,17 @@ class Subscription {
 
  private:
   friend class Rail;
-  Subscription(store::Store& store, std::string channel, StreamId position, std::string epoch,
-               std::size_t batch)
+  Subscription(store::Store& store, store::History* history, std::string channel, StreamId position,
+               std::string epoch, std::size_t batch)
       : store_(&store),
+        history_(history),
         channel_(std::move(channel)),
         position_(position),
         epoch_(std::move(epoch)),
         batch_(batch) {}
 
   store::Store* store_;
+  store::History* history_;
   std::string channel_;
   StreamId position_;
   std::string epoch_;

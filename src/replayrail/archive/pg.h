@@ -29,6 +29,7 @@ class Connection {
   Connection() = default;  // not connected: assign one open() made
   // store_unavailable (with libpq's reason) when the server cannot be reached.
   static result<Connection> open(const std::string& url);
+  explicit operator bool() const { return conn_ != nullptr; }
 
   // Runs `sql` with $1…$n bound to `params`; the server's error (code internal, or
   // invalid_argument for an SQL error the caller caused) with its message otherwise.

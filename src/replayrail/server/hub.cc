@@ -269,7 +269,8 @@ asio::awaitable<void> Subscriber::catchup(Subscriber* self, std::shared_ptr<bool
     if (!*alive || outbox->closed() || self->ended_) co_return;
     std::string stream = self->options_.stream;
     auto page =
-        co_await store.range(stream, self->position_, self->options_.page, self->options_.epoch);
+        co_await store::range_across(store, self->hub_.options_.history, stream, self->position_,
+                                     self->options_.page, self->options_.epoch);
     if (!*alive || outbox->closed()) co_return;
     if (!page) {
       self->catchup_running_ = false;

@@ -39,6 +39,7 @@
 #include "replayrail/common/stream_id.h"
 #include "replayrail/common/string_map.h"
 #include "replayrail/core/event.h"
+#include "replayrail/store/history.h"
 #include "replayrail/store/store.h"
 
 namespace replayrail::server {
@@ -218,6 +219,8 @@ struct HubOptions {
   std::chrono::microseconds gather_max{10'000};
   // Each batch a feed read, on the feed's thread (metrics: delivery lag).
   std::function<void(const Batch&)> on_feed_batch;
+  // Where catch-ups read what the store trimmed (the archive); null: none. Outlives the hub.
+  store::History* history = nullptr;
 };
 
 // Totals over every thread since the hub started (subscribers: now).

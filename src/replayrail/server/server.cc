@@ -30,6 +30,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "replayrail/archive/history.h"
 #include "replayrail/archive/loop.h"
 #include "replayrail/core/json_text.h"
 #include "replayrail/server/errors.h"
@@ -102,6 +103,8 @@ struct Server::Impl {
   std::unique_ptr<PlatformApi> api;  // /v1/…
   std::unique_ptr<Hub> hub;
   std::unique_ptr<archive::ArchiveLoop> archiving;  // with a database URL, while serving
+  // With a database URL: where replays read what the store trimmed (rail and hub use it).
+  std::shared_ptr<store::History> history;
   // Per event-loop thread, touched only there: its streaming sessions' outboxes.
   std::vector<std::unordered_set<Outbox*>> outboxes;
   std::unique_ptr<tcp::acceptor> acceptor;
@@ -1244,7 +1247,8 @@ Server::~Server() {
     }
   }
   for (auto& ctx : impl.contexts) ctx.reset();
-  impl.hub.reset();  // last: the sessions destroyed above detach from it
+  impl.hub.reset();      // last: the sessions destroyed above detach from it
+  impl.history.reset();  // after the hub, which reads through it
 }
 
 result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFactory make_store) {
@@ -1262,7 +1266,10 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
   }
   RR_TRY_ASSIGN(impl->store, make_store(impl->main().get_executor()));
   impl->backpressure = std::make_shared<Backpressure>(*impl->store, options.backpressure);
-  impl->rail = std::make_unique<Rail>(impl->store, options.rail, impl->backpressure);
+  if (!options.database_url.empty()) {
+    impl->history = std::make_shared<archive::ArchiveHistory>(options.database_url);
+  }
+  impl->rail = std::make_unique<Rail>(impl->store, options.rail, impl->backpressure, impl->history);
   impl->topics =
       std::make_unique<Topics>(impl->store,
                                TopicsConfig{.default_partitions = options.default_partitions,
@@ -1280,9 +1287,9 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
   impl->hub = std::make_unique<Hub>(
       *impl->store, std::move(executors),
       HubOptions{.gather_max = options.fanout_gather,
-                 .on_feed_batch = [metrics = impl->metrics.get()](const Batch& batch) {
-                   metrics->feed_batch(batch);
-                 }});
+                 .on_feed_batch = [metrics = impl->metrics.get()](
+                                      const Batch& batch) { metrics->feed_batch(batch); },
+                 .history = impl->history.get()});
   impl->outboxes.resize(threads);
 
   boost::system::error_code ec;

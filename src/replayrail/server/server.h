@@ -47,7 +47,7 @@ struct ServerOptions {
   // CORS_ALLOW_ORIGINS: origins whose browsers may call the API ("*": any); empty: none.
   std::vector<std::string> cors_origins;
   // The PostgreSQL archive (DESIGN §6): passes over every stream, one per archive_interval, on
-  // a thread of their own; empty URL: none.
+  // a thread of their own, and replays of what the store trimmed read from it; empty URL: none.
   std::string database_url;
   Millis archive_interval{1000};
 };
