@@ -37,7 +37,7 @@ bench: build
 # which `scripts/setup --fuzz` installs.
 $(FUZZ_BUILD)/build.ninja:
 	CXX=clang++ cmake -S . -B $(FUZZ_BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DRR_FUZZ=ON -DRR_BUILD_TESTS=OFF -DRR_BUILD_BENCH=OFF
+	  -DRR_FUZZ=ON -DRR_BUILD_TESTS=OFF -DRR_BUILD_BENCH=OFF -DRR_BUILD_UI=OFF
 
 fuzz:
 	@scripts/setup --fuzz

@@ -37,6 +37,7 @@
 #include "replayrail/server/hub.h"
 #include "replayrail/server/metrics.h"
 #include "replayrail/server/platform_api.h"
+#include "replayrail/server/ui_assets.h"
 #include "replayrail/server/v1_protocol.h"
 #include "replayrail/server/write_queue_stream.h"
 
@@ -372,6 +373,31 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
   if (!path.empty() && path[0] == "metrics" && (path.size() == 1 || path[1].empty())) {
     if (req.method() != http::verb::get) co_return method_not_allowed("GET");
     co_return metrics_response(req);
+  }
+
+  // The dashboard (DESIGN §7): files built into the binary, served without a token (the calls
+  // it makes carry one).
+  if (!path.empty() && path[0] == "ui") {
+    if (req.method() != http::verb::get) co_return method_not_allowed("GET");
+    if (path.size() == 1) {  // /ui: relative links need the slash
+      Response res{http::status::permanent_redirect, req.version()};
+      res.set(http::field::location, "/ui/");
+      res.keep_alive(req.keep_alive());
+      res.prepare_payload();
+      co_return res;
+    }
+    std::string file = path[1];
+    for (std::size_t i = 2; i < path.size(); ++i) file += "/" + path[i];
+    auto asset = ui_asset(file);
+    if (!asset) co_return error(req, make_error(errc::not_found, "no dashboard file /ui/" + file));
+    Response res{http::status::ok, req.version()};
+    res.set(http::field::content_type, asset->content_type);
+    res.set(http::field::cache_control,
+            asset->immutable ? "public, max-age=31536000, immutable" : "no-cache");
+    res.keep_alive(req.keep_alive());
+    res.body() = asset->body;
+    res.prepare_payload();
+    co_return res;
   }
 
   if (path.size() == 2 && path[0] == "events") {

@@ -1,0 +1,156 @@
+// The dashboard end to end (DESIGN §7): the real `replayrail serve` (RR_SERVER_BINARY) on a
+// free loopback port, Debian's Chromium driven headless by playwright-core. Run by ctest:
+//   RR_SERVER_BINARY=build/release/src/replayrail/replayrail node --test ui/tests/dashboard.test.mjs
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+
+const binary = process.env.RR_SERVER_BINARY;
+assert.ok(binary, 'RR_SERVER_BINARY names the server binary');
+const dataDir = mkdtempSync(path.join(tmpdir(), 'replayrail-ui-'));
+let port;
+let base;
+let server;
+let browser;
+let page;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// Starts the server on the local store in dataDir, and waits until it answers.
+async function startServer() {
+  server = spawn(binary, ['serve', '--store', 'local', '--data-dir', dataDir, '--listen',
+                          `127.0.0.1:${port}`, '--threads', '2'],
+                 { stdio: ['ignore', 'ignore', 'inherit'] });
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    assert.ok(Date.now() < deadline, 'the server did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function stopServer() {
+  const exited = new Promise((resolve) => server.once('exit', resolve));
+  server.kill('SIGTERM');
+  assert.equal(await exited, 0, 'the server exits 0 on SIGTERM');
+}
+
+async function call(method, target, body) {
+  const res = await fetch(base + target, {
+    method,
+    headers: body ? { 'Content-Type': 'application/json' } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+before(async () => {
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  await startServer();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    // The machine's closed network refuses Chromium's own background connections.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  page = await browser.newPage();
+});
+
+after(async () => {
+  await browser?.close();
+  if (server && server.exitCode === null) await stopServer();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const tailItems = () => page.locator('[data-test=tail-events] li');
+
+test('the overview shows the summary, topics and consumer groups', async () => {
+  const ingest = await call('POST', '/v1/topics/jobs/events',
+                            { partitions: 2, events: [{ type: 'job.queued', partition_key: 'a' }] });
+  assert.equal(ingest.status, 201);
+  const group = await call('POST', '/v1/topics/jobs/groups', { group: 'workers', start_id: '0-0' });
+  assert.equal(group.status, 201, JSON.stringify(group.body));
+
+  await page.goto(`${base}/ui/`);
+  await page.locator('[data-test=connections]').waitFor();
+  assert.match(await page.locator('[data-test=connections]').innerText(), /^\d+$/);
+  const topic = page.locator('[data-topic=jobs]');
+  await topic.waitFor();
+  assert.match(await topic.innerText(), /2 partitions/);
+  // The group's lag: the one event it has not read.
+  assert.match(await topic.locator('[data-group=workers]').innerText(), /workers\s+0 \/ 1 \/ 0/);
+});
+
+test('the live tail replays from a cursor, then shows what the publish form stores', async () => {
+  const first = await call('POST', '/events/orders', { type: 'order.created', payload: { n: 1 } });
+  await call('POST', '/events/orders', { type: 'order.created', payload: { n: 2 } });
+  await page.fill('[data-test=tail-channel]', 'orders');
+  await page.fill('[data-test=tail-after]', '0-0');
+  await page.click('[data-test=tail-start]');
+  await page.locator('[data-test=tail-status]', { hasText: 'live' }).waitFor();
+  await page.locator(`[data-test=tail-events] li[data-id="${first.body.event.id}"]`).waitFor();
+  assert.equal(await tailItems().count(), 2);
+
+  await page.fill('[data-test=publish-channel]', 'orders');
+  await page.fill('[data-test=publish-type]', 'order.paid');
+  await page.fill('[data-test=publish-payload]', '{"n": 3}');
+  await page.click('[data-test=publish-submit]');
+  const stored = await page.locator('[data-test=publish-result]').innerText();
+  const id = stored.match(/stored as (\d+-\d+)/)[1];
+  await page.locator(`[data-test=tail-events] li[data-id="${id}"]`).waitFor();
+  assert.equal(await tailItems().count(), 3);
+  assert.match(await tailItems().first().innerText(), /order\.paid \{"n":3\}/);
+});
+
+test('bad input is reported as the server or the form says', async () => {
+  await page.fill('[data-test=publish-payload]', '{"n": ');
+  await page.click('[data-test=publish-submit]');
+  assert.match(await page.locator('[data-test=publish-error]').innerText(), /payload is not JSON/);
+  await page.fill('[data-test=publish-payload]', '{}');
+  await page.fill('[data-test=publish-type]', 'x'.repeat(300));
+  await page.click('[data-test=publish-submit]');
+  assert.match(await page.locator('[data-test=publish-error]').innerText(), /^invalid_event_type: /);
+
+  // A tail from a cursor that is not one: the server refuses it and the tail says why.
+  const tail = page.locator('section', { hasText: 'Live tail' });
+  await page.fill('[data-test=tail-after]', 'garbage');
+  await page.click('[data-test=tail-start]');
+  assert.match(await tail.locator('[data-test=tail-error]').innerText(), /^invalid_cursor: /);
+  assert.equal(await page.locator('[data-test=tail-status]').innerText(), 'closed');
+});
+
+test('the tail reconnects after a server restart with its cursor: no gap, no duplicate', async () => {
+  await page.fill('[data-test=tail-after]', '0-0');
+  await page.click('[data-test=tail-start]');
+  await page.locator('[data-test=tail-status]', { hasText: 'live' }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('[data-test=tail-events] li').length === 3);
+
+  await stopServer();
+  await page.locator('[data-test=tail-status]', { hasText: 'reconnecting' }).waitFor();
+  await startServer();  // the same data directory: the events are still there
+  const missed = await call('POST', '/events/orders', { type: 'order.shipped', payload: { n: 4 } });
+  assert.equal(missed.status, 201);
+  await page.locator(`[data-test=tail-events] li[data-id="${missed.body.event.id}"]`).waitFor();
+  await page.locator('[data-test=tail-status]', { hasText: 'live' }).waitFor();
+  assert.equal(await tailItems().count(), 4, 'each event once');
+  if (process.env.RR_UI_SCREENSHOT) await page.screenshot({ path: process.env.RR_UI_SCREENSHOT, fullPage: true });
+});
