@@ -1,7 +1,9 @@
 // The PostgreSQL archive (DESIGN §6), against a real PostgreSQL started here (the tests'
 // harness): an archive pass over 100,000 events of 200-byte payloads in 10 streams, against the
 // ceiling measured in the same run: COPY of the same rows into a table of the same shape, in
-// transactions of the same size (1000 rows), without the hash chain.
+// transactions of the same size (1000 rows), without the hash chain. Then replay from the
+// archive (the store trimmed all but the last 1000 events of each stream) through Rail, in
+// pages of 1000, against the ceiling of plain SELECTs of the same pages over one connection.
 #include <libpq-fe.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -13,8 +15,10 @@
 #include <vector>
 
 #include "replayrail/archive/archive.h"
+#include "replayrail/archive/history.h"
 #include "replayrail/archive/loop.h"
 #include "replayrail/core/event.h"
+#include "replayrail/rail.h"
 #include "replayrail/store/memory/memory_store.h"
 #include "support/postgres_server.h"
 
@@ -64,6 +68,49 @@ double copy_ceiling(const std::string& url, const std::vector<EventPtr>& events)
   return static_cast<double>(events.size()) / s;
 }
 
+// Plain SELECTs of every archived event, a page of kBatch rows per query, over one connection.
+double select_ceiling(const std::string& url, std::uint64_t& rows) {
+  PGconn* raw = PQconnectdb(url.c_str());
+  const auto start = Clock::now();
+  for (int s = 0; s < kStreams; ++s) {
+    const std::string stream = "orders-" + std::to_string(s);
+    std::string ms = "0", seq = "0";
+    for (;;) {
+      const char* params[] = {stream.c_str(), ms.c_str(), seq.c_str()};
+      PGresult* r = PQexecParams(
+          raw,
+          "SELECT ms, seq, event_id, channel, type, payload, actor, metadata, created_at FROM "
+          "rr_archive_events WHERE stream = $1 AND (ms, seq) > ($2::bigint, $3::bigint) ORDER BY "
+          "ms, seq LIMIT 1000",
+          3, nullptr, params, nullptr, nullptr, 0);
+      const int n = PQntuples(r);
+      rows += static_cast<std::uint64_t>(n);
+      if (n > 0) {
+        ms = PQgetvalue(r, n - 1, 0);
+        seq = PQgetvalue(r, n - 1, 1);
+      }
+      PQclear(r);
+      if (n < 1000) break;
+    }
+  }
+  PQfinish(raw);
+  return static_cast<double>(rows) / seconds_since(start);
+}
+
+// Every event of every stream from the start, a page of kBatch at a time.
+boost::asio::awaitable<void> replay_all(Rail& rail, std::uint64_t& events) {
+  for (int s = 0; s < kStreams; ++s) {
+    const std::string stream = "orders-" + std::to_string(s);
+    StreamId after{};
+    for (;;) {
+      auto page = (co_await rail.replay(stream, Cursor::after(after), kBatch)).value();
+      events += page.size();
+      if (page.empty()) break;
+      after = page.back()->id;
+    }
+  }
+}
+
 boost::asio::awaitable<void> append(store::Store& store, std::string stream,
                                     std::vector<NewEvent> batch, std::vector<EventPtr>& out) {
   for (auto& a : (co_await store.append_batch(stream, std::move(batch), {})).value()) {
@@ -111,4 +158,42 @@ int main() {
   std::printf("audit verify:                     %9.0f events/s (%llu intact)\n",
               static_cast<double>(verified) / seconds_since(check),
               static_cast<unsigned long long>(verified));
+
+  // The store keeps the last 1000 events of each stream; replays from the start read the rest
+  // from the archive.
+  for (int s = 0; s < kStreams; ++s) {
+    const std::string stream = "orders-" + std::to_string(s);
+    std::vector<NewEvent> one;
+    one.push_back(make_event({.channel = stream, .type = "t", .payload = payload}).value());
+    std::vector<EventPtr> ignored;
+    boost::asio::co_spawn(
+        io,
+        [](store::Store& st, std::string name, std::vector<NewEvent> b,
+           std::vector<EventPtr>& out) -> boost::asio::awaitable<void> {
+          for (auto& a : (co_await st.append_batch(name, std::move(b), {.maxlen = 1000})).value()) {
+            out.push_back(a.event);
+          }
+        }(*store, stream, std::move(one), ignored),
+        boost::asio::detached);
+    io.run();
+    io.restart();
+  }
+  archive::run_pass(*archiver).value();  // the ten new events
+  std::uint64_t selected = 0;
+  select_ceiling(pg.url(), selected);  // warms PostgreSQL's cache for both measurements
+  selected = 0;
+  const double select = select_ceiling(pg.url(), selected);
+  Rail rail(store, RailConfig{}, nullptr, std::make_shared<archive::ArchiveHistory>(pg.url()));
+  std::uint64_t replayed = 0;
+  const auto replay_start = Clock::now();
+  boost::asio::co_spawn(io, replay_all(rail, replayed), boost::asio::detached);
+  io.run();
+  const double replay = static_cast<double>(replayed) / seconds_since(replay_start);
+  std::printf("ceiling: SELECT pages of the archive:%8.0f events/s (%llu)\n", select,
+              static_cast<unsigned long long>(selected));
+  std::printf(
+      "replay from the archive (Rail):   %9.0f events/s = %.0f%% of the ceiling (%llu, "
+      "%llu of them from the store)\n",
+      replay, 100 * replay / select, static_cast<unsigned long long>(replayed),
+      static_cast<unsigned long long>(kStreams * 1000));
 }
