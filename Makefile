@@ -6,6 +6,11 @@ ASAN_BUILD ?= build/asan
 FUZZ_BUILD ?= build/fuzz
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
+# ccache hashes paths relative to the checkout, and not the build directory (-g records it), so
+# another clone of the tree (CI's) hits the same cache entries. (Debug info from a hit names the
+# directory of the build that filled the cache.)
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
 
 all: build
 
