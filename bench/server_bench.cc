@@ -1,36 +1,22 @@
-// Server load (issue 5), against the real `replayrail serve` started here on a free port, per
-// store: single-event HTTP publishes over 32 keep-alive connections, and fanout of E events to
-// S WebSocket subscribers of one channel with end-to-end latency (the payload carries the send
-// time) and a count of lost and duplicated deliveries, which must be 0. Fanout runs twice:
-// publishers as fast as they can (the most the server delivers), then publishing on a schedule
-// at the target rate (the latency at that load, measured from when each event was due).
+// Server load (issue 5), against the real `replayrail serve` started here on a free port, with
+// the load generator of `replayrail bench` (loadgen::run_load), per store: single-event HTTP
+// publishes over 32 keep-alive connections, and fanout of E events to S WebSocket subscribers of
+// one channel with end-to-end latency (the payload carries the send time) and a count of lost and
+// duplicated deliveries, which must be 0. Fanout runs twice: publishers as fast as they can (the
+// most the server delivers), then publishing on a schedule at the target rate (the latency at that
+// load, measured from when each event was due).
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http.hpp>
-#include <charconv>
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "picked.h"
-#include "replayrail/common/stream_id.h"
+#include "replayrail/loadgen/load.h"
 #include "replayrail/store/testing/temp_dir.h"
 #include "support/child_process.h"
 #include "support/redis_server.h"
@@ -38,142 +24,6 @@
 namespace {
 
 using namespace replayrail;
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = asio::ip::tcp;
-using Clock = std::chrono::steady_clock;
-constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
-
-std::int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
-tcp::endpoint at(std::uint16_t port) { return {asio::ip::make_address("127.0.0.1"), port}; }
-
-// When a publisher sends: as fast as it can (each request after the answer to the previous), or
-// on a schedule (`interval` apart, from `start`, whatever the answers' delays: open loop).
-struct Pace {
-  Clock::time_point start;
-  std::chrono::nanoseconds interval{0};  // 0: as fast as it can
-};
-
-// `requests` publishes on one keep-alive connection; the payload carries the send time (the
-// scheduled one when paced, so a late send counts in the latency rather than hiding it).
-asio::awaitable<void> publisher(std::uint16_t port, std::string channel, int requests,
-                                std::string padding, Pace pace = {}) {
-  beast::tcp_stream stream(co_await asio::this_coro::executor);
-  co_await stream.async_connect(at(port), asio::use_awaitable);
-  beast::flat_buffer buffer;
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  for (int i = 0; i < requests; ++i) {
-    std::int64_t sent = now_us();
-    if (pace.interval.count() > 0) {
-      auto due = pace.start + i * pace.interval;
-      timer.expires_at(due);
-      co_await timer.async_wait(kToken);
-      sent = std::chrono::duration_cast<std::chrono::microseconds>(due.time_since_epoch()).count();
-    }
-    http::request<http::string_body> req{http::verb::post, "/events/" + channel, 11};
-    req.set(http::field::host, "127.0.0.1");
-    req.body() = R"({"type":"bench","payload":{"sent_us":)" + std::to_string(sent) + R"(,"pad":")" +
-                 padding + "\"}}";
-    req.prepare_payload();
-    co_await http::async_write(stream, req, asio::use_awaitable);
-    http::response<http::string_body> res;
-    co_await http::async_read(stream, buffer, res, asio::use_awaitable);
-    if (res.result_int() != 201) {
-      std::fprintf(stderr, "publish failed: %s\n", res.body().c_str());
-      std::exit(1);
-    }
-  }
-}
-
-struct Subscriber {
-  std::size_t received = 0, duplicates = 0;
-  std::vector<std::int64_t> latencies_us;
-};
-
-// The fields of an event frame the benchmark looks at. The envelope's layout is fixed
-// (`{"id":"<id>",...,"payload":{"sent_us":<us>,...`): a full JSON parse per message would make
-// this load generator, not the server, the bottleneck.
-void take(std::string_view text, Subscriber& out, StreamId& last) {
-  auto id_at = text.find(R"("id":")") + 6;
-  auto id = StreamId::parse(text.substr(id_at, text.find('"', id_at) - id_at)).value();
-  auto sent_at = text.find(R"("sent_us":)") + 10;
-  std::int64_t sent = 0;
-  std::from_chars(text.data() + sent_at, text.data() + text.size(), sent);
-  // Ids of one channel come in increasing order; anything not above the last is a repeat.
-  if (out.received > 0 && !(last < id)) {
-    ++out.duplicates;
-    return;
-  }
-  last = id;
-  ++out.received;
-  out.latencies_us.push_back(now_us() - sent);
-}
-
-[[noreturn]] void bad_frame(const char* why) {
-  std::fprintf(stderr, "subscriber: %s\n", why);
-  std::exit(1);
-}
-
-// One WebSocket subscriber of /ws/{channel}. Beast's HTTP parser reads the handshake's answer;
-// the frames are read here, many per read: through Beast's one-message-at-a-time reads, a
-// thousand subscribers in this process cost more CPU than the server spends sending to them,
-// and the load generator shares the 2 cores with the server. Every frame is checked to be what
-// the server must send (RFC 6455 §5.2): whole, unmasked, text.
-asio::awaitable<void> subscriber(std::uint16_t port, std::string channel, std::size_t want,
-                                 Subscriber& out, std::atomic<int>& connected) {
-  beast::tcp_stream stream(co_await asio::this_coro::executor);
-  co_await stream.async_connect(at(port), asio::use_awaitable);
-  http::request<http::empty_body> req{http::verb::get, "/ws/" + channel + "?last_event_id=0-0", 11};
-  req.set(http::field::host, "127.0.0.1");
-  req.set(http::field::upgrade, "websocket");
-  req.set(http::field::connection, "upgrade");
-  req.set(http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
-  req.set(http::field::sec_websocket_version, "13");
-  co_await http::async_write(stream, req, asio::use_awaitable);
-  beast::flat_buffer buffer;  // after the answer's head: the first frames, if any came
-  http::response<http::empty_body> res;
-  co_await http::async_read(stream, buffer, res, asio::use_awaitable);
-  if (res.result() != http::status::switching_protocols) bad_frame("handshake refused");
-  ++connected;
-  auto& socket = stream.socket();
-  StreamId last;
-  while (out.received + out.duplicates < want) {
-    // Every whole frame in the buffer.
-    for (;;) {
-      const auto* p = static_cast<const unsigned char*>(buffer.data().data());
-      const std::size_t size = buffer.size();
-      if (size < 2) break;
-      if (p[0] != 0x81) bad_frame("not a whole text frame");
-      if (p[1] & 0x80) bad_frame("a masked frame from the server");
-      std::uint64_t length = p[1] & 0x7F;
-      std::size_t header = 2;
-      if (length == 126) {
-        header = 4;
-        if (size < header) break;
-        length = (std::uint64_t{p[2]} << 8) | p[3];
-      } else if (length == 127) {
-        header = 10;
-        if (size < header) break;
-        length = 0;
-        for (int i = 2; i < 10; ++i) length = (length << 8) | p[i];
-      }
-      if (size < header + length) break;
-      take({reinterpret_cast<const char*>(p) + header, length}, out, last);
-      buffer.consume(header + length);
-    }
-    if (out.received + out.duplicates >= want) break;
-    auto [ec, n] = co_await socket.async_read_some(buffer.prepare(64 * 1024), kToken);
-    if (ec) co_return;
-    buffer.commit(n);
-  }
-  beast::error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_both, ignored);
-}
 
 struct Server {
   testing::TempDir dir{"server-bench"};
@@ -198,7 +48,12 @@ struct Server {
   }
 };
 
-const std::string kPad(150, 'x');  // ~200-byte payloads
+// A run whose requests failed measures nothing: say why and stop.
+void check(const loadgen::LoadReport& r) {
+  if (r.errors.empty()) return;
+  for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.c_str());
+  std::exit(1);
+}
 
 // CPU seconds (user + system) a process used so far: this one (pid 0) or a child.
 double cpu_seconds(pid_t pid = 0) {
@@ -221,17 +76,14 @@ double cpu_seconds(pid_t pid = 0) {
 
 void publish_rate(const std::string& store, const std::string& redis_url) {
   Server server(store, redis_url);
-  constexpr int kConnections = 32, kEach = 1500;
-  asio::io_context io;
-  for (int c = 0; c < kConnections; ++c) {
-    asio::co_spawn(io, publisher(server.port, "pub" + std::to_string(c % 8), kEach, kPad),
-                   asio::detached);
-  }
-  auto start = Clock::now();
-  io.run();
-  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  auto r = loadgen::run_load({.port = std::to_string(server.port),
+                              .channel = "pub",
+                              .publishers = 32,
+                              .channels = 8,
+                              .events = 32 * 1500});
+  check(r);
   std::printf("%-7s HTTP publish, 32 keep-alive connections: %9.0f req/s\n", store.c_str(),
-              kConnections * kEach / secs);
+              static_cast<double>(r.published) / r.seconds);
 }
 
 // kEvents events published by kPublishers to kSubscribers WebSocket subscribers of one channel.
@@ -241,58 +93,38 @@ void publish_rate(const std::string& store, const std::string& redis_url) {
 void fanout(const std::string& store, const std::string& redis_url, int events_per_second,
             int kEvents) {
   constexpr int kSubscribers = 1000;
-  // A channel of its own: the redis runs share one redis-server.
-  const std::string channel = "fan-" + std::to_string(events_per_second);
-  // Paced, more connections: a publish answered late must not hold the next one back.
-  const int kPublishers = events_per_second > 0 ? 20 : 4;
   Server server(store, redis_url);
-  asio::io_context io;
-  std::vector<Subscriber> subs(kSubscribers);
-  for (auto& s : subs) s.latencies_us.reserve(kEvents);
-  std::atomic<int> connected = 0;
-  for (auto& s : subs) {
-    asio::co_spawn(io, subscriber(server.port, channel, kEvents, s, connected), asio::detached);
-  }
-  while (connected < kSubscribers) io.run_one();
-  const double server_cpu = cpu_seconds(server.process->pid()), own_cpu = cpu_seconds();
-  auto start = Clock::now();
-  for (int p = 0; p < kPublishers; ++p) {
-    Pace pace;
-    if (events_per_second > 0) {
-      // Publisher p sends events p, p + n, p + 2n, ... of one evenly spaced schedule.
-      const std::chrono::nanoseconds every(1'000'000'000LL / events_per_second);
-      pace = {start + p * every, kPublishers * every};
-    }
-    const int share = (kEvents - p + kPublishers - 1) / kPublishers;  // events p, p + n, ...
-    asio::co_spawn(io, publisher(server.port, channel, share, kPad, pace), asio::detached);
-  }
+  double server_cpu = 0, own_cpu = 0;
   // Two threads, as the server has: one thread reading a thousand sockets would be the
-  // bottleneck (and its backlog the latency) before the server is. Each subscriber and each
-  // publisher is one coroutine, so never on both threads at once.
-  std::thread helper([&] { io.run_for(std::chrono::seconds(300)); });
-  io.run_for(std::chrono::seconds(300));
-  helper.join();
-  double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  // bottleneck (and its backlog the latency) before the server is.
+  auto r = loadgen::run_load(
+      {.port = std::to_string(server.port),
+       // A channel of its own: the redis runs share one redis-server.
+       .channel = "fan-" + std::to_string(events_per_second),
+       // Paced, more connections: a publish answered late must not hold the next one back.
+       .publishers = events_per_second > 0 ? 20 : 4,
+       .events = kEvents,
+       .rate = events_per_second,
+       .subscribers = kSubscribers,
+       .threads = 2,
+       .on_start = [&] {
+         server_cpu = cpu_seconds(server.process->pid());
+         own_cpu = cpu_seconds();
+       }});
+  check(r);
+  const double secs = r.seconds;
   const double server_used = cpu_seconds(server.process->pid()) - server_cpu;
   const double own_used = cpu_seconds() - own_cpu;
-  std::vector<std::int64_t> all;
-  std::size_t received = 0, duplicates = 0;
-  for (auto& s : subs) {
-    received += s.received;
-    duplicates += s.duplicates;
-    all.insert(all.end(), s.latencies_us.begin(), s.latencies_us.end());
-  }
-  std::sort(all.begin(), all.end());
-  auto pct = [&](double q) { return all.empty() ? 0.0 : all[all.size() * q] / 1000.0; };
   std::string how = events_per_second > 0
                         ? "publishing " + std::to_string(events_per_second) + " events/s"
                         : "publishing as fast as they can";
   std::printf(
       "%-7s fanout %d subscribers x %d events, %s: %9.0f deliveries/s, p50 %.1f ms, "
-      "p99 %.1f ms, lost %zu, duplicates %zu; CPU: server %.0f%%, load generator %.0f%% "
+      "p99 %.1f ms, lost %llu, duplicates %llu; CPU: server %.0f%%, load generator %.0f%% "
       "(of one core)\n",
-      store.c_str(), kSubscribers, kEvents, how.c_str(), received / secs, pct(0.5), pct(0.99),
-      std::size_t(kSubscribers) * kEvents - received, duplicates, 100 * server_used / secs,
+      store.c_str(), kSubscribers, kEvents, how.c_str(), static_cast<double>(r.delivered) / secs,
+      r.end_to_end.p50, r.end_to_end.p99, static_cast<unsigned long long>(r.lost),
+      static_cast<unsigned long long>(r.duplicates), 100 * server_used / secs,
       100 * own_used / secs);
 }
 

@@ -1996,6 +1996,43 @@ TEST_P(ServerE2E, ReplaysOlderThanTheStoreKeepsAreReadFromTheArchive) {
   expect_sigterm_exits_cleanly(10s);
 }
 
+// `replayrail bench` (DESIGN §1) against the server: every event published, and delivered once
+// to every subscriber; a refused channel or an unreachable server is its exit code.
+TEST_P(ServerE2E, BenchLoadsTheServerAndCountsEveryEvent) {
+  const std::string url = "http://127.0.0.1:" + std::to_string(port_);
+  auto bench = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{RR_SERVER_BINARY, "bench", "--url", url};
+    argv.insert(argv.end(), args.begin(), args.end());
+    testing::ChildProcess p(argv);
+    std::string out;
+    while (auto line = p.read_line(60s)) out += *line + "\n";
+    const int status = p.wait();
+    return std::pair{WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  };
+  publish("loaded", R"({"type":"before"})");  // subscribers start after what is there already
+  auto [code, out] =
+      bench({"--channel", "loaded", "--events", "300", "--publishers", "3", "--subscribers", "5"});
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("published 300 in "), std::string::npos) << out;
+  EXPECT_NE(out.find("delivered 1500 to 5 subscribers"), std::string::npos) << out;
+  EXPECT_NE(out.find("lost 0, duplicates 0"), std::string::npos) << out;
+  auto page = call(http::verb::get, "/events/loaded?after=0-0&limit=1000");
+  EXPECT_EQ(page.json().at("events").as_array().size(), 301u);
+
+  // A partitioned topic is not one channel: refused, exit 1.
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/parts/events",
+                 R"({"partitions":2,"events":[{"type":"a"}]})")
+                .status,
+            201u);
+  EXPECT_EQ(bench({"--channel", "parts", "--events", "5", "--subscribers", "1"}).first, 1);
+  EXPECT_EQ(bench({"--events", "0"}).first, 2) << "bad input is a usage error";
+  testing::ChildProcess unreachable({RR_SERVER_BINARY, "bench", "--url",
+                                     "http://127.0.0.1:" + std::to_string(testing::free_port()),
+                                     "--events", "5"});
+  const int status = unreachable.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3);
+}
+
 // `replayrail archive --once` outside a server, then `audit verify`, which finds tampering.
 TEST(ArchiveCli, ArchiveOnceThenVerifyFindsTampering) {
   testing::RedisServer redis;

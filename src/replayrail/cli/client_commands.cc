@@ -10,6 +10,7 @@
 #include "replayrail/cli/client.h"
 #include "replayrail/common/stream_id.h"
 #include "replayrail/core/json_text.h"
+#include "replayrail/loadgen/load.h"
 
 namespace replayrail::cli {
 
@@ -114,6 +115,48 @@ int groups(const ServerAddress& at, std::string_view command, const GroupArgs& a
   return http_call(at, http::verb::post, path, replayrail::to_json(body));
 }
 
+// `replayrail bench`: runs the load and prints what it measured; 1 when an event was lost or
+// duplicated or a request refused, 3 when the server cannot be reached.
+int bench(const ServerAddress& at, const BenchArgs& b) {
+  const std::string pace =
+      b.rate > 0 ? std::to_string(b.rate) + " events/s" : "as fast as answered";
+  std::printf(
+      "replayrail bench: %d events to %s from %d publishers (%s), %d subscribers, "
+      "%zu-byte payloads\n",
+      b.events, b.channel.c_str(), b.publishers, pace.c_str(), b.subscribers, b.payload_bytes);
+  std::fflush(stdout);
+  const auto r = loadgen::run_load({.host = at.host,
+                                    .port = at.port,
+                                    .token = at.token,
+                                    .channel = b.channel,
+                                    .publishers = b.publishers,
+                                    .events = b.events,
+                                    .rate = b.rate,
+                                    .subscribers = b.subscribers,
+                                    .payload_bytes = b.payload_bytes,
+                                    .threads = b.threads,
+                                    .timeout = std::chrono::seconds(b.timeout_seconds)});
+  for (const auto& e : r.errors) std::fprintf(stderr, "replayrail bench: %s\n", e.c_str());
+  if (r.unreachable) return kUnreachable;
+  const double secs = std::max(r.seconds, 1e-9);
+  std::printf(
+      "published %llu in %.2f s: %.0f events/s; publish latency p50 %.2f ms, p99 %.2f ms, "
+      "max %.2f ms\n",
+      static_cast<unsigned long long>(r.published), r.seconds,
+      static_cast<double>(r.published) / secs, r.publish.p50, r.publish.p99, r.publish.max);
+  if (b.subscribers > 0) {
+    std::printf(
+        "delivered %llu to %d subscribers: %.0f deliveries/s; end to end p50 %.2f ms, "
+        "p99 %.2f ms, max %.2f ms; lost %llu, duplicates %llu\n",
+        static_cast<unsigned long long>(r.delivered), b.subscribers,
+        static_cast<double>(r.delivered) / secs, r.end_to_end.p50, r.end_to_end.p99,
+        r.end_to_end.max, static_cast<unsigned long long>(r.lost),
+        static_cast<unsigned long long>(r.duplicates));
+  }
+  const bool complete = r.published == static_cast<std::uint64_t>(b.events);
+  return complete && r.lost == 0 && r.duplicates == 0 && r.errors.empty() ? 0 : kRefused;
+}
+
 }  // namespace
 
 ClientCommands::ClientCommands(CLI::App& app) {
@@ -178,6 +221,38 @@ ClientCommands::ClientCommands(CLI::App& app) {
         ->check(CLI::NonNegativeNumber);
   }
 
+  auto& b = bench_;
+  auto* bench_cmd = bench_cmd_ = app.add_subcommand(
+      "bench",
+      "Load a running server: HTTP publishers, WebSocket subscribers; prints rates and "
+      "latencies, exits 1 if an event was lost or duplicated");
+  bench_cmd->add_option("--channel", b.channel, "Channel to publish to")->capture_default_str();
+  bench_cmd->add_option("--events", b.events, "Events to publish in all")
+      ->check(CLI::Range(1, 100'000'000))
+      ->capture_default_str();
+  bench_cmd->add_option("--publishers", b.publishers, "Keep-alive connections publishing")
+      ->check(CLI::Range(1, 10'000))
+      ->capture_default_str();
+  bench_cmd
+      ->add_option("--rate", b.rate,
+                   "Events per second on one schedule (0: as fast as "
+                   "answers come)")
+      ->check(CLI::Range(0, 10'000'000))
+      ->capture_default_str();
+  bench_cmd->add_option("--subscribers", b.subscribers, "WebSocket subscribers of the channel")
+      ->check(CLI::Range(0, 100'000))
+      ->capture_default_str();
+  bench_cmd->add_option("--payload-bytes", b.payload_bytes, "Bytes of each event's payload")
+      ->check(CLI::Range(std::size_t{41}, std::size_t{1} << 20))
+      ->capture_default_str();
+  bench_cmd->add_option("--threads", b.threads, "Threads of the load generator")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  bench_cmd->add_option("--timeout", b.timeout_seconds, "Seconds the whole run may take")
+      ->check(CLI::Range(1, 24 * 3600))
+      ->capture_default_str();
+  clients_.push_back(bench_cmd);
+
   for (auto* cmd : clients_) {
     auto& c = connections_.emplace_back();
     cmd->add_option("--url", c.url, "Server")->envname("REPLAYRAIL_URL")->capture_default_str();
@@ -238,6 +313,7 @@ int ClientCommands::run() {
                          "&limit=" + std::to_string(limit_),
                      {});
   }
+  if (bench_cmd_->parsed()) return bench(*at, bench_);
   return tail(*at, channel_, from_);
 }
 

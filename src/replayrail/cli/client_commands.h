@@ -1,7 +1,7 @@
 #pragma once
 
 // The commands of ReplayRail's users: the clients of a running server (`publish`, `replay`,
-// `tail`, `groups …`) and `token`, which signs a JWT with the server's secret.
+// `tail`, `groups …`, `bench`) and `token`, which signs a JWT with the server's secret.
 
 #include <CLI/CLI.hpp>
 #include <deque>
@@ -34,6 +34,18 @@ struct GroupArgs {
   std::vector<std::string> ids;  // `P:ID`, or `ID` for partition 0
 };
 
+// `replayrail bench`: load on a running server (loadgen::run_load).
+struct BenchArgs {
+  std::string channel = "bench";
+  int publishers = 4;
+  int events = 10000;
+  int rate = 0;  // events/s; 0: as fast as the answers come
+  int subscribers = 0;
+  std::size_t payload_bytes = 200;
+  int threads = 2;
+  int timeout_seconds = 300;
+};
+
 // Registers the client commands and token on `app`; run() runs the one that was given.
 class ClientCommands {
  public:
@@ -59,7 +71,9 @@ class ClientCommands {
   GroupArgs groups_;
   std::vector<std::pair<std::string, CLI::App*>> group_cmds_;
   TokenArgs token_;
+  BenchArgs bench_;
   CLI::App* publish_cmd_ = nullptr;
+  CLI::App* bench_cmd_ = nullptr;
   CLI::App* replay_cmd_ = nullptr;
   CLI::App* token_cmd_ = nullptr;
 };
