@@ -1996,6 +1996,75 @@ TEST_P(ServerE2E, ReplaysOlderThanTheStoreKeepsAreReadFromTheArchive) {
   expect_sigterm_exits_cleanly(10s);
 }
 
+// The archive's API for the dashboard (admin only): its streams, a search, a chain's check.
+TEST_P(ServerE2E, TheArchiveApiListsSearchesAndVerifies) {
+  auto none = call(http::verb::get, "/v1/archive/streams");
+  EXPECT_EQ(none.status, 404u) << "no --database-url: no archive";
+  EXPECT_EQ(none.error_code(), "not_found");
+
+  testing::PostgresServer pg;
+  const auth::JwtConfig jwt{"test-secret", "", ""};
+  restart_server(
+      {"--database-url", pg.url(), "--archive-interval-ms", "50", "--auth-jwt-secret", jwt.secret});
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  auto as = [&](auth::Role role) {
+    return std::vector<std::pair<std::string, std::string>>{
+        {"Authorization", "Bearer " + auth::mint({"tester", role, {}, now + 600}, jwt, now)}};
+  };
+  const auto admin = as(auth::Role::admin);
+  std::vector<std::string> ids;
+  for (const char* type : {"a", "b", "a"}) {
+    auto r =
+        call(http::verb::post, "/events/kept", R"({"type":")" + std::string(type) + "\"}", admin);
+    ASSERT_EQ(r.status, 201u) << r.body;
+    ids.push_back(r.json().at("event").at("id").as_string().c_str());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    auto streams = call(http::verb::get, "/v1/archive/streams", {}, admin);
+    ASSERT_EQ(streams.status, 200u) << streams.body;
+    const auto body = streams.json();
+    const auto& list = body.at("streams").as_array();
+    if (!list.empty() && list[0].at("events").as_int64() == 3) {
+      EXPECT_EQ(list[0].at("stream").as_string(), "kept");
+      EXPECT_EQ(list[0].at("last_id").as_string(), ids[2]);
+      break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << streams.body;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(call(http::verb::get, "/v1/archive/streams", {}, as(auth::Role::consumer)).status,
+            403u);
+  EXPECT_EQ(call(http::verb::get, "/v1/archive/streams").status, 401u);
+
+  auto found = call(http::verb::get, "/v1/archive/streams/kept/events?type=a", {}, admin);
+  ASSERT_EQ(found.status, 200u) << found.body;
+  const auto body = found.json();
+  const auto& events = body.at("events").as_array();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].at("id").as_string(), ids[2]);
+  EXPECT_EQ(events[1].at("hash").as_string().size(), 64u);
+  EXPECT_EQ(body.at("next").as_string(), ids[2]);
+  auto after = call(http::verb::get, "/v1/archive/streams/kept/events?after=" + ids[0], {}, admin);
+  EXPECT_EQ(after.json().at("events").as_array().size(), 2u);
+
+  auto verified = call(http::verb::get, "/v1/archive/streams/kept/verify", {}, admin);
+  ASSERT_EQ(verified.status, 200u) << verified.body;
+  EXPECT_TRUE(verified.json().at("intact").as_bool());
+  EXPECT_EQ(verified.json().at("events").as_int64(), 3);
+
+  // Bad input.
+  EXPECT_EQ(
+      call(http::verb::get, "/v1/archive/streams/kept/events?after=x", {}, admin).error_code(),
+      "invalid_cursor");
+  EXPECT_EQ(call(http::verb::get, "/v1/archive/streams/kept/events?limit=0", {}, admin).status,
+            400u);
+  EXPECT_EQ(call(http::verb::get, "/v1/archive/streams/nope/verify", {}, admin).status, 404u);
+  EXPECT_EQ(call(http::verb::post, "/v1/archive/streams", "{}", admin).status, 405u);
+}
+
 // `replayrail bench` (DESIGN §1) against the server: every event published, and delivered once
 // to every subscriber; a refused channel or an unreachable server is its exit code.
 TEST_P(ServerE2E, BenchLoadsTheServerAndCountsEveryEvent) {

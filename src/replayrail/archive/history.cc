@@ -52,32 +52,103 @@ ArchiveHistory::ArchiveHistory(std::string database_url, std::size_t threads)
 
 ArchiveHistory::~ArchiveHistory() { pool_.join(); }
 
-// Not a coroutine: GCC 12 destroys a lambda temporary in a co_await expression twice.
-store::task<result<std::optional<std::vector<EventPtr>>>> ArchiveHistory::range(
-    std::string_view stream, StreamId after, StreamId through, std::size_t limit) {
-  return on_pool<Range>(pool_, [this, stream = std::string(stream), after, through, limit] {
-    return read(stream, after, through, limit);
+template <class T, class Fn>
+store::task<result<T>> ArchiveHistory::with_connection(Fn fn) {
+  return on_pool<T>(pool_, [this, fn = std::move(fn)]() -> result<T> {
+    pg::Connection db;
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        db = std::move(idle_.back());
+        idle_.pop_back();
+      }
+    }
+    if (!db) RR_TRY_ASSIGN(db, pg::Connection::open(url_));
+    result<T> answer = fn(db);
+    if (answer) {  // a connection that failed is not used again
+      std::lock_guard lock(mu_);
+      idle_.push_back(std::move(db));
+    }
+    return answer;
   });
 }
 
-auto ArchiveHistory::read(const std::string& stream, StreamId after, StreamId through,
-                          std::size_t limit) -> result<Range> {
-  if (through <= after || limit == 0) return Range(std::vector<EventPtr>{});
-  pg::Connection db;
-  {
-    std::lock_guard lock(mu_);
-    if (!idle_.empty()) {
-      db = std::move(idle_.back());
-      idle_.pop_back();
-    }
-  }
-  if (!db) RR_TRY_ASSIGN(db, pg::Connection::open(url_));
-  auto answer = query(db, stream, after, through, limit);
-  if (answer) {  // a connection that failed is not used again
-    std::lock_guard lock(mu_);
-    idle_.push_back(std::move(db));
-  }
-  return answer;
+// These are not coroutines: GCC 12 destroys a lambda temporary in a co_await expression twice.
+store::task<result<std::optional<std::vector<EventPtr>>>> ArchiveHistory::range(
+    std::string_view stream, StreamId after, StreamId through, std::size_t limit) {
+  return with_connection<Range>(
+      [this, stream = std::string(stream), after, through, limit](pg::Connection& db) {
+        if (through <= after || limit == 0) return result<Range>(Range(std::vector<EventPtr>{}));
+        return query(db, stream, after, through, limit);
+      });
+}
+
+store::task<result<std::vector<ArchivedStream>>> ArchiveHistory::streams() {
+  return with_connection<std::vector<ArchivedStream>>(
+      [](pg::Connection& db) -> result<std::vector<ArchivedStream>> {
+        std::vector<ArchivedStream> out;
+        pg::Result tables;
+        RR_TRY_ASSIGN(tables, db.exec("SELECT to_regclass('rr_archive_cursors') IS NOT NULL"));
+        if (pg::text(tables, 0, 0) != "t") return out;
+        pg::Result rows;
+        RR_TRY_ASSIGN(rows, db.exec(R"sql(
+SELECT c.stream, c.events, c.ms, c.seq, encode(c.hash, 'hex'), c.updated_at,
+       (SELECT count(*) FROM rr_archive_gaps g WHERE g.stream = c.stream)
+FROM rr_archive_cursors c ORDER BY c.stream)sql"));
+        for (int i = 0; i < PQntuples(rows.get()); ++i) {
+          out.push_back({.stream = pg::text(rows, i, 0),
+                         .events = number(rows, i, 1),
+                         .last_id = {number(rows, i, 2), number(rows, i, 3)},
+                         .head = pg::text(rows, i, 4),
+                         .gaps = number(rows, i, 6),
+                         .updated_at = pg::text(rows, i, 5)});
+        }
+        return out;
+      });
+}
+
+store::task<result<std::vector<ArchivedEvent>>> ArchiveHistory::search(ArchiveQuery q) {
+  return with_connection<std::vector<ArchivedEvent>>(
+      [q = std::move(q)](pg::Connection& db) -> result<std::vector<ArchivedEvent>> {
+        std::vector<ArchivedEvent> out;
+        pg::Result tables;
+        RR_TRY_ASSIGN(tables, db.exec("SELECT to_regclass('rr_archive_events') IS NOT NULL"));
+        if (pg::text(tables, 0, 0) != "t") return out;
+        auto params = id_params(q.stream, q.after.is_zero() ? StreamId{} : q.after.next());
+        std::string sql = "SELECT " + std::string(kEventColumns) +
+                          ", encode(prev_hash, 'hex'), encode(hash, 'hex') FROM rr_archive_events "
+                          "WHERE stream = $1 AND (ms, seq) >= ($2::bigint, $3::bigint)";
+        if (!q.type.empty()) {
+          params.push_back(q.type);
+          sql += " AND type = $" + std::to_string(params.size());
+        }
+        if (!q.event_id.empty()) {
+          params.push_back(q.event_id);
+          sql += " AND event_id = $" + std::to_string(params.size());
+        }
+        sql += " ORDER BY ms, seq LIMIT " + std::to_string(q.limit);
+        pg::Result rows;
+        RR_TRY_ASSIGN(rows, db.exec(sql, params));
+        for (int i = 0; i < PQntuples(rows.get()); ++i) {
+          out.push_back({std::make_shared<const Event>(read_event(rows, i)), pg::text(rows, i, 9),
+                         pg::text(rows, i, 10)});
+        }
+        return out;
+      });
+}
+
+store::task<result<std::optional<ChainReport>>> ArchiveHistory::verify(std::string stream) {
+  // archive::verify() opens a connection of its own; the one leased here waits meanwhile.
+  return with_connection<std::optional<ChainReport>>(
+      [this, stream = std::move(stream)](pg::Connection&) -> result<std::optional<ChainReport>> {
+        std::vector<ChainReport> reports;
+        RR_TRY_ASSIGN(reports, archive::verify(url_, stream));
+        if (reports.empty() ||
+            (reports.front().events == 0 && reports.front().gaps == 0 && !reports.front().broken)) {
+          return std::optional<ChainReport>();
+        }
+        return std::optional<ChainReport>(std::move(reports.front()));
+      });
 }
 
 auto ArchiveHistory::query(pg::Connection& db, const std::string& stream, StreamId after,

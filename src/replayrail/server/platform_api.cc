@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <boost/json/value.hpp>
+#include <charconv>
 #include <chrono>
 #include <initializer_list>
 #include <map>
@@ -108,7 +109,8 @@ std::optional<Access> PlatformApi::access(std::string_view method,
                                           const std::vector<std::string>& path) {
   using auth::Role;
   if (path.size() == 2 && path[0] == "auth" && path[1] == "token") return std::nullopt;
-  if (path.size() < 3 || path[0] != "topics") return Access{};  // any valid token
+  if (!path.empty() && path[0] == "archive") return Access{Role::admin, {}};  // every stream
+  if (path.size() < 3 || path[0] != "topics") return Access{};                // any valid token
   const std::string& topic = path[1];
   if (path.size() == 3 && path[2] == "events") return Access{Role::producer, topic};
   bool admin = (path.size() == 3 && path[2] == "groups") ||
@@ -163,10 +165,12 @@ ApiResponse PlatformApi::mint_token(std::string_view text) const {
 task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
                                                      const std::vector<std::string>& path,
                                                      std::string_view body,
-                                                     std::string_view traceparent) {
+                                                     std::string_view traceparent,
+                                                     const Params& params) {
   auto not_allowed = [](const char* allowed) {
     return error(make_error(errc::method_not_allowed, std::string(allowed) + " only on this path"));
   };
+  if (!path.empty() && path[0] == "archive") co_return co_await archive_route(method, path, params);
   if (path.size() == 2 && path[0] == "auth" && path[1] == "token") {
     if (method != "POST") co_return not_allowed("POST");
     co_return mint_token(body);
@@ -376,6 +380,96 @@ task<ApiResponse> PlatformApi::summary() {
                                  {"rates",
                                   {{"published_per_second", c.published_per_second},
                                    {"delivered_per_second", c.delivered_per_second}}}});
+}
+
+namespace {
+
+std::optional<std::string> param(const PlatformApi::Params& params, std::string_view name) {
+  for (const auto& [k, v] : params) {
+    if (k == name) return v;
+  }
+  return std::nullopt;
+}
+
+json::object chain_json(const archive::ChainReport& r) {
+  return {
+      {"stream", r.stream},  {"events", r.events},
+      {"gaps", r.gaps},      {"head", r.head},
+      {"intact", !r.broken}, {"broken", r.broken ? json::value(*r.broken) : json::value(nullptr)}};
+}
+
+}  // namespace
+
+task<std::optional<ApiResponse>> PlatformApi::archive_route(std::string_view method,
+                                                            const std::vector<std::string>& path,
+                                                            const Params& params) {
+  const bool streams = path.size() == 2 && path[1] == "streams";
+  const bool events = path.size() == 4 && path[1] == "streams" && path[3] == "events";
+  const bool verify = path.size() == 4 && path[1] == "streams" && path[3] == "verify";
+  if (!streams && !events && !verify) co_return std::nullopt;
+  if (method != "GET") {
+    co_return error(make_error(errc::method_not_allowed, "GET only on this path"));
+  }
+  if (!archive_) {
+    co_return error(
+        make_error(errc::not_found, "no archive: the server runs without --database-url"));
+  }
+  if (streams) {
+    auto all = co_await archive_->streams();
+    if (!all) co_return error(all.error());
+    json::array out;
+    for (const auto& s : *all) {
+      out.push_back(json::object{{"stream", s.stream},
+                                 {"events", s.events},
+                                 {"last_id", s.last_id.to_string()},
+                                 {"head", s.head},
+                                 {"gaps", s.gaps},
+                                 {"updated_at", s.updated_at}});
+    }
+    co_return ok(200, json::object{{"streams", std::move(out)}});
+  }
+  const std::string& stream = path[2];
+  if (verify) {
+    auto report = co_await archive_->verify(stream);
+    if (!report) co_return error(report.error());
+    if (!*report) {
+      co_return error(
+          make_error(errc::stream_not_found, "nothing of stream \"" + stream + "\" is archived"));
+    }
+    co_return ok(200, chain_json(**report));
+  }
+  archive::ArchiveQuery query{.stream = stream,
+                              .type = param(params, "type").value_or(""),
+                              .event_id = param(params, "event_id").value_or("")};
+  if (auto after = param(params, "after"); after && !after->empty()) {
+    auto id = StreamId::parse(*after);
+    if (!id) {
+      co_return error(
+          make_error(errc::invalid_cursor, "after must be an id <ms>-<seq>, not '" + *after + "'"));
+    }
+    query.after = *id;
+  }
+  if (auto limit = param(params, "limit")) {
+    std::size_t n = 0;
+    auto [end, ec] = std::from_chars(limit->data(), limit->data() + limit->size(), n);
+    if (ec != std::errc() || end != limit->data() + limit->size() || n == 0 || n > 1000) {
+      co_return error(make_error(errc::invalid_argument, "limit must be 1-1000"));
+    }
+    query.limit = n;
+  }
+  const StreamId after = query.after;  // `next` when nothing more was found
+  auto found = co_await archive_->search(std::move(query));
+  if (!found) co_return error(found.error());
+  std::string body = R"({"events":[)";
+  for (std::size_t i = 0; i < found->size(); ++i) {
+    const auto& a = (*found)[i];
+    if (i) body += ',';
+    append_envelope(body, *a.event);
+    body.pop_back();  // the envelope's '}': the chain's links go inside it
+    body += R"(,"prev_hash":")" + a.prev_hash + R"(","hash":")" + a.hash + "\"}";
+  }
+  body += R"(],"next":")" + (found->empty() ? after : found->back().event->id).to_string() + "\"}";
+  co_return ApiResponse{200, std::move(body)};
 }
 
 }  // namespace replayrail::server

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "replayrail/archive/history.h"
 #include "replayrail/auth/jwt.h"
 #include "replayrail/server/metrics.h"
 #include "replayrail/topics.h"
@@ -50,19 +51,25 @@ struct BlockingReads {
 
 class PlatformApi {
  public:
-  // `metrics`: where ingests are counted (may be null).
+  // `metrics`: where ingests are counted (may be null). `archive`: what /v1/archive/… reads
+  // (null without a database URL: those routes answer not_found).
   PlatformApi(Topics& topics, std::function<ServerCounters()> counters, auth::JwtConfig jwt,
-              std::string admin_secret, Metrics* metrics, BlockingReads blocking = {})
+              std::string admin_secret, Metrics* metrics, BlockingReads blocking = {},
+              archive::ArchiveHistory* archive = nullptr)
       : topics_(topics),
         counters_(std::move(counters)),
         jwt_(std::move(jwt)),
         admin_secret_(std::move(admin_secret)),
         metrics_(metrics),
-        blocking_(blocking) {}
+        blocking_(blocking),
+        archive_(archive) {}
 
   // The access a request needs; nullopt for POST /v1/auth/token, which needs none.
   static std::optional<Access> access(std::string_view method,
                                       const std::vector<std::string>& path);
+
+  // The query's parameters, in order.
+  using Params = std::vector<std::pair<std::string, std::string>>;
 
   // `path`: the segments after `v1`. nullopt when no /v1 route has this path; a route with
   // another method is method_not_allowed. `traceparent`: the request's header, kept in the
@@ -70,7 +77,8 @@ class PlatformApi {
   store::task<std::optional<ApiResponse>> handle(std::string_view method,
                                                  const std::vector<std::string>& path,
                                                  std::string_view body,
-                                                 std::string_view traceparent = {});
+                                                 std::string_view traceparent = {},
+                                                 const Params& params = {});
 
  private:
   store::task<ApiResponse> ingest(const std::string& topic, std::string_view body,
@@ -85,6 +93,10 @@ class PlatformApi {
       const std::string& topic, const std::string& group, const std::string& consumer,
       std::size_t count, std::optional<store::Millis> block, std::vector<std::uint32_t> partitions);
   ApiResponse mint_token(std::string_view body) const;
+  // GET /v1/archive/streams, …/streams/{stream}/events, …/streams/{stream}/verify.
+  store::task<std::optional<ApiResponse>> archive_route(std::string_view method,
+                                                        const std::vector<std::string>& path,
+                                                        const Params& params);
 
   Topics& topics_;
   std::function<ServerCounters()> counters_;
@@ -92,6 +104,7 @@ class PlatformApi {
   std::string admin_secret_;
   Metrics* metrics_;
   BlockingReads blocking_;
+  archive::ArchiveHistory* archive_;
 };
 
 }  // namespace replayrail::server

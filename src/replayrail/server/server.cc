@@ -104,8 +104,9 @@ struct Server::Impl {
   std::unique_ptr<PlatformApi> api;  // /v1/…
   std::unique_ptr<Hub> hub;
   std::unique_ptr<archive::ArchiveLoop> archiving;  // with a database URL, while serving
-  // With a database URL: where replays read what the store trimmed (rail and hub use it).
-  std::shared_ptr<store::History> history;
+  // With a database URL: where replays read what the store trimmed (rail and hub use it), and
+  // what /v1/archive/… answers from.
+  std::shared_ptr<archive::ArchiveHistory> history;
   // Per event-loop thread, touched only there: its streaming sessions' outboxes.
   std::vector<std::unordered_set<Outbox*>> outboxes;
   std::unique_ptr<tcp::acceptor> acceptor;
@@ -474,7 +475,8 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
       auto allowed = authorize(req, target, access->role, access->channel);
       if (!allowed) co_return error(req, allowed.error());
     }
-    auto res = co_await api->handle(req.method_string(), rest, req.body(), req["traceparent"]);
+    auto res = co_await api->handle(req.method_string(), rest, req.body(), req["traceparent"],
+                                    target.params);
     if (res) {
       if (res->code) metrics->failed(*res->code);
       auto out = json_response(req, res->status, std::move(res->body));
@@ -1307,7 +1309,8 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
   impl->api = std::make_unique<PlatformApi>(
       *impl->topics, [impl = impl.get()] { return impl->counters(); }, options.jwt,
       options.admin_secret, impl->metrics.get(),
-      BlockingReads{.slice = group_read_block(options), .stopping = &impl->stopping});
+      BlockingReads{.slice = group_read_block(options), .stopping = &impl->stopping},
+      impl->history.get());
   std::vector<asio::any_io_executor> executors;
   for (auto& ctx : impl->contexts) executors.push_back(ctx->get_executor());
   impl->hub = std::make_unique<Hub>(
