@@ -2061,6 +2061,11 @@ TEST_P(ServerE2E, TheArchiveApiListsSearchesAndVerifies) {
       "invalid_cursor");
   EXPECT_EQ(call(http::verb::get, "/v1/archive/streams/kept/events?limit=0", {}, admin).status,
             400u);
+  auto huge = call(
+      http::verb::get,
+      "/v1/archive/streams/kept/events?after=18446744073709551615-18446744073709551615", {}, admin);
+  EXPECT_EQ(huge.status, 200u) << huge.body;
+  EXPECT_TRUE(huge.json().at("events").as_array().empty());
   EXPECT_EQ(call(http::verb::get, "/v1/archive/streams/nope/verify", {}, admin).status, 404u);
   EXPECT_EQ(call(http::verb::post, "/v1/archive/streams", "{}", admin).status, 405u);
 }

@@ -39,9 +39,11 @@ store::task<result<T>> on_pool(asio::thread_pool& pool, Fn fn) {
 
 // An id as two bigint parameters. The archive's ids fit (it wrote them); a bound past them,
 // whose seq does not fit, is replaced by the next id that does, which selects the same rows.
+// (Callers keep `ms` below kMaxBigint.)
+constexpr auto kMaxBigint = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+
 std::vector<pg::Param> id_params(std::string stream, StreamId id) {
-  constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
-  if (id.seq > kMax) id = {id.ms + 1, 0};
+  if (id.seq > kMaxBigint) id = {id.ms + 1, 0};
   return {std::move(stream), std::to_string(id.ms), std::to_string(id.seq)};
 }
 
@@ -114,6 +116,8 @@ store::task<result<std::vector<ArchivedEvent>>> ArchiveHistory::search(ArchiveQu
         pg::Result tables;
         RR_TRY_ASSIGN(tables, db.exec("SELECT to_regclass('rr_archive_events') IS NOT NULL"));
         if (pg::text(tables, 0, 0) != "t") return out;
+        // No archived id is that large (they are bigint): nothing is after it.
+        if (q.after.ms >= kMaxBigint) return out;
         auto params = id_params(q.stream, q.after.is_zero() ? StreamId{} : q.after.next());
         std::string sql = "SELECT " + std::string(kEventColumns) +
                           ", encode(prev_hash, 'hex'), encode(hash, 'hex') FROM rr_archive_events "
