@@ -1996,6 +1996,85 @@ TEST_P(ServerE2E, ReplaysOlderThanTheStoreKeepsAreReadFromTheArchive) {
   expect_sigterm_exits_cleanly(10s);
 }
 
+// DESIGN §8: server nodes are stateless. Two nodes on one Redis: an event published on one
+// reaches a subscriber of the other; a consumer group is shared (read on one, acked on the
+// other); both archive, each event once (advisory locks), with an intact chain.
+TEST_P(ServerE2E, TwoNodesOnOneRedisShareEventsGroupsAndTheArchive) {
+  if (GetParam() != "redis") GTEST_SKIP() << "only Redis is shared by several nodes";
+  testing::PostgresServer pg;
+  restart_server({"--database-url", pg.url(), "--archive-interval-ms", "50"});
+  const std::uint16_t other_port = testing::free_port();
+  testing::ChildProcess other({RR_SERVER_BINARY, "serve", "--store", "redis", "--redis",
+                               redis_->url(), "--listen", "127.0.0.1:" + std::to_string(other_port),
+                               "--threads", "2", "--database-url", pg.url(),
+                               "--archive-interval-ms", "50"});
+  auto line = other.read_line(20s);
+  ASSERT_TRUE(line && line->find("serving on") != std::string::npos) << line.value_or("");
+
+  // Live: a subscriber on the other node, events published on this one.
+  asio::io_context io;
+  Received got;
+  asio::co_spawn(io, subscribe(other_port, "/ws/shared?last_event_id=0-0", 20, got),
+                 asio::detached);
+  std::thread runner([&] { io.run(); });
+  std::vector<std::string> published;
+  for (int i = 0; i < 20; ++i) {
+    auto r = publish("shared", R"({"type":"t","payload":{"n":)" + std::to_string(i) + "}}");
+    ASSERT_EQ(r.status, 201u);
+    published.push_back(r.json().at("event").at("id").as_string().c_str());
+  }
+  runner.join();
+  EXPECT_EQ(ids(got), published);
+
+  // A consumer group created on this node, read on the other, acked here.
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/shared/groups", R"({"group":"g","start_id":"0-0"})")
+                .status,
+            201u);
+  auto other_call = [&](const std::string& target, const std::string& body) {
+    const auto saved = port_;
+    port_ = other_port;
+    auto r = call(http::verb::post, target, body);
+    port_ = saved;
+    return r;
+  };
+  auto read = other_call("/v1/topics/shared/groups/g/read", R"({"consumer":"c","count":5})");
+  ASSERT_EQ(read.status, 200u) << read.body;
+  const auto read_body = read.json();
+  const auto& messages = read_body.at("messages").as_array();
+  ASSERT_EQ(messages.size(), 5u) << read.body;
+  json::array ids_read;
+  for (const auto& m : messages) ids_read.push_back(m.at("redis_id"));
+  auto acked =
+      call(http::verb::post, "/v1/topics/shared/groups/g/ack",
+           json::serialize(json::object{
+               {"items", json::array{json::object{{"partition", 0}, {"redis_ids", ids_read}}}}}));
+  ASSERT_EQ(acked.status, 200u) << acked.body;
+  EXPECT_EQ(acked.json().at("acked").as_int64(), 5);
+  auto described = call(http::verb::get, "/v1/topics/shared/describe");
+  EXPECT_NE(described.body.find(R"("pending":0)"), std::string::npos) << described.body;
+
+  // Both nodes archive; each event once, one chain.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    auto [code, out] = audit_verify(pg.url());
+    ASSERT_EQ(code, 0) << ::testing::PrintToString(out);
+    if (::testing::PrintToString(out).find("shared: 20 events, chain intact") !=
+        std::string::npos) {
+      break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << ::testing::PrintToString(out);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // more passes, on both nodes
+  auto [code, out] = audit_verify(pg.url());
+  EXPECT_NE(::testing::PrintToString(out).find("shared: 20 events, chain intact"),
+            std::string::npos)
+      << ::testing::PrintToString(out);
+  other.kill(SIGTERM);
+  const int status = other.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 // The archive's API for the dashboard (admin only): its streams, a search, a chain's check.
 TEST_P(ServerE2E, TheArchiveApiListsSearchesAndVerifies) {
   auto none = call(http::verb::get, "/v1/archive/streams");
