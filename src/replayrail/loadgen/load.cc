@@ -325,8 +325,14 @@ LoadReport run_load(const LoadOptions& options) {
     by_thread[i % contexts.size()].push_back(&subscribers[i]);
     asio::co_spawn(io, subscribe(shared, at, cursor, subscribers[i]), asio::detached);
   }
-  // Every subscriber in place (or refused) before the first publish.
+  // Every subscriber in place (or refused) before the first publish; a server that accepts
+  // connections and never answers the handshake ends the run at the timeout.
+  const auto connect_deadline = Clock::now() + options.timeout;
   while (shared.subscribers_connected < options.subscribers) {
+    if (Clock::now() > connect_deadline) {
+      report.errors.push_back("subscribers: no answer to the WebSocket handshake in time");
+      return report;
+    }
     bool ran = false;
     for (auto& io : contexts) ran = io->poll() > 0 || ran;
     if (!ran) std::this_thread::sleep_for(std::chrono::microseconds(200));
