@@ -264,9 +264,13 @@ result<std::vector<ChainReport>> verify(const std::string& database_url,
                                         std::optional<std::string> stream) {
   pg::Connection db;
   RR_TRY_ASSIGN(db, pg::Connection::open(database_url));
-  pg::Result exists;
-  RR_TRY_ASSIGN(exists, db.exec("SELECT to_regclass('rr_archive_events') IS NOT NULL"));
-  if (pg::text(exists, 0, 0) != "t") return std::vector<ChainReport>{};  // nothing archived yet
+  return verify(db, std::move(stream));
+}
+
+result<std::vector<ChainReport>> verify(pg::Connection& db, std::optional<std::string> stream) {
+  bool archived = false;
+  RR_TRY_ASSIGN(archived, tables_exist(db));
+  if (!archived) return std::vector<ChainReport>{};  // nothing archived yet
   std::vector<std::string> streams;
   if (stream) {
     streams.push_back(*stream);

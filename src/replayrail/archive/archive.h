@@ -80,5 +80,8 @@ struct ChainReport {
 // Recomputes the chain of `stream` (nullopt: of every archived stream).
 result<std::vector<ChainReport>> verify(const std::string& database_url,
                                         std::optional<std::string> stream = std::nullopt);
+// The same over a connection the caller has.
+result<std::vector<ChainReport>> verify(pg::Connection& db,
+                                        std::optional<std::string> stream = std::nullopt);
 
 }  // namespace replayrail::archive

@@ -87,11 +87,11 @@ store::task<result<std::optional<std::vector<EventPtr>>>> ArchiveHistory::range(
 
 store::task<result<std::vector<ArchivedStream>>> ArchiveHistory::streams() {
   return with_connection<std::vector<ArchivedStream>>(
-      [](pg::Connection& db) -> result<std::vector<ArchivedStream>> {
+      [this](pg::Connection& db) -> result<std::vector<ArchivedStream>> {
         std::vector<ArchivedStream> out;
-        pg::Result tables;
-        RR_TRY_ASSIGN(tables, db.exec("SELECT to_regclass('rr_archive_cursors') IS NOT NULL"));
-        if (pg::text(tables, 0, 0) != "t") return out;
+        bool any = false;
+        RR_TRY_ASSIGN(any, archived(db));
+        if (!any) return out;
         pg::Result rows;
         RR_TRY_ASSIGN(rows, db.exec(R"sql(
 SELECT c.stream, c.events, c.ms, c.seq, encode(c.hash, 'hex'), c.updated_at,
@@ -111,11 +111,11 @@ FROM rr_archive_cursors c ORDER BY c.stream)sql"));
 
 store::task<result<std::vector<ArchivedEvent>>> ArchiveHistory::search(ArchiveQuery q) {
   return with_connection<std::vector<ArchivedEvent>>(
-      [q = std::move(q)](pg::Connection& db) -> result<std::vector<ArchivedEvent>> {
+      [this, q = std::move(q)](pg::Connection& db) -> result<std::vector<ArchivedEvent>> {
         std::vector<ArchivedEvent> out;
-        pg::Result tables;
-        RR_TRY_ASSIGN(tables, db.exec("SELECT to_regclass('rr_archive_events') IS NOT NULL"));
-        if (pg::text(tables, 0, 0) != "t") return out;
+        bool any = false;
+        RR_TRY_ASSIGN(any, archived(db));
+        if (!any) return out;
         // No archived id is that large (they are bigint): nothing is after it.
         if (q.after.ms >= kMaxBigint) return out;
         auto params = id_params(q.stream, q.after.is_zero() ? StreamId{} : q.after.next());
@@ -142,11 +142,10 @@ store::task<result<std::vector<ArchivedEvent>>> ArchiveHistory::search(ArchiveQu
 }
 
 store::task<result<std::optional<ChainReport>>> ArchiveHistory::verify(std::string stream) {
-  // archive::verify() opens a connection of its own; the one leased here waits meanwhile.
   return with_connection<std::optional<ChainReport>>(
-      [this, stream = std::move(stream)](pg::Connection&) -> result<std::optional<ChainReport>> {
+      [stream = std::move(stream)](pg::Connection& db) -> result<std::optional<ChainReport>> {
         std::vector<ChainReport> reports;
-        RR_TRY_ASSIGN(reports, archive::verify(url_, stream));
+        RR_TRY_ASSIGN(reports, archive::verify(db, stream));
         if (reports.empty() ||
             (reports.front().events == 0 && reports.front().gaps == 0 && !reports.front().broken)) {
           return std::optional<ChainReport>();
@@ -155,12 +154,19 @@ store::task<result<std::optional<ChainReport>>> ArchiveHistory::verify(std::stri
       });
 }
 
+result<bool> ArchiveHistory::archived(pg::Connection& db) {
+  if (tables_seen_) return true;
+  bool exist = false;
+  RR_TRY_ASSIGN(exist, tables_exist(db));
+  if (exist) tables_seen_ = true;
+  return exist;
+}
+
 auto ArchiveHistory::query(pg::Connection& db, const std::string& stream, StreamId after,
                            StreamId through, std::size_t limit) -> result<Range> {
-  // Nothing archived yet: no tables.
-  pg::Result tables;
-  RR_TRY_ASSIGN(tables, db.exec("SELECT to_regclass('rr_archive_cursors') IS NOT NULL"));
-  if (pg::text(tables, 0, 0) != "t") return Range();
+  bool any = false;
+  RR_TRY_ASSIGN(any, archived(db));
+  if (!any) return Range();  // nothing archived yet: no tables
 
   // The first id the reader lacks. How far the stream is archived; the last gap after that id;
   // whether the archive begins at or before it (an archive begun on a stream trimmed already

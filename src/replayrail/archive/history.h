@@ -7,6 +7,7 @@
 // reached the end of the range, and no gap (events trimmed before they were archived) lies after
 // the reader's cursor. Otherwise the store's replay_window_expired stands.
 
+#include <atomic>
 #include <boost/asio/thread_pool.hpp>
 #include <mutex>
 #include <string>
@@ -71,10 +72,13 @@ class ArchiveHistory final : public store::History {
   store::task<result<T>> with_connection(Fn fn);
   result<Range> query(pg::Connection& db, const std::string& stream, StreamId after,
                       StreamId through, std::size_t limit);
+  // tables_exist(), remembered once true (the tables are never dropped by the archive).
+  result<bool> archived(pg::Connection& db);
 
   std::string url_;
   std::mutex mu_;
   std::vector<pg::Connection> idle_;
+  std::atomic<bool> tables_seen_ = false;
   boost::asio::thread_pool pool_;
 };
 

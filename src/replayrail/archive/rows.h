@@ -15,6 +15,13 @@ namespace replayrail::archive {
 inline constexpr const char* kEventColumns =
     "ms, seq, event_id, channel, type, payload, actor, metadata, created_at";
 
+// Whether the archive's tables exist (they are created together, by the first archiver).
+inline result<bool> tables_exist(pg::Connection& db) {
+  pg::Result r;
+  RR_TRY_ASSIGN(r, db.exec("SELECT to_regclass('rr_archive_events') IS NOT NULL"));
+  return pg::text(r, 0, 0) == "t";
+}
+
 // Column `col` of row `row` as an unsigned number (bigint columns the archive wrote).
 inline std::uint64_t number(const pg::Result& r, int row, int col) {
   return std::stoull(pg::text(r, row, col));

@@ -200,14 +200,20 @@ result<Target> parse_target(std::string_view text) {
   return t;
 }
 
-Response json_response(const Request& req, unsigned status, std::string body) {
+// An answer with a body, as every endpoint but the streams gives one.
+Response body_response(const Request& req, unsigned status, std::string_view content_type,
+                       std::string_view cache_control, std::string body) {
   Response res{static_cast<http::status>(status), req.version()};
-  res.set(http::field::content_type, "application/json");
-  res.set(http::field::cache_control, "no-store");
+  res.set(http::field::content_type, content_type);
+  res.set(http::field::cache_control, cache_control);
   res.keep_alive(req.keep_alive());
   res.body() = std::move(body);
   res.prepare_payload();
   return res;
+}
+
+Response json_response(const Request& req, unsigned status, std::string body) {
+  return body_response(req, status, "application/json", "no-store", std::move(body));
 }
 
 Response error_response(const Request& req, const Error& e) {
@@ -309,13 +315,8 @@ Response Server::Impl::metrics_response(const Request& req) {
                            .catchups = hub_stats.catchups,
                            .feeds = hub->feeds(),
                            .backpressure_rejections = backpressure->rejections()};
-  Response res{http::status::ok, req.version()};
-  res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-  res.set(http::field::cache_control, "no-store");
-  res.keep_alive(req.keep_alive());
-  res.body() = metrics->scrape(snapshot);
-  res.prepare_payload();
-  return res;
+  return body_response(req, 200, "text/plain; version=0.0.4; charset=utf-8", "no-store",
+                       metrics->scrape(snapshot));
 }
 
 ServerCounters Server::Impl::counters() {
@@ -391,14 +392,9 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
     for (std::size_t i = 2; i < path.size(); ++i) file += "/" + path[i];
     auto asset = ui_asset(file);
     if (!asset) co_return error(req, make_error(errc::not_found, "no dashboard file /ui/" + file));
-    Response res{http::status::ok, req.version()};
-    res.set(http::field::content_type, asset->content_type);
-    res.set(http::field::cache_control,
-            asset->immutable ? "public, max-age=31536000, immutable" : "no-cache");
-    res.keep_alive(req.keep_alive());
-    res.body() = asset->body;
-    res.prepare_payload();
-    co_return res;
+    co_return body_response(req, 200, asset->content_type,
+                            asset->immutable ? "public, max-age=31536000, immutable" : "no-cache",
+                            std::string(asset->body));
   }
 
   if (path.size() == 2 && path[0] == "events") {

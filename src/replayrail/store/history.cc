@@ -14,11 +14,13 @@ void append(std::vector<EventPtr>& out, std::vector<EventPtr>&& more) {
 
 }  // namespace
 
-task<result<std::vector<EventPtr>>> range_across(Store& hot, History* history,
-                                                 std::string_view stream, StreamId after,
-                                                 std::size_t limit, std::string_view epoch) {
+namespace {
+
+// range_across() with a history: a coroutine frame only where one is configured.
+task<result<std::vector<EventPtr>>> range_with_history(Store& hot, History* history,
+                                                       std::string_view stream, StreamId after,
+                                                       std::size_t limit, std::string_view epoch) {
   auto page = co_await hot.range(stream, after, limit, epoch);
-  if (!history) co_return page;
   const bool expired = !page && page.error().code == errc::replay_window_expired;
   // A read from the start begins before what the hot store kept, if it trimmed.
   if (!expired && !(page && after.is_zero())) co_return page;
@@ -52,6 +54,15 @@ task<result<std::vector<EventPtr>>> range_across(Store& hot, History* history,
   // The hot store's answer: from the start, what it kept; otherwise replay_window_expired.
   if (!expired) co_return page;
   co_return page.error();
+}
+
+}  // namespace
+
+task<result<std::vector<EventPtr>>> range_across(Store& hot, History* history,
+                                                 std::string_view stream, StreamId after,
+                                                 std::size_t limit, std::string_view epoch) {
+  if (!history) return hot.range(stream, after, limit, epoch);
+  return range_with_history(hot, history, stream, after, limit, epoch);
 }
 
 task<result<void>> check_history(History* history, std::string_view stream, StreamId after,
