@@ -59,6 +59,18 @@ void encode_command(std::string& out, std::span<const std::string_view> args) {
   redisFreeSdsCommand(cmd);
 }
 
+Encoded Encoded::subset(std::span<const std::size_t> indices, bool asking) const {
+  Encoded out;
+  for (std::size_t i : indices) {
+    if (asking) out.add_args("ASKING");
+    const std::size_t end = i + 1 < commands ? starts[i + 1] : bytes.size();
+    out.starts.push_back(out.bytes.size());
+    out.bytes.append(bytes, starts[i], end - starts[i]);
+    ++out.commands;
+  }
+  return out;
+}
+
 Decoder::Decoder() : reader_(redisReaderCreate()) {
   if (!reader_) throw std::bad_alloc();
 }

@@ -42,11 +42,16 @@ void encode_command(std::string& out, std::span<const std::string_view> args);
 struct Encoded {
   std::string bytes;
   std::size_t commands = 0;
+  std::vector<std::size_t> starts;  // where each command begins in `bytes`
 
   void add(std::span<const std::string_view> args) {
+    starts.push_back(bytes.size());
     encode_command(bytes, args);
     ++commands;
   }
+  // The commands at `indices` (ascending), each after an ASKING when `asking` (a Redis Cluster
+  // redirection to a node importing the slot: ASKING holds for one command).
+  Encoded subset(std::span<const std::size_t> indices, bool asking) const;
   // add("XACK", key, group, id): any mix of strings and string_views, without copying them.
   template <class... Args>
   void add_args(const Args&... args) {

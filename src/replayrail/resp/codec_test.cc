@@ -78,5 +78,32 @@ TEST(RespCodec, ResetStartsAFreshStream) {
   EXPECT_EQ((*r)->integer, 7);
 }
 
+// A cluster redirection sends some commands of a pipeline again, in order, each after an
+// ASKING when the node is importing the slot.
+TEST(RespCodec, ASubsetOfAPipelineIsTheSameBytes) {
+  Encoded all;
+  all.add_args("XADD", "rr:{s}", "*", "a", "1");
+  all.add_args("XLEN", "rr:{s}");
+  all.add_args("XADD", "rr:{s}", "*", "b", "2");
+  std::string first, second, third, asking;
+  encode_command(first, std::vector<std::string_view>{"XADD", "rr:{s}", "*", "a", "1"});
+  encode_command(second, std::vector<std::string_view>{"XLEN", "rr:{s}"});
+  encode_command(third, std::vector<std::string_view>{"XADD", "rr:{s}", "*", "b", "2"});
+  encode_command(asking, std::vector<std::string_view>{"ASKING"});
+  ASSERT_EQ(all.bytes, first + second + third);
+
+  std::vector<std::size_t> last_two{1, 2};
+  auto again = all.subset(last_two, false);
+  EXPECT_EQ(again.bytes, second + third);
+  EXPECT_EQ(again.commands, 2u);
+  std::vector<std::size_t> ends{0, 2};
+  auto asked = all.subset(ends, true);
+  EXPECT_EQ(asked.bytes, asking + first + asking + third);
+  EXPECT_EQ(asked.commands, 4u);
+  // A subset can be cut again.
+  std::vector<std::size_t> second_of_asked{3};
+  EXPECT_EQ(asked.subset(second_of_asked, false).bytes, third);
+}
+
 }  // namespace
 }  // namespace replayrail::resp
