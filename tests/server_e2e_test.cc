@@ -35,6 +35,7 @@
 #include "replayrail/store/testing/temp_dir.h"
 #include "support/child_process.h"
 #include "support/postgres_server.h"
+#include "support/redis_cluster.h"
 #include "support/redis_server.h"
 
 namespace replayrail {
@@ -82,7 +83,7 @@ class ServerE2E : public ::testing::TestWithParam<std::string> {
       argv.push_back(flag);
       argv.push_back(value);
     }
-    if (GetParam() == "redis") {
+    if (GetParam() == "redis" && std::find(extra.begin(), extra.end(), "--redis") == extra.end()) {
       if (!redis_) redis_ = std::make_unique<testing::RedisServer>();
       argv.push_back("--redis");
       argv.push_back(redis_->url());
@@ -2070,6 +2071,86 @@ TEST_P(ServerE2E, TwoNodesOnOneRedisShareEventsGroupsAndTheArchive) {
   EXPECT_NE(::testing::PrintToString(out).find("shared: 20 events, chain intact"),
             std::string::npos)
       << ::testing::PrintToString(out);
+  other.kill(SIGTERM);
+  const int status = other.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+// DESIGN §8 on a Redis Cluster: two nodes started with --redis-cluster share a channel (a
+// subscriber of one gets what the other publishes) and a topic whose partitions lie on different
+// cluster nodes, read by a consumer group that waits on all of them at once.
+TEST_P(ServerE2E, TwoNodesOnARedisClusterShareChannelsAndTopics) {
+  if (GetParam() != "redis") GTEST_SKIP() << "a Redis Cluster is for the redis store";
+  testing::RedisCluster cluster;
+  restart_server({"--redis", cluster.url(), "--redis-cluster"});
+  const std::uint16_t other_port = testing::free_port();
+  // This one learns it from the environment, as a container would be told.
+  ::setenv("REDIS_CLUSTER", "1", 1);
+  testing::ChildProcess other({RR_SERVER_BINARY, "serve", "--store", "redis", "--redis",
+                               cluster.url(), "--listen", "127.0.0.1:" + std::to_string(other_port),
+                               "--threads", "2"});
+  ::unsetenv("REDIS_CLUSTER");
+  auto line = other.read_line(20s);
+  ASSERT_TRUE(line && line->find("serving on") != std::string::npos) << line.value_or("");
+  auto on_other = [&](http::verb verb, const std::string& target, const std::string& body) {
+    const auto saved = port_;
+    port_ = other_port;
+    auto r = call(verb, target, body);
+    port_ = saved;
+    return r;
+  };
+
+  // A channel: live across the nodes, and stored under its hash tag on the node of its slot.
+  asio::io_context io;
+  Received got;
+  asio::co_spawn(io, subscribe(other_port, "/ws/shared?last_event_id=0-0", 20, got),
+                 asio::detached);
+  std::thread runner([&] { io.run_for(30s); });
+  std::vector<std::string> published;
+  for (int i = 0; i < 20; ++i) {
+    auto r = publish("shared", R"({"type":"t","payload":{"n":)" + std::to_string(i) + "}}");
+    ASSERT_EQ(r.status, 201u) << r.body;
+    published.push_back(r.json().at("event").at("id").as_string().c_str());
+  }
+  runner.join();
+  EXPECT_EQ(ids(got), published);
+  const auto slot = std::stoi(cluster.cli(0, {"CLUSTER", "KEYSLOT", "rr:{shared}"}).at(0));
+  EXPECT_EQ(
+      cluster.cli(cluster.owner(static_cast<std::uint16_t>(slot)), {"XLEN", "rr:{shared}"}).at(0),
+      "20");
+
+  // A topic of 8 partitions, spread over the cluster's nodes, read by a group on the other node.
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/events", event_batch(0, 20)).status, 201u);
+  std::set<std::size_t> nodes;
+  for (int p = 0; p < 8; ++p) {
+    auto key = "rr:{orders#" + std::to_string(p) + "}";  // partition p's stream
+    auto owner = cluster.owner(
+        static_cast<std::uint16_t>(std::stoi(cluster.cli(0, {"CLUSTER", "KEYSLOT", key}).at(0))));
+    if (cluster.cli(owner, {"EXISTS", key}).at(0) == "1") nodes.insert(owner);
+  }
+  EXPECT_GT(nodes.size(), 1u) << "the partitions all on one node";
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/groups", R"({"group":"g","start_id":"0-0"})")
+                .status,
+            201u);
+  auto all = messages_of(on_other(http::verb::post, "/v1/topics/orders/groups/g/read",
+                                  R"({"consumer":"c","count":100})"));
+  EXPECT_EQ(all.size(), 20u);
+
+  // Blocked on all eight partitions at once; one event on any of them answers it.
+  HttpResult waited;
+  const auto started = std::chrono::steady_clock::now();
+  std::thread reader([&] {
+    waited = on_other(http::verb::post, "/v1/topics/orders/groups/g/read",
+                      R"({"consumer":"c","count":100,"block_ms":10000})");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/events", event_batch(20, 21)).status, 201u);
+  reader.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s) << "the wait did not wake";
+  auto woken = messages_of(waited);
+  ASSERT_EQ(woken.size(), 1u);
+  EXPECT_EQ(woken[0].at("event").at("payload").at("n").as_int64(), 20);
+
   other.kill(SIGTERM);
   const int status = other.wait();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);

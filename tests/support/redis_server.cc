@@ -38,30 +38,41 @@ bool answers_ping(std::uint16_t port) {
 
 }  // namespace
 
-std::uint16_t free_port() {
+namespace {
+
+bool binds(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return bound;
+}
+
+}  // namespace
+
+std::uint16_t free_port(std::uint16_t also_free_at) {
   // Below the kernel's ephemeral range (ip_local_port_range), which the client sockets of tests
   // running alongside draw from: a port bind(0) picked could be taken by one of their connections
   // before the server binds it. A random one is tried until one binds.
   std::uint16_t low = 32768;
   if (std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range"); range) range >> low;
-  if (low <= 10000) throw std::runtime_error("the ephemeral port range leaves no ports below it");
+  if (low <= 10000 + also_free_at) {
+    throw std::runtime_error("the ephemeral port range leaves no ports below it");
+  }
   std::mt19937 random(std::random_device{}());
-  std::uniform_int_distribution<int> pick(10000, low - 1);
+  std::uniform_int_distribution<int> pick(10000, low - 1 - also_free_at);
   for (int attempt = 0; attempt < 1000; ++attempt) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<std::uint16_t>(pick(random)));
-    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    if (bound) return ntohs(addr.sin_port);
+    auto port = static_cast<std::uint16_t>(pick(random));
+    if (binds(port) && (also_free_at == 0 || binds(port + also_free_at))) return port;
   }
   throw std::runtime_error("no free loopback port");
 }
 
-RedisServer::RedisServer(std::vector<std::string> extra_args)
-    : extra_args_(std::move(extra_args)), port_(free_port()) {
+RedisServer::RedisServer(std::vector<std::string> extra_args, std::uint16_t port)
+    : extra_args_(std::move(extra_args)), port_(port ? port : free_port()) {
   start();
 }
 

@@ -14,7 +14,8 @@ namespace replayrail::testing {
 // persistence. Stopped with the object; kill() and start() simulate an outage on the same port.
 class RedisServer {
  public:
-  explicit RedisServer(std::vector<std::string> extra_args = {});
+  // On `port`, or on a free_port() when 0.
+  explicit RedisServer(std::vector<std::string> extra_args = {}, std::uint16_t port = 0);
 
   // Also listening for TLS on a second port, with a certificate for 127.0.0.1 made by the
   // openssl tool into the temporary directory.
@@ -42,7 +43,8 @@ class RedisServer {
 };
 
 // A loopback TCP port nothing listens on right now, below the ephemeral range (so no client
-// connection takes it meanwhile).
-std::uint16_t free_port();
+// connection takes it meanwhile); with `also_free_at`, so is that port plus it (a cluster node's
+// bus port is its port + 10000).
+std::uint16_t free_port(std::uint16_t also_free_at = 0);
 
 }  // namespace replayrail::testing

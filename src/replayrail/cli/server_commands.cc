@@ -43,8 +43,13 @@ result<std::shared_ptr<store::Store>> open_store(const ServeArgs& args,
   if (args.store == "redis") {
     resp::RedisUrl url;
     RR_TRY_ASSIGN(url, resp::parse_redis_url(args.redis_url));
-    return std::shared_ptr<store::Store>(
-        store::RedisStore::connect(executor, {.url = url, .prefix = args.redis_prefix}));
+    if (args.redis_cluster && url.db != 0) {
+      return make_error(errc::invalid_argument,
+                        "a Redis Cluster has database 0 only; the Redis URL names database " +
+                            std::to_string(url.db));
+    }
+    return std::shared_ptr<store::Store>(store::RedisStore::connect(
+        executor, {.url = url, .prefix = args.redis_prefix, .cluster = args.redis_cluster}));
   }
   // --fsync is checked when parsed: always, batch or never.
   auto fsync = store::local::parse_fsync(args.fsync).value_or(store::local::Fsync::always);
@@ -214,6 +219,9 @@ CLI::Option* add_store_options(CLI::App* cmd, ServeArgs& s) {
                     ->envname("REDIS_URL")
                     ->capture_default_str();
   cmd->add_option("--redis-prefix", s.redis_prefix, "Redis key prefix")->capture_default_str();
+  cmd->add_flag("--redis-cluster", s.redis_cluster,
+                "The Redis URL is a node of a Redis Cluster (keys carry the stream as a hash tag)")
+      ->envname("REDIS_CLUSTER");
   return redis;
 }
 

@@ -28,14 +28,23 @@ constexpr Millis kConnectWait{2000};
 constexpr Millis kUnblockRetry{1};
 constexpr int kUnblockAttempts = 200;
 
+// The pause before an XREAD after one that Redis refused.
+constexpr Millis kErrorPause{20};
+
+// A cluster's lane with no waiters this long closes its connection (there is one per slot).
+constexpr Millis kIdleLane{30000};
+
 }  // namespace
 
 BlockingReads::BlockingReads(asio::any_io_executor executor, resp::RedisUrl url,
-                             std::shared_ptr<resp::Connection> control, std::size_t lanes)
+                             std::shared_ptr<resp::Connection> control,
+                             std::shared_ptr<resp::Cluster> cluster, std::size_t lanes)
     : executor_(executor),
       strand_(asio::make_strand(executor)),
       url_(std::move(url)),
-      control_(std::move(control)) {
+      control_(std::move(control)),
+      cluster_(std::move(cluster)) {
+  if (cluster_) return;  // lanes per slot, on demand
   for (std::size_t i = 0; i < std::max<std::size_t>(1, lanes); ++i) {
     lanes_.push_back(std::make_shared<Lane>(strand_));
   }
@@ -44,9 +53,16 @@ BlockingReads::BlockingReads(asio::any_io_executor executor, resp::RedisUrl url,
 std::shared_ptr<BlockingReads> BlockingReads::start(asio::any_io_executor executor,
                                                     resp::RedisUrl url,
                                                     std::shared_ptr<resp::Connection> control,
+                                                    std::shared_ptr<resp::Cluster> cluster,
                                                     std::size_t lanes) {
-  return std::shared_ptr<BlockingReads>(
-      new BlockingReads(std::move(executor), std::move(url), std::move(control), lanes));
+  return std::shared_ptr<BlockingReads>(new BlockingReads(
+      std::move(executor), std::move(url), std::move(control), std::move(cluster), lanes));
+}
+
+std::vector<BlockingReads::LanePtr> BlockingReads::all_lanes() const {
+  std::vector<LanePtr> out = lanes_;
+  for (const auto& [slot, lane] : slot_lanes_) out.push_back(lane);
+  return out;
 }
 
 asio::awaitable<result<bool>> BlockingReads::wait(std::vector<Watch> watches,
@@ -66,9 +82,9 @@ asio::awaitable<result<bool>> BlockingReads::wait(std::vector<Watch> watches,
 void BlockingReads::stop() {
   asio::post(strand_, [self = shared_from_this()] {
     self->stopped_ = true;
-    for (auto& lane : self->lanes_) {
+    for (auto& lane : self->all_lanes()) {
       self->complete_where(
-          *lane, [](const Waiter&) { return true; }, store_closed_error());
+          *lane, [](const Entry&) { return true; }, store_closed_error());
       lane->wake.cancel();
       lane->expiry.cancel();
       if (lane->conn) lane->conn->stop();
@@ -77,14 +93,18 @@ void BlockingReads::stop() {
 }
 
 void BlockingReads::complete(Waiter& waiter, result<bool> value) {
+  if (waiter.done) return;
+  waiter.done = true;
   asio::post(waiter.executor, [handler = std::move(waiter.handler),
                                value = std::move(value)]() mutable { std::move(handler)(value); });
 }
 
+// Completes the entries `predicate` picks, and forgets those another lane completed.
 void BlockingReads::complete_where(Lane& lane, auto&& predicate, const result<bool>& value) {
-  std::erase_if(lane.waiters, [&](const WaiterPtr& w) {
-    if (!predicate(*w)) return false;
-    complete(*w, value);
+  std::erase_if(lane.entries, [&](const Entry& e) {
+    if (e.waiter->done) return true;
+    if (!predicate(e)) return false;
+    complete(*e.waiter, value);
     return true;
   });
 }
@@ -94,46 +114,97 @@ void BlockingReads::add(WaiterPtr waiter) {
     complete(*waiter, store_closed_error());
     return;
   }
-  // Waiters on the same stream share a lane, so its XREAD names each stream once.
-  const LanePtr& lane =
-      lanes_[std::hash<std::string>{}(waiter->watches.front().key) % lanes_.size()];
-  lane->waiters.push_back(waiter);
+  if (!cluster_) {
+    // Waiters on the same stream share a lane, so its XREAD names each stream once.
+    const LanePtr& lane =
+        lanes_[std::hash<std::string>{}(waiter->watches.front().key) % lanes_.size()];
+    place(lane, waiter, waiter->watches);
+    return;
+  }
+  std::map<std::uint16_t, std::vector<Watch>> by_slot;
+  for (const auto& w : waiter->watches) by_slot[resp::key_slot(w.key)].push_back(w);
+  for (auto& [slot, watches] : by_slot) {
+    LanePtr& lane = slot_lanes_[slot];
+    if (!lane) {
+      lane = std::make_shared<Lane>(strand_);
+      lane->slot = slot;
+    }
+    place(lane, waiter, std::move(watches));
+  }
+}
+
+void BlockingReads::place(const LanePtr& lane, const WaiterPtr& waiter,
+                          std::vector<Watch> watches) {
+  lane->entries.push_back({waiter, std::move(watches)});
   arm_expiry(lane);
-  if (!lane->conn) {
-    lane->conn = resp::Connection::start(executor_, {.url = url_, .client_id = true});
+  if (!lane->running) {
+    lane->running = true;
     asio::co_spawn(
         strand_, [self = shared_from_this(), lane] { return self->run(lane); }, asio::detached);
   } else if (!lane->in_flight) {
     lane->wake.cancel();
-  } else if (!covered(*lane, *waiter)) {
+  } else if (!covered(*lane, lane->entries.back())) {
     interrupt(lane);
   }
 }
 
-bool BlockingReads::covered(const Lane& lane, const Waiter& waiter) const {
-  return std::all_of(waiter.watches.begin(), waiter.watches.end(), [&](const Watch& w) {
+bool BlockingReads::target(Lane& lane) {
+  if (!cluster_) {
+    if (!lane.conn)
+      lane.conn = resp::Connection::start(executor_, {.url = url_, .client_id = true});
+    lane.control = control_;
+    return true;
+  }
+  auto node = cluster_->node(*lane.slot);
+  if (!node) return false;
+  std::string address = node->url.host + ":" + std::to_string(node->url.port);
+  if (lane.conn && address == lane.address) return true;
+  if (lane.conn) lane.conn->stop();  // the slot moved
+  lane.conn = resp::Connection::start(executor_, {.url = node->url, .client_id = true});
+  lane.address = std::move(address);
+  lane.control = node->connection;
+  return true;
+}
+
+bool BlockingReads::covered(const Lane& lane, const Entry& entry) const {
+  return std::all_of(entry.watches.begin(), entry.watches.end(), [&](const Watch& w) {
     auto it = lane.issued.find(w.key);
     return it != lane.issued.end() && it->second <= w.after;
   });
 }
 
 asio::awaitable<void> BlockingReads::run(LanePtr lane) {
+  auto all = [](const Entry&) { return true; };
   while (!stopped_) {
-    if (lane->waiters.empty()) {
-      lane->wake.expires_at(Clock::time_point::max());
-      co_await lane->wake.async_wait(kToken);
+    complete_where(
+        *lane, [](const Entry&) { return false; }, true);  // forgets the completed
+    if (lane->entries.empty()) {
+      // A cluster's lane closes when idle for long: it holds a connection per slot.
+      lane->wake.expires_at(lane->slot ? Clock::now() + kIdleLane : Clock::time_point::max());
+      auto [ec] = co_await lane->wake.async_wait(kToken);
+      if (!ec && lane->slot && lane->entries.empty() && !stopped_) {
+        if (lane->conn) lane->conn->stop();
+        slot_lanes_.erase(*lane->slot);
+        lane->running = false;
+        co_return;
+      }
+      continue;
+    }
+    if (!target(*lane)) {
+      complete_where(*lane, all, cluster_->not_ready_error());
       continue;
     }
     if (!lane->conn->ready() && !co_await lane->conn->wait_ready(kConnectWait)) {
-      complete_where(
-          *lane, [](const Waiter&) { return true; },
-          make_error(errc::store_unavailable, "Redis at " + url_.redacted() + ": not connected"));
+      std::string where = lane->slot ? lane->address : url_.redacted();
+      complete_where(*lane, all,
+                     make_error(errc::store_unavailable, "Redis at " + where + ": not connected"));
       continue;
     }
     // Each stream at the lowest cursor any waiter holds for it.
     std::map<std::string, StreamId> set;
-    for (const auto& w : lane->waiters) {
-      for (const auto& watch : w->watches) {
+    for (const auto& e : lane->entries) {
+      if (e.waiter->done) continue;
+      for (const auto& watch : e.watches) {
         auto [it, added] = set.try_emplace(watch.key, watch.after);
         if (!added) it->second = std::min(it->second, watch.after);
       }
@@ -151,15 +222,19 @@ asio::awaitable<void> BlockingReads::run(LanePtr lane) {
     lane->issued.clear();
     if (stopped_) break;
     if (!reply) {
-      complete_where(
-          *lane, [](const Waiter&) { return true; }, reply.error());
+      complete_where(*lane, all, reply.error());
       continue;
     }
+    // The slot moved: the next round connects to its new primary.
+    if (cluster_ && cluster_->redirected(*reply)) continue;
     if (reply->is_error()) {
-      // (WRONGTYPE at one of the keys, say.) Everyone reads their pages again, and the read of
-      // the stream at fault reports it with the store's words.
-      complete_where(
-          *lane, [](const Waiter&) { return true; }, true);
+      // (WRONGTYPE at one of the keys, say; or on a cluster a slot being migrated: ASK,
+      // TRYAGAIN, UNBLOCKED.) Everyone reads their pages again, and the read of the stream at
+      // fault reports it with the store's words; the next XREAD waits a moment, so a slot that
+      // stays in migration is polled, not spun on.
+      complete_where(*lane, all, true);
+      asio::steady_timer pause(strand_, kErrorPause);
+      co_await pause.async_wait(kToken);
       continue;
     }
     // Nil: timed out or unblocked. Otherwise [[key, [[id, fields]]], …].
@@ -173,8 +248,8 @@ asio::awaitable<void> BlockingReads::run(LanePtr lane) {
     if (arrived.empty()) continue;
     complete_where(
         *lane,
-        [&](const Waiter& w) {
-          return std::any_of(w.watches.begin(), w.watches.end(), [&](const Watch& watch) {
+        [&](const Entry& e) {
+          return std::any_of(e.watches.begin(), e.watches.end(), [&](const Watch& watch) {
             auto it = arrived.find(watch.key);
             return it != arrived.end() && watch.after < it->second;
           });
@@ -196,7 +271,9 @@ asio::awaitable<void> BlockingReads::unblock(LanePtr lane) {
   for (int attempt = 0; attempt < kUnblockAttempts; ++attempt) {
     if (stopped_ || !lane->in_flight || lane->round != round) break;
     if (std::int64_t id = lane->conn->client_id(); id >= 0) {
-      auto reply = co_await control_->command(command("CLIENT", "UNBLOCK", std::to_string(id)));
+      // On the node the XREAD runs on (a client id names a connection of one server).
+      auto control = lane->control;
+      auto reply = co_await control->command(command("CLIENT", "UNBLOCK", std::to_string(id)));
       if (reply && reply->integer == 1) break;
     }
     pause.expires_after(kUnblockRetry);
@@ -205,15 +282,17 @@ asio::awaitable<void> BlockingReads::unblock(LanePtr lane) {
   lane->unblocking = false;
   // Waiters that came while this ran and that the XREAD now in flight does not cover.
   if (lane->in_flight && !stopped_ &&
-      !std::all_of(lane->waiters.begin(), lane->waiters.end(),
-                   [&](const WaiterPtr& w) { return covered(*lane, *w); })) {
+      !std::all_of(lane->entries.begin(), lane->entries.end(),
+                   [&](const Entry& e) { return e.waiter->done || covered(*lane, e); })) {
     interrupt(lane);
   }
 }
 
 void BlockingReads::arm_expiry(const LanePtr& lane) {
   auto next = Clock::time_point::max();
-  for (const auto& w : lane->waiters) next = std::min(next, w->deadline);
+  for (const auto& e : lane->entries) {
+    if (!e.waiter->done) next = std::min(next, e.waiter->deadline);
+  }
   if (next == lane->expiry_at) return;
   lane->expiry_at = next;
   lane->expiry.expires_at(next);  // cancels the wait for the previous deadline
@@ -223,7 +302,7 @@ void BlockingReads::arm_expiry(const LanePtr& lane) {
         if (ec || self->stopped_) return;
         auto now = Clock::now();
         self->complete_where(
-            *lane, [now](const Waiter& w) { return w.deadline <= now; }, false);
+            *lane, [now](const Entry& e) { return e.waiter->deadline <= now; }, false);
         lane->expiry_at = Clock::time_point::max();
         self->arm_expiry(lane);
       }));

@@ -28,6 +28,9 @@ namespace {
 // How long a command waits for a connection being (re)established before store_unavailable.
 constexpr Millis kConnectWait{500};
 
+// The pause after a blocking read a slot in migration refused and a read that found nothing.
+constexpr Millis kMigrationPause{20};
+
 // Entries per stream node (Redis' stream-node-max-entries default): what MAXLEN ~ frees at once.
 constexpr std::uint64_t kNodeEntries = 100;
 
@@ -67,9 +70,13 @@ RedisStore::RedisStore(asio::any_io_executor executor, Options options)
     : executor_(std::move(executor)),
       options_(std::move(options)),
       trim_strand_(asio::make_strand(executor_)) {
-  main_ = resp::Connection::start(executor_, {.url = options_.url});
-  blocking_ =
-      redis::BlockingReads::start(executor_, options_.url, main_, options_.blocking_connections);
+  if (options_.cluster) {
+    cluster_ = resp::Cluster::start(executor_, {.url = options_.url, .connect_wait = kConnectWait});
+  } else {
+    main_ = resp::Connection::start(executor_, {.url = options_.url});
+  }
+  blocking_ = redis::BlockingReads::start(executor_, options_.url, main_, cluster_,
+                                          options_.blocking_connections);
 }
 
 std::shared_ptr<RedisStore> RedisStore::connect(asio::any_io_executor executor, Options options) {
@@ -81,7 +88,8 @@ RedisStore::~RedisStore() { close(); }
 // Stopped connections fail what they hold, and every later command, with store_unavailable.
 void RedisStore::close() {
   blocking_->stop();
-  main_->stop();
+  if (main_) main_->stop();
+  if (cluster_) cluster_->stop();
   std::lock_guard lock(idle_mu_);
   closed_ = true;
   for (auto& weak : all_blocking_) {
@@ -89,38 +97,52 @@ void RedisStore::close() {
   }
 }
 
-task<bool> RedisStore::wait_ready(Millis timeout) { return main_->wait_ready(timeout); }
+task<bool> RedisStore::wait_ready(Millis timeout) {
+  return cluster_ ? cluster_->wait_ready(timeout) : main_->wait_ready(timeout);
+}
+
+std::string RedisStore::tag(std::string_view stream) const {
+  return options_.cluster ? "{" + std::string(stream) + "}" : std::string(stream);
+}
 
 std::string RedisStore::key(std::string_view stream) const {
-  return options_.prefix + ":" + std::string(stream);
+  return options_.prefix + ":" + tag(stream);
 }
 
 std::string RedisStore::meta_key(std::string_view stream) const {
-  return options_.prefix + ":@meta:" + std::string(stream);
+  return options_.prefix + ":@meta:" + tag(stream);
+}
+
+std::uint16_t RedisStore::slot(std::string_view redis_key) const {
+  return cluster_ ? resp::key_slot(redis_key) : 0;
 }
 
 std::string RedisStore::group_options_field(std::string_view group) {
   return "group:" + std::string(group) + ":max_deliveries";
 }
 
-task<result<Reply>> RedisStore::call(std::vector<std::string> args) {
+task<result<Reply>> RedisStore::call(std::uint16_t slot, std::vector<std::string> args) {
   resp::Encoded encoded;
   encoded.add(std::vector<std::string_view>(args.begin(), args.end()));
-  co_return co_await send(args.front(), std::move(encoded));
+  co_return co_await send(slot, args.front(), std::move(encoded));
 }
 
-task<result<Reply>> RedisStore::call_batch(std::vector<std::vector<std::string>> batch) {
-  resp::Encoded encoded;
-  for (const auto& args : batch)
-    encoded.add(std::vector<std::string_view>(args.begin(), args.end()));
-  co_return co_await send(batch.front().front(), std::move(encoded));
-}
-
-task<result<Reply>> RedisStore::send(std::string_view name, resp::Encoded encoded) {
+// Not a coroutine itself, so the usual case (a single Redis, connected) costs no coroutine frame
+// on the append path.
+task<result<Reply>> RedisStore::send_raw(std::uint16_t slot, resp::Encoded encoded) {
+  if (cluster_) return cluster_->send(slot, std::move(encoded));
+  if (main_->ready()) return main_->send(std::move(encoded));
   // Give a connection that is being (re)established a moment before failing.
-  if (!main_->ready()) co_await main_->wait_ready(kConnectWait);
+  return [](std::shared_ptr<resp::Connection> main, resp::Encoded encoded) -> task<result<Reply>> {
+    co_await main->wait_ready(kConnectWait);
+    co_return co_await main->send(std::move(encoded));
+  }(main_, std::move(encoded));
+}
+
+task<result<Reply>> RedisStore::send(std::uint16_t slot, std::string_view name,
+                                     resp::Encoded encoded) {
   const bool batch = encoded.commands > 1;
-  auto reply = co_await main_->send(std::move(encoded));
+  auto reply = co_await send_raw(slot, std::move(encoded));
   if (!reply) co_return reply.error();
   if (!batch && reply->is_error()) co_return redis_error(*reply, name);
   if (batch) {
@@ -131,18 +153,75 @@ task<result<Reply>> RedisStore::send(std::string_view name, resp::Encoded encode
   co_return reply;
 }
 
-task<result<Reply>> RedisStore::call_blocking(std::vector<std::string> args) {
+task<result<Reply>> RedisStore::call_on(std::shared_ptr<resp::Connection> connection,
+                                        std::vector<std::string> args) {
+  if (!connection->ready()) co_await connection->wait_ready(kConnectWait);
+  auto reply = co_await connection->command(args);
+  if (!reply) co_return reply.error();
+  if (reply->is_error()) co_return redis_error(*reply, args.front());
+  co_return reply;
+}
+
+std::vector<std::shared_ptr<resp::Connection>> RedisStore::primaries() const {
+  if (!cluster_) return {main_};
+  std::vector<std::shared_ptr<resp::Connection>> out;
+  for (auto& node : cluster_->primaries()) out.push_back(std::move(node.connection));
+  return out;
+}
+
+task<result<std::vector<std::string>>> RedisStore::scan(std::string pattern, std::string type,
+                                                        std::optional<std::uint16_t> slot) {
+  std::vector<std::shared_ptr<resp::Connection>> nodes;
+  if (cluster_ && !cluster_->ready()) co_await cluster_->wait_ready(kConnectWait);
+  if (slot && cluster_) {
+    auto node = cluster_->node(*slot);
+    if (!node) co_return cluster_->not_ready_error();
+    nodes.push_back(node->connection);
+  } else {
+    nodes = primaries();
+    if (nodes.empty()) co_return cluster_->not_ready_error();  // (a cluster without a map)
+  }
+  std::vector<std::string> out;
+  for (const auto& node : nodes) {
+    std::string cursor = "0";
+    do {
+      auto cmd = command("SCAN", cursor, "MATCH", pattern, "COUNT", "1000");
+      if (!type.empty()) {
+        cmd.push_back("TYPE");
+        cmd.push_back(type);
+      }
+      Reply page;
+      RR_CO_TRY_ASSIGN(page, co_await call_on(node, std::move(cmd)));
+      if (page.elements.size() != 2) co_return unexpected_reply("SCAN");
+      cursor = page.elements[0].str;
+      for (auto& k : page.elements[1].elements) out.push_back(std::move(k.str));
+    } while (cursor != "0");
+  }
+  co_return out;
+}
+
+task<result<Reply>> RedisStore::call_blocking(std::uint16_t slot, std::vector<std::string> args,
+                                              std::vector<std::string> unblocked) {
+  // The node serving the slot: its URL, and the key of its idle connections.
+  resp::RedisUrl url = options_.url;
+  if (cluster_) {
+    if (!cluster_->ready()) co_await cluster_->wait_ready(kConnectWait);
+    auto node = cluster_->node(slot);
+    if (!node) co_return cluster_->not_ready_error();
+    url = node->url;
+  }
+  const std::string address = url.host + ":" + std::to_string(url.port);
   std::shared_ptr<resp::Connection> conn;
   {
     std::lock_guard lock(idle_mu_);
     if (closed_) co_return store_closed_error();
-    if (!idle_blocking_.empty()) {
-      conn = std::move(idle_blocking_.back());
-      idle_blocking_.pop_back();
+    if (auto& idle = idle_blocking_[address]; !idle.empty()) {
+      conn = std::move(idle.back());
+      idle.pop_back();
     }
   }
   if (!conn) {
-    conn = resp::Connection::start(executor_, {.url = options_.url});
+    conn = resp::Connection::start(executor_, {.url = url});
     {
       std::lock_guard lock(idle_mu_);
       std::erase_if(all_blocking_, [](const auto& weak) { return weak.expired(); });
@@ -152,18 +231,31 @@ task<result<Reply>> RedisStore::call_blocking(std::vector<std::string> args) {
     if (!co_await conn->wait_ready(Millis(2000))) {
       conn->stop();
       co_return make_error(errc::store_unavailable,
-                           "Redis at " + options_.url.redacted() + ": not connected");
+                           "Redis at " + url.redacted() + ": not connected");
     }
   }
-  std::string name = args.front();
-  auto reply = co_await conn->command(std::move(args));
+  auto reply = co_await conn->command(args);
   if (conn->ready()) {
     std::lock_guard lock(idle_mu_);
-    idle_blocking_.push_back(std::move(conn));
+    idle_blocking_[address].push_back(std::move(conn));
   } else {
     conn->stop();
   }
   if (!reply) co_return reply.error();
+  // The slot moved to another primary (the command did not run): once more, on the new owner.
+  if (cluster_ && cluster_->redirected(*reply)) {
+    co_return co_await call_blocking(slot, std::move(args), std::move(unblocked));
+  }
+  if (cluster_ &&
+      (reply->error_is("ASK") || reply->error_is("TRYAGAIN") || reply->error_is("UNBLOCKED"))) {
+    auto read = co_await call(slot, std::move(unblocked));
+    if (read && read->elements.empty()) {
+      asio::steady_timer pause(executor_, kMigrationPause);
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    co_return read;
+  }
+  const std::string& name = args.front();
   if (reply->is_error()) co_return redis_error(*reply, name);
   co_return reply;
 }
@@ -183,18 +275,19 @@ task<result<Reply>> RedisStore::eval_views(const char* script, std::size_t keys,
       {kTrimScript, sha1_hex(kTrimScript)}};
   const std::string& sha = shas.at(script);
   const std::string key_count = std::to_string(keys);
-  auto encode = [&] {
-    std::vector<std::string_view> cmd{"EVALSHA", sha, key_count};
+  auto encode = [&](std::string_view verb, std::string_view body) {
+    std::vector<std::string_view> cmd{verb, body, key_count};
     cmd.insert(cmd.end(), keys_and_args.begin(), keys_and_args.end());
     resp::Encoded encoded;
     encoded.add(cmd);
     return encoded;
   };
-  if (!main_->ready()) co_await main_->wait_ready(kConnectWait);
-  auto reply = co_await main_->send(encode());
+  const std::uint16_t route = slot(keys_and_args.front());
+  auto reply = co_await send_raw(route, encode("EVALSHA", sha));
   if (reply && reply->error_is("NOSCRIPT")) {
-    RR_CO_TRY(co_await call(command("SCRIPT", "LOAD", script)));
-    reply = co_await main_->send(encode());
+    // EVAL caches the script on the node that runs it (each primary of a cluster has its own
+    // cache, and a restart empties it): later EVALSHAs find it there.
+    reply = co_await send_raw(route, encode("EVAL", script));
   }
   if (!reply) co_return reply.error();
   if (reply->is_error()) co_return redis_error(*reply, "script");
@@ -202,7 +295,7 @@ task<result<Reply>> RedisStore::eval_views(const char* script, std::size_t keys,
 }
 
 std::string RedisStore::idempotency_key(std::string_view stream, std::string_view event_id) const {
-  return options_.prefix + ":@idem:" + std::string(stream) + ":" + std::string(event_id);
+  return options_.prefix + ":@idem:" + tag(stream) + ":" + std::string(event_id);
 }
 
 namespace {
@@ -234,7 +327,7 @@ task<result<Appended>> RedisStore::append(std::string_view stream, NewEvent even
   add_xadd(xadd, k, event.event);
   if (options.maxlen > 0) xadd.add_args("XLEN", k);
   Reply reply;
-  RR_CO_TRY_ASSIGN(reply, co_await send("XADD", std::move(xadd)));
+  RR_CO_TRY_ASSIGN(reply, co_await send(slot(k), "XADD", std::move(xadd)));
   bool needs_trim = false;
   if (options.maxlen > 0) {
     needs_trim = over_maxlen(options, reply.elements[1].integer);
@@ -312,7 +405,7 @@ task<result<std::vector<Appended>>> RedisStore::append_generated(std::string_vie
   for (const auto& e : events) add_xadd(batch, k, e.event);
   if (options.maxlen > 0) batch.add_args("XLEN", k);
   Reply reply;
-  RR_CO_TRY_ASSIGN(reply, co_await send("XADD", std::move(batch)));
+  RR_CO_TRY_ASSIGN(reply, co_await send(slot(k), "XADD", std::move(batch)));
   if (reply.elements.size() != events.size() + (options.maxlen > 0)) {
     co_return unexpected_reply("XADD");
   }
@@ -458,17 +551,19 @@ task<result<StreamInfo>> RedisStore::info(std::string_view stream) {
   RR_CO_TRY_ASSIGN(p, co_await page(stream, {}, 0));
   if (!p.exists) co_return no_stream(stream);
   StreamInfo out;
+  const std::string k = key(stream);
+  const std::uint16_t route = slot(k);
   Reply len;
-  RR_CO_TRY_ASSIGN(len, co_await call(command("XLEN", key(stream))));
+  RR_CO_TRY_ASSIGN(len, co_await call(route, command("XLEN", k)));
   out.length = static_cast<std::uint64_t>(len.integer);
   out.first_id = p.first_id;
   out.last_id = p.last_id;
   out.trimmed_through = p.trimmed_through;
   out.epoch = p.epoch;
   Reply groups, meta;
-  RR_CO_TRY_ASSIGN(groups, co_await call(command("XINFO", "GROUPS", key(stream))));
+  RR_CO_TRY_ASSIGN(groups, co_await call(route, command("XINFO", "GROUPS", k)));
   if (!groups.elements.empty()) {
-    RR_CO_TRY_ASSIGN(meta, co_await call(command("HGETALL", meta_key(stream))));
+    RR_CO_TRY_ASSIGN(meta, co_await call(route, command("HGETALL", meta_key(stream))));
   }
   for (const auto& g : groups.elements) {
     GroupInfo gi;
@@ -489,8 +584,9 @@ task<result<StreamInfo>> RedisStore::info(std::string_view stream) {
     } else {
       // Redis could not tell (the group was set to an arbitrary id): count.
       Reply after;
-      RR_CO_TRY_ASSIGN(after, co_await call(command("XRANGE", key(stream),
-                                                    "(" + gi.last_delivered.to_string(), "+")));
+      RR_CO_TRY_ASSIGN(
+          after,
+          co_await call(route, command("XRANGE", k, "(" + gi.last_delivered.to_string(), "+")));
       gi.lag = after.elements.size();
     }
     out.groups.push_back(std::move(gi));
@@ -499,39 +595,41 @@ task<result<StreamInfo>> RedisStore::info(std::string_view stream) {
 }
 
 task<result<bool>> RedisStore::delete_stream(std::string_view stream) {
+  const std::string k = key(stream);
+  const std::uint16_t route = slot(k);
   Reply deleted;
-  RR_CO_TRY_ASSIGN(deleted, co_await call(command("DEL", key(stream), meta_key(stream))));
-  std::string pattern = options_.prefix + ":@idem:" + std::string(stream) + ":*";
-  std::string cursor = "0";
-  do {
-    Reply page;
-    RR_CO_TRY_ASSIGN(page,
-                     co_await call(command("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")));
-    if (page.elements.size() != 2) co_return unexpected_reply("SCAN");
-    cursor = page.elements[0].str;
+  RR_CO_TRY_ASSIGN(deleted, co_await call(route, command("DEL", k, meta_key(stream))));
+  // The stream's idempotency records (on a cluster they share its slot, so its node).
+  std::vector<std::string> records;
+  RR_CO_TRY_ASSIGN(records,
+                   co_await scan(options_.prefix + ":@idem:" + tag(stream) + ":*", "", route));
+  for (std::size_t i = 0; i < records.size(); i += 1000) {
     auto del = command("DEL");
-    for (const auto& k : page.elements[1].elements) del.push_back(k.str);
-    if (del.size() > 1) RR_CO_TRY(co_await call(std::move(del)));
-  } while (cursor != "0");
+    auto end = records.begin() + static_cast<std::ptrdiff_t>(std::min(records.size(), i + 1000));
+    del.insert(del.end(), records.begin() + static_cast<std::ptrdiff_t>(i), end);
+    RR_CO_TRY(co_await call(route, std::move(del)));
+  }
   co_return deleted.integer > 0;
 }
 
 task<result<std::vector<std::string>>> RedisStore::list_streams() {
+  const std::string prefix = options_.prefix + ":";
+  std::vector<std::string> keys;
+  RR_CO_TRY_ASSIGN(keys, co_await scan(prefix + "*", "stream", std::nullopt));
   std::vector<std::string> out;
-  std::string prefix = options_.prefix + ":";
-  std::string cursor = "0";
-  do {
-    Reply page;
-    RR_CO_TRY_ASSIGN(page, co_await call(command("SCAN", cursor, "MATCH", prefix + "*", "COUNT",
-                                                 "1000", "TYPE", "stream")));
-    if (page.elements.size() != 2) co_return unexpected_reply("SCAN");
-    cursor = page.elements[0].str;
-    for (const auto& k : page.elements[1].elements) {
-      std::string_view name = std::string_view(k.str).substr(prefix.size());
-      if (!name.starts_with('@')) out.emplace_back(name);
+  for (const auto& k : keys) {
+    std::string_view name = std::string_view(k).substr(prefix.size());
+    if (name.starts_with('@')) continue;
+    if (options_.cluster) {
+      // `{<stream>}`; keys without the tag are not this store's.
+      if (name.size() < 2 || name.front() != '{' || name.back() != '}') continue;
+      name = name.substr(1, name.size() - 2);
     }
-  } while (cursor != "0");
+    out.emplace_back(name);
+  }
+  // (A stream whose slot moved while the primaries were scanned may have been seen on both.)
   std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   co_return out;
 }
 
@@ -540,8 +638,8 @@ task<result<Topic>> RedisStore::create_topic(std::string_view name, std::uint32_
   Topic t{std::string(name), partitions, now_timestamp()};
   std::string value = std::to_string(partitions) + " " + t.created_at;
   Reply created;
-  RR_CO_TRY_ASSIGN(created,
-                   co_await call(command("HSETNX", options_.prefix + ":@topics", t.name, value)));
+  RR_CO_TRY_ASSIGN(
+      created, co_await call(slot(topics_key()), command("HSETNX", topics_key(), t.name, value)));
   if (created.integer == 1) co_return t;
   std::optional<Topic> existing;
   RR_CO_TRY_ASSIGN(existing, co_await get_topic(name));
@@ -554,15 +652,15 @@ task<result<Topic>> RedisStore::create_topic(std::string_view name, std::uint32_
 
 task<result<std::optional<Topic>>> RedisStore::get_topic(std::string_view name) {
   Reply r;
-  RR_CO_TRY_ASSIGN(r,
-                   co_await call(command("HGET", options_.prefix + ":@topics", std::string(name))));
+  RR_CO_TRY_ASSIGN(
+      r, co_await call(slot(topics_key()), command("HGET", topics_key(), std::string(name))));
   if (r.is_nil()) co_return std::optional<Topic>();
   co_return parse_topic(name, r.str);
 }
 
 task<result<std::vector<Topic>>> RedisStore::list_topics() {
   Reply r;
-  RR_CO_TRY_ASSIGN(r, co_await call(command("HGETALL", options_.prefix + ":@topics")));
+  RR_CO_TRY_ASSIGN(r, co_await call(slot(topics_key()), command("HGETALL", topics_key())));
   std::vector<Topic> out;
   for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
     auto t = parse_topic(r.elements[i].str, r.elements[i + 1].str);
@@ -574,7 +672,11 @@ task<result<std::vector<Topic>>> RedisStore::list_topics() {
 }
 
 task<result<void>> RedisStore::health() {
-  RR_CO_TRY(co_await call(command("PING")));
+  if (cluster_ && !cluster_->ready() && !co_await cluster_->wait_ready(kConnectWait)) {
+    co_return cluster_->not_ready_error();  // says why: not a cluster, no node reachable…
+  }
+  // Every primary: on a cluster, each serves part of the streams.
+  for (const auto& node : primaries()) RR_CO_TRY(co_await call_on(node, command("PING")));
   co_return result<void>{};
 }
 

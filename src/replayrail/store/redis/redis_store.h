@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "replayrail/resp/cluster.h"
 #include "replayrail/resp/connection.h"
 #include "replayrail/store/redis/blocking_reads.h"
 #include "replayrail/store/store.h"
@@ -20,6 +21,9 @@ namespace replayrail::store {
 // event_id, channel, type, payload, actor, metadata, created_at; per-stream metadata (epoch,
 // last trimmed id) in the hash `<prefix>:@meta:<stream>`; idempotency records
 // `<prefix>:@idem:<stream>:<event_id>` with a TTL; topics in the hash `<prefix>:@topics`.
+// On a Redis Cluster (Options::cluster) the stream's name is a hash tag in each of its keys
+// (`<prefix>:{<stream>}`, `<prefix>:@meta:{<stream>}`, …), so the keys one script touches share
+// a slot; commands go to the slot's primary through resp::Cluster.
 //
 // Appends of server-generated ids are a plain pipelined XADD; MAXLEN trimming runs after them in
 // a script that records the last trimmed id, one run for all the appends queued before it.
@@ -34,8 +38,11 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   struct Options {
     resp::RedisUrl url;
     std::string prefix = "rr";
-    // Connections that carry the blocking reads of every stream.
+    // Connections that carry the blocking reads of every stream (on a cluster: one per slot
+    // watched, since one XREAD cannot span slots).
     std::size_t blocking_connections = 4;
+    // A Redis Cluster: `url` is one of its nodes, and the keys carry hash tags.
+    bool cluster = false;
   };
 
   static std::shared_ptr<RedisStore> connect(boost::asio::any_io_executor executor,
@@ -91,19 +98,55 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   struct TrimRound;
   RedisStore(boost::asio::any_io_executor executor, Options options);
 
+  // The stream's name inside its keys: a hash tag on a cluster.
+  std::string tag(std::string_view stream) const;
   std::string key(std::string_view stream) const;
   std::string meta_key(std::string_view stream) const;
+  std::string topics_key() const { return options_.prefix + ":@topics"; }
+  // The hash slot of a key (0 on a single Redis, where it does not matter); every key of a
+  // stream has the slot of key(stream).
+  std::uint16_t slot(std::string_view redis_key) const;
+  std::uint16_t stream_slot(std::string_view stream) const {
+    return cluster_ ? slot(key(stream)) : 0;
+  }
   // The meta hash field holding a group's max_deliveries (GroupOptions).
   static std::string group_options_field(std::string_view group);
 
-  // A command on the shared connection; error replies become Errors (see redis_error()).
-  task<result<resp::Reply>> call(std::vector<std::string> args);
-  // Several commands in one write; their replies as an array (any error reply is an Error).
-  task<result<resp::Reply>> call_batch(std::vector<std::vector<std::string>> batch);
-  // Commands already encoded, like call() (one) or call_batch() (several); `name` for errors.
-  task<result<resp::Reply>> send(std::string_view name, resp::Encoded encoded);
-  // A blocking command (XREADGROUP) on a leased connection of its own.
-  task<result<resp::Reply>> call_blocking(std::vector<std::string> args);
+  // A command on the shared connection (on a cluster: of the primary serving `slot`, the slot
+  // of the keys it names); error replies become Errors (see redis_error()).
+  task<result<resp::Reply>> call(std::uint16_t slot, std::vector<std::string> args);
+  // Commands already encoded, one or several (their replies as an array, and any error reply is
+  // an Error), all on keys of `slot`; `name` for errors.
+  task<result<resp::Reply>> send(std::uint16_t slot, std::string_view name, resp::Encoded encoded);
+  // send() with error replies as values.
+  task<result<resp::Reply>> send_raw(std::uint16_t slot, resp::Encoded encoded);
+  // A command on one given connection (SCAN, PING: node by node).
+  task<result<resp::Reply>> call_on(std::shared_ptr<resp::Connection> connection,
+                                    std::vector<std::string> args);
+  // The shared connections of every primary (one on a single Redis).
+  std::vector<std::shared_ptr<resp::Connection>> primaries() const;
+  // Keys matching `pattern` (and of `type` unless empty), SCANned on every primary, or on the
+  // node serving `slot` only.
+  task<result<std::vector<std::string>>> scan(std::string pattern, std::string type,
+                                              std::optional<std::uint16_t> slot);
+  // A blocking command (XREADGROUP) on keys of `slot`, on a leased connection of its own. On a
+  // cluster slot being migrated, which refuses it (ASK, TRYAGAIN, UNBLOCKED), `unblocked` (the
+  // same read without BLOCK) runs instead, following the redirection, and a short pause follows
+  // when it found nothing.
+  task<result<resp::Reply>> call_blocking(std::uint16_t slot, std::vector<std::string> args,
+                                          std::vector<std::string> unblocked);
+  // read_group() of cursors whose streams lie in different slots of a cluster, which no one
+  // XREADGROUP can name: a non-blocking one per slot, then XREAD BLOCK as the wake-up.
+  task<result<std::vector<GroupStreamMessages>>> read_group_across_slots(
+      std::string_view group, std::string_view consumer, std::span<const GroupCursor> cursors,
+      std::size_t count, std::optional<Millis> block);
+  // XREADGROUP of `cursors`, with BLOCK when `block` is set.
+  std::vector<std::string> group_read_command(std::string_view group, std::string_view consumer,
+                                              std::span<const GroupCursor> cursors,
+                                              std::size_t count, std::optional<Millis> block) const;
+  // The messages of an XREADGROUP reply, by stream, with delivery counts for re-reads.
+  task<result<std::vector<GroupStreamMessages>>> group_messages(
+      std::string_view group, std::span<const GroupCursor> cursors, const resp::Reply& reply);
   // EVALSHA, loading the script when Redis does not know it (NOSCRIPT).
   task<result<resp::Reply>> eval(const char* script, std::vector<std::string> keys,
                                  std::vector<std::string> args);
@@ -134,7 +177,8 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
 
   boost::asio::any_io_executor executor_;
   Options options_;
-  std::shared_ptr<resp::Connection> main_;
+  std::shared_ptr<resp::Connection> main_;  // a single Redis
+  std::shared_ptr<resp::Cluster> cluster_;  // or a cluster
   std::shared_ptr<redis::BlockingReads> blocking_;
   // Slots with a trim in flight, and the round that will follow it; used on trim_strand_.
   struct TrimQueue {
@@ -143,7 +187,8 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   boost::asio::strand<boost::asio::any_io_executor> trim_strand_;
   std::map<TrimSlot, TrimQueue> trims_;
   std::mutex idle_mu_;  // guards the three below
-  std::vector<std::shared_ptr<resp::Connection>> idle_blocking_;
+  // Idle blocking connections by node ("host:port").
+  std::map<std::string, std::vector<std::shared_ptr<resp::Connection>>> idle_blocking_;
   // Every blocking connection, idle or leased, so close() can stop them all: a leased one holds
   // its caller's handler, which holds the connection.
   std::vector<std::weak_ptr<resp::Connection>> all_blocking_;

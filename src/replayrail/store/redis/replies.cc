@@ -14,8 +14,16 @@ Error redis_error(const Reply& reply, std::string_view command) {
     return make_error(errc::stream_not_found, what);
   }
   if (reply.error_is("OOM") || reply.error_is("LOADING") || reply.error_is("BUSY") ||
-      reply.error_is("MASTERDOWN") || reply.error_is("READONLY")) {
+      reply.error_is("MASTERDOWN") || reply.error_is("READONLY") || reply.error_is("CLUSTERDOWN") ||
+      reply.error_is("TRYAGAIN")) {
     return make_error(errc::store_unavailable, "Redis cannot take it now: " + what);
+  }
+  if (reply.error_is("MOVED") || reply.error_is("ASK")) {
+    // A cluster node answering a client that does not know it is one (or a slot that kept
+    // moving: resp::Cluster follows redirections).
+    return make_error(errc::store_unavailable,
+                      "Redis redirected " + what +
+                          " (a Redis Cluster: start with --redis-cluster, or REDIS_CLUSTER=1)");
   }
   return make_error(errc::internal, "Redis refused " + what);
 }

@@ -14,8 +14,9 @@
 namespace replayrail::store::redis {
 
 // An error reply as the store's Error: NOGROUP → group_not_found, BUSYGROUP → group_exists,
-// XGROUP on a missing key → stream_not_found, OOM / LOADING / BUSY → store_unavailable, anything
-// else (WRONGTYPE …) → internal, with Redis's words in the message.
+// XGROUP on a missing key → stream_not_found, OOM / LOADING / BUSY / CLUSTERDOWN and cluster
+// redirections → store_unavailable, anything else (WRONGTYPE …) → internal, with Redis's words
+// in the message.
 Error redis_error(const resp::Reply& reply, std::string_view command);
 
 Error unexpected_reply(std::string_view command);
