@@ -1,6 +1,7 @@
 // Redis store throughput (issue 4): appends/s through the store from 64 concurrent publishers
 // (pipelined on one connection) with 200-byte payloads, and in the same run the ceiling:
 // redis-benchmark -P 16 -c 32 doing a plain XADD of the same payload against the same server.
+// Then the same on a Redis Cluster of three primaries against redis-benchmark --cluster.
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -12,6 +13,7 @@
 
 #include "redis_appends.h"
 #include "replayrail/store/redis/redis_store.h"
+#include "support/redis_cluster.h"
 #include "support/redis_server.h"
 
 namespace {
@@ -27,10 +29,12 @@ double store_appends(const std::string& url, int publishers, int total, std::uin
 }
 
 // redis-benchmark's requests/s for the XADD the store sends: the same seven fields and sizes.
-double redis_benchmark(std::uint16_t port, int total) {
-  std::string cmd = "redis-benchmark -h 127.0.0.1 -p " + std::to_string(port) + " -P 16 -c 32 -n " +
-                    std::to_string(total) +
-                    " -q XADD bench:raw MAXLEN 1000000 '*' event_id "
+// On a cluster (`cluster`: the port is one node's) it spreads the XADDs over a stream per primary.
+double redis_benchmark(std::uint16_t port, int total, bool cluster = false) {
+  std::string cmd = "redis-benchmark -h 127.0.0.1 -p " + std::to_string(port) +
+                    (cluster ? " --cluster" : "") + " -P 16 -c 32 -n " + std::to_string(total) +
+                    (cluster ? " -q XADD bench:{tag}" : " -q XADD bench:raw") +
+                    " MAXLEN 1000000 '*' event_id "
                     "0192f4c4-7d3e-4b1a-9c55-3f0e6a1b2c3d channel bench type bench.event "
                     "payload '" +
                     bench::kPayload +
@@ -80,4 +84,26 @@ int main() {
               at_cap, 100 * at_cap / ceiling);
   std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, at its maxlen ~ (approximate)",
               at_cap_approximate, 100 * at_cap_approximate / ceiling);
+
+  // A Redis Cluster of three primaries (on the same cores): 64 publishers, each on a stream of
+  // its own, spread over the slots; the ceiling spreads plain XADDs over a stream per primary.
+  testing::RedisCluster cluster(3);
+  std::printf("\nRedis Cluster, 3 primaries on 127.0.0.1:%u…; 64 publishers, a stream each\n\n",
+              cluster.port(0));
+  double cluster_ceiling = 0, cluster_store = 0, single_spread = 0;
+  for (int round = 0; round < 3; ++round) {
+    cluster_ceiling = std::max(cluster_ceiling, redis_benchmark(cluster.port(0), kTotal, true));
+    cluster_store = std::max(
+        cluster_store, bench::redis_store_appends(cluster.url(), 64, kTotal, {.maxlen = 0},
+                                                  {.cluster = true, .stream_per_publisher = true}));
+    single_spread =
+        std::max(single_spread, bench::redis_store_appends(redis.url(), 64, kTotal, {.maxlen = 0},
+                                                           {.stream_per_publisher = true}));
+  }
+  std::printf("%-58s %10.0f /s\n", "redis-benchmark --cluster -P 16 -c 32 XADD (ceiling)",
+              cluster_ceiling);
+  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append on the cluster, no maxlen",
+              cluster_store, 100 * cluster_store / cluster_ceiling);
+  std::printf("%-58s %10.0f /s\n", "(the same 64 streams on the single redis-server above)",
+              single_spread);
 }

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -164,8 +165,41 @@ bool Cluster::redirected(const Reply& reply) {
   return true;
 }
 
+std::shared_ptr<Connection> Cluster::owner_connection(std::uint16_t slot) const {
+  std::lock_guard lock(mu_);
+  auto it = connections_.find(slot_owner_[slot]);
+  return it == connections_.end() ? nullptr : it->second;
+}
+
+namespace {
+
+// Whether a node answered any of the commands with a redirection or TRYAGAIN.
+bool redirects(const Reply& reply, std::size_t commands) {
+  auto redirect = [](const Reply& r) {
+    return r.is_error() && (r.error_is("MOVED") || r.error_is("ASK") || r.error_is("TRYAGAIN"));
+  };
+  if (commands == 1) return redirect(reply);
+  return std::any_of(reply.elements.begin(), reply.elements.end(), redirect);
+}
+
+}  // namespace
+
 asio::awaitable<result<Reply>> Cluster::send(std::uint16_t slot, Encoded encoded) {
   if (!ready()) co_await wait_ready(options_.connect_wait);
+  // The usual case: the slot's owner runs every command.
+  auto owner = owner_connection(slot);
+  if (!owner) co_return not_ready_error();
+  if (!owner->ready()) co_await owner->wait_ready(options_.connect_wait);
+  auto first = co_await owner->send(encoded);
+  if (!first) {
+    request_refresh();  // the node may be gone: a failover changes the map
+    co_return first;
+  }
+  if (!redirects(*first, encoded.commands)) co_return first;
+  co_return co_await redirect(slot, std::move(encoded), std::move(*first));
+}
+
+asio::awaitable<result<Reply>> Cluster::redirect(std::uint16_t slot, Encoded encoded, Reply first) {
   const std::size_t n = encoded.commands;
   std::vector<std::size_t> todo(n);  // the commands of `encoded` still to be answered
   std::iota(todo.begin(), todo.end(), std::size_t{0});
@@ -175,21 +209,20 @@ asio::awaitable<result<Reply>> Cluster::send(std::uint16_t slot, Encoded encoded
   Millis pause = kTryAgainPause;
   const auto give_up = std::chrono::steady_clock::now() + kTryAgainFor;
   for (int round = 0;; ++round) {
-    std::shared_ptr<Connection> connection;
-    if (ask_target.empty()) {
-      if (auto owner = node(slot)) connection = owner->connection;
-    } else {
-      connection = connection_to(ask_target);
-    }
-    if (!connection) co_return not_ready_error();
-    if (!connection->ready()) co_await connection->wait_ready(options_.connect_wait);
     const bool asking = !ask_target.empty();
-    Encoded part = round == 0 ? encoded : encoded.subset(todo, asking);
-    const std::size_t sent = part.commands;
-    auto reply = co_await connection->send(std::move(part));
-    if (!reply) {
-      request_refresh();  // the node may be gone: a failover changes the map
-      co_return reply.error();
+    std::size_t sent = n;
+    result<Reply> reply = std::move(first);  // round 0: what send() got
+    if (round > 0) {
+      auto connection = asking ? connection_to(ask_target) : owner_connection(slot);
+      if (!connection) co_return not_ready_error();
+      if (!connection->ready()) co_await connection->wait_ready(options_.connect_wait);
+      Encoded part = encoded.subset(todo, asking);
+      sent = part.commands;
+      reply = co_await connection->send(std::move(part));
+      if (!reply) {
+        request_refresh();  // the node may be gone: a failover changes the map
+        co_return reply.error();
+      }
     }
     // This round's answers, one per command of `todo` (ASKING's OKs skipped).
     std::vector<Reply> answers;

@@ -79,6 +79,10 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
  private:
   Cluster(boost::asio::any_io_executor executor, Options options);
 
+  // send()'s rounds after the first answer (`first`) held a redirection or TRYAGAIN.
+  boost::asio::awaitable<result<Reply>> redirect(std::uint16_t slot, Encoded encoded, Reply first);
+  // The shared connection of the slot's owner; null while the map does not say.
+  std::shared_ptr<Connection> owner_connection(std::uint16_t slot) const;
   // The connection to `address` ("host:port"), started on first use.
   std::shared_ptr<Connection> connection_to(const std::string& address);
   RedisUrl url_of(const std::string& address) const;
