@@ -1890,6 +1890,19 @@ TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
   }
 }
 
+// A Redis Cluster has no SELECT: a URL naming another database is refused before anything starts.
+TEST(ServerCli, ARedisClusterUrlNamesDatabaseZero) {
+  testing::ChildProcess p({"/bin/sh", "-c",
+                           std::string(RR_SERVER_BINARY) +
+                               " serve --store redis --redis redis://127.0.0.1:1/2 --redis-cluster"
+                               " --listen 127.0.0.1:0 2>&1"});
+  auto said = p.read_line(std::chrono::seconds(20)).value_or("");
+  EXPECT_NE(said.find("database 0 only"), std::string::npos) << said;
+  const int status = p.wait();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
 // `replayrail audit verify` on `database_url`: exit code and output lines.
 std::pair<int, std::vector<std::string>> audit_verify(const std::string& database_url) {
   testing::ChildProcess p({RR_SERVER_BINARY, "audit", "verify", "--database-url", database_url});
