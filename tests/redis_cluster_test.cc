@@ -18,6 +18,7 @@
 #include "replayrail/resp/cluster.h"
 #include "replayrail/store/redis/redis_store.h"
 #include "replayrail/store/testing/conformance.h"
+#include "replayrail/store/testing/helpers.h"
 
 namespace replayrail::testing {
 
@@ -251,6 +252,84 @@ TEST_F(RedisClusterStore, ASlotMovedUnderLoadLosesAndRepeatsNothing) {
   auto retried = run(io_, store_->append(s, event(s, 3, true), {}));
   ASSERT_TRUE(retried) << retried.error().message;
   EXPECT_TRUE(retried->duplicate);
+}
+
+TEST(RedisClusterFailover, AStoreFollowsTheReplicaThatTakesOverFromADeadPrimary) {
+  // Three primaries with a replica each; the primary of a stream's slot dies. Publishes fail as
+  // store_unavailable (never as success) until its replica is promoted; then the same store,
+  // without a restart, publishes there again, and a reader blocked before the crash gets the
+  // new events.
+  RedisCluster cluster(3, 1, 1000);
+  asio::io_context io;
+  auto store = store::RedisStore::connect(
+      io.get_executor(),
+      {.url = resp::parse_redis_url(cluster.url()).value(), .prefix = "f", .cluster = true});
+  ASSERT_TRUE(run(io, store->wait_ready(10s)));
+  const std::string s = "survivor";
+  const std::size_t primary = cluster.owner(resp::key_slot(s));
+  std::vector<StreamId> before;
+  for (int i = 0; i < 20; ++i)
+    before.push_back(run(io, store->append(s, event(s, i), {}))->event->id);
+  // (Replication is asynchronous: the test waits for the replica, as WAIT would.)
+  cluster.cli(primary, {"WAIT", "1", "5000"});
+
+  std::vector<StreamId> seen;
+  bool published = false;
+  std::vector<asio::awaitable<void>> tasks;
+  tasks.push_back([](store::Store& st, std::string s, StreamId after, std::vector<StreamId>& seen,
+                     const bool& published) -> asio::awaitable<void> {
+    asio::steady_timer pause(co_await asio::this_coro::executor);
+    for (int round = 0; round < 2000 && !(published && seen.size() >= 5); ++round) {
+      std::vector<store::StreamCursor> c{{s, after, {}}};
+      auto r = co_await st.read(c, {50, 30s});
+      if (!r) {
+        if (r.error().code != errc::store_unavailable) throw std::runtime_error(r.error().message);
+        pause.expires_after(50ms);
+        co_await pause.async_wait(asio::use_awaitable);
+        continue;
+      }
+      for (auto& batch : *r) {
+        for (auto& e : batch.events) seen.push_back(e->id);
+      }
+      if (!seen.empty()) after = seen.back();
+    }
+  }(*store, s, before.back(), seen, published));
+  std::vector<StreamId> acked;
+  int refused = 0;
+  tasks.push_back([](store::Store& st, std::string s, RedisCluster& cluster, std::size_t primary,
+                     std::vector<StreamId>& acked, int& refused,
+                     bool& published) -> asio::awaitable<void> {
+    asio::steady_timer pause(co_await asio::this_coro::executor, 300ms);
+    co_await pause.async_wait(asio::use_awaitable);  // the reader blocks first
+    cluster.kill(primary);
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    while (acked.size() < 5 && std::chrono::steady_clock::now() < give_up) {
+      auto r = co_await st.append(s, event(s, 100 + static_cast<int>(acked.size())), {});
+      if (r) {
+        acked.push_back(r->event->id);
+      } else {
+        if (r.error().code != errc::store_unavailable) throw std::runtime_error(r.error().message);
+        ++refused;
+        pause.expires_after(50ms);
+        co_await pause.async_wait(asio::use_awaitable);
+      }
+    }
+    published = true;
+  }(*store, s, cluster, primary, acked, refused, published));
+  run_all(io, std::move(tasks), 1);
+
+  ASSERT_EQ(acked.size(), 5u) << "no publish succeeded after the failover";
+  EXPECT_GT(refused, 0) << "the dead primary was never noticed";
+  EXPECT_NE(cluster.owner(resp::key_slot(s)), primary);
+  EXPECT_EQ(seen, acked) << "the blocked reader missed what came after the failover";
+  auto all = run(io, store->range(s, {}, 100, {})).value();
+  std::vector<StreamId> expected = before;
+  expected.insert(expected.end(), acked.begin(), acked.end());
+  EXPECT_EQ(ids_of(all), expected);
+  store->close();
+  store.reset();
+  io.restart();
+  io.run_for(5s);
 }
 
 TEST(RedisClusterMode, AStoreOnTheWrongKindOfRedisSaysSo) {

@@ -1,5 +1,6 @@
 #include "support/redis_cluster.h"
 
+#include <algorithm>
 #include <chrono>
 #include <sstream>
 #include <stdexcept>
@@ -30,23 +31,29 @@ std::vector<std::string> run_lines(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-RedisCluster::RedisCluster(std::size_t primaries) {
-  for (std::size_t i = 0; i < primaries; ++i) {
+RedisCluster::RedisCluster(std::size_t primaries, std::size_t replicas, int node_timeout_ms) {
+  for (std::size_t i = 0; i < primaries * (1 + replicas); ++i) {
     // Its cluster bus listens on the port + 10000.
     nodes_.push_back(std::make_unique<RedisServer>(
         std::vector<std::string>{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                 "--cluster-node-timeout", "5000"},
+                                 "--cluster-node-timeout", std::to_string(node_timeout_ms)},
         free_port(10000)));
+    killed_.push_back(false);
   }
   std::vector<std::string> create{"/usr/bin/redis-cli", "--cluster", "create"};
   for (const auto& node : nodes_) create.push_back("127.0.0.1:" + std::to_string(node->port()));
-  create.insert(create.end(), {"--cluster-replicas", "0", "--cluster-yes"});
+  create.insert(create.end(), {"--cluster-replicas", std::to_string(replicas), "--cluster-yes"});
   run_lines(create);
+  wait_ok();
+}
+
+void RedisCluster::wait_ok() const {
   // Bounded poll: the nodes agree on the map by gossip, with no signal to wait on (and a
   // primary turns ok no sooner than 2 s after it started: Redis' CLUSTER_WRITABLE_DELAY).
-  for (int attempt = 0; attempt < 500; ++attempt) {
+  for (int attempt = 0; attempt < 3000; ++attempt) {
     bool ok = true;
     for (std::size_t i = 0; i < nodes_.size() && ok; ++i) {
+      if (killed_[i]) continue;
       auto info = cli(i, {"CLUSTER", "INFO"});
       ok = !info.empty() && info.front().starts_with("cluster_state:ok");
     }
@@ -54,6 +61,11 @@ RedisCluster::RedisCluster(std::size_t primaries) {
     std::this_thread::sleep_for(10ms);
   }
   throw std::runtime_error("the Redis Cluster did not reach cluster_state:ok");
+}
+
+void RedisCluster::kill(std::size_t node) {
+  nodes_.at(node)->kill();
+  killed_[node] = true;
 }
 
 std::string RedisCluster::url() const { return nodes_.front()->url(); }
@@ -72,7 +84,9 @@ std::string RedisCluster::node_id(std::size_t node) const {
 
 std::size_t RedisCluster::owner(std::uint16_t slot) const {
   // CLUSTER NODES: "<id> <ip:port@cport> <flags> <primary> <ping> <pong> <epoch> <link> <slots>…"
-  for (const auto& line : cli(0, {"CLUSTER", "NODES"})) {
+  const std::size_t live =
+      static_cast<std::size_t>(std::find(killed_.begin(), killed_.end(), false) - killed_.begin());
+  for (const auto& line : cli(live, {"CLUSTER", "NODES"})) {
     std::istringstream fields(line);
     std::string id, address, skip;
     fields >> id >> address;
@@ -113,7 +127,7 @@ void RedisCluster::move_slot(std::uint16_t slot, std::size_t to) {
   cli(to, {"CLUSTER", "SETSLOT", s, "NODE", to_id});
   cli(from, {"CLUSTER", "SETSLOT", s, "NODE", to_id});
   for (std::size_t n = 0; n < nodes_.size(); ++n) {
-    if (n != to && n != from) cli(n, {"CLUSTER", "SETSLOT", s, "NODE", to_id});
+    if (n != to && n != from && !killed_[n]) cli(n, {"CLUSTER", "SETSLOT", s, "NODE", to_id});
   }
 }
 

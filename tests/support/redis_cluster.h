@@ -10,20 +10,27 @@
 namespace replayrail::testing {
 
 // A real Redis Cluster for one test binary: `primaries` redis-server processes in cluster mode on
-// free loopback ports, each in its own temporary directory, joined by `redis-cli --cluster
-// create` (the slots split evenly, no replicas). The constructor returns once every node reports
-// cluster_state:ok; the processes stop with the object.
+// free loopback ports, each in its own temporary directory, and `replicas` replicas of each,
+// joined by `redis-cli --cluster create` (the slots split evenly). The constructor returns once
+// every node reports cluster_state:ok; the processes stop with the object. A node is taken for
+// failed after `node_timeout_ms` without an answer (then a replica of it takes over).
 class RedisCluster {
  public:
-  explicit RedisCluster(std::size_t primaries = 3);
+  explicit RedisCluster(std::size_t primaries = 3, std::size_t replicas = 0,
+                        int node_timeout_ms = 5000);
 
   // redis://127.0.0.1:<port of the first node>/0: the seed a client starts from.
   std::string url() const;
   std::size_t size() const { return nodes_.size(); }
   std::uint16_t port(std::size_t node) const { return nodes_.at(node)->port(); }
 
-  // The node serving `slot` now.
+  // The node serving `slot` now, as the live nodes see it.
   std::size_t owner(std::uint16_t slot) const;
+
+  // SIGKILLs a node, like a crash.
+  void kill(std::size_t node);
+  // Waits (bounded) until every live node reports cluster_state:ok.
+  void wait_ok() const;
 
   // Moves `slot` to `to` as `redis-cli --cluster reshard` does: SETSLOT IMPORTING on the target
   // and MIGRATING on the source, MIGRATE of its keys a few at a time (a client meanwhile gets ASK
@@ -38,6 +45,7 @@ class RedisCluster {
   std::string node_id(std::size_t node) const;
 
   std::vector<std::unique_ptr<RedisServer>> nodes_;
+  std::vector<bool> killed_;
 };
 
 }  // namespace replayrail::testing

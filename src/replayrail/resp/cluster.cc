@@ -369,15 +369,27 @@ asio::awaitable<result<void>> Cluster::refresh_once() {
       auto last = std::clamp<std::int64_t>(range.elements[1].integer, 0, kSlots - 1);
       for (auto s = first; s <= last; ++s) owners[static_cast<std::size_t>(s)] = owner;
     }
-    for (const auto& owner : std::set<std::string>(owners.begin(), owners.end())) {
+    const std::set<std::string> primaries(owners.begin(), owners.end());
+    for (const auto& owner : primaries) {
       if (!owner.empty()) connection_to(owner);
     }
+    std::vector<std::shared_ptr<Connection>> gone;
     {
       std::lock_guard lock(mu_);
       slot_owner_ = std::move(owners);
       known_ = true;
       last_failure_.clear();
+      // A node that serves no slot any more (failed over, removed, a replica now) is closed,
+      // so a dead one is not reconnected to forever; the seed stays, to ask for the map.
+      std::erase_if(connections_, [&](const auto& entry) {
+        if (primaries.contains(entry.first) || entry.first == address_of(options_.url)) {
+          return false;
+        }
+        gone.push_back(entry.second);
+        return true;
+      });
     }
+    for (auto& connection : gone) connection->stop();
     ready_signal_.cancel();
     co_return result<void>{};
   }
