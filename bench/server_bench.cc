@@ -19,6 +19,7 @@
 #include "replayrail/loadgen/load.h"
 #include "replayrail/store/testing/temp_dir.h"
 #include "support/child_process.h"
+#include "support/redis_cluster.h"
 #include "support/redis_server.h"
 
 namespace {
@@ -30,15 +31,18 @@ struct Server {
   std::uint16_t port = testing::free_port();
   std::unique_ptr<testing::ChildProcess> process;
 
+  // `store`: local, memory, redis, or redis-cluster (the redis store with --redis-cluster).
   Server(const std::string& store, const std::string& redis_url) {
+    const bool cluster = store == "redis-cluster";
     std::vector<std::string> argv{RR_SERVER_BINARY, "serve",
-                                  "--store",        store,
+                                  "--store",        cluster ? "redis" : store,
                                   "--data-dir",     (dir.path() / "d").string(),
                                   "--listen",       "127.0.0.1:" + std::to_string(port)};
     if (!redis_url.empty()) {
       argv.push_back("--redis");
       argv.push_back(redis_url);
     }
+    if (cluster) argv.push_back("--redis-cluster");
     process = std::make_unique<testing::ChildProcess>(argv);
     auto line = process->read_line(std::chrono::seconds(20));
     if (!line || line->find("serving") == std::string::npos) {
@@ -138,13 +142,19 @@ void run_store(const std::string& store, const std::string& redis_url) {
 
 }  // namespace
 
-// With arguments, only the stores named (local, memory, redis): e.g. to profile one of them.
+// With arguments, only the stores named (local, memory, redis, redis-cluster): e.g. to profile
+// one of them.
 int main(int argc, char** argv) {
   const Picked wanted(argc, argv);
   std::printf("server benchmark (load generator in this process, server in another)\n\n");
   if (wanted("local")) run_store("local", "");
   if (wanted("memory")) run_store("memory", "");
-  if (!wanted("redis")) return 0;
-  testing::RedisServer redis;
-  run_store("redis", redis.url());
+  if (wanted("redis")) {
+    testing::RedisServer redis;
+    run_store("redis", redis.url());
+  }
+  if (wanted("redis-cluster")) {
+    testing::RedisCluster cluster(3);  // three primaries, on the same cores
+    run_store("redis-cluster", cluster.url());
+  }
 }
