@@ -123,15 +123,15 @@ std::optional<Cluster::Node> Cluster::node(std::uint16_t slot) const {
   const std::string& owner = slot_owner_[slot];
   auto it = connections_.find(owner);
   if (owner.empty() || it == connections_.end()) return std::nullopt;
-  return Node{url_of(owner), it->second};
+  return Node{owner, url_of(owner), it->second};
 }
 
 std::vector<Cluster::Node> Cluster::primaries() const {
   std::lock_guard lock(mu_);
   std::vector<Node> out;
-  for (const auto& [address, c] : connections_) {
-    if (std::find(slot_owner_.begin(), slot_owner_.end(), address) != slot_owner_.end()) {
-      out.push_back({url_of(address), c});
+  for (const auto& address : std::set<std::string>(slot_owner_.begin(), slot_owner_.end())) {
+    if (auto it = connections_.find(address); it != connections_.end()) {
+      out.push_back({address, url_of(address), it->second});
     }
   }
   return out;
@@ -208,28 +208,17 @@ asio::awaitable<result<Reply>> Cluster::redirect(std::uint16_t slot, Encoded enc
   int redirections = 0;
   Millis pause = kTryAgainPause;
   const auto give_up = std::chrono::steady_clock::now() + kTryAgainFor;
-  for (int round = 0;; ++round) {
-    const bool asking = !ask_target.empty();
-    std::size_t sent = n;
-    result<Reply> reply = std::move(first);  // round 0: what send() got
-    if (round > 0) {
-      auto connection = asking ? connection_to(ask_target) : owner_connection(slot);
-      if (!connection) co_return not_ready_error();
-      if (!connection->ready()) co_await connection->wait_ready(options_.connect_wait);
-      Encoded part = encoded.subset(todo, asking);
-      sent = part.commands;
-      reply = co_await connection->send(std::move(part));
-      if (!reply) {
-        request_refresh();  // the node may be gone: a failover changes the map
-        co_return reply.error();
-      }
-    }
+  // Each round takes the answers to `sent` commands, then sends what they redirected.
+  Reply reply = std::move(first);
+  std::size_t sent = n;
+  bool asking = false;
+  for (;;) {
     // This round's answers, one per command of `todo` (ASKING's OKs skipped).
     std::vector<Reply> answers;
     if (sent == 1) {
-      answers.push_back(std::move(*reply));
+      answers.push_back(std::move(reply));
     } else {
-      answers = std::move(reply->elements);
+      answers = std::move(reply.elements);
     }
     if (asking) {
       for (std::size_t i = 0; i < todo.size(); ++i) answers[i] = std::move(answers[2 * i + 1]);
@@ -269,6 +258,18 @@ asio::awaitable<result<Reply>> Cluster::redirect(std::uint16_t slot, Encoded enc
     } else {
       ++redirections;
     }
+    asking = !ask_target.empty();
+    auto connection = asking ? connection_to(ask_target) : owner_connection(slot);
+    if (!connection) co_return not_ready_error();
+    if (!connection->ready()) co_await connection->wait_ready(options_.connect_wait);
+    Encoded part = encoded.subset(todo, asking);
+    sent = part.commands;
+    auto next = co_await connection->send(std::move(part));
+    if (!next) {
+      request_refresh();  // the node may be gone: a failover changes the map
+      co_return next.error();
+    }
+    reply = std::move(*next);
   }
   if (n == 1) co_return std::move(replies.front());
   Reply out;

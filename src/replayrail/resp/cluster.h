@@ -46,9 +46,10 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
     RedisUrl url;  // a seed node; the others are learned from it
     Millis connect_wait{500};
   };
-  // A primary: its address as a URL (for connections of a caller's own, such as blocking reads)
-  // and the shared pipelined connection to it.
+  // A primary: its address ("host:port"), as a URL (for connections of a caller's own, such
+  // as blocking reads), and the shared pipelined connection to it.
   struct Node {
+    std::string address;
     RedisUrl url;
     std::shared_ptr<Connection> connection;
   };

@@ -157,12 +157,11 @@ bool BlockingReads::target(Lane& lane) {
   }
   auto node = cluster_->node(*lane.slot);
   if (!node) return false;
-  std::string address = node->url.host + ":" + std::to_string(node->url.port);
-  if (lane.conn && address == lane.address) return true;
+  if (lane.conn && node->address == lane.address) return true;
   if (lane.conn) lane.conn->stop();  // the slot moved
   lane.conn = resp::Connection::start(executor_, {.url = node->url, .client_id = true});
-  lane.address = std::move(address);
-  lane.control = node->connection;
+  lane.address = std::move(node->address);
+  lane.control = std::move(node->connection);
   return true;
 }
 
@@ -176,8 +175,8 @@ bool BlockingReads::covered(const Lane& lane, const Entry& entry) const {
 asio::awaitable<void> BlockingReads::run(LanePtr lane) {
   auto all = [](const Entry&) { return true; };
   while (!stopped_) {
-    complete_where(
-        *lane, [](const Entry&) { return false; }, true);  // forgets the completed
+    // Waiters another lane completed.
+    std::erase_if(lane->entries, [](const Entry& e) { return e.waiter->done; });
     if (lane->entries.empty()) {
       // A cluster's lane closes when idle for long: it holds a connection per slot.
       lane->wake.expires_at(lane->slot ? Clock::now() + kIdleLane : Clock::time_point::max());

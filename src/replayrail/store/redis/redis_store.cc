@@ -171,8 +171,8 @@ std::vector<std::shared_ptr<resp::Connection>> RedisStore::primaries() const {
 
 task<result<std::vector<std::string>>> RedisStore::scan(std::string pattern, std::string type,
                                                         std::optional<std::uint16_t> slot) {
-  std::vector<std::shared_ptr<resp::Connection>> nodes;
   if (cluster_ && !cluster_->ready()) co_await cluster_->wait_ready(kConnectWait);
+  std::vector<std::shared_ptr<resp::Connection>> nodes;
   if (slot && cluster_) {
     auto node = cluster_->node(*slot);
     if (!node) co_return cluster_->not_ready_error();
@@ -204,13 +204,14 @@ task<result<Reply>> RedisStore::call_blocking(std::uint16_t slot, std::vector<st
                                               std::vector<std::string> unblocked) {
   // The node serving the slot: its URL, and the key of its idle connections.
   resp::RedisUrl url = options_.url;
+  std::string address;
   if (cluster_) {
     if (!cluster_->ready()) co_await cluster_->wait_ready(kConnectWait);
     auto node = cluster_->node(slot);
     if (!node) co_return cluster_->not_ready_error();
-    url = node->url;
+    url = std::move(node->url);
+    address = std::move(node->address);
   }
-  const std::string address = url.host + ":" + std::to_string(url.port);
   std::shared_ptr<resp::Connection> conn;
   {
     std::lock_guard lock(idle_mu_);

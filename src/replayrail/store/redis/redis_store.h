@@ -187,7 +187,7 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   boost::asio::strand<boost::asio::any_io_executor> trim_strand_;
   std::map<TrimSlot, TrimQueue> trims_;
   std::mutex idle_mu_;  // guards the three below
-  // Idle blocking connections by node ("host:port").
+  // Idle blocking connections by node ("host:port"; "" on a single Redis).
   std::map<std::string, std::vector<std::shared_ptr<resp::Connection>>> idle_blocking_;
   // Every blocking connection, idle or leased, so close() can stop them all: a leased one holds
   // its caller's handler, which holds the connection.
