@@ -57,5 +57,52 @@ TEST(RedisUrl, TlsParameters) {
   EXPECT_FALSE(unverified->verify_peer);
 }
 
+TEST(RedisUrl, SentinelsAndTheirService) {
+  auto u = parse_redis_url(
+      "redis+sentinel://app:s3cret@10.0.0.1,10.0.0.2:26380,[::1]:5000/orders/3"
+      "?sentinel_password=sp&sentinel_username=su");
+  ASSERT_TRUE(u) << u.error().message;
+  ASSERT_TRUE(u->uses_sentinels());
+  using A = RedisUrl::Address;
+  EXPECT_EQ(u->sentinels,
+            (std::vector<A>{{"10.0.0.1", 26379}, {"10.0.0.2", 26380}, {"::1", 5000}}));
+  EXPECT_EQ(u->service, "orders");
+  EXPECT_EQ(u->db, 3);
+  EXPECT_EQ(u->username, "app");
+  EXPECT_EQ(u->password, "s3cret");
+  EXPECT_EQ(u->sentinel_username, "su");
+  EXPECT_EQ(u->sentinel_password, "sp");
+  EXPECT_FALSE(u->tls);
+  EXPECT_EQ(u->redacted(),
+            "redis+sentinel://app:***@10.0.0.1:26379,10.0.0.2:26380,::1:5000/orders/3");
+
+  auto plain = parse_redis_url("redis+sentinel://sentinel");
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_EQ(plain->sentinels, (std::vector<A>{{"sentinel", 26379}}));
+  EXPECT_EQ(plain->service, "mymaster");
+  EXPECT_EQ(plain->db, 0);
+  EXPECT_EQ(plain->redacted(), "redis+sentinel://sentinel:26379/mymaster/0");
+
+  auto tls = parse_redis_url("rediss+sentinel://s1,s2/m?ssl_cert_reqs=none");
+  ASSERT_TRUE(tls) << tls.error().message;
+  EXPECT_TRUE(tls->tls);
+  EXPECT_FALSE(tls->verify_peer);
+  EXPECT_EQ(tls->sentinels.size(), 2u);
+  EXPECT_EQ(tls->service, "m");
+}
+
+TEST(RedisUrl, RefusesBadSentinelUrls) {
+  for (const char* bad :
+       {"redis+sentinel://", "redis+sentinel://h1,,h2/m", "redis+sentinel://h1,/m",
+        "redis+sentinel://h:0/m", "redis+sentinel://h1,h2:x/m", "redis+sentinel://h/m/x",
+        "redis+sentinel://h/m/0/1", "redis+sentinel://h/m?timeout=1",
+        "redis+sentinel://h/m?ssl_cert_reqs=none", "redis+sentinel://h/m#f", "redis-sentinel://h/m",
+        "redis://h/0?sentinel_password=x"}) {
+    auto u = parse_redis_url(bad);
+    ASSERT_FALSE(u) << bad;
+    EXPECT_EQ(u.error().code, errc::invalid_argument);
+  }
+}
+
 }  // namespace
 }  // namespace replayrail::resp
