@@ -19,6 +19,7 @@
 #include "replayrail/store/redis/redis_store.h"
 #include "replayrail/store/testing/conformance.h"
 #include "replayrail/store/testing/helpers.h"
+#include "support/outage.h"
 
 namespace replayrail::testing {
 
@@ -50,14 +51,6 @@ namespace {
 namespace asio = boost::asio;
 using std::chrono_literals::operator""ms;
 using std::chrono_literals::operator""s;
-
-NewEvent event(const std::string& stream, int n, bool chosen_id = false) {
-  const std::string payload = R"({"n":)" + std::to_string(n) + "}";
-  const std::string event_id = "e" + std::to_string(n);
-  EventInput in{.channel = stream, .type = "t", .payload = payload};
-  if (chosen_id) in.event_id = event_id;
-  return make_event(in).value();
-}
 
 class RedisClusterStore : public ::testing::Test {
  protected:
@@ -93,7 +86,7 @@ TEST_F(RedisClusterStore, AStreamsKeysShareItsSlotAndStreamsSpreadOverTheNodes) 
     std::string s = "orders." + std::to_string(i);
     streams.push_back(s);
     // A chosen event_id goes through the append script (stream, meta hash, idempotency record).
-    ASSERT_TRUE(run(io_, store_->append(s, event(s, 1, true), {})));
+    ASSERT_TRUE(run(io_, store_->append(s, numbered_event(s, 1, true), {})));
     ASSERT_TRUE(run(io_, store_->group_create(s, "g", Cursor::beginning(), false, {3})));
     const std::string tagged = "{" + s + "}";
     EXPECT_TRUE(on_its_node(prefix_ + ":" + tagged)) << s;
@@ -108,7 +101,7 @@ TEST_F(RedisClusterStore, AStreamsKeysShareItsSlotAndStreamsSpreadOverTheNodes) 
   EXPECT_EQ(run(io_, store_->list_streams()).value(), streams);
   ASSERT_TRUE(run(io_, store_->delete_stream("orders.3")).value());
   EXPECT_FALSE(on_its_node(prefix_ + ":@idem:{orders.3}:e1"));
-  auto again = run(io_, store_->append("orders.3", event("orders.3", 1, true), {}));
+  auto again = run(io_, store_->append("orders.3", numbered_event("orders.3", 1, true), {}));
   ASSERT_TRUE(again);
   EXPECT_FALSE(again->duplicate) << "the deleted stream's idempotency record survived";
   EXPECT_TRUE(run(io_, store_->health()));
@@ -126,7 +119,7 @@ TEST_F(RedisClusterStore, AGroupReadOverStreamsInDifferentSlotsWakesForAnyOfThem
   for (const auto& s : {a, b}) {
     ASSERT_TRUE(run(io_, store_->group_create(s, "g", Cursor::beginning(), true)));
   }
-  ASSERT_TRUE(run(io_, store_->append(a, event(a, 0), {})));
+  ASSERT_TRUE(run(io_, store_->append(a, numbered_event(a, 0), {})));
   std::vector<store::GroupCursor> cursors{{a, std::nullopt}, {b, std::nullopt}};
   auto first = run(io_, store_->read_group("g", "c", cursors, {10, 5s})).value();
   ASSERT_EQ(first.size(), 1u);
@@ -144,7 +137,7 @@ TEST_F(RedisClusterStore, AGroupReadOverStreamsInDifferentSlotsWakesForAnyOfThem
       asio::detached);
   io_.run_for(300ms);
   ASSERT_FALSE(woken) << "returned with nothing published";
-  ASSERT_TRUE(run(io_, store_->append(b, event(b, 1), {})));
+  ASSERT_TRUE(run(io_, store_->append(b, numbered_event(b, 1), {})));
   while (!woken && std::chrono::steady_clock::now() - started < 10s) io_.run_for(10ms);
   ASSERT_TRUE(woken && *woken) << (woken ? woken->error().message : "still blocked");
   EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
@@ -180,7 +173,7 @@ TEST_F(RedisClusterStore, ASlotMovedUnderLoadLosesAndRepeatsNothing) {
                      bool& published) -> asio::awaitable<void> {
     asio::steady_timer pause(co_await asio::this_coro::executor);
     for (int i = 0; i < kEvents || !moved; ++i) {
-      auto r = co_await st.append(s, event(s, i, i % 3 == 0), {});
+      auto r = co_await st.append(s, numbered_event(s, i, i % 3 == 0), {});
       if (r) {
         acked.push_back(r->event->id);
       } else {
@@ -249,7 +242,7 @@ TEST_F(RedisClusterStore, ASlotMovedUnderLoadLosesAndRepeatsNothing) {
   EXPECT_EQ(cluster().owner(slot), to);
   EXPECT_EQ(cluster().cli(to, {"EXISTS", prefix_ + ":{" + s + "}"}).at(0), "1");
   // The idempotency records moved too: a retried publish is still a duplicate.
-  auto retried = run(io_, store_->append(s, event(s, 3, true), {}));
+  auto retried = run(io_, store_->append(s, numbered_event(s, 3, true), {}));
   ASSERT_TRUE(retried) << retried.error().message;
   EXPECT_TRUE(retried->duplicate);
 }
@@ -269,52 +262,21 @@ TEST(RedisClusterFailover, AStoreFollowsTheReplicaThatTakesOverFromADeadPrimary)
   const std::size_t primary = cluster.owner(resp::key_slot(s));
   std::vector<StreamId> before;
   for (int i = 0; i < 20; ++i)
-    before.push_back(run(io, store->append(s, event(s, i), {}))->event->id);
-  // (Replication is asynchronous: the test waits for the replica, as WAIT would.)
-  cluster.cli(primary, {"WAIT", "1", "5000"});
+    before.push_back(run(io, store->append(s, numbered_event(s, i), {}))->event->id);
+  wait_for_replicas(cluster.port(primary));  // replication is asynchronous
 
-  std::vector<StreamId> seen;
+  std::vector<StreamId> seen, acked;
   bool published = false;
-  std::vector<asio::awaitable<void>> tasks;
-  tasks.push_back([](store::Store& st, std::string s, StreamId after, std::vector<StreamId>& seen,
-                     const bool& published) -> asio::awaitable<void> {
-    asio::steady_timer pause(co_await asio::this_coro::executor);
-    for (int round = 0; round < 2000 && !(published && seen.size() >= 5); ++round) {
-      std::vector<store::StreamCursor> c{{s, after, {}}};
-      auto r = co_await st.read(c, {50, 30s});
-      if (!r) {
-        if (r.error().code != errc::store_unavailable) throw std::runtime_error(r.error().message);
-        pause.expires_after(50ms);
-        co_await pause.async_wait(asio::use_awaitable);
-        continue;
-      }
-      for (auto& batch : *r) {
-        for (auto& e : batch.events) seen.push_back(e->id);
-      }
-      if (!seen.empty()) after = seen.back();
-    }
-  }(*store, s, before.back(), seen, published));
-  std::vector<StreamId> acked;
   int refused = 0;
+  std::vector<asio::awaitable<void>> tasks;
+  tasks.push_back(read_through_outage(*store, s, before.back(), seen, 5, published));
   tasks.push_back([](store::Store& st, std::string s, RedisCluster& cluster, std::size_t primary,
                      std::vector<StreamId>& acked, int& refused,
                      bool& published) -> asio::awaitable<void> {
     asio::steady_timer pause(co_await asio::this_coro::executor, 300ms);
     co_await pause.async_wait(asio::use_awaitable);  // the reader blocks first
     cluster.kill(primary);
-    const auto give_up = std::chrono::steady_clock::now() + 30s;
-    while (acked.size() < 5 && std::chrono::steady_clock::now() < give_up) {
-      auto r = co_await st.append(s, event(s, 100 + static_cast<int>(acked.size())), {});
-      if (r) {
-        acked.push_back(r->event->id);
-      } else {
-        if (r.error().code != errc::store_unavailable) throw std::runtime_error(r.error().message);
-        ++refused;
-        pause.expires_after(50ms);
-        co_await pause.async_wait(asio::use_awaitable);
-      }
-    }
-    published = true;
+    co_await publish_through_outage(st, s, 100, 5, acked, refused, published);
   }(*store, s, cluster, primary, acked, refused, published));
   run_all(io, std::move(tasks), 1);
 
@@ -355,7 +317,7 @@ TEST(RedisClusterMode, AStoreOnTheWrongKindOfRedisSaysSo) {
     std::string candidate = "elsewhere" + std::to_string(i);
     if (shared_cluster().owner(resp::key_slot("w:" + candidate)) != 0) stream = candidate;
   }
-  auto appended = run(io, plain->append(stream, event(stream, 1), {}));
+  auto appended = run(io, plain->append(stream, numbered_event(stream, 1), {}));
   ASSERT_FALSE(appended);
   EXPECT_EQ(appended.error().code, errc::store_unavailable);
   EXPECT_NE(appended.error().message.find("--redis-cluster"), std::string::npos)

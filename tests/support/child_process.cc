@@ -73,4 +73,17 @@ int ChildProcess::wait() {
   return status;
 }
 
+std::vector<std::string> run_lines(const std::vector<std::string>& argv) {
+  ChildProcess child(argv);
+  std::vector<std::string> lines;
+  while (auto line = child.read_line(std::chrono::seconds(60))) lines.push_back(std::move(*line));
+  int status = child.wait();
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string out;
+    for (const auto& l : lines) out += l + "\n";
+    throw std::runtime_error(argv[0] + " failed:\n" + out);
+  }
+  return lines;
+}
+
 }  // namespace replayrail::testing

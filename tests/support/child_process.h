@@ -34,4 +34,7 @@ class ChildProcess {
   bool reaped_ = false;
 };
 
+// Runs a program to its end: all its output lines; throws with them when it fails.
+std::vector<std::string> run_lines(const std::vector<std::string>& argv);
+
 }  // namespace replayrail::testing

@@ -13,21 +13,6 @@ namespace replayrail::testing {
 namespace {
 
 using std::chrono_literals::operator""ms;
-using std::chrono_literals::operator""s;
-
-// All of a program's output lines, after it ends; throws when it fails.
-std::vector<std::string> run_lines(const std::vector<std::string>& argv) {
-  ChildProcess child(argv);
-  std::vector<std::string> lines;
-  while (auto line = child.read_line(60s)) lines.push_back(std::move(*line));
-  int status = child.wait();
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::string out;
-    for (const auto& l : lines) out += l + "\n";
-    throw std::runtime_error(argv[0] + " failed:\n" + out);
-  }
-  return lines;
-}
 
 }  // namespace
 
@@ -36,7 +21,9 @@ RedisCluster::RedisCluster(std::size_t primaries, std::size_t replicas, int node
     // Its cluster bus listens on the port + 10000.
     nodes_.push_back(std::make_unique<RedisServer>(
         std::vector<std::string>{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                 "--cluster-node-timeout", std::to_string(node_timeout_ms)},
+                                 "--cluster-node-timeout", std::to_string(node_timeout_ms),
+                                 // a replica's first sync: at once, not after 5 s
+                                 "--repl-diskless-sync", "no"},
         free_port(10000)));
     killed_.push_back(false);
   }

@@ -53,6 +53,38 @@ bool binds(std::uint16_t port) {
 
 }  // namespace
 
+namespace {
+
+// A field of INFO's output ("name:value" lines), or "".
+std::string info_field(std::uint16_t port, const std::string& name) {
+  for (const auto& line : run_lines({"/usr/bin/redis-cli", "-h", "127.0.0.1", "-p",
+                                     std::to_string(port), "INFO", "replication"})) {
+    if (line.starts_with(name + ":")) return line.substr(name.size() + 1);
+  }
+  return "";
+}
+
+}  // namespace
+
+void wait_for_replicas(std::uint16_t primary_port) {
+  const long long written = std::stoll(info_field(primary_port, "master_repl_offset"));
+  // The replicas, as "slave<n>:ip=…,port=…,state=…,offset=…,lag=…".
+  std::vector<std::uint16_t> replicas;
+  for (int n = 0;; ++n) {
+    auto replica = info_field(primary_port, "slave" + std::to_string(n));
+    if (replica.empty()) break;
+    auto at = replica.find("port=") + 5;
+    replicas.push_back(static_cast<std::uint16_t>(std::stoi(replica.substr(at))));
+  }
+  for (auto replica : replicas) {
+    for (int attempt = 0;; ++attempt) {
+      if (std::stoll(info_field(replica, "slave_repl_offset")) >= written) break;
+      if (attempt == 1000) throw std::runtime_error("a replica did not catch up");
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+}
+
 std::uint16_t free_port(std::uint16_t also_free_at) {
   // Below the kernel's ephemeral range (ip_local_port_range), which the client sockets of tests
   // running alongside draw from: a port bind(0) picked could be taken by one of their connections
@@ -94,6 +126,16 @@ std::unique_ptr<RedisServer> RedisServer::with_tls() {
   return server;
 }
 
+RedisServer::RedisServer(const std::string& sentinel_config, std::uint16_t port)
+    : port_(port), config_file_((dir_.path() / "sentinel.conf").string()) {
+  std::ofstream(config_file_) << sentinel_config;
+  start();
+}
+
+std::unique_ptr<RedisServer> RedisServer::sentinel(const std::string& config) {
+  return std::unique_ptr<RedisServer>(new RedisServer(config, free_port()));
+}
+
 std::string RedisServer::tls_url() const {
   return "rediss://127.0.0.1:" + std::to_string(tls_port_) + "/0?ssl_ca_certs=" + ca_file();
 }
@@ -132,6 +174,10 @@ void RedisServer::start() {
                                 "--logfile",
                                 (dir_.path() / "redis.log").string()};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
+  if (!config_file_.empty()) {
+    argv.insert(argv.begin() + 1, config_file_);
+    argv.push_back("--sentinel");
+  }
   process_ = std::make_unique<ChildProcess>(argv);
   // Polled, bounded: the server is a separate process with no readiness signal of its own.
   for (int i = 0; i < 1000; ++i) {

@@ -25,6 +25,10 @@ class RedisServer {
   // redis://127.0.0.1:<port>, with `credentials` ("user:pass@" or ":pass@") and `/db`.
   std::string url(const std::string& credentials = "", int db = 0) const;
 
+  // A Sentinel (redis-server --sentinel) with `config` as its configuration file, which it
+  // rewrites as it learns.
+  static std::unique_ptr<RedisServer> sentinel(const std::string& config);
+
   // rediss://127.0.0.1:<tls port>/0 trusting the server's certificate (with_tls() only).
   std::string tls_url() const;
   std::string ca_file() const { return (dir_.path() / "cert.pem").string(); }
@@ -35,12 +39,20 @@ class RedisServer {
   void thaw();    // SIGCONT
 
  private:
+  RedisServer(const std::string& sentinel_config, std::uint16_t port);
+
   TempDir dir_{"redis"};
   std::vector<std::string> extra_args_;
   std::uint16_t port_;
   std::uint16_t tls_port_ = 0;
+  std::string config_file_;  // given first on the command line: a Sentinel's
   std::unique_ptr<ChildProcess> process_;
 };
+
+// Waits (bounded) until every replica of the Redis on `primary_port` has all it wrote so far:
+// what WAIT does for the client that wrote (redis-cli's WAIT, on a connection of its own, waits
+// for nothing).
+void wait_for_replicas(std::uint16_t primary_port);
 
 // A loopback TCP port nothing listens on right now, below the ephemeral range (so no client
 // connection takes it meanwhile); with `also_free_at`, so is that port plus it (a cluster node's
