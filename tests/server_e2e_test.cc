@@ -36,6 +36,7 @@
 #include "support/child_process.h"
 #include "support/postgres_server.h"
 #include "support/redis_cluster.h"
+#include "support/redis_sentinel.h"
 #include "support/redis_server.h"
 
 namespace replayrail {
@@ -2167,6 +2168,87 @@ TEST_P(ServerE2E, TwoNodesOnARedisClusterShareChannelsAndTopics) {
   other.kill(SIGTERM);
   const int status = other.wait();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+// A WebSocket subscriber that does what a client should when the server closes it with 1013
+// (try again later: the store is down) or refuses it: reconnects, with the last id it got, until
+// `want` events came or 60 s passed. Counts its reconnections.
+asio::awaitable<void> subscribe_resuming(std::uint16_t port, std::string channel, std::size_t want,
+                                         Received& out, int& reconnections) {
+  asio::steady_timer pause(co_await asio::this_coro::executor);
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while (out.events.size() < want && std::chrono::steady_clock::now() < give_up) {
+    std::string cursor =
+        out.events.empty() ? "0-0" : out.events.back().at("id").as_string().c_str();
+    Received part;
+    bool refused = false;
+    try {
+      co_await subscribe(port, "/ws/" + channel + "?last_event_id=" + cursor,
+                         want - out.events.size(), part);
+    } catch (const boost::system::system_error&) {
+      refused = true;  // the handshake answered 503
+    }
+    for (auto& e : part.events) out.events.push_back(std::move(e));
+    if (part.close_code != 0) out.close_code = part.close_code;
+    if (out.events.size() < want && (refused || part.close_code != 0)) {
+      ++reconnections;
+      pause.expires_after(std::chrono::milliseconds(200));
+      co_await pause.async_wait(asio::use_awaitable);
+    }
+  }
+}
+
+// DESIGN §8: a server on a Redis watched by Sentinels keeps serving through a failover. The
+// primary dies; publishes answer 503 store_unavailable (never 201 for an event not stored) until
+// the Sentinels promote the replica. A WebSocket subscriber is closed with 1013 meanwhile, and,
+// resuming from its last id, gets every event published before and after, in order, once each.
+TEST_P(ServerE2E, AServerOnRedisSentinelCarriesOnThroughAFailover) {
+  if (GetParam() != "redis") GTEST_SKIP() << "Sentinels watch a Redis";
+  testing::RedisSentinel sentinel(1, 1, 1000);
+  restart_server({"--redis", sentinel.url()});
+  asio::io_context io;
+  Received got;
+  int reconnections = 0;
+  asio::co_spawn(io, subscribe_resuming(port_, "orders", 10, got, reconnections), asio::detached);
+  std::thread runner([&] { io.run_for(60s); });
+  std::vector<std::string> published;
+  auto publish_n = [&](int n) {
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    for (;;) {
+      auto r = publish("orders", R"({"type":"t","payload":{"n":)" + std::to_string(n) + "}}");
+      if (r.status == 201u) {
+        published.push_back(r.json().at("event").at("id").as_string().c_str());
+        return;
+      }
+      ASSERT_EQ(r.status, 503u) << r.body;
+      EXPECT_EQ(r.error_code(), "store_unavailable");
+      ASSERT_LT(std::chrono::steady_clock::now(), give_up) << "no new primary: " << r.body;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  };
+  for (int i = 0; i < 5; ++i) publish_n(i);
+  testing::wait_for_replicas(sentinel.server(0).port());
+  sentinel.kill(0);
+  for (int i = 5; i < 10; ++i) publish_n(i);
+  runner.join();
+  EXPECT_EQ(sentinel.primary(), 1u);
+  EXPECT_EQ(ids(got), published);
+  EXPECT_GT(reconnections, 0);
+  EXPECT_EQ(got.close_code, 1013) << "the store's outage, said as try again later";
+  EXPECT_EQ(sentinel.cli(1, {"XLEN", "rr:orders"}).at(0), "10");
+  EXPECT_EQ(call(http::verb::get, "/readyz").status, 200u);
+}
+
+TEST(ServerCli, ARedisClusterHasNoSentinels) {
+  testing::ChildProcess p({"/bin/sh", "-c",
+                           std::string(RR_SERVER_BINARY) +
+                               " serve --store redis --redis redis+sentinel://127.0.0.1:1/m"
+                               " --redis-cluster --listen 127.0.0.1:0 2>&1"});
+  auto said = p.read_line(std::chrono::seconds(20)).value_or("");
+  EXPECT_NE(said.find("a Redis Cluster has no Sentinels"), std::string::npos) << said;
+  const int status = p.wait();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
 }
 
 // The archive's API for the dashboard (admin only): its streams, a search, a chain's check.

@@ -43,6 +43,10 @@ result<std::shared_ptr<store::Store>> open_store(const ServeArgs& args,
   if (args.store == "redis") {
     resp::RedisUrl url;
     RR_TRY_ASSIGN(url, resp::parse_redis_url(args.redis_url));
+    if (args.redis_cluster && url.uses_sentinels()) {
+      return make_error(errc::invalid_argument,
+                        "a Redis Cluster has no Sentinels: give one of its nodes as redis://");
+    }
     if (args.redis_cluster && url.db != 0) {
       return make_error(errc::invalid_argument,
                         "a Redis Cluster has database 0 only; the Redis URL names database " +
@@ -109,7 +113,10 @@ int serve(ServeArgs& args) {
   std::fflush(stdout);
   std::string where;  // where the store keeps the events
   if (args.store == "local") where = " in " + args.data_dir + ", fsync " + args.fsync;
-  if (args.store == "redis") where = " at " + redact_url(args.redis_url);
+  if (args.store == "redis") {
+    auto url = resp::parse_redis_url(args.redis_url);  // it parsed when the store opened
+    where = " at " + (url ? url->redacted() : redact_url(args.redis_url));
+  }
   spdlog::info("listening on {}:{}; store {}{}; auth {}; {} event-loop threads", args.server.host,
                (*server)->port(), args.store, where,
                args.server.jwt.secret.empty() ? "off" : "on (JWT HS256)", (*server)->threads());
@@ -215,7 +222,9 @@ CLI::Option* add_store_options(CLI::App* cmd, ServeArgs& s) {
                   "With --fsync batch: the most time before a commit is fsynced")
       ->check(CLI::Range(1, 3'600'000))
       ->capture_default_str();
-  auto* redis = cmd->add_option("--redis", s.redis_url, "Redis URL (redis:// or rediss://)")
+  auto* redis = cmd->add_option("--redis", s.redis_url,
+                                "Redis URL: redis://, rediss:// (TLS), or "
+                                "redis+sentinel://host:26379[,host…]/service[/db] (Sentinel)")
                     ->envname("REDIS_URL")
                     ->capture_default_str();
   cmd->add_option("--redis-prefix", s.redis_prefix, "Redis key prefix")->capture_default_str();

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -12,6 +13,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
+#include <cstdlib>
 #include <random>
 
 namespace replayrail::resp {
@@ -25,8 +27,8 @@ namespace {
 
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 
-Error unavailable(const RedisUrl& url, const std::string& why) {
-  return make_error(errc::store_unavailable, "Redis at " + url.redacted() + ": " + why);
+Error unavailable_at(const std::string& where, const std::string& why) {
+  return make_error(errc::store_unavailable, "Redis at " + where + ": " + why);
 }
 
 // The TLS settings a rediss:// URL asks for; a file that cannot be loaded is a clear error.
@@ -36,15 +38,19 @@ result<ssl::context> make_tls_context(const RedisUrl& url) {
   if (!url.ca_file.empty()) {
     ctx.load_verify_file(url.ca_file, ec);
     if (ec)
-      return unavailable(url, "cannot load ssl_ca_certs " + url.ca_file + ": " + ec.message());
+      return unavailable_at(url.redacted(),
+                            "cannot load ssl_ca_certs " + url.ca_file + ": " + ec.message());
   } else {
     ctx.set_default_verify_paths(ec);
-    if (ec) return unavailable(url, "cannot load the system's CA certificates: " + ec.message());
+    if (ec)
+      return unavailable_at(url.redacted(),
+                            "cannot load the system's CA certificates: " + ec.message());
   }
   if (!url.cert_file.empty()) {
     ctx.use_certificate_chain_file(url.cert_file, ec);
     if (!ec) ctx.use_private_key_file(url.key_file, ssl::context::pem, ec);
-    if (ec) return unavailable(url, "cannot load the client certificate: " + ec.message());
+    if (ec)
+      return unavailable_at(url.redacted(), "cannot load the client certificate: " + ec.message());
   }
   ctx.set_verify_mode(url.verify_peer ? ssl::verify_peer : ssl::verify_none);
   return ctx;
@@ -55,12 +61,30 @@ result<ssl::context> make_tls_context(const RedisUrl& url) {
 Connection::Connection(asio::any_io_executor executor, Options options)
     : strand_(asio::make_strand(executor)),
       options_(std::move(options)),
+      server_(options_.url.uses_sentinels()
+                  ? RedisUrl::Address{}
+                  : RedisUrl::Address{options_.url.host, options_.url.port}),
+      sentinels_(options_.sentinels),
       timeout_(strand_),
       down_(strand_),
       ready_signal_(strand_, asio::steady_timer::time_point::max()) {}
 
+std::string Connection::where() const {
+  if (!options_.url.uses_sentinels() || server_.host.empty()) return options_.url.redacted();
+  return options_.url.redacted() + " (primary " + server_.str() + ")";
+}
+
+Error Connection::unavailable(const std::string& why) const { return unavailable_at(where(), why); }
+
 std::shared_ptr<Connection> Connection::start(asio::any_io_executor executor, Options options) {
-  std::shared_ptr<Connection> c(new Connection(std::move(executor), std::move(options)));
+  std::shared_ptr<Connection> c(new Connection(executor, std::move(options)));
+  if (c->options_.url.uses_sentinels()) {
+    if (!c->sentinels_) {
+      c->sentinels_ = Sentinels::start(executor, c->options_.url, c->options_.connect_timeout);
+      c->own_sentinels_ = true;
+    }
+    c->sentinels_->watch(c);
+  }
   asio::co_spawn(c->strand_, c->run(), asio::detached);
   return c;
 }
@@ -68,8 +92,16 @@ std::shared_ptr<Connection> Connection::start(asio::any_io_executor executor, Op
 void Connection::stop() {
   asio::dispatch(strand_, [self = shared_from_this()] {
     self->stopped_ = true;
-    self->fail(unavailable(self->options_.url, "connection closed"));
+    if (self->own_sentinels_) self->sentinels_->stop();
+    self->fail(self->unavailable("connection closed"));
     self->ready_signal_.cancel();  // nobody need wait for it to be ready any more
+  });
+}
+
+void Connection::primary_replaced(RedisUrl::Address primary) {
+  asio::dispatch(strand_, [self = shared_from_this(), primary = std::move(primary)] {
+    if (!self->connected_ || self->server_ == primary) return;
+    self->fail(self->unavailable("the Sentinels name " + primary.str() + " the primary now"));
   });
 }
 
@@ -118,8 +150,11 @@ void Connection::complete(Completion completion, result<Reply> value) {
 
 void Connection::enqueue(Encoded encoded, Completion completion, bool handshake) {
   if (!(handshake ? connected_ : ready_.load())) {
+    // Why it is down says more than "not connected" (a refused connection, no primary…).
     return complete(std::move(completion),
-                    unavailable(options_.url, stopped_ ? "connection closed" : "not connected"));
+                    stopped_ || last_failure_.empty()
+                        ? unavailable(stopped_ ? "connection closed" : "not connected")
+                        : make_error(errc::store_unavailable, last_failure_));
   }
   out_.append(encoded.bytes);
   Pending pending{std::move(completion), Clock::now() + options_.command_timeout, encoded.commands};
@@ -149,7 +184,7 @@ void Connection::maybe_write() {
                                                boost::system::error_code ec, std::size_t) {
     if (gen != self->generation_) return;
     self->write_in_progress_ = false;
-    if (ec) return self->fail(unavailable(self->options_.url, ec.message()));
+    if (ec) return self->fail(self->unavailable(ec.message()));
     self->maybe_write();
   });
   if (tls_) {
@@ -170,8 +205,7 @@ void Connection::arm_timeout() {
     if (self->in_flight_.empty()) return;
     if (Clock::now() >= self->in_flight_.front().deadline) {
       // Later replies could no longer be matched to their commands.
-      return self->fail(unavailable(
-          self->options_.url,
+      return self->fail(self->unavailable(
           "no reply within " + std::to_string(self->options_.command_timeout.count()) + " ms"));
     }
     self->arm_timeout();
@@ -191,7 +225,7 @@ asio::awaitable<void> Connection::read_loop(std::uint64_t generation) {
     }
     if (generation != generation_) co_return;
     if (ec) {
-      fail(unavailable(options_.url, ec.message()));
+      fail(unavailable(ec.message()));
       co_return;
     }
     decoder_.feed({buf, n});
@@ -203,7 +237,13 @@ asio::awaitable<void> Connection::read_loop(std::uint64_t generation) {
       }
       if (!*reply) break;
       if (in_flight_.empty()) {
-        fail(unavailable(options_.url, "a reply arrived for no command"));
+        fail(unavailable("a reply arrived for no command"));
+        co_return;
+      }
+      if (options_.url.uses_sentinels() && (*reply)->error_is("READONLY")) {
+        // A failover made our primary a replica: this command and the rest fail, and the
+        // reconnect asks the Sentinels for the new one.
+        fail(unavailable("the primary is a replica now (READONLY); asking the Sentinels again"));
         co_return;
       }
       Pending& front = in_flight_.front();
@@ -252,16 +292,16 @@ asio::awaitable<result<Reply>> Connection::handshake_command(std::vector<std::st
 asio::awaitable<result<void>> Connection::handshake_tls() {
   const RedisUrl& url = options_.url;
   // SNI, and the certificate must name the host we asked for.
-  if (!SSL_set_tlsext_host_name(tls_->native_handle(), url.host.c_str())) {
-    co_return unavailable(url, "cannot set the TLS server name");
+  if (!SSL_set_tlsext_host_name(tls_->native_handle(), server_.host.c_str())) {
+    co_return unavailable("cannot set the TLS server name");
   }
-  if (url.verify_peer) tls_->set_verify_callback(ssl::host_name_verification(url.host));
+  if (url.verify_peer) tls_->set_verify_callback(ssl::host_name_verification(server_.host));
   asio::steady_timer deadline(strand_, options_.connect_timeout);
   auto which = co_await (tls_->async_handshake(ssl::stream_base::client, kToken) ||
                          deadline.async_wait(kToken));
-  if (which.index() == 1) co_return unavailable(url, "TLS handshake timed out");
+  if (which.index() == 1) co_return unavailable("TLS handshake timed out");
   if (auto [ec] = std::get<0>(which); ec) {
-    co_return unavailable(url, "TLS handshake failed: " + ec.message());
+    co_return unavailable("TLS handshake failed: " + ec.message());
   }
   co_return result<void>{};
 }
@@ -273,10 +313,18 @@ asio::awaitable<result<void>> Connection::connect_once() {
     if (!ctx) co_return ctx.error();
     tls_context_.emplace(std::move(*ctx));
   }
+  if (url.uses_sentinels()) {
+    auto primary = co_await sentinels_->primary();
+    if (!primary) co_return primary.error();
+    if (*primary != server_ && !server_.host.empty()) {
+      spdlog::info("Redis at {}: the Sentinels name {} the primary now", where(), primary->str());
+    }
+    server_ = std::move(*primary);
+  }
   tcp::resolver resolver(strand_);
   auto [rec, endpoints] =
-      co_await resolver.async_resolve(url.host, std::to_string(url.port), kToken);
-  if (rec) co_return unavailable(url, "cannot resolve: " + rec.message());
+      co_await resolver.async_resolve(server_.host, std::to_string(server_.port), kToken);
+  if (rec) co_return unavailable("cannot resolve: " + rec.message());
   tls_.reset();
   tcp_.reset();
   if (url.tls) {
@@ -290,10 +338,10 @@ asio::awaitable<result<void>> Connection::connect_once() {
   if (which.index() == 1) {
     boost::system::error_code ignored;
     socket().close(ignored);
-    co_return unavailable(url, "connect timed out");
+    co_return unavailable("connect timed out");
   }
   if (auto ec = std::get<0>(std::get<0>(which)); ec) {
-    co_return unavailable(url, "cannot connect: " + ec.message());
+    co_return unavailable("cannot connect: " + ec.message());
   }
   socket().set_option(tcp::no_delay(true));
   if (tls_) {
@@ -316,6 +364,7 @@ asio::awaitable<result<void>> Connection::connect_once() {
                             : std::vector<std::string>{"AUTH", url.username, url.password});
   }
   if (url.db != 0) handshake.push_back({"SELECT", std::to_string(url.db)});
+  if (url.uses_sentinels()) handshake.push_back({"ROLE"});
   // The last command also proves the connection answers.
   handshake.push_back(options_.client_id ? std::vector<std::string>{"CLIENT", "ID"}
                                          : std::vector<std::string>{"PING"});
@@ -323,7 +372,13 @@ asio::awaitable<result<void>> Connection::connect_once() {
     auto reply = co_await handshake_command(cmd);
     if (!reply) co_return reply.error();
     if (reply->is_error()) {
-      auto e = unavailable(url, cmd[0] + " failed: " + reply->str);
+      auto e = unavailable(cmd[0] + " failed: " + reply->str);
+      fail(e);
+      co_return e;
+    }
+    if (cmd[0] == "ROLE" && (reply->elements.empty() || reply->elements[0].str != "master")) {
+      // The Sentinels' answer was already out of date (a failover under way).
+      auto e = unavailable("the Sentinels named a server that is not a primary");
       fail(e);
       co_return e;
     }
@@ -339,15 +394,17 @@ asio::awaitable<void> Connection::run() {
   int failed_attempts = 0;  // in a row; logged once per outage, not once per attempt
   while (!stopped_) {
     auto connected = co_await connect_once();
-    if (stopped_) {
-      // stop() came while connecting: close what connect_once() opened (and its read loop).
-      fail(unavailable(options_.url, "connection closed"));
+    if (!connected) last_failure_ = connected.error().message;
+    if (stopped_ || (!options_.reconnect && !(connected && connected_))) {
+      // stop() came while connecting, or the one attempt failed: close what connect_once()
+      // opened (and its read loop).
+      fail(unavailable(connected ? "connection closed" : connected.error().message));
       break;
     }
     if (connected && connected_ && !stopped_) {
       if (failed_attempts > 0) {
-        spdlog::info("Redis at {}: connected again after {} failed attempts",
-                     options_.url.redacted(), failed_attempts);
+        spdlog::info("Redis at {}: connected again after {} failed attempts", where(),
+                     failed_attempts);
       }
       failed_attempts = 0;
       ready_ = true;
@@ -355,6 +412,7 @@ asio::awaitable<void> Connection::run() {
       backoff = options_.reconnect_min;
       down_.expires_at(asio::steady_timer::time_point::max());
       co_await down_.async_wait(kToken);  // until fail() or stop()
+      if (!options_.reconnect) break;
       if (!stopped_) spdlog::warn("{}; reconnecting", last_failure_);
     } else if (failed_attempts++ == 0) {
       spdlog::warn("{}; retrying, at least every {} ms",
@@ -368,6 +426,9 @@ asio::awaitable<void> Connection::run() {
     co_await pause.async_wait(kToken);
     backoff = std::min(backoff * 2, options_.reconnect_max);
   }
+  // Stopped, or its one attempt is over: nobody need wait for it to be ready any more.
+  stopped_ = true;
+  ready_signal_.cancel();
 }
 
 }  // namespace replayrail::resp

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "replayrail/resp/codec.h"
+#include "replayrail/resp/sentinels.h"
 #include "replayrail/resp/url.h"
 
 namespace replayrail::resp {
@@ -36,6 +37,12 @@ using Millis = std::chrono::milliseconds;
 // caller knows whether its command is idempotent). A command without a reply within
 // command_timeout fails, and so does the connection (its replies can no longer be matched).
 //
+// With Sentinels (redis+sentinel://), each (re)connect first asks them which server is the
+// primary of the URL's service (see Sentinels) and checks that the server says it is (ROLE), as
+// the Sentinel client guidelines ask. A failover is followed through the reconnect: the old
+// primary dies, or it answers a write with READONLY, or the Sentinels name another primary, and
+// each of these fails the connection (and what is in flight: never a command's success).
+//
 // Threads: every member runs on the connection's strand; command() may be called from any thread
 // and completes on the caller's executor.
 // Lifecycle: start() returns it connecting; stop() closes it for good and fails what is pending.
@@ -49,6 +56,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Millis reconnect_max{2000};
     // Asks for the connection's CLIENT ID on every (re)connect, for CLIENT UNBLOCK.
     bool client_id = false;
+    // False: one attempt to connect; when it fails, or the connection drops, it stops.
+    bool reconnect = true;
+    // With a redis+sentinel:// URL: the Sentinels it shares with other connections to the
+    // primary (none: it asks them on its own).
+    std::shared_ptr<Sentinels> sentinels;
   };
 
   static std::shared_ptr<Connection> start(boost::asio::any_io_executor executor, Options options);
@@ -77,6 +89,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::awaitable<bool> wait_ready(Millis timeout);
 
   bool ready() const { return ready_; }
+  // The Sentinels name `primary` now: if this is connected elsewhere, it reconnects.
+  void primary_replaced(RedisUrl::Address primary);
   // The server's id for this connection (Options::client_id); -1 while not connected.
   std::int64_t client_id() const { return client_id_; }
   void stop();
@@ -108,6 +122,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void arm_timeout();
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<result<void>> connect_once();
+  // "Redis at <URL>" and, with Sentinels, the primary it is connected to, for errors and logs.
+  std::string where() const;
+  Error unavailable(const std::string& why) const;
   boost::asio::awaitable<result<void>> handshake_tls();
   boost::asio::awaitable<result<Reply>> handshake_command(std::vector<std::string> args);
   boost::asio::awaitable<void> read_loop(std::uint64_t generation);
@@ -116,6 +133,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   Options options_;
+  RedisUrl::Address server_;              // where it connects: the URL's, or the primary
+  std::shared_ptr<Sentinels> sentinels_;  // with a redis+sentinel:// URL
+  bool own_sentinels_ = false;            // started by this connection: stopped with it
   std::optional<boost::asio::ssl::context> tls_context_;  // rediss:// only
   std::unique_ptr<boost::asio::ip::tcp::socket> tcp_;     // a fresh one per connection
   std::unique_ptr<TlsStream> tls_;                        // or this, for rediss://
@@ -130,7 +150,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::atomic<bool> ready_ = false;
   std::atomic<std::int64_t> client_id_ = -1;
   bool stopped_ = false;
-  std::string last_failure_;           // why the connection last failed, for the log
+  std::string last_failure_;  // why it last failed: for the log, and commands while it is down
   boost::asio::steady_timer timeout_;  // the oldest command's deadline
   bool timeout_armed_ = false;
   boost::asio::steady_timer down_;          // cancelled when the connection fails

@@ -36,12 +36,12 @@ constexpr Millis kIdleLane{30000};
 
 }  // namespace
 
-BlockingReads::BlockingReads(asio::any_io_executor executor, resp::RedisUrl url,
+BlockingReads::BlockingReads(asio::any_io_executor executor, resp::Connection::Options server,
                              std::shared_ptr<resp::Connection> control,
                              std::shared_ptr<resp::Cluster> cluster, std::size_t lanes)
     : executor_(executor),
       strand_(asio::make_strand(executor)),
-      url_(std::move(url)),
+      server_(std::move(server)),
       control_(std::move(control)),
       cluster_(std::move(cluster)) {
   if (cluster_) return;  // lanes per slot, on demand
@@ -51,12 +51,12 @@ BlockingReads::BlockingReads(asio::any_io_executor executor, resp::RedisUrl url,
 }
 
 std::shared_ptr<BlockingReads> BlockingReads::start(asio::any_io_executor executor,
-                                                    resp::RedisUrl url,
+                                                    resp::Connection::Options server,
                                                     std::shared_ptr<resp::Connection> control,
                                                     std::shared_ptr<resp::Cluster> cluster,
                                                     std::size_t lanes) {
   return std::shared_ptr<BlockingReads>(new BlockingReads(
-      std::move(executor), std::move(url), std::move(control), std::move(cluster), lanes));
+      std::move(executor), std::move(server), std::move(control), std::move(cluster), lanes));
 }
 
 std::vector<BlockingReads::LanePtr> BlockingReads::all_lanes() const {
@@ -150,8 +150,11 @@ void BlockingReads::place(const LanePtr& lane, const WaiterPtr& waiter,
 
 bool BlockingReads::target(Lane& lane) {
   if (!cluster_) {
-    if (!lane.conn)
-      lane.conn = resp::Connection::start(executor_, {.url = url_, .client_id = true});
+    if (!lane.conn) {
+      auto options = server_;
+      options.client_id = true;
+      lane.conn = resp::Connection::start(executor_, std::move(options));
+    }
     lane.control = control_;
     return true;
   }
@@ -194,7 +197,7 @@ asio::awaitable<void> BlockingReads::run(LanePtr lane) {
       continue;
     }
     if (!lane->conn->ready() && !co_await lane->conn->wait_ready(kConnectWait)) {
-      std::string where = lane->slot ? lane->address : url_.redacted();
+      std::string where = lane->slot ? lane->address : server_.url.redacted();
       complete_where(*lane, all,
                      make_error(errc::store_unavailable, "Redis at " + where + ": not connected"));
       continue;

@@ -44,10 +44,11 @@ class BlockingReads : public std::enable_shared_from_this<BlockingReads> {
     StreamId after;
   };
 
-  // A single Redis at `url`, whose `control` connection carries the CLIENT UNBLOCK commands, with
-  // `lanes` lanes; or the `cluster` (when not null: `url` and `control` are not used).
+  // A single Redis, connected to as `server` says, whose `control` connection carries the CLIENT
+  // UNBLOCK commands, with `lanes` lanes; or the `cluster` (when not null: `server` and
+  // `control` are not used).
   static std::shared_ptr<BlockingReads> start(boost::asio::any_io_executor executor,
-                                              resp::RedisUrl url,
+                                              resp::Connection::Options server,
                                               std::shared_ptr<resp::Connection> control,
                                               std::shared_ptr<resp::Cluster> cluster,
                                               std::size_t lanes);
@@ -92,7 +93,7 @@ class BlockingReads : public std::enable_shared_from_this<BlockingReads> {
   };
   using LanePtr = std::shared_ptr<Lane>;
 
-  BlockingReads(boost::asio::any_io_executor executor, resp::RedisUrl url,
+  BlockingReads(boost::asio::any_io_executor executor, resp::Connection::Options server,
                 std::shared_ptr<resp::Connection> control, std::shared_ptr<resp::Cluster> cluster,
                 std::size_t lanes);
 
@@ -112,7 +113,7 @@ class BlockingReads : public std::enable_shared_from_this<BlockingReads> {
 
   boost::asio::any_io_executor executor_;
   boost::asio::strand<boost::asio::any_io_executor> strand_;
-  resp::RedisUrl url_;
+  resp::Connection::Options server_;
   std::shared_ptr<resp::Connection> control_;
   std::shared_ptr<resp::Cluster> cluster_;
   std::vector<LanePtr> lanes_;                   // a single Redis

@@ -28,6 +28,9 @@ namespace {
 // How long a command waits for a connection being (re)established before store_unavailable.
 constexpr Millis kConnectWait{500};
 
+// How long a Sentinel has to accept a connection, and then to answer.
+constexpr Millis kSentinelTimeout{1000};
+
 // The pause after a blocking read a slot in migration refused and a read that found nothing.
 constexpr Millis kMigrationPause{20};
 
@@ -73,9 +76,12 @@ RedisStore::RedisStore(asio::any_io_executor executor, Options options)
   if (options_.cluster) {
     cluster_ = resp::Cluster::start(executor_, {.url = options_.url, .connect_wait = kConnectWait});
   } else {
-    main_ = resp::Connection::start(executor_, {.url = options_.url});
+    if (options_.url.uses_sentinels()) {
+      sentinels_ = resp::Sentinels::start(executor_, options_.url, kSentinelTimeout);
+    }
+    main_ = resp::Connection::start(executor_, server());
   }
-  blocking_ = redis::BlockingReads::start(executor_, options_.url, main_, cluster_,
+  blocking_ = redis::BlockingReads::start(executor_, server(), main_, cluster_,
                                           options_.blocking_connections);
 }
 
@@ -90,6 +96,7 @@ void RedisStore::close() {
   blocking_->stop();
   if (main_) main_->stop();
   if (cluster_) cluster_->stop();
+  if (sentinels_) sentinels_->stop();
   std::lock_guard lock(idle_mu_);
   closed_ = true;
   for (auto& weak : all_blocking_) {
@@ -203,13 +210,13 @@ task<result<std::vector<std::string>>> RedisStore::scan(std::string pattern, std
 task<result<Reply>> RedisStore::call_blocking(std::uint16_t slot, std::vector<std::string> args,
                                               std::vector<std::string> unblocked) {
   // The node serving the slot: its URL, and the key of its idle connections.
-  resp::RedisUrl url = options_.url;
+  resp::Connection::Options server = this->server();
   std::string address;
   if (cluster_) {
     if (!cluster_->ready()) co_await cluster_->wait_ready(kConnectWait);
     auto node = cluster_->node(slot);
     if (!node) co_return cluster_->not_ready_error();
-    url = std::move(node->url);
+    server.url = std::move(node->url);
     address = std::move(node->address);
   }
   std::shared_ptr<resp::Connection> conn;
@@ -222,7 +229,7 @@ task<result<Reply>> RedisStore::call_blocking(std::uint16_t slot, std::vector<st
     }
   }
   if (!conn) {
-    conn = resp::Connection::start(executor_, {.url = url});
+    conn = resp::Connection::start(executor_, server);
     {
       std::lock_guard lock(idle_mu_);
       std::erase_if(all_blocking_, [](const auto& weak) { return weak.expired(); });
@@ -232,7 +239,7 @@ task<result<Reply>> RedisStore::call_blocking(std::uint16_t slot, std::vector<st
     if (!co_await conn->wait_ready(Millis(2000))) {
       conn->stop();
       co_return make_error(errc::store_unavailable,
-                           "Redis at " + url.redacted() + ": not connected");
+                           "Redis at " + server.url.redacted() + ": not connected");
     }
   }
   auto reply = co_await conn->command(args);

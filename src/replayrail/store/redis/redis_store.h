@@ -97,6 +97,10 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   struct Page;
   struct TrimRound;
   RedisStore(boost::asio::any_io_executor executor, Options options);
+  // How a connection to the single Redis (or the primary the Sentinels name) is made.
+  resp::Connection::Options server() const {
+    return {.url = options_.url, .sentinels = sentinels_};
+  }
 
   // The stream's name inside its keys: a hash tag on a cluster.
   std::string tag(std::string_view stream) const;
@@ -177,8 +181,9 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
 
   boost::asio::any_io_executor executor_;
   Options options_;
-  std::shared_ptr<resp::Connection> main_;  // a single Redis
-  std::shared_ptr<resp::Cluster> cluster_;  // or a cluster
+  std::shared_ptr<resp::Connection> main_;      // a single Redis
+  std::shared_ptr<resp::Sentinels> sentinels_;  // its Sentinels, shared by its connections
+  std::shared_ptr<resp::Cluster> cluster_;      // or a cluster
   std::shared_ptr<redis::BlockingReads> blocking_;
   // Slots with a trim in flight, and the round that will follow it; used on trim_strand_.
   struct TrimQueue {
