@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -13,7 +12,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
-#include <cstdlib>
 #include <random>
 
 namespace replayrail::resp {
@@ -316,9 +314,6 @@ asio::awaitable<result<void>> Connection::connect_once() {
   if (url.uses_sentinels()) {
     auto primary = co_await sentinels_->primary();
     if (!primary) co_return primary.error();
-    if (*primary != server_ && !server_.host.empty()) {
-      spdlog::info("Redis at {}: the Sentinels name {} the primary now", where(), primary->str());
-    }
     server_ = std::move(*primary);
   }
   tcp::resolver resolver(strand_);

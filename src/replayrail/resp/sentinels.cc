@@ -99,6 +99,7 @@ asio::awaitable<result<RedisUrl::Address>> Sentinels::ask() {
   // One question at a time: those asked meanwhile share its answer.
   if (asking_) {
     co_await answered_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (stopped_) co_return closed();
     co_return answer_;
   }
   asking_ = true;
@@ -128,10 +129,12 @@ asio::awaitable<result<RedisUrl::Address>> Sentinels::ask() {
       std::rotate(order_.begin(), order_.begin() + i, order_.begin() + i + 1);
     }
   }
-  if (named.host.empty()) {
-    answer_ = make_error(errc::store_unavailable, "Redis at " + url_.redacted() +
-                                                      ": no Sentinel named the primary (" +
-                                                      (stopped_ ? "closed" : failures) + ")");
+  if (stopped_) {
+    answer_ = closed();
+  } else if (named.host.empty()) {
+    answer_ = make_error(
+        errc::store_unavailable,
+        "Redis at " + url_.redacted() + ": no Sentinel named the primary (" + failures + ")");
   } else {
     answer_ = named;
     if (!primary_.host.empty() && named != primary_) {
@@ -145,6 +148,10 @@ asio::awaitable<result<RedisUrl::Address>> Sentinels::ask() {
   asking_ = false;
   answered_.cancel();
   co_return answer_;
+}
+
+Error Sentinels::closed() const {
+  return make_error(errc::store_unavailable, "Redis at " + url_.redacted() + ": closed");
 }
 
 asio::awaitable<void> Sentinels::poll() {

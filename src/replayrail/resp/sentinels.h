@@ -49,6 +49,7 @@ class Sentinels : public std::enable_shared_from_this<Sentinels> {
 
   boost::asio::awaitable<result<RedisUrl::Address>> ask();
   boost::asio::awaitable<void> poll();
+  Error closed() const;
 
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   RedisUrl url_;
