@@ -414,6 +414,12 @@ task<result<std::vector<Appended>>> RedisStore::append_generated(std::string_vie
   if (options.maxlen > 0) batch.add_args("XLEN", k);
   Reply reply;
   RR_CO_TRY_ASSIGN(reply, co_await send(slot(k), "XADD", std::move(batch)));
+  if (reply.type != Reply::Type::array) {  // a lone XADD's reply comes unwrapped
+    Reply one = std::move(reply);
+    reply = Reply{};
+    reply.type = Reply::Type::array;
+    reply.elements.push_back(std::move(one));
+  }
   if (reply.elements.size() != events.size() + (options.maxlen > 0)) {
     co_return unexpected_reply("XADD");
   }

@@ -279,6 +279,18 @@ TEST_P(StoreConformance, AppendBatchStoresEveryEventInOrder) {
   EXPECT_LT(before->id, all->front()->id);
 }
 
+TEST_P(StoreConformance, AppendBatchOfOneEventStoresIt) {
+  std::vector<NewEvent> one;
+  one.push_back(event("s", R"({"n":1})"));
+  auto appended = run(store().append_batch("s", std::move(one), {}));
+  ASSERT_TRUE(appended) << appended.error().message;
+  ASSERT_EQ(appended->size(), 1u);
+  auto all = run(store().range("s", {}, 10));
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ(all->front()->id, appended->front().event->id);
+}
+
 TEST_P(StoreConformance, AppendBatchOfNothingWritesNothing) {
   auto appended = run(store().append_batch("s", {}, {}));
   ASSERT_TRUE(appended);
