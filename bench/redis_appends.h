@@ -23,10 +23,12 @@ inline const std::string kPayload = [] {
   return p + "\"}";
 }();
 
-// Where the appends go: one stream, or a stream per publisher; on one Redis or a cluster.
+// Where the appends go: one stream, or a stream per publisher; on one Redis or a cluster. And
+// how many replicas confirm each (Options::wait_replicas).
 struct Spread {
   bool cluster = false;
   bool stream_per_publisher = false;
+  int wait_replicas = 0;
 };
 
 // Appends/s of `publishers` concurrent publishers (pipelined on the store's one connection, or
@@ -35,8 +37,10 @@ inline double redis_store_appends(const std::string& url, int publishers, int to
                                   store::AppendOptions options, Spread spread = {}) {
   namespace asio = boost::asio;
   asio::io_context io;
-  auto store = store::RedisStore::connect(
-      io.get_executor(), {.url = resp::parse_redis_url(url).value(), .cluster = spread.cluster});
+  auto store =
+      store::RedisStore::connect(io.get_executor(), {.url = resp::parse_redis_url(url).value(),
+                                                     .cluster = spread.cluster,
+                                                     .wait_replicas = spread.wait_replicas});
   NewEvent proto =
       make_event({.channel = "bench", .type = "bench.event", .payload = kPayload}).value();
   int running = publishers;

@@ -1,7 +1,8 @@
 // Redis store throughput (issue 4): appends/s through the store from 64 concurrent publishers
 // (pipelined on one connection) with 200-byte payloads, and in the same run the ceiling:
 // redis-benchmark -P 16 -c 32 doing a plain XADD of the same payload against the same server.
-// Then the same on a Redis Cluster of three primaries against redis-benchmark --cluster.
+// Then the same on a Redis Cluster of three primaries against redis-benchmark --cluster, and on a
+// primary with a replica, with and without waiting for it (WAIT 1).
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -109,4 +110,25 @@ int main() {
               cluster_store, 100 * cluster_store / cluster_ceiling);
   std::printf("%-58s %10.0f /s\n", "(the same 64 streams on the single redis-server above)",
               single_spread);
+
+  // A primary and its replica (on the same cores): what waiting for the replica costs.
+  testing::RedisServer primary({"--repl-diskless-sync", "no"});
+  testing::RedisServer replica(
+      {"--replicaof", "127.0.0.1", std::to_string(primary.port()), "--repl-diskless-sync", "no"});
+  testing::wait_for_replicas(primary.port());
+  std::printf("\nA primary on 127.0.0.1:%u with a replica; 64 publishers on one stream\n\n",
+              primary.port());
+  double replicated_ceiling = 0, unwaited = 0, waited = 0;
+  for (int round = 0; round < 3; ++round) {
+    replicated_ceiling = std::max(replicated_ceiling, redis_benchmark(primary.port(), kTotal));
+    unwaited = std::max(unwaited, store_appends(primary.url(), 64, kTotal, 0));
+    waited = std::max(
+        waited, bench::redis_store_appends(primary.url(), 64, kTotal, {}, {.wait_replicas = 1}));
+  }
+  std::printf("%-58s %10.0f /s\n", "redis-benchmark -P 16 -c 32 XADD (ceiling)",
+              replicated_ceiling);
+  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, no maxlen", unwaited,
+              100 * unwaited / replicated_ceiling);
+  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, waiting for the replica (WAIT 1)",
+              waited, 100 * waited / replicated_ceiling);
 }

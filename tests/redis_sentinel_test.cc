@@ -1,10 +1,12 @@
 // The Redis store behind Redis Sentinel (DESIGN §8, "one Redis (primary + replicas/Sentinel)"):
 // the conformance suite through the Sentinels, a failover after a crash and one ordered by hand,
-// a primary turned replica under a connected store, and a URL the Sentinels cannot answer.
+// a primary turned replica under a connected store, and a URL the Sentinels cannot answer; and
+// publishes that wait for the replicas (WAIT).
 #include "support/redis_sentinel.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -218,6 +220,101 @@ TEST(RedisSentinelFailover, APrimaryTurnedReplicaIsLeftForTheOneTheSentinelsName
   EXPECT_EQ(ids_of(run(io, store->range(s, {}, 100, {})).value()), expected);
   EXPECT_EQ(sentinel.cli(1, {"XLEN", "s:demoted"}).at(0), "4");
   close(io, store);
+}
+
+TEST(RedisReplicas, APublishIsAcknowledgedOnlyOnceTheReplicasItWaitsForHaveIt) {
+  RedisSentinel redis(1, 1);  // a primary and its replica (the Sentinel is not used)
+  asio::io_context io;
+  auto store = store::RedisStore::connect(
+      io.get_executor(), {.url = resp::parse_redis_url(redis.server(0).url()).value(),
+                          .prefix = "w",
+                          .wait_replicas = 1,
+                          .wait_timeout = 300ms});
+  ASSERT_TRUE(run(io, store->wait_ready(10s)));
+  // Every way to publish: a server-generated id, a chosen event_id (the script), batches of both.
+  ASSERT_TRUE(run(io, store->append("w", numbered_event("w", 0), {})));
+  ASSERT_TRUE(run(io, store->append("w", numbered_event("w", 1, true), {})));
+  std::vector<NewEvent> generated, chosen;
+  for (int i = 2; i < 5; ++i) generated.push_back(numbered_event("w", i));
+  for (int i = 5; i < 7; ++i) chosen.push_back(numbered_event("w", i, true));
+  ASSERT_TRUE(run(io, store->append_batch("w", std::move(generated), {})));
+  ASSERT_TRUE(run(io, store->append_batch("w", std::move(chosen), {})));
+  // Acknowledged means on the replica: no waiting for it here.
+  EXPECT_EQ(redis.cli(1, {"XLEN", "w:w"}).at(0), "7");
+
+  // Concurrent publishers share WAITs (one pipeline in flight, the next gathering): each gets
+  // its own answer, and every acknowledged event is on the replica.
+  std::vector<StreamId> concurrent;
+  std::vector<asio::awaitable<void>> publishers;
+  for (int p = 0; p < 16; ++p) {
+    publishers.push_back(
+        [](store::Store& st, int p, std::vector<StreamId>& ids) -> asio::awaitable<void> {
+          for (int i = 0; i < 20; ++i) {
+            const int n = 1000 + p * 100 + i;
+            auto r = co_await st.append("c", numbered_event("c", n, i % 4 == 0), {});
+            ids.push_back(r.value().event->id);
+          }
+        }(*store, p, concurrent));
+  }
+  run_all(io, std::move(publishers), 1);
+  ASSERT_EQ(concurrent.size(), 320u);
+  EXPECT_EQ(redis.cli(1, {"XLEN", "w:c"}).at(0), "320");
+  std::sort(concurrent.begin(), concurrent.end());
+  EXPECT_EQ(ids_of(run(io, store->range("c", {}, 1000, {})).value()), concurrent)
+      << "an answer went to the wrong publisher";
+
+  // The replica stops answering: a publish fails once the timeout passed, and says why; reads
+  // meanwhile are not held up behind its WAIT.
+  redis.server(1).freeze();
+  std::optional<result<store::Appended>> waited;
+  std::optional<std::chrono::steady_clock::duration> read_took;
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<asio::awaitable<void>> tasks;
+  tasks.push_back(
+      [](store::Store& st, std::optional<result<store::Appended>>& out) -> asio::awaitable<void> {
+        out.emplace(co_await st.append("w", numbered_event("w", 7, true), {}));
+      }(*store, waited));
+  tasks.push_back(
+      [](store::Store& st,
+         std::optional<std::chrono::steady_clock::duration>& took) -> asio::awaitable<void> {
+        asio::steady_timer pause(co_await asio::this_coro::executor, 50ms);
+        co_await pause.async_wait(asio::use_awaitable);  // the publish waits by now
+        const auto t = std::chrono::steady_clock::now();
+        (void)(co_await st.range("w", {}, 100, {})).value();
+        took = std::chrono::steady_clock::now() - t;
+      }(*store, read_took));
+  run_all(io, std::move(tasks), 1);
+  ASSERT_TRUE(waited && !*waited) << "acknowledged without the replica";
+  EXPECT_EQ((*waited).error().code, errc::store_unavailable);
+  EXPECT_NE((*waited).error().message.find("only 0 of 1 replicas confirmed it within 300 ms"),
+            std::string::npos)
+      << (*waited).error().message;
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 300ms);
+  ASSERT_TRUE(read_took);
+  EXPECT_LT(*read_took, 200ms) << "a read waited behind the WAIT";
+  auto plain = run(io, store->append("w", numbered_event("w", 8), {}));
+  ASSERT_FALSE(plain);
+  EXPECT_EQ(plain.error().code, errc::store_unavailable);
+
+  // Back: the same event_id is stored once (it was stored on the primary all along).
+  redis.server(1).thaw();
+  wait_for_replicas(redis.server(0).port());
+  auto again = run(io, store->append("w", numbered_event("w", 7, true), {}));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->duplicate);
+  close(io, store);
+
+  // More replicas asked for than there are: nothing is acknowledged.
+  auto greedy = store::RedisStore::connect(
+      io.get_executor(), {.url = resp::parse_redis_url(redis.server(0).url()).value(),
+                          .prefix = "w",
+                          .wait_replicas = 2,
+                          .wait_timeout = 100ms});
+  auto refused = run(io, greedy->append("w", numbered_event("w", 9), {}));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("only 1 of 2 replicas"), std::string::npos)
+      << refused.error().message;
+  close(io, greedy);
 }
 
 }  // namespace

@@ -2239,7 +2239,18 @@ TEST_P(ServerE2E, AServerOnRedisSentinelCarriesOnThroughAFailover) {
   EXPECT_EQ(call(http::verb::get, "/readyz").status, 200u);
 }
 
-TEST(ServerCli, ARedisClusterHasNoSentinels) {
+// --redis-wait-replicas: a publish no replica confirms is not acknowledged (this Redis has none).
+TEST_P(ServerE2E, PublishesWaitForTheReplicasTheyAreToldTo) {
+  if (GetParam() != "redis") GTEST_SKIP() << "replicas are Redis'";
+  restart_server({"--redis-wait-replicas", "1", "--redis-wait-timeout-ms", "100"});
+  auto r = publish("waited", R"({"type":"t"})");
+  EXPECT_EQ(r.status, 503u) << r.body;
+  EXPECT_EQ(r.error_code(), "store_unavailable");
+  EXPECT_NE(r.body.find("only 0 of 1 replicas confirmed it within 100 ms"), std::string::npos)
+      << r.body;
+}
+
+TEST(ServerCli, ARedisClusterHasNoSentinelsNorWaitedPublishes) {
   testing::ChildProcess p({"/bin/sh", "-c",
                            std::string(RR_SERVER_BINARY) +
                                " serve --store redis --redis redis+sentinel://127.0.0.1:1/m"
@@ -2249,6 +2260,15 @@ TEST(ServerCli, ARedisClusterHasNoSentinels) {
   const int status = p.wait();
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1);
+
+  testing::ChildProcess waits({"/bin/sh", "-c",
+                               std::string(RR_SERVER_BINARY) +
+                                   " serve --store redis --redis redis://127.0.0.1:1"
+                                   " --redis-cluster --redis-wait-replicas 1"
+                                   " --listen 127.0.0.1:0 2>&1"});
+  said = waits.read_line(std::chrono::seconds(20)).value_or("");
+  EXPECT_NE(said.find("not supported on a Redis Cluster"), std::string::npos) << said;
+  EXPECT_EQ(WEXITSTATUS(waits.wait()), 1);
 }
 
 // The archive's API for the dashboard (admin only): its streams, a search, a chain's check.

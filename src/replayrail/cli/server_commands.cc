@@ -47,13 +47,22 @@ result<std::shared_ptr<store::Store>> open_store(const ServeArgs& args,
       return make_error(errc::invalid_argument,
                         "a Redis Cluster has no Sentinels: give one of its nodes as redis://");
     }
+    if (args.redis_cluster && args.redis_wait_replicas > 0) {
+      return make_error(errc::invalid_argument,
+                        "--redis-wait-replicas is not supported on a Redis Cluster (a write "
+                        "redirected while its slot migrates is not where its WAIT goes)");
+    }
     if (args.redis_cluster && url.db != 0) {
       return make_error(errc::invalid_argument,
                         "a Redis Cluster has database 0 only; the Redis URL names database " +
                             std::to_string(url.db));
     }
     return std::shared_ptr<store::Store>(store::RedisStore::connect(
-        executor, {.url = url, .prefix = args.redis_prefix, .cluster = args.redis_cluster}));
+        executor, {.url = url,
+                   .prefix = args.redis_prefix,
+                   .cluster = args.redis_cluster,
+                   .wait_replicas = args.redis_wait_replicas,
+                   .wait_timeout = std::chrono::milliseconds(args.redis_wait_timeout_ms)}));
   }
   // --fsync is checked when parsed: always, batch or never.
   auto fsync = store::local::parse_fsync(args.fsync).value_or(store::local::Fsync::always);
@@ -231,6 +240,16 @@ CLI::Option* add_store_options(CLI::App* cmd, ServeArgs& s) {
   cmd->add_flag("--redis-cluster", s.redis_cluster,
                 "The Redis URL is a node of a Redis Cluster (keys carry the stream as a hash tag)")
       ->envname("REDIS_CLUSTER");
+  cmd->add_option("--redis-wait-replicas", s.redis_wait_replicas,
+                  "Acknowledge a publish only once this many Redis replicas have it (WAIT), so "
+                  "that a failover cannot lose it; 0: Redis' asynchronous replication")
+      ->envname("REDIS_WAIT_REPLICAS")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
+  cmd->add_option("--redis-wait-timeout-ms", s.redis_wait_timeout_ms,
+                  "How long a publish waits for those replicas before it fails with 503")
+      ->check(CLI::Range(1, 60'000))
+      ->capture_default_str();
   return redis;
 }
 

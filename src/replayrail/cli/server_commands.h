@@ -18,7 +18,9 @@ struct ServeArgs {
   int fsync_interval_ms = 1000;
   std::string redis_url = "redis://127.0.0.1:6379/0";
   std::string redis_prefix = "rr";
-  bool redis_cluster = false;  // the Redis URL names a node of a Redis Cluster
+  bool redis_cluster = false;   // the Redis URL names a node of a Redis Cluster
+  int redis_wait_replicas = 0;  // replicas that must confirm a publish (WAIT)
+  int redis_wait_timeout_ms = 1000;
   std::string listen = "127.0.0.1:8000";
   std::string start = "latest";
   bool redis_url_given = false;  // by --redis or REDIS_URL

@@ -80,6 +80,11 @@ RedisStore::RedisStore(asio::any_io_executor executor, Options options)
       sentinels_ = resp::Sentinels::start(executor_, options_.url, kSentinelTimeout);
     }
     main_ = resp::Connection::start(executor_, server());
+    if (options_.wait_replicas > 0) {
+      publishes_ = resp::Connection::start(executor_, server());
+      replicated_ = std::make_shared<redis::ReplicatedWrites>(
+          executor_, publishes_, options_.wait_replicas, options_.wait_timeout);
+    }
   }
   blocking_ = redis::BlockingReads::start(executor_, server(), main_, cluster_,
                                           options_.blocking_connections);
@@ -95,6 +100,7 @@ RedisStore::~RedisStore() { close(); }
 void RedisStore::close() {
   blocking_->stop();
   if (main_) main_->stop();
+  if (publishes_) publishes_->stop();
   if (cluster_) cluster_->stop();
   if (sentinels_) sentinels_->stop();
   std::lock_guard lock(idle_mu_);
@@ -136,8 +142,17 @@ task<result<Reply>> RedisStore::call(std::uint16_t slot, std::vector<std::string
 
 // Not a coroutine itself, so the usual case (a single Redis, connected) costs no coroutine frame
 // on the append path.
-task<result<Reply>> RedisStore::send_raw(std::uint16_t slot, resp::Encoded encoded) {
+task<result<Reply>> RedisStore::send_raw(std::uint16_t slot, resp::Encoded encoded, bool waited) {
   if (cluster_) return cluster_->send(slot, std::move(encoded));
+  if (waited && replicated_) {
+    if (publishes_->ready()) return replicated_->send(std::move(encoded));
+    return [](std::shared_ptr<resp::Connection> connection,
+              std::shared_ptr<redis::ReplicatedWrites> replicated,
+              resp::Encoded encoded) -> task<result<Reply>> {
+      co_await connection->wait_ready(kConnectWait);
+      co_return co_await replicated->send(std::move(encoded));
+    }(publishes_, replicated_, std::move(encoded));
+  }
   if (main_->ready()) return main_->send(std::move(encoded));
   // Give a connection that is being (re)established a moment before failing.
   return [](std::shared_ptr<resp::Connection> main, resp::Encoded encoded) -> task<result<Reply>> {
@@ -147,9 +162,9 @@ task<result<Reply>> RedisStore::send_raw(std::uint16_t slot, resp::Encoded encod
 }
 
 task<result<Reply>> RedisStore::send(std::uint16_t slot, std::string_view name,
-                                     resp::Encoded encoded) {
-  const bool batch = encoded.commands > 1;
-  auto reply = co_await send_raw(slot, std::move(encoded));
+                                     resp::Encoded encoded, bool waited) {
+  const bool batch = encoded.commands > 1 || (waited && replicated_);
+  auto reply = co_await send_raw(slot, std::move(encoded), waited);
   if (!reply) co_return reply.error();
   if (!batch && reply->is_error()) co_return redis_error(*reply, name);
   if (batch) {
@@ -276,7 +291,8 @@ task<result<Reply>> RedisStore::eval(const char* script, std::vector<std::string
 }
 
 task<result<Reply>> RedisStore::eval_views(const char* script, std::size_t keys,
-                                           std::span<const std::string_view> keys_and_args) {
+                                           std::span<const std::string_view> keys_and_args,
+                                           bool waited) {
   static const std::map<const char*, std::string> shas{
       {kAppendBatchScript, sha1_hex(kAppendBatchScript)},
       {kRangeScript, sha1_hex(kRangeScript)},
@@ -290,16 +306,38 @@ task<result<Reply>> RedisStore::eval_views(const char* script, std::size_t keys,
     encoded.add(cmd);
     return encoded;
   };
+  const bool waits = waited && replicated_;
+  // The script's own reply: with WAIT, the first of two.
+  auto script_of = [waits](Reply& r) -> Reply& { return waits ? r.elements.at(0) : r; };
   const std::uint16_t route = slot(keys_and_args.front());
-  auto reply = co_await send_raw(route, encode("EVALSHA", sha));
-  if (reply && reply->error_is("NOSCRIPT")) {
+  auto reply = co_await send_raw(route, encode("EVALSHA", sha), waits);
+  if (reply && script_of(*reply).error_is("NOSCRIPT")) {
     // EVAL caches the script on the node that runs it (each primary of a cluster has its own
     // cache, and a restart empties it): later EVALSHAs find it there.
-    reply = co_await send_raw(route, encode("EVAL", script));
+    reply = co_await send_raw(route, encode("EVAL", script), waits);
   }
   if (!reply) co_return reply.error();
-  if (reply->is_error()) co_return redis_error(*reply, "script");
+  if (script_of(*reply).is_error()) co_return redis_error(script_of(*reply), "script");
+  if (waits) RR_CO_TRY(check_wait(*reply));
   co_return reply;
+}
+
+result<void> RedisStore::check_wait(Reply& reply) const {
+  if (!replicated_) return {};
+  if (reply.type != Reply::Type::array || reply.elements.empty()) return unexpected_reply("WAIT");
+  const std::int64_t confirmed = reply.elements.back().integer;
+  reply.elements.pop_back();
+  if (reply.elements.size() == 1) {
+    Reply only = std::move(reply.elements[0]);
+    reply = std::move(only);
+  }
+  if (confirmed >= options_.wait_replicas) return {};
+  return make_error(errc::store_unavailable,
+                    "stored on the Redis primary, but only " + std::to_string(confirmed) + " of " +
+                        std::to_string(options_.wait_replicas) + " replicas confirmed it within " +
+                        std::to_string(options_.wait_timeout.count()) +
+                        " ms: a failover could lose it (publish it again with the same event_id "
+                        "to store it once)");
 }
 
 std::string RedisStore::idempotency_key(std::string_view stream, std::string_view event_id) const {
@@ -335,7 +373,9 @@ task<result<Appended>> RedisStore::append(std::string_view stream, NewEvent even
   add_xadd(xadd, k, event.event);
   if (options.maxlen > 0) xadd.add_args("XLEN", k);
   Reply reply;
-  RR_CO_TRY_ASSIGN(reply, co_await send(slot(k), "XADD", std::move(xadd)));
+  RR_CO_TRY_ASSIGN(reply,
+                   co_await send(slot(k), "XADD", std::move(xadd), options_.wait_replicas > 0));
+  RR_CO_TRY(check_wait(reply));
   bool needs_trim = false;
   if (options.maxlen > 0) {
     needs_trim = over_maxlen(options, reply.elements[1].integer);
@@ -375,8 +415,8 @@ task<result<std::vector<Appended>>> RedisStore::append_batch(std::string_view st
                                e.channel, e.type, e.payload, e.actor, e.metadata, e.created_at});
   }
   Reply reply;
-  RR_CO_TRY_ASSIGN(reply,
-                   co_await eval_views(kAppendBatchScript, 2 + idempotency_keys.size(), views));
+  RR_CO_TRY_ASSIGN(
+      reply, co_await eval_views(kAppendBatchScript, 2 + idempotency_keys.size(), views, true));
   if (reply.elements.size() < 2) co_return unexpected_reply("append");
   if (reply.elements[0].str == "conflict") {
     auto i = static_cast<std::size_t>(reply.elements[1].integer);
@@ -413,7 +453,9 @@ task<result<std::vector<Appended>>> RedisStore::append_generated(std::string_vie
   for (const auto& e : events) add_xadd(batch, k, e.event);
   if (options.maxlen > 0) batch.add_args("XLEN", k);
   Reply reply;
-  RR_CO_TRY_ASSIGN(reply, co_await send(slot(k), "XADD", std::move(batch)));
+  RR_CO_TRY_ASSIGN(reply,
+                   co_await send(slot(k), "XADD", std::move(batch), options_.wait_replicas > 0));
+  RR_CO_TRY(check_wait(reply));
   if (reply.type != Reply::Type::array) {  // a lone XADD's reply comes unwrapped
     Reply one = std::move(reply);
     reply = Reply{};

@@ -12,6 +12,7 @@
 #include "replayrail/resp/cluster.h"
 #include "replayrail/resp/connection.h"
 #include "replayrail/store/redis/blocking_reads.h"
+#include "replayrail/store/redis/replicated_writes.h"
 #include "replayrail/store/store.h"
 
 namespace replayrail::store {
@@ -43,6 +44,14 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
     std::size_t blocking_connections = 4;
     // A Redis Cluster: `url` is one of its nodes, and the keys carry hash tags.
     bool cluster = false;
+    // A publish is acknowledged only once this many replicas confirmed it (WAIT, in the same
+    // pipeline as the write: see ReplicatedWrites), so that a failover cannot lose it; when
+    // fewer confirm within `wait_timeout` it fails as store_unavailable (the event is stored on
+    // the primary: a retry with the same event_id stores it once). 0: Redis' asynchronous
+    // replication, no WAIT. Ignored on a cluster, which the CLI refuses (a write redirected
+    // during a slot migration is not where its WAIT goes).
+    int wait_replicas = 0;
+    Millis wait_timeout{1000};
   };
 
   static std::shared_ptr<RedisStore> connect(boost::asio::any_io_executor executor,
@@ -120,10 +129,13 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   // of the keys it names); error replies become Errors (see redis_error()).
   task<result<resp::Reply>> call(std::uint16_t slot, std::vector<std::string> args);
   // Commands already encoded, one or several (their replies as an array, and any error reply is
-  // an Error), all on keys of `slot`; `name` for errors.
-  task<result<resp::Reply>> send(std::uint16_t slot, std::string_view name, resp::Encoded encoded);
+  // an Error), all on keys of `slot`; `name` for errors. `waited` (with Options::wait_replicas):
+  // writes that replicas must confirm, through replicated_; WAIT's answer ends the reply.
+  task<result<resp::Reply>> send(std::uint16_t slot, std::string_view name, resp::Encoded encoded,
+                                 bool waited = false);
   // send() with error replies as values.
-  task<result<resp::Reply>> send_raw(std::uint16_t slot, resp::Encoded encoded);
+  task<result<resp::Reply>> send_raw(std::uint16_t slot, resp::Encoded encoded,
+                                     bool waited = false);
   // A command on one given connection (SCAN, PING: node by node).
   task<result<resp::Reply>> call_on(std::shared_ptr<resp::Connection> connection,
                                     std::vector<std::string> args);
@@ -154,9 +166,14 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   // EVALSHA, loading the script when Redis does not know it (NOSCRIPT).
   task<result<resp::Reply>> eval(const char* script, std::vector<std::string> keys,
                                  std::vector<std::string> args);
-  // eval() of keys and arguments the caller keeps alive (the first `keys` are the keys).
+  // eval() of keys and arguments the caller keeps alive (the first `keys` are the keys);
+  // `waited` as for send().
   task<result<resp::Reply>> eval_views(const char* script, std::size_t keys,
-                                       std::span<const std::string_view> keys_and_args);
+                                       std::span<const std::string_view> keys_and_args,
+                                       bool waited = false);
+  // With Options::wait_replicas: takes WAIT's answer off the end of a waited send()'s reply (one
+  // reply left is unwrapped), and fails when too few replicas confirmed.
+  result<void> check_wait(resp::Reply& reply) const;
   std::string idempotency_key(std::string_view stream, std::string_view event_id) const;
   // append_batch() of events without a chosen event_id.
   task<result<std::vector<Appended>>> append_generated(std::string_view stream,
@@ -183,7 +200,12 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   Options options_;
   std::shared_ptr<resp::Connection> main_;      // a single Redis
   std::shared_ptr<resp::Sentinels> sentinels_;  // its Sentinels, shared by its connections
-  std::shared_ptr<resp::Cluster> cluster_;      // or a cluster
+  // With Options::wait_replicas: the publishes and their WAITs, on a connection of their own (a
+  // WAIT holds up what follows it on its connection until the replicas confirm: on main_, one
+  // slow replica would hold up every read).
+  std::shared_ptr<resp::Connection> publishes_;
+  std::shared_ptr<redis::ReplicatedWrites> replicated_;
+  std::shared_ptr<resp::Cluster> cluster_;  // or a cluster
   std::shared_ptr<redis::BlockingReads> blocking_;
   // Slots with a trim in flight, and the round that will follow it; used on trim_strand_.
   struct TrimQueue {
