@@ -109,6 +109,28 @@ TEST(RedisSentinelStore, ASentinelUrlTheSentinelsCannotAnswerSaysWhy) {
   close(io, nobody);
 }
 
+TEST(RedisSentinelStore, ThePrimaryAndTheSentinelsEachHaveTheirPassword) {
+  RedisSentinel sentinel(1, 1, 1000, {.server = "s3cret", .sentinel = "watchword"});
+  asio::io_context io;
+  auto store = connect(io, sentinel.url());
+  ASSERT_TRUE(run(io, store->wait_ready(10s)));
+  publish(io, *store, "locked", 0, 2);
+  EXPECT_EQ(sentinel.cli(0, {"XLEN", "s:locked"}).at(0), "2");
+  close(io, store);
+
+  // The Sentinel's refusal of a wrong password is the reason given.
+  std::string wrong = sentinel.url();
+  wrong.replace(wrong.find("watchword"), 9, "guess");
+  auto refused = connect(io, wrong);
+  EXPECT_FALSE(run(io, refused->wait_ready(1s)));
+  auto failed = run(io, refused->append("x", numbered_event("x", 1), {}));
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code, errc::store_unavailable);
+  EXPECT_NE(failed.error().message.find("AUTH failed"), std::string::npos)
+      << failed.error().message;
+  close(io, refused);
+}
+
 // How the primary goes: it dies, or the Sentinels are told to replace it while it runs.
 enum class Failover { crash, ordered };
 
@@ -205,9 +227,9 @@ TEST(RedisSentinelFailover, APrimaryTurnedReplicaIsLeftForTheOneTheSentinelsName
   }
 
   // The Sentinel is told of the new primary.
-  sentinel.cli_at(sentinel.sentinel_port(0), {"SENTINEL", "REMOVE", "mymaster"});
-  sentinel.cli_at(sentinel.sentinel_port(0), {"SENTINEL", "MONITOR", "mymaster", "127.0.0.1",
-                                              std::to_string(sentinel.server(1).port()), "1"});
+  sentinel.sentinel_cli(0, {"SENTINEL", "REMOVE", "mymaster"});
+  sentinel.sentinel_cli(0, {"SENTINEL", "MONITOR", "mymaster", "127.0.0.1",
+                            std::to_string(sentinel.server(1).port()), "1"});
   std::vector<StreamId> acked;
   int failed = 0;
   bool done = false;

@@ -34,10 +34,16 @@ void poll_until(Done done, const char* what) {
 
 }  // namespace
 
-RedisSentinel::RedisSentinel(std::size_t replicas, std::size_t sentinels, int down_after_ms) {
+RedisSentinel::RedisSentinel(std::size_t replicas, std::size_t sentinels, int down_after_ms,
+                             Passwords passwords)
+    : passwords_(std::move(passwords)) {
   // A replica syncs through an RDB file: a diskless sync waits 5 s for other replicas to join
   // it, then up to a second for the replica's first ACK before it streams the writes.
-  const std::vector<std::string> no_sync_delay{"--repl-diskless-sync", "no"};
+  std::vector<std::string> no_sync_delay{"--repl-diskless-sync", "no"};
+  if (!passwords_.server.empty()) {
+    no_sync_delay.insert(no_sync_delay.end(),
+                         {"--requirepass", passwords_.server, "--masterauth", passwords_.server});
+  }
   servers_.push_back(std::make_unique<RedisServer>(no_sync_delay));
   const std::string primary_port = std::to_string(servers_[0]->port());
   for (std::size_t i = 0; i < replicas; ++i) {
@@ -52,17 +58,23 @@ RedisSentinel::RedisSentinel(std::size_t replicas, std::size_t sentinels, int do
   }
   // A majority of the Sentinels elects the one that runs a failover.
   const std::string quorum = std::to_string(sentinels / 2 + 1);
+  const std::string service = kService;
+  std::string config = "sentinel monitor " + service + " 127.0.0.1 " + primary_port + " " + quorum +
+                       "\nsentinel down-after-milliseconds " + service + " " +
+                       std::to_string(down_after_ms) + "\nsentinel failover-timeout " + service +
+                       " 10000\n";
+  if (!passwords_.server.empty()) {
+    config += "sentinel auth-pass " + service + " " + passwords_.server + "\n";
+  }
+  if (!passwords_.sentinel.empty()) config += "requirepass " + passwords_.sentinel + "\n";
   for (std::size_t i = 0; i < sentinels; ++i) {
-    sentinels_.push_back(RedisServer::sentinel(
-        std::string("sentinel monitor ") + kService + " 127.0.0.1 " + primary_port + " " + quorum +
-        "\n" + "sentinel down-after-milliseconds " + kService + " " +
-        std::to_string(down_after_ms) + "\n" + "sentinel failover-timeout " + kService +
-        " 10000\n"));
+    sentinels_.push_back(RedisServer::sentinel(config));
   }
   for (const auto& sentinel : sentinels_) {
     poll_until(
         [&] {
-          auto master = cli_at(sentinel->port(), {"SENTINEL", "MASTER", kService});
+          auto master =
+              run_cli(sentinel->port(), passwords_.sentinel, {"SENTINEL", "MASTER", kService});
           return field(master, "num-slaves") == std::to_string(replicas) &&
                  field(master, "num-other-sentinels") == std::to_string(sentinels - 1);
         },
@@ -76,14 +88,17 @@ std::string RedisSentinel::url(const std::string& first) const {
     hosts +=
         (hosts.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(sentinel->port());
   }
-  return "redis+sentinel://" + hosts + "/" + kService + "/0";
+  return "redis+sentinel://" + (passwords_.server.empty() ? "" : ":" + passwords_.server + "@") +
+         hosts + "/" + kService + "/0" +
+         (passwords_.sentinel.empty() ? "" : "?sentinel_password=" + passwords_.sentinel);
 }
 
 std::size_t RedisSentinel::primary() const {
   for (const auto& sentinel : sentinels_) {
     std::vector<std::string> addr;
     try {
-      addr = cli_at(sentinel->port(), {"SENTINEL", "GET-MASTER-ADDR-BY-NAME", kService});
+      addr = run_cli(sentinel->port(), passwords_.sentinel,
+                     {"SENTINEL", "GET-MASTER-ADDR-BY-NAME", kService});
     } catch (const std::runtime_error&) {
       continue;  // a Sentinel that does not answer: the next one
     }
@@ -109,7 +124,7 @@ std::size_t RedisSentinel::wait_for_new_primary(std::size_t old) const {
 
 std::size_t RedisSentinel::failover() {
   const std::size_t old = primary();
-  cli_at(sentinels_.at(0)->port(), {"SENTINEL", "FAILOVER", kService});
+  sentinel_cli(0, {"SENTINEL", "FAILOVER", kService});
   return wait_for_new_primary(old);
 }
 
@@ -117,10 +132,11 @@ void RedisSentinel::wait_for_role(std::size_t server, const std::string& role) c
   poll_until([&] { return cli(server, {"ROLE"}).at(0) == role; }, "a server kept its role");
 }
 
-std::vector<std::string> RedisSentinel::cli_at(std::uint16_t port,
-                                               const std::vector<std::string>& args) const {
+std::vector<std::string> RedisSentinel::run_cli(std::uint16_t port, const std::string& password,
+                                                const std::vector<std::string>& args) const {
   std::vector<std::string> argv{"/usr/bin/redis-cli", "-h", "127.0.0.1", "-p",
                                 std::to_string(port)};
+  if (!password.empty()) argv.insert(argv.end(), {"--no-auth-warning", "-a", password});
   argv.insert(argv.end(), args.begin(), args.end());
   return run_lines(argv);
 }

@@ -16,14 +16,20 @@ namespace replayrail::testing {
 // Sentinels, so a failover can start; the processes stop with the object.
 class RedisSentinel {
  public:
-  explicit RedisSentinel(std::size_t replicas = 1, std::size_t sentinels = 1,
-                         int down_after_ms = 1000);
+  // The servers' password (requirepass and masterauth; the Sentinels are given it) and the
+  // Sentinels' own (requirepass in their configuration); empty: none.
+  struct Passwords {
+    std::string server, sentinel;
+  };
 
-  // redis+sentinel://127.0.0.1:<sentinel>,…/mymaster/0, each Sentinel listed after `first`
-  // (a host:port to list before them, e.g. one nothing listens on).
+  explicit RedisSentinel(std::size_t replicas = 1, std::size_t sentinels = 1,
+                         int down_after_ms = 1000, Passwords passwords = {});
+
+  // redis+sentinel://[:<password>@]127.0.0.1:<sentinel>,…/mymaster/0[?sentinel_password=…],
+  // each Sentinel listed after `first` (a host:port to list before them, e.g. one nothing
+  // listens on).
   std::string url(const std::string& first = "") const;
 
-  std::uint16_t sentinel_port(std::size_t i) const { return sentinels_.at(i)->port(); }
   // Server 0 is the first primary, then the replicas.
   RedisServer& server(std::size_t i) { return *servers_.at(i); }
   // The server the first live Sentinel names the primary now.
@@ -39,13 +45,20 @@ class RedisSentinel {
   // Waits (bounded) until the Sentinels name a primary other than `old` that says it is one.
   std::size_t wait_for_new_primary(std::size_t old) const;
 
-  // One redis-cli command against a port; its output lines.
-  std::vector<std::string> cli_at(std::uint16_t port, const std::vector<std::string>& args) const;
+  // One redis-cli command against a server, or a Sentinel; its output lines.
   std::vector<std::string> cli(std::size_t server, const std::vector<std::string>& args) const {
-    return cli_at(servers_.at(server)->port(), args);
+    return run_cli(servers_.at(server)->port(), passwords_.server, args);
+  }
+  std::vector<std::string> sentinel_cli(std::size_t sentinel,
+                                        const std::vector<std::string>& args) const {
+    return run_cli(sentinels_.at(sentinel)->port(), passwords_.sentinel, args);
   }
 
  private:
+  std::vector<std::string> run_cli(std::uint16_t port, const std::string& password,
+                                   const std::vector<std::string>& args) const;
+
+  Passwords passwords_;
   std::vector<std::unique_ptr<RedisServer>> servers_;
   std::vector<std::unique_ptr<RedisServer>> sentinels_;
 };

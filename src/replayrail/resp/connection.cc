@@ -148,9 +148,10 @@ void Connection::complete(Completion completion, result<Reply> value) {
 
 void Connection::enqueue(Encoded encoded, Completion completion, bool handshake) {
   if (!(handshake ? connected_ : ready_.load())) {
-    // Why it is down says more than "not connected" (a refused connection, no primary…).
+    // Why it is down says more than "not connected" (a refused connection, no primary, a
+    // password refused, or stop()'s "connection closed").
     return complete(std::move(completion),
-                    stopped_ || last_failure_.empty()
+                    last_failure_.empty()
                         ? unavailable(stopped_ ? "connection closed" : "not connected")
                         : make_error(errc::store_unavailable, last_failure_));
   }
@@ -393,7 +394,7 @@ asio::awaitable<void> Connection::run() {
     if (stopped_ || (!options_.reconnect && !(connected && connected_))) {
       // stop() came while connecting, or the one attempt failed: close what connect_once()
       // opened (and its read loop).
-      fail(unavailable(connected ? "connection closed" : connected.error().message));
+      fail(connected ? unavailable("connection closed") : connected.error());
       break;
     }
     if (connected && connected_ && !stopped_) {
