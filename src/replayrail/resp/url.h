@@ -23,7 +23,11 @@ struct RedisUrl {
   struct Address {
     std::string host;
     std::uint16_t port = 0;
-    std::string str() const { return host + ":" + std::to_string(port); }
+    // host:port, an IPv6 host in brackets.
+    std::string str() const {
+      return (host.find(':') == std::string::npos ? host : "[" + host + "]") + ":" +
+             std::to_string(port);
+    }
     bool operator==(const Address&) const = default;
   };
 

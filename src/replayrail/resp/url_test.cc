@@ -74,7 +74,7 @@ TEST(RedisUrl, SentinelsAndTheirService) {
   EXPECT_EQ(u->sentinel_password, "sp");
   EXPECT_FALSE(u->tls);
   EXPECT_EQ(u->redacted(),
-            "redis+sentinel://app:***@10.0.0.1:26379,10.0.0.2:26380,::1:5000/orders/3");
+            "redis+sentinel://app:***@10.0.0.1:26379,10.0.0.2:26380,[::1]:5000/orders/3");
 
   auto plain = parse_redis_url("redis+sentinel://sentinel");
   ASSERT_TRUE(plain) << plain.error().message;

@@ -81,7 +81,10 @@ RedisStore::RedisStore(asio::any_io_executor executor, Options options)
     }
     main_ = resp::Connection::start(executor_, server());
     if (options_.wait_replicas > 0) {
-      publishes_ = resp::Connection::start(executor_, server());
+      // A WAIT may take its whole timeout: that is not a connection that stopped answering.
+      auto publishes = server();
+      publishes.command_timeout += options_.wait_timeout;
+      publishes_ = resp::Connection::start(executor_, std::move(publishes));
       replicated_ = std::make_shared<redis::ReplicatedWrites>(
           executor_, publishes_, options_.wait_replicas, options_.wait_timeout);
     }
