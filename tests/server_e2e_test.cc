@@ -1354,6 +1354,21 @@ TEST_P(ServerE2E, SigtermWithAPublishHungInTheStoreExitsAfterTheGrace) {
   EXPECT_EQ(answer->error_code(), "store_unavailable");
 }
 
+// A PostgreSQL that hangs under an archive pass: SIGTERM still ends the server soon after the
+// grace (the pass's connection is cut), rather than waiting on PostgreSQL for ever.
+TEST_P(ServerE2E, SigtermWithAnArchivePassHungOnPostgresExitsAfterTheGrace) {
+  if (GetParam() != "local") GTEST_SKIP() << "the archive's PostgreSQL hangs, whatever the store";
+  testing::PostgresServer pg;
+  restart_server(
+      {"--database-url", pg.url(), "--archive-interval-ms", "50", "--shutdown-grace-ms", "1000"});
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(publish("archived", R"({"type":"t"})").status, 201u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // archived, the loop going
+  pg.freeze();
+  ASSERT_EQ(publish("archived", R"({"type":"t"})").status, 201u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a pass waits for PostgreSQL
+  expect_sigterm_exits_cleanly(6s);
+}
+
 TEST_P(ServerE2E, MetricsAreValidPrometheusTextAndCountWhatHappened) {
   ASSERT_EQ(publish("m", R"({"type":"t","payload":{"n":1}})").status, 201u);
   ASSERT_EQ(publish("m", R"({"type":"t","payload":{"n":2}})").status, 201u);

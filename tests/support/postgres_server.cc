@@ -8,6 +8,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -79,8 +82,48 @@ PostgresServer::PostgresServer() : port_(free_port()) {
   }
 }
 
+namespace {
+
+// `root` and every process descended from it (PostgreSQL's backends and helpers), from /proc.
+std::vector<pid_t> process_tree(pid_t root) {
+  std::multimap<pid_t, pid_t> children;  // parent -> child
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // "pid (comm) state ppid …": comm may hold spaces, so read after its closing parenthesis.
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    char state = 0;
+    pid_t parent = 0;
+    std::istringstream(line.substr(close + 1)) >> state >> parent;
+    children.emplace(parent, static_cast<pid_t>(std::stoi(name)));
+  }
+  std::vector<pid_t> tree{root};
+  for (std::size_t i = 0; i < tree.size(); ++i) {
+    auto [from, to] = children.equal_range(tree[i]);
+    for (auto it = from; it != to; ++it) tree.push_back(it->second);
+  }
+  return tree;
+}
+
+}  // namespace
+
+void PostgresServer::freeze() {
+  for (pid_t pid : process_tree(process_->pid())) ::kill(pid, SIGSTOP);
+  frozen_ = true;
+}
+
+void PostgresServer::thaw() {
+  for (pid_t pid : process_tree(process_->pid())) ::kill(pid, SIGCONT);
+  frozen_ = false;
+}
+
 PostgresServer::~PostgresServer() {
   if (!process_) return;
+  if (frozen_) thaw();
   process_->kill(SIGINT);  // fast shutdown: ends sessions, no wait for clients
   process_->wait();
 }

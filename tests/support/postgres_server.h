@@ -22,10 +22,16 @@ class PostgresServer {
   // postgresql://rr@127.0.0.1:<port>/postgres
   std::string url() const;
 
+  // SIGSTOP to the server and every backend: connections stay open, nothing is answered (a hung
+  // server). thaw(): SIGCONT.
+  void freeze();
+  void thaw();
+
  private:
   TempDir dir_{"postgres"};
   std::uint16_t port_;
   std::unique_ptr<ChildProcess> process_;
+  bool frozen_ = false;
 };
 
 }  // namespace replayrail::testing

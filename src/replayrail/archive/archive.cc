@@ -123,7 +123,7 @@ class Transaction {
 result<std::unique_ptr<Archiver>> Archiver::open(std::shared_ptr<store::Store> store,
                                                  ArchiveOptions options) {
   pg::Connection db;
-  RR_TRY_ASSIGN(db, pg::Connection::open(options.database_url));
+  RR_TRY_ASSIGN(db, pg::Connection::open(options.database_url, options.interrupt));
   RR_TRY(db.run(kSchema));
   // Each batch is COPied here (fast), then inserted from here with ON CONFLICT DO NOTHING (which
   // COPY cannot do): idempotent, at COPY's speed.

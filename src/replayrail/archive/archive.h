@@ -33,6 +33,8 @@ namespace replayrail::archive {
 struct ArchiveOptions {
   std::string database_url;  // postgresql://…
   std::size_t batch = 1000;  // events per transaction
+  // Cuts the archive's connection when fired (a pass blocked on a PostgreSQL that hangs).
+  std::shared_ptr<pg::Interrupt> interrupt;
 };
 
 // What one pass did.

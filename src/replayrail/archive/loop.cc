@@ -31,6 +31,7 @@ ArchiveLoop::ArchiveLoop(std::shared_ptr<store::Store> store, ArchiveOptions opt
       options_(std::move(options)),
       interval_(interval),
       on_pass_(std::move(on_pass)) {
+  if (!options_.interrupt) options_.interrupt = std::make_shared<pg::Interrupt>();
   thread_ = std::thread([this] { run(); });
 }
 

@@ -34,6 +34,9 @@ class ArchiveLoop {
   void request_stop();
   // Whether a pass is in progress.
   bool in_pass() const { return in_pass_; }
+  // After request_stop(): cuts the pass in progress off PostgreSQL (its connection fails), for a
+  // pass blocked on a server that does not answer, which stop() would otherwise wait for.
+  void cut_off() { options_.interrupt->fire(); }
   // request_stop(), then waits for the pass in progress. Idempotent.
   void stop();
 

@@ -1,5 +1,7 @@
 #include "replayrail/archive/pg.h"
 
+#include <sys/socket.h>
+
 namespace replayrail::archive::pg {
 
 namespace {
@@ -31,11 +33,41 @@ bool succeeded(const Result& r) {
 
 }  // namespace
 
-result<Connection> Connection::open(const std::string& url) {
-  PGconn* c = PQconnectdb(url.c_str());
+void Interrupt::fire() {
+  std::lock_guard lock(mu_);
+  fired_ = true;
+  for (int s : sockets_) ::shutdown(s, SHUT_RDWR);
+}
+
+void Interrupt::attach(int socket) {
+  std::lock_guard lock(mu_);
+  sockets_.push_back(socket);
+  if (fired_) ::shutdown(socket, SHUT_RDWR);
+}
+
+void Interrupt::detach(int socket) {
+  std::lock_guard lock(mu_);
+  std::erase(sockets_, socket);
+}
+
+void Connection::detach() {
+  // Before PQfinish closes the socket, whose number may then be reused.
+  if (interrupt_ && conn_) interrupt_->detach(PQsocket(conn_.get()));
+  interrupt_.reset();
+}
+
+result<Connection> Connection::open(const std::string& url, std::shared_ptr<Interrupt> interrupt) {
+  // A default connect_timeout first: the URL's own, expanded from dbname after it, wins.
+  const char* keys[] = {"connect_timeout", "dbname", nullptr};
+  const char* values[] = {"10", url.c_str(), nullptr};
+  PGconn* c = PQconnectdbParams(keys, values, 1);
   if (!c) return make_error(errc::store_unavailable, "PostgreSQL: out of memory");
   Connection conn(c);
   if (PQstatus(c) != CONNECTION_OK) return failure(c, nullptr);
+  if (interrupt) {
+    interrupt->attach(PQsocket(c));
+    conn.interrupt_ = std::move(interrupt);
+  }
   return conn;
 }
 

@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,11 +25,38 @@ using Result = std::unique_ptr<PGresult, ResultFree>;
 // A statement parameter: text, or SQL NULL.
 using Param = std::optional<std::string>;
 
+// Lets another thread cut the connections it is given to (their sockets shut down), so that a
+// call blocked on a PostgreSQL that does not answer returns, as a lost connection: libpq's
+// blocking calls have no other way out (PQcancel itself waits for the server). Connections
+// given to it after fire() are cut as they open.
+class Interrupt {
+ public:
+  void fire();
+
+ private:
+  friend class Connection;
+  void attach(int socket);
+  void detach(int socket);
+
+  std::mutex mu_;
+  std::vector<int> sockets_;
+  bool fired_ = false;
+};
+
 class Connection {
  public:
   Connection() = default;  // not connected: assign one open() made
-  // store_unavailable (with libpq's reason) when the server cannot be reached.
-  static result<Connection> open(const std::string& url);
+  Connection(Connection&&) = default;
+  Connection& operator=(Connection&& other) noexcept {
+    detach();
+    conn_ = std::move(other.conn_);
+    interrupt_ = std::move(other.interrupt_);
+    return *this;
+  }
+  ~Connection() { detach(); }
+  // store_unavailable (with libpq's reason) when the server cannot be reached (within 10 s
+  // unless the URL says otherwise: connect_timeout). With `interrupt`, fire() cuts it.
+  static result<Connection> open(const std::string& url, std::shared_ptr<Interrupt> interrupt = {});
   explicit operator bool() const { return conn_ != nullptr; }
 
   // Runs `sql` with $1…$n bound to `params`; the server's error (code internal, or
@@ -51,7 +79,9 @@ class Connection {
     void operator()(PGconn* c) const { PQfinish(c); }
   };
   explicit Connection(PGconn* c) : conn_(c) {}
+  void detach();
   std::unique_ptr<PGconn, Close> conn_;
+  std::shared_ptr<Interrupt> interrupt_;  // attached to while connected
 };
 
 // Appends `value` to `out` as a field of COPY's text format: backslash, tab, newline and

@@ -1232,6 +1232,9 @@ asio::awaitable<void> Server::Impl::shutdown() {
                (archiving && archiving->in_pass());
       },
       options.shutdown_grace);
+  // An archive pass still running waits on PostgreSQL (a hung server): cut its connection, or
+  // its thread could not be joined.
+  if (archiving && archiving->in_pass()) archiving->cut_off();
   // What is left in the store now waits on something that does not answer (a hung Redis):
   // closing the store ends those waits at once (store_unavailable), so no request or feed is
   // still suspended in it when the topics and the store go.
