@@ -1906,17 +1906,22 @@ TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
   }
 }
 
-// A Redis Cluster has no SELECT: a URL naming another database is refused before anything starts.
-TEST(ServerCli, ARedisClusterUrlNamesDatabaseZero) {
-  testing::ChildProcess p({"/bin/sh", "-c",
-                           std::string(RR_SERVER_BINARY) +
-                               " serve --store redis --redis redis://127.0.0.1:1/2 --redis-cluster"
-                               " --listen 127.0.0.1:0 2>&1"});
+// `replayrail serve <args>` refuses to start: its first line says `why`, and it exits 1.
+void expect_serve_refused(const std::string& args, const std::string& why) {
+  testing::ChildProcess p(
+      {"/bin/sh", "-c",
+       std::string(RR_SERVER_BINARY) + " serve " + args + " --listen 127.0.0.1:0 2>&1"});
   auto said = p.read_line(std::chrono::seconds(20)).value_or("");
-  EXPECT_NE(said.find("database 0 only"), std::string::npos) << said;
+  EXPECT_NE(said.find(why), std::string::npos) << said;
   const int status = p.wait();
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
+// A Redis Cluster has no SELECT: a URL naming another database is refused before anything starts.
+TEST(ServerCli, ARedisClusterUrlNamesDatabaseZero) {
+  expect_serve_refused("--store redis --redis redis://127.0.0.1:1/2 --redis-cluster",
+                       "database 0 only");
 }
 
 // `replayrail audit verify` on `database_url`: exit code and output lines.
@@ -2266,24 +2271,11 @@ TEST_P(ServerE2E, PublishesWaitForTheReplicasTheyAreToldTo) {
 }
 
 TEST(ServerCli, ARedisClusterHasNoSentinelsNorWaitedPublishes) {
-  testing::ChildProcess p({"/bin/sh", "-c",
-                           std::string(RR_SERVER_BINARY) +
-                               " serve --store redis --redis redis+sentinel://127.0.0.1:1/m"
-                               " --redis-cluster --listen 127.0.0.1:0 2>&1"});
-  auto said = p.read_line(std::chrono::seconds(20)).value_or("");
-  EXPECT_NE(said.find("a Redis Cluster has no Sentinels"), std::string::npos) << said;
-  const int status = p.wait();
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 1);
-
-  testing::ChildProcess waits({"/bin/sh", "-c",
-                               std::string(RR_SERVER_BINARY) +
-                                   " serve --store redis --redis redis://127.0.0.1:1"
-                                   " --redis-cluster --redis-wait-replicas 1"
-                                   " --listen 127.0.0.1:0 2>&1"});
-  said = waits.read_line(std::chrono::seconds(20)).value_or("");
-  EXPECT_NE(said.find("not supported on a Redis Cluster"), std::string::npos) << said;
-  EXPECT_EQ(WEXITSTATUS(waits.wait()), 1);
+  expect_serve_refused("--store redis --redis redis+sentinel://127.0.0.1:1/m --redis-cluster",
+                       "a Redis Cluster has no Sentinels");
+  expect_serve_refused(
+      "--store redis --redis redis://127.0.0.1:1 --redis-cluster --redis-wait-replicas 1",
+      "not supported on a Redis Cluster");
 }
 
 // The archive's API for the dashboard (admin only): its streams, a search, a chain's check.
