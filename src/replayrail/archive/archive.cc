@@ -73,6 +73,17 @@ END $$;
 COMMIT;
 )sql";
 
+// Whether the tables above exist, with their triggers. Then nothing is created: a role that may
+// only write rows (no CREATE on the schema, not the tables' owner) archives as well as the owner,
+// since even CREATE … IF NOT EXISTS needs CREATE on the schema.
+constexpr const char* kSchemaReady = R"sql(
+SELECT to_regclass('rr_archive_cursors') IS NOT NULL AND
+       (SELECT count(*) FROM pg_trigger
+         WHERE tgrelid IN (to_regclass('rr_archive_events'), to_regclass('rr_archive_gaps'))
+           AND tgname IN ('rr_archive_events_append_only', 'rr_archive_events_no_truncate',
+                          'rr_archive_gaps_append_only', 'rr_archive_gaps_no_truncate')) = 4
+)sql";
+
 constexpr const char* kColumns =
     "stream, ms, seq, event_id, channel, type, payload, actor, metadata, created_at, prev_hash, "
     "hash";
@@ -124,7 +135,17 @@ result<std::unique_ptr<Archiver>> Archiver::open(std::shared_ptr<store::Store> s
                                                  ArchiveOptions options) {
   pg::Connection db;
   RR_TRY_ASSIGN(db, pg::Connection::open(options.database_url, options.interrupt));
-  RR_TRY(db.run(kSchema));
+  pg::Result ready;
+  RR_TRY_ASSIGN(ready, db.exec(kSchemaReady));
+  if (pg::text(ready, 0, 0) != "t") {
+    if (auto created = db.run(kSchema); !created) {
+      Error e = created.error();
+      e.message = "cannot create the archive's tables (" + e.message +
+                  "): a role that may create them must open the archive once first; this one "
+                  "then needs only the grants docs/archive.md lists";
+      return e;
+    }
+  }
   // Each batch is COPied here (fast), then inserted from here with ON CONFLICT DO NOTHING (which
   // COPY cannot do): idempotent, at COPY's speed.
   RR_TRY(
