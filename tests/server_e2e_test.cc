@@ -107,10 +107,11 @@ class ServerE2E : public ::testing::TestWithParam<std::string> {
   void expect_sigterm_exits_cleanly(std::chrono::seconds bound) {
     auto started = std::chrono::steady_clock::now();
     server_->kill(SIGTERM);
-    int status = server_->wait();
+    auto status = server_->wait_for(bound);
+    ASSERT_TRUE(status) << "still running " << bound.count() << " s after SIGTERM";
     EXPECT_LT(std::chrono::steady_clock::now() - started, bound);
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+    ASSERT_TRUE(WIFEXITED(*status));
+    EXPECT_EQ(WEXITSTATUS(*status), 0);
   }
 
   HttpResult call(http::verb verb, const std::string& target, std::string body = {},
@@ -2389,29 +2390,39 @@ TEST_P(ServerE2E, BenchLoadsTheServerAndCountsEveryEvent) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3);
 }
 
+// An event as the Python library writes it, straight into Redis (stream rr:feed).
+void xadd_to_feed(const testing::RedisServer& redis, const std::string& event_id) {
+  std::vector<std::string> argv{
+      "/usr/bin/redis-cli", "-p", std::to_string(redis.port()), "XADD", "rr:feed", "*"};
+  for (const auto& [field, value] : std::vector<std::pair<std::string, std::string>>{
+           {"event_id", event_id},
+           {"channel", "feed"},
+           {"type", "t"},
+           {"payload", R"({"n":1})"},
+           {"actor", "null"},
+           {"metadata", "{}"},
+           {"created_at", "2026-06-29T12:00:00.000Z"}}) {
+    argv.insert(argv.end(), {field, value});
+  }
+  testing::run_lines(argv);
+}
+
+// Waits until `audit verify` reports `events` in the feed stream's intact chain.
+void wait_until_archived(const std::string& database_url, int events) {
+  const std::string wanted = "feed: " + std::to_string(events) + " events, chain intact";
+  for (const auto deadline = std::chrono::steady_clock::now() + 20s;;) {
+    auto [code, lines] = audit_verify(database_url);
+    if (code == 0 && !lines.empty() && lines[0].starts_with(wanted)) return;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << ::testing::PrintToString(lines);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 // `replayrail archive --once` outside a server, then `audit verify`, which finds tampering.
 TEST(ArchiveCli, ArchiveOnceThenVerifyFindsTampering) {
   testing::RedisServer redis;
   testing::PostgresServer pg;
-  // An event as the Python library writes it, straight into Redis.
-  auto xadd = [&](const std::string& event_id) {
-    std::vector<std::string> argv{
-        "/usr/bin/redis-cli", "-p", std::to_string(redis.port()), "XADD", "rr:feed", "*"};
-    for (const auto& [field, value] : std::vector<std::pair<std::string, std::string>>{
-             {"event_id", event_id},
-             {"channel", "feed"},
-             {"type", "t"},
-             {"payload", R"({"n":1})"},
-             {"actor", "null"},
-             {"metadata", "{}"},
-             {"created_at", "2026-06-29T12:00:00.000Z"}}) {
-      argv.insert(argv.end(), {field, value});
-    }
-    testing::ChildProcess add(argv);
-    ASSERT_TRUE(add.read_line(10s));
-    add.wait();
-  };
-  for (int i = 0; i < 3; ++i) xadd("e-" + std::to_string(i));
+  for (int i = 0; i < 3; ++i) xadd_to_feed(redis, "e-" + std::to_string(i));
   auto archive_once = [&] {
     testing::ChildProcess p({RR_SERVER_BINARY, "archive", "--once", "--store", "redis", "--redis",
                              redis.url(), "--database-url", pg.url()});
@@ -2431,13 +2442,8 @@ TEST(ArchiveCli, ArchiveOnceThenVerifyFindsTampering) {
   testing::ChildProcess looping({RR_SERVER_BINARY, "archive", "--store", "redis", "--redis",
                                  redis.url(), "--database-url", pg.url(), "--archive-interval-ms",
                                  "50"});
-  xadd("e-3");
-  for (const auto deadline = std::chrono::steady_clock::now() + 20s;;) {
-    auto [code, lines] = audit_verify(pg.url());
-    if (code == 0 && !lines.empty() && lines[0].starts_with("feed: 4 events")) break;
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << ::testing::PrintToString(lines);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  xadd_to_feed(redis, "e-3");
+  wait_until_archived(pg.url(), 4);
   looping.kill(SIGTERM);
   const int stopped = looping.wait();
   EXPECT_TRUE(WIFEXITED(stopped) && WEXITSTATUS(stopped) == 0);
@@ -2458,6 +2464,28 @@ TEST(ArchiveCli, ArchiveOnceThenVerifyFindsTampering) {
 
   auto [unreachable, nothing] = audit_verify("postgresql://rr@127.0.0.1:1/postgres");
   EXPECT_EQ(unreachable, 3);
+}
+
+// `replayrail archive` with its PostgreSQL hung under a pass: SIGTERM still ends it soon after
+// the grace (the pass's connection is cut), as it does `serve`.
+TEST(ArchiveCli, SigtermWithAPassHungOnPostgresExitsAfterTheGrace) {
+  testing::RedisServer redis;
+  testing::PostgresServer pg;
+  xadd_to_feed(redis, "e-0");
+  testing::ChildProcess looping({RR_SERVER_BINARY, "archive", "--store", "redis", "--redis",
+                                 redis.url(), "--database-url", pg.url(), "--archive-interval-ms",
+                                 "50", "--shutdown-grace-ms", "1000"});
+  wait_until_archived(pg.url(), 1);
+  pg.freeze();
+  xadd_to_feed(redis, "e-1");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a pass waits for PostgreSQL
+  auto started = std::chrono::steady_clock::now();
+  looping.kill(SIGTERM);
+  auto status = looping.wait_for(6s);
+  pg.thaw();
+  ASSERT_TRUE(status) << "still running 6 s after SIGTERM";
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 1s) << "the pass got no grace";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
 }
 
 // The command-line clients (publish, replay, tail, groups) and `token`, against a real server

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <stdexcept>
+#include <thread>
 
 namespace replayrail::testing {
 
@@ -65,12 +66,24 @@ void ChildProcess::kill(int signal) {
 }
 
 int ChildProcess::wait() {
-  int status = 0;
   if (!reaped_) {
-    ::waitpid(pid_, &status, 0);
+    ::waitpid(pid_, &status_, 0);
     reaped_ = true;
   }
-  return status;
+  return status_;
+}
+
+std::optional<int> ChildProcess::wait_for(std::chrono::milliseconds timeout) {
+  for (auto until = std::chrono::steady_clock::now() + timeout; !reaped_;) {
+    if (::waitpid(pid_, &status_, WNOHANG) == pid_) {
+      reaped_ = true;
+    } else if (std::chrono::steady_clock::now() >= until) {
+      return std::nullopt;
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  return status_;
 }
 
 std::vector<std::string> run_lines(const std::vector<std::string>& argv) {

@@ -24,6 +24,8 @@ class ChildProcess {
   void kill(int signal);
   // Waits for the process to end; returns its wait status.
   int wait();
+  // The same, giving up after `timeout` (nullopt: still running).
+  std::optional<int> wait_for(std::chrono::milliseconds timeout);
 
   pid_t pid() const { return pid_; }
 
@@ -32,6 +34,7 @@ class ChildProcess {
   int out_fd_ = -1;
   std::string buffer_;
   bool reaped_ = false;
+  int status_ = 0;  // once reaped
 };
 
 // Runs a program to its end: all its output lines; throws with them when it fails.

@@ -43,6 +43,12 @@ void ArchiveLoop::request_stop() {
   wake_.notify_all();
 }
 
+bool ArchiveLoop::stop_within(std::chrono::milliseconds grace) {
+  request_stop();
+  std::unique_lock lock(mu_);
+  return wake_.wait_for(lock, grace, [this] { return !in_pass_; });
+}
+
 void ArchiveLoop::stop() {
   request_stop();
   if (thread_.joinable()) thread_.join();
@@ -51,13 +57,21 @@ void ArchiveLoop::stop() {
 void ArchiveLoop::run() {
   std::unique_ptr<Archiver> archiver;
   bool failing = false;  // logged once per outage
-  while (!stopping_) {
-    in_pass_ = true;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);  // so that stop_within() sees either no pass or this one
+      if (stopping_) break;
+      in_pass_ = true;
+    }
     auto done = [&]() -> result<Pass> {
       if (!archiver) RR_TRY_ASSIGN(archiver, Archiver::open(store_, options_));
       return run_pass(*archiver, &stopping_);
     }();
-    in_pass_ = false;
+    {
+      std::lock_guard lock(mu_);
+      in_pass_ = false;
+    }
+    wake_.notify_all();
     if (stopping_) break;         // a pass cut short by the store closing is no outage
     if (!done) archiver.reset();  // a fresh connection next time
     if (on_pass_) on_pass_(done);

@@ -37,6 +37,9 @@ class ArchiveLoop {
   // After request_stop(): cuts the pass in progress off PostgreSQL (its connection fails), for a
   // pass blocked on a server that does not answer, which stop() would otherwise wait for.
   void cut_off() { options_.interrupt->fire(); }
+  // request_stop(), then waits up to `grace` for the pass in progress, if any, to end; false
+  // when it has not (cut_off() then ends it).
+  bool stop_within(std::chrono::milliseconds grace);
   // request_stop(), then waits for the pass in progress. Idempotent.
   void stop();
 
@@ -50,7 +53,7 @@ class ArchiveLoop {
   std::mutex mu_;
   std::condition_variable wake_;
   std::atomic<bool> stopping_ = false;  // also read by the pass, between batches
-  std::atomic<bool> in_pass_ = false;
+  std::atomic<bool> in_pass_ = false;   // changed with mu_ held, and wake_ told
   std::thread thread_;
 };
 

@@ -177,6 +177,14 @@ int archive_command(const ServeArgs& args, bool once) {
                    redact_url(args.database_url), args.archive_interval_ms);
       signals.async_wait([](boost::system::error_code, int) {});
       signals_io.run();
+      // As `serve` does: the pass in progress gets the grace; one hung on PostgreSQL is cut off
+      // after it, and one waiting on a store that does not answer ends when the store closes.
+      if (!loop.stop_within(args.server.shutdown_grace)) {
+        spdlog::warn("archive: the pass in progress did not end within {} ms; cutting it off",
+                     args.server.shutdown_grace.count());
+        loop.cut_off();
+      }
+      (*store)->close();
     }
     if (store) (*store)->close();
   }
@@ -260,6 +268,14 @@ CLI::Option* add_archive_options(CLI::App* cmd, ServeArgs& s, const std::string&
       ->check(CLI::Range(10, 3'600'000))
       ->capture_default_str();
   return cmd->add_option("--database-url", s.database_url, what)->envname("DATABASE_URL");
+}
+
+void add_shutdown_grace(CLI::App* cmd, ServeArgs& s, const std::string& what) {
+  cmd->add_option_function<std::uint64_t>(
+         "--shutdown-grace-ms",
+         [&s](std::uint64_t ms) { s.server.shutdown_grace = std::chrono::milliseconds(ms); }, what)
+      ->check(CLI::Range(0, 600000))
+      ->default_str("5000");
 }
 
 }  // namespace
@@ -387,13 +403,8 @@ ServerCommands::ServerCommands(CLI::App& app) {
       ->check(CLI::Range(0, 1000))
       ->envname("FANOUT_GATHER_MS")
       ->default_str("10");
-  serve_cmd
-      ->add_option_function<std::uint64_t>(
-          "--shutdown-grace-ms",
-          [&s](std::uint64_t ms) { s.server.shutdown_grace = std::chrono::milliseconds(ms); },
-          "SIGTERM: how long streaming sessions and requests in progress get to finish")
-      ->check(CLI::Range(0, 600000))
-      ->default_str("5000");
+  add_shutdown_grace(serve_cmd, s,
+                     "SIGTERM: how long streaming sessions and requests in progress get to finish");
 
   archive_cmd_ =
       app.add_subcommand("archive",
@@ -402,6 +413,8 @@ ServerCommands::ServerCommands(CLI::App& app) {
   add_store_options(archive_cmd_, archive_);
   add_archive_options(archive_cmd_, archive_, "PostgreSQL URL")->required();
   archive_cmd_->add_flag("--once", once_, "One pass, then exit");
+  add_shutdown_grace(archive_cmd_, archive_,
+                     "SIGTERM: how long the pass in progress gets to finish before it is cut off");
   auto* audit_cmd = app.add_subcommand("audit", "Check the PostgreSQL archive");
   audit_cmd->require_subcommand(1);
   verify_cmd_ = audit_cmd->add_subcommand(
