@@ -219,11 +219,16 @@ TEST(RedisSentinelFailover, APrimaryTurnedReplicaIsLeftForTheOneTheSentinelsName
   auto refused = run(io, store->append(s, numbered_event(s, 3), {}));
   ASSERT_FALSE(refused) << "a write succeeded on a replica";
   EXPECT_EQ(refused.error().code, errc::store_unavailable);
+  EXPECT_NE(refused.error().message.find("READONLY"), std::string::npos) << refused.error().message;
+  // READONLY dropped the connection: the next ones are refused by the ROLE check, not READONLY
+  // again on a connection still open to the replica.
   for (int i = 0; i < 5; ++i) {
     std::this_thread::sleep_for(100ms);
     auto again = run(io, store->append(s, numbered_event(s, 3), {}));
     ASSERT_FALSE(again) << "a write succeeded on the replica the Sentinels still name";
     EXPECT_EQ(again.error().code, errc::store_unavailable);
+    EXPECT_NE(again.error().message.find("not a primary"), std::string::npos)
+        << again.error().message;
   }
 
   // The Sentinel is told of the new primary.
