@@ -19,6 +19,7 @@
 #include "replayrail/store/redis/redis_store.h"
 #include "replayrail/store/testing/conformance.h"
 #include "replayrail/store/testing/helpers.h"
+#include "support/child_process.h"
 #include "support/outage.h"
 
 namespace replayrail::testing {
@@ -40,10 +41,37 @@ std::shared_ptr<store::Store> make_redis_cluster_store(boost::asio::any_io_execu
   return cluster_store(ex, "t" + make_epoch());
 }
 
+// A cluster whose primaries each have a replica, for publishes that wait for it.
+RedisCluster& replicated_cluster() {
+  static RedisCluster cluster(3, 1);
+  return cluster;
+}
+
+std::shared_ptr<store::RedisStore> waited_cluster_store(
+    boost::asio::any_io_executor ex, const std::string& prefix,
+    std::chrono::milliseconds wait_timeout = std::chrono::milliseconds(2000)) {
+  auto url = resp::parse_redis_url(replicated_cluster().url()).value();
+  return store::RedisStore::connect(ex, {.url = url,
+                                         .prefix = prefix,
+                                         .cluster = true,
+                                         .wait_replicas = 1,
+                                         .wait_timeout = wait_timeout});
+}
+
+std::shared_ptr<store::Store> make_waited_cluster_store(boost::asio::any_io_executor ex) {
+  return waited_cluster_store(ex, "t" + make_epoch());
+}
+
 }  // namespace
 
 INSTANTIATE_TEST_SUITE_P(RedisCluster, StoreConformance,
                          ::testing::Values(StoreFactory{"redis_cluster", make_redis_cluster_store}),
+                         StoreConformance::name_of);
+
+// Every write waiting for the replica of the primary it went to (WAIT): the contract holds.
+INSTANTIATE_TEST_SUITE_P(RedisClusterWaited, StoreConformance,
+                         ::testing::Values(StoreFactory{"redis_cluster_waited",
+                                                        make_waited_cluster_store}),
                          StoreConformance::name_of);
 
 namespace {
@@ -55,8 +83,11 @@ using std::chrono_literals::operator""s;
 class RedisClusterStore : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ = cluster_store(io_.get_executor(), prefix_);
+    store_ = make_store();
     ASSERT_TRUE(run(io_, store_->wait_ready(10s)));
+  }
+  virtual std::shared_ptr<store::RedisStore> make_store() {
+    return cluster_store(io_.get_executor(), prefix_);
   }
   void TearDown() override {
     // As the conformance suite does: let the connections see the stop and end their coroutines
@@ -72,7 +103,10 @@ class RedisClusterStore : public ::testing::Test {
     auto node = cluster().owner(resp::key_slot(key));
     return cluster().cli(node, {"EXISTS", key}).at(0) == "1";
   }
-  RedisCluster& cluster() { return shared_cluster(); }
+  virtual RedisCluster& cluster() { return shared_cluster(); }
+
+  // A publisher, a blocked reader and a consumer group while the stream's slot moves.
+  void publish_while_the_slot_moves();
 
   asio::io_context io_;
   std::string prefix_ = "c" + make_epoch();
@@ -148,13 +182,13 @@ TEST_F(RedisClusterStore, AGroupReadOverStreamsInDifferentSlotsWakesForAnyOfThem
   EXPECT_TRUE(run(io_, store_->read_group("g", "c", cursors, {10, std::nullopt})).value().empty());
 }
 
-TEST_F(RedisClusterStore, ASlotMovedUnderLoadLosesAndRepeatsNothing) {
+void RedisClusterStore::publish_while_the_slot_moves() {
   // A publisher (generated ids, and chosen event_ids through the script), a blocked reader and a
   // consumer group run while the stream's slot moves to another node key by key: they meet ASK,
   // TRYAGAIN and MOVED, and still every acknowledged event is read once, in order.
   const std::string s = "moving";
-  const std::uint16_t slot = resp::key_slot(s);
-  const std::size_t from = cluster().owner(slot), to = (from + 1) % cluster().size();
+  const std::uint16_t slot = resp::key_slot(prefix_ + ":{" + s + "}");
+  const std::size_t from = cluster().owner(slot), to = cluster().other_primary(from);
   ASSERT_TRUE(run(io_, store_->group_create(s, "g", Cursor::beginning(), true)));
   constexpr int kEvents = 600;
   std::vector<StreamId> acked, seen, consumed;
@@ -245,6 +279,98 @@ TEST_F(RedisClusterStore, ASlotMovedUnderLoadLosesAndRepeatsNothing) {
   auto retried = run(io_, store_->append(s, numbered_event(s, 3, true), {}));
   ASSERT_TRUE(retried) << retried.error().message;
   EXPECT_TRUE(retried->duplicate);
+}
+
+TEST_F(RedisClusterStore, ASlotMovedUnderLoadLosesAndRepeatsNothing) {
+  publish_while_the_slot_moves();
+}
+
+// The same store, its writes waiting for the replica of the primary they went to: a write
+// redirected while the slot moves waits for the replica where it was sent on to.
+class RedisClusterWaitedStore : public RedisClusterStore {
+ protected:
+  std::shared_ptr<store::RedisStore> make_store() override {
+    return waited_cluster_store(io_.get_executor(), prefix_);
+  }
+  RedisCluster& cluster() override { return replicated_cluster(); }
+};
+
+TEST_F(RedisClusterWaitedStore, ASlotMovedUnderLoadLosesAndRepeatsNothing) {
+  publish_while_the_slot_moves();
+}
+
+TEST_F(RedisClusterWaitedStore, APublishIsAcknowledgedOnlyOnceItsPrimarysReplicaHasIt) {
+  store_->close();
+  store_ = waited_cluster_store(io_.get_executor(), prefix_, 300ms);
+  ASSERT_TRUE(run(io_, store_->wait_ready(10s)));
+  // Two streams on different primaries.
+  const std::string s = "waited";
+  const std::size_t primary = cluster().owner(resp::key_slot(prefix_ + ":{" + s + "}"));
+  std::string other;
+  for (int i = 0; other.empty(); ++i) {
+    const std::string name = "elsewhere" + std::to_string(i);
+    if (cluster().owner(resp::key_slot(prefix_ + ":{" + name + "}")) != primary) other = name;
+  }
+  // Every way to publish: a server-generated id, a chosen event_id (the script), batches.
+  ASSERT_TRUE(run(io_, store_->append(s, numbered_event(s, 0), {})));
+  ASSERT_TRUE(run(io_, store_->append(s, numbered_event(s, 1, true), {})));
+  std::vector<NewEvent> generated, chosen;
+  for (int i = 2; i < 5; ++i) generated.push_back(numbered_event(s, i));
+  for (int i = 5; i < 7; ++i) chosen.push_back(numbered_event(s, i, true));
+  ASSERT_TRUE(run(io_, store_->append_batch(s, std::move(generated), {})));
+  ASSERT_TRUE(run(io_, store_->append_batch(s, std::move(chosen), {})));
+  // Acknowledged means on the replica: read there at once, without waiting for it.
+  const std::size_t replica = cluster().replica_of(primary);
+  auto on_replica =
+      run_lines({"/bin/sh", "-c",
+                 "printf 'READONLY\nXLEN " + prefix_ + ":{" + s + "}\n' | redis-cli -p " +
+                     std::to_string(cluster().port(replica))});
+  ASSERT_EQ(on_replica.size(), 2u);
+  EXPECT_EQ(on_replica[1], "7");
+
+  // Its replica frozen: publishes there fail once the wait is over, and say why; the other
+  // primary's, and reads, go on.
+  cluster().freeze(replica);
+  auto refused = run(io_, store_->append(s, numbered_event(s, 7, true), {}));
+  auto elsewhere = run(io_, store_->append(other, numbered_event(other, 0), {}));
+  auto read = run(io_, store_->range(s, {}, 100, {}));
+  cluster().thaw(replica);
+  ASSERT_FALSE(refused) << "acknowledged without the replica";
+  EXPECT_EQ(refused.error().code, errc::store_unavailable);
+  EXPECT_NE(refused.error().message.find("only 0 of 1 replicas"), std::string::npos)
+      << refused.error().message;
+  EXPECT_TRUE(elsewhere) << elsewhere.error().message;
+  ASSERT_TRUE(read) << read.error().message;
+  EXPECT_EQ(read->size(), 8u) << "the refused publish is stored on the primary";
+  // Published again with its event_id once the replica is back: stored once.
+  auto again = run(io_, store_->append(s, numbered_event(s, 7, true), {}));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->duplicate);
+}
+
+TEST_F(RedisClusterWaitedStore, AWriteSentOnToAnotherPrimaryWaitsForThatPrimarysReplica) {
+  store_->close();
+  store_ = waited_cluster_store(io_.get_executor(), prefix_, 300ms);
+  ASSERT_TRUE(run(io_, store_->wait_ready(10s)));
+  const std::string s = "redirected";
+  const std::uint16_t slot = resp::key_slot(s);
+  const std::size_t from = cluster().owner(slot), to = cluster().other_primary(from);
+  ASSERT_TRUE(run(io_, store_->append(s, numbered_event(s, 0), {})));
+  // The slot moves while the new owner's replica is frozen: the store, which still sends to the
+  // old owner, is told MOVED, and the write it sends on must wait for the new owner's replica.
+  const std::size_t replica = cluster().replica_of(to);
+  cluster().freeze(replica);
+  cluster().move_slot(slot, to);
+  // (A plain XADD: a script's EVALSHA would be sent again as EVAL, unknown to the new owner,
+  // and that would go there first.)
+  auto refused = run(io_, store_->append(s, numbered_event(s, 1), {}));
+  cluster().thaw(replica);
+  ASSERT_FALSE(refused) << "acknowledged without the replica of the primary that stored it";
+  EXPECT_NE(refused.error().message.find("only 0 of 1 replicas"), std::string::npos)
+      << refused.error().message;
+  EXPECT_EQ(cluster().cli(to, {"XLEN", prefix_ + ":{" + s + "}"}).at(0), "2")
+      << "stored on the new owner";
+  EXPECT_TRUE(run(io_, store_->append(s, numbered_event(s, 2), {})));
 }
 
 TEST(RedisClusterFailover, AStoreFollowsTheReplicaThatTakesOverFromADeadPrimary) {

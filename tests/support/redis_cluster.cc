@@ -26,6 +26,7 @@ RedisCluster::RedisCluster(std::size_t primaries, std::size_t replicas, int node
                                  "--repl-diskless-sync", "no"},
         free_port(10000)));
     killed_.push_back(false);
+    frozen_.push_back(false);
   }
   std::vector<std::string> create{"/usr/bin/redis-cli", "--cluster", "create"};
   for (const auto& node : nodes_) create.push_back("127.0.0.1:" + std::to_string(node->port()));
@@ -40,7 +41,7 @@ void RedisCluster::wait_ok() const {
   for (int attempt = 0; attempt < 3000; ++attempt) {
     bool ok = true;
     for (std::size_t i = 0; i < nodes_.size() && ok; ++i) {
-      if (killed_[i]) continue;
+      if (!answers(i)) continue;
       auto info = cli(i, {"CLUSTER", "INFO"});
       ok = !info.empty() && info.front().starts_with("cluster_state:ok");
     }
@@ -55,6 +56,16 @@ void RedisCluster::kill(std::size_t node) {
   killed_[node] = true;
 }
 
+void RedisCluster::freeze(std::size_t node) {
+  nodes_.at(node)->freeze();
+  frozen_[node] = true;
+}
+
+void RedisCluster::thaw(std::size_t node) {
+  nodes_.at(node)->thaw();
+  frozen_[node] = false;
+}
+
 std::string RedisCluster::url() const { return nodes_.front()->url(); }
 
 std::vector<std::string> RedisCluster::cli(std::size_t node,
@@ -65,14 +76,32 @@ std::vector<std::string> RedisCluster::cli(std::size_t node,
   return run_lines(argv);
 }
 
+std::size_t RedisCluster::replica_of(std::size_t primary) const {
+  // ROLE of a replica: "slave", its primary's host, port, link state, offset.
+  const std::string primary_port = std::to_string(port(primary));
+  for (std::size_t n = 0; n < nodes_.size(); ++n) {
+    if (!answers(n)) continue;
+    auto role = cli(n, {"ROLE"});
+    if (role.size() > 2 && role[0] == "slave" && role[2] == primary_port) return n;
+  }
+  throw std::runtime_error("node " + std::to_string(primary) + " has no replica");
+}
+
+std::size_t RedisCluster::other_primary(std::size_t node) const {
+  for (std::size_t n = 0; n < nodes_.size(); ++n) {
+    if (n != node && answers(n) && cli(n, {"ROLE"}).at(0) == "master") return n;
+  }
+  throw std::runtime_error("no other primary than node " + std::to_string(node));
+}
+
 std::string RedisCluster::node_id(std::size_t node) const {
   return cli(node, {"CLUSTER", "MYID"}).at(0);
 }
 
 std::size_t RedisCluster::owner(std::uint16_t slot) const {
   // CLUSTER NODES: "<id> <ip:port@cport> <flags> <primary> <ping> <pong> <epoch> <link> <slots>…"
-  const std::size_t live =
-      static_cast<std::size_t>(std::find(killed_.begin(), killed_.end(), false) - killed_.begin());
+  std::size_t live = 0;
+  while (!answers(live)) ++live;
   for (const auto& line : cli(live, {"CLUSTER", "NODES"})) {
     std::istringstream fields(line);
     std::string id, address, skip;
@@ -114,7 +143,7 @@ void RedisCluster::move_slot(std::uint16_t slot, std::size_t to) {
   cli(to, {"CLUSTER", "SETSLOT", s, "NODE", to_id});
   cli(from, {"CLUSTER", "SETSLOT", s, "NODE", to_id});
   for (std::size_t n = 0; n < nodes_.size(); ++n) {
-    if (n != to && n != from && !killed_[n]) cli(n, {"CLUSTER", "SETSLOT", s, "NODE", to_id});
+    if (n != to && n != from && answers(n)) cli(n, {"CLUSTER", "SETSLOT", s, "NODE", to_id});
   }
 }
 

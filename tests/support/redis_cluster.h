@@ -27,8 +27,17 @@ class RedisCluster {
   // The node serving `slot` now, as the live nodes see it.
   std::size_t owner(std::uint16_t slot) const;
 
+  // The first replica of `primary` (by node order); throws when it has none.
+  std::size_t replica_of(std::size_t primary) const;
+  // A primary other than `node`.
+  std::size_t other_primary(std::size_t node) const;
+
   // SIGKILLs a node, like a crash.
   void kill(std::size_t node);
+  // SIGSTOPs a node (connections stay open, nothing is answered), SIGCONTs it.
+  // The other methods leave a frozen node alone.
+  void freeze(std::size_t node);
+  void thaw(std::size_t node);
   // Waits (bounded) until every live node reports cluster_state:ok.
   void wait_ok() const;
 
@@ -45,7 +54,10 @@ class RedisCluster {
   std::string node_id(std::size_t node) const;
 
   std::vector<std::unique_ptr<RedisServer>> nodes_;
-  std::vector<bool> killed_;
+  // Whether a node answers: not killed nor frozen.
+  bool answers(std::size_t node) const { return !killed_[node] && !frozen_[node]; }
+
+  std::vector<bool> killed_, frozen_;
 };
 
 }  // namespace replayrail::testing

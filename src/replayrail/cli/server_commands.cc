@@ -47,11 +47,6 @@ result<std::shared_ptr<store::Store>> open_store(const ServeArgs& args,
       return make_error(errc::invalid_argument,
                         "a Redis Cluster has no Sentinels: give one of its nodes as redis://");
     }
-    if (args.redis_cluster && args.redis_wait_replicas > 0) {
-      return make_error(errc::invalid_argument,
-                        "--redis-wait-replicas is not supported on a Redis Cluster (a write "
-                        "redirected while its slot migrates is not where its WAIT goes)");
-    }
     if (args.redis_cluster && url.db != 0) {
       return make_error(errc::invalid_argument,
                         "a Redis Cluster has database 0 only; the Redis URL names database " +
@@ -250,7 +245,8 @@ CLI::Option* add_store_options(CLI::App* cmd, ServeArgs& s) {
       ->envname("REDIS_CLUSTER");
   cmd->add_option("--redis-wait-replicas", s.redis_wait_replicas,
                   "Acknowledge a publish only once this many Redis replicas have it (WAIT), so "
-                  "that a failover cannot lose it; 0: Redis' asynchronous replication")
+                  "that a failover cannot lose it (on a cluster: replicas of the primary that "
+                  "stored it); 0: Redis' asynchronous replication")
       ->envname("REDIS_WAIT_REPLICAS")
       ->check(CLI::Range(0, 100))
       ->capture_default_str();

@@ -165,12 +165,6 @@ bool Cluster::redirected(const Reply& reply) {
   return true;
 }
 
-std::shared_ptr<Connection> Cluster::owner_connection(std::uint16_t slot) const {
-  std::lock_guard lock(mu_);
-  auto it = connections_.find(slot_owner_[slot]);
-  return it == connections_.end() ? nullptr : it->second;
-}
-
 namespace {
 
 // Whether a node answered any of the commands with a redirection or TRYAGAIN.
@@ -184,22 +178,36 @@ bool redirects(const Reply& reply, std::size_t commands) {
 
 }  // namespace
 
-asio::awaitable<result<Reply>> Cluster::send(std::uint16_t slot, Encoded encoded) {
+asio::awaitable<result<Reply>> Cluster::send(std::uint16_t slot, Encoded encoded, Route route) {
   if (!ready()) co_await wait_ready(options_.connect_wait);
   // The usual case: the slot's owner runs every command.
-  auto owner = owner_connection(slot);
-  if (!owner) co_return not_ready_error();
-  if (!owner->ready()) co_await owner->wait_ready(options_.connect_wait);
-  auto first = co_await owner->send(encoded);
-  if (!first) {
-    request_refresh();  // the node may be gone: a failover changes the map
-    co_return first;
-  }
+  auto first = co_await send_to({}, slot, encoded, route);
+  if (!first) co_return first;
   if (!redirects(*first, encoded.commands)) co_return first;
-  co_return co_await redirect(slot, std::move(encoded), std::move(*first));
+  co_return co_await redirect(slot, std::move(encoded), std::move(*first), route);
 }
 
-asio::awaitable<result<Reply>> Cluster::redirect(std::uint16_t slot, Encoded encoded, Reply first) {
+asio::awaitable<result<Reply>> Cluster::send_to(std::string address, std::uint16_t slot,
+                                                Encoded encoded, const Route& route) {
+  if (address.empty()) {
+    std::lock_guard lock(mu_);
+    address = slot_owner_[slot];
+  }
+  if (address.empty()) co_return not_ready_error();
+  result<Reply> reply;
+  if (route) {
+    reply = co_await route(address, std::move(encoded));
+  } else {
+    auto connection = connection_to(address);
+    if (!connection->ready()) co_await connection->wait_ready(options_.connect_wait);
+    reply = co_await connection->send(std::move(encoded));
+  }
+  if (!reply) request_refresh();  // the node may be gone: a failover changes the map
+  co_return reply;
+}
+
+asio::awaitable<result<Reply>> Cluster::redirect(std::uint16_t slot, Encoded encoded, Reply first,
+                                                 const Route& route) {
   const std::size_t n = encoded.commands;
   std::vector<std::size_t> todo(n);  // the commands of `encoded` still to be answered
   std::iota(todo.begin(), todo.end(), std::size_t{0});
@@ -259,16 +267,10 @@ asio::awaitable<result<Reply>> Cluster::redirect(std::uint16_t slot, Encoded enc
       ++redirections;
     }
     asking = !ask_target.empty();
-    auto connection = asking ? connection_to(ask_target) : owner_connection(slot);
-    if (!connection) co_return not_ready_error();
-    if (!connection->ready()) co_await connection->wait_ready(options_.connect_wait);
     Encoded part = encoded.subset(todo, asking);
     sent = part.commands;
-    auto next = co_await connection->send(std::move(part));
-    if (!next) {
-      request_refresh();  // the node may be gone: a failover changes the map
-      co_return next.error();
-    }
+    auto next = co_await send_to(ask_target, slot, std::move(part), route);
+    if (!next) co_return next.error();
     reply = std::move(*next);
   }
   if (n == 1) co_return std::move(replies.front());

@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,14 +57,24 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
 
   static std::shared_ptr<Cluster> start(boost::asio::any_io_executor executor, Options options);
 
+  // How commands reach a node ("host:port"), answering as Connection::send does. By default on
+  // the node's shared connection; a caller may send on connections of its own (RedisStore's
+  // writes that wait for replicas: each WAIT must follow its writes on their connection).
+  using Route =
+      std::function<boost::asio::awaitable<result<Reply>>(const std::string& address, Encoded)>;
+
   // Sends commands whose keys all hash to `slot`: the reply of one, or the replies of several
-  // as one array reply, in order, like Connection::send.
-  boost::asio::awaitable<result<Reply>> send(std::uint16_t slot, Encoded encoded);
+  // as one array reply, in order, like Connection::send. With `route`, every round (the first
+  // and each redirected one) goes through it.
+  boost::asio::awaitable<result<Reply>> send(std::uint16_t slot, Encoded encoded, Route route = {});
 
   // The primary serving `slot` now; nullopt while the map does not say.
   std::optional<Node> node(std::uint16_t slot) const;
   // Every primary that serves slots.
   std::vector<Node> primaries() const;
+
+  // The URL of the node at `address` ("host:port"): the seed's credentials and TLS settings.
+  RedisUrl url_of(const std::string& address) const;
 
   // Records a redirection a caller's own connection received (MOVED <slot> <host:port>) and
   // refreshes the map; false when `reply` is not a MOVED error.
@@ -81,12 +92,14 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
   Cluster(boost::asio::any_io_executor executor, Options options);
 
   // send()'s rounds after the first answer (`first`) held a redirection or TRYAGAIN.
-  boost::asio::awaitable<result<Reply>> redirect(std::uint16_t slot, Encoded encoded, Reply first);
-  // The shared connection of the slot's owner; null while the map does not say.
-  std::shared_ptr<Connection> owner_connection(std::uint16_t slot) const;
+  boost::asio::awaitable<result<Reply>> redirect(std::uint16_t slot, Encoded encoded, Reply first,
+                                                 const Route& route);
+  // One round: `encoded` to the node at `address` (the slot's owner when empty), through
+  // `route` or on the node's shared connection.
+  boost::asio::awaitable<result<Reply>> send_to(std::string address, std::uint16_t slot,
+                                                Encoded encoded, const Route& route);
   // The connection to `address` ("host:port"), started on first use.
   std::shared_ptr<Connection> connection_to(const std::string& address);
-  RedisUrl url_of(const std::string& address) const;
   // Asks for a refresh of the map (coalesced; at most one runs).
   void request_refresh();
   boost::asio::awaitable<void> refresh_loop();

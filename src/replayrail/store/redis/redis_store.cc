@@ -9,6 +9,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <limits>
 
 #include "replayrail/core/fingerprint.h"
 #include "replayrail/core/random.h"
@@ -81,10 +82,7 @@ RedisStore::RedisStore(asio::any_io_executor executor, Options options)
     }
     main_ = resp::Connection::start(executor_, server());
     if (options_.wait_replicas > 0) {
-      // A WAIT may take its whole timeout: that is not a connection that stopped answering.
-      auto publishes = server();
-      publishes.command_timeout += options_.wait_timeout;
-      publishes_ = resp::Connection::start(executor_, std::move(publishes));
+      publishes_ = resp::Connection::start(executor_, publishes(server()));
       replicated_ = std::make_shared<redis::ReplicatedWrites>(
           executor_, publishes_, options_.wait_replicas, options_.wait_timeout);
     }
@@ -104,6 +102,11 @@ void RedisStore::close() {
   blocking_->stop();
   if (main_) main_->stop();
   if (publishes_) publishes_->stop();
+  {
+    std::lock_guard lock(waited_mu_);
+    closed_waits_ = true;
+    for (auto& [address, node] : waited_nodes_) node.connection->stop();
+  }
   if (cluster_) cluster_->stop();
   if (sentinels_) sentinels_->stop();
   std::lock_guard lock(idle_mu_);
@@ -146,7 +149,12 @@ task<result<Reply>> RedisStore::call(std::uint16_t slot, std::vector<std::string
 // Not a coroutine itself, so the usual case (a single Redis, connected) costs no coroutine frame
 // on the append path.
 task<result<Reply>> RedisStore::send_raw(std::uint16_t slot, resp::Encoded encoded, bool waited) {
-  if (cluster_) return cluster_->send(slot, std::move(encoded));
+  if (cluster_) {
+    if (waited && options_.wait_replicas > 0) {
+      return send_waited_on_cluster(slot, std::move(encoded));
+    }
+    return cluster_->send(slot, std::move(encoded));
+  }
   if (waited && replicated_) {
     if (publishes_->ready()) return replicated_->send(std::move(encoded));
     return [](std::shared_ptr<resp::Connection> connection,
@@ -164,9 +172,61 @@ task<result<Reply>> RedisStore::send_raw(std::uint16_t slot, resp::Encoded encod
   }(main_, std::move(encoded));
 }
 
+task<result<Reply>> RedisStore::send_waited_on_cluster(std::uint16_t slot, resp::Encoded encoded) {
+  const std::size_t commands = encoded.commands;
+  std::int64_t confirmed = std::numeric_limits<std::int64_t>::max();
+  auto reply = co_await cluster_->send(
+      slot, std::move(encoded), [this, &confirmed](const std::string& address, resp::Encoded part) {
+        return send_waited_to(address, std::move(part), &confirmed);
+      });
+  if (!reply) co_return reply;
+  // As ReplicatedWrites answers: the replies as an array, then WAIT's answer.
+  Reply out;
+  if (commands == 1) {
+    out.type = Reply::Type::array;
+    out.elements.push_back(std::move(*reply));
+  } else {
+    out = std::move(*reply);
+  }
+  Reply count;
+  count.type = Reply::Type::integer;
+  count.integer = confirmed;
+  out.elements.push_back(std::move(count));
+  co_return out;
+}
+
+task<result<Reply>> RedisStore::send_waited_to(std::string address, resp::Encoded encoded,
+                                               std::int64_t* confirmed) {
+  WaitedNode node;
+  {
+    std::lock_guard lock(waited_mu_);
+    auto& known = waited_nodes_[address];
+    if (!known.connection) {
+      known.connection =
+          resp::Connection::start(executor_, publishes({.url = cluster_->url_of(address)}));
+      known.writes = std::make_shared<redis::ReplicatedWrites>(
+          executor_, known.connection, options_.wait_replicas, options_.wait_timeout);
+      if (closed_waits_) known.connection->stop();
+    }
+    node = known;
+  }
+  if (!node.connection->ready()) co_await node.connection->wait_ready(kConnectWait);
+  const std::size_t commands = encoded.commands;
+  Reply reply;
+  RR_CO_TRY_ASSIGN(reply, co_await node.writes->send(std::move(encoded)));
+  *confirmed = std::min(*confirmed, reply.elements.back().integer);
+  reply.elements.pop_back();
+  // Answered as Connection::send does: one command's reply on its own.
+  if (commands == 1) {
+    Reply only = std::move(reply.elements.front());
+    co_return only;
+  }
+  co_return reply;
+}
+
 task<result<Reply>> RedisStore::send(std::uint16_t slot, std::string_view name,
                                      resp::Encoded encoded, bool waited) {
-  const bool batch = encoded.commands > 1 || (waited && replicated_);
+  const bool batch = encoded.commands > 1 || (waited && options_.wait_replicas > 0);
   auto reply = co_await send_raw(slot, std::move(encoded), waited);
   if (!reply) co_return reply.error();
   if (!batch && reply->is_error()) co_return redis_error(*reply, name);
@@ -309,7 +369,7 @@ task<result<Reply>> RedisStore::eval_views(const char* script, std::size_t keys,
     encoded.add(cmd);
     return encoded;
   };
-  const bool waits = waited && replicated_;
+  const bool waits = waited && options_.wait_replicas > 0;
   // The script's own reply: with WAIT, the first of two.
   auto script_of = [waits](Reply& r) -> Reply& { return waits ? r.elements.at(0) : r; };
   const std::uint16_t route = slot(keys_and_args.front());
@@ -326,7 +386,7 @@ task<result<Reply>> RedisStore::eval_views(const char* script, std::size_t keys,
 }
 
 result<void> RedisStore::check_wait(Reply& reply) const {
-  if (!replicated_) return {};
+  if (options_.wait_replicas == 0) return {};
   if (reply.type != Reply::Type::array || reply.elements.empty()) return unexpected_reply("WAIT");
   const std::int64_t confirmed = reply.elements.back().integer;
   reply.elements.pop_back();

@@ -48,8 +48,8 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
     // pipeline as the write: see ReplicatedWrites), so that a failover cannot lose it; when
     // fewer confirm within `wait_timeout` it fails as store_unavailable (the event is stored on
     // the primary: a retry with the same event_id stores it once). 0: Redis' asynchronous
-    // replication, no WAIT. Ignored on a cluster, which the CLI refuses (a write redirected
-    // during a slot migration is not where its WAIT goes).
+    // replication, no WAIT. On a cluster, each primary's replicas confirm what ran there (a
+    // write redirected during a slot migration is confirmed where it was sent on to).
     int wait_replicas = 0;
     Millis wait_timeout{1000};
   };
@@ -110,6 +110,12 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   resp::Connection::Options server() const {
     return {.url = options_.url, .sentinels = sentinels_};
   }
+  // `options` for a connection that carries waited writes: a WAIT may take its whole timeout,
+  // which is not a connection that stopped answering.
+  resp::Connection::Options publishes(resp::Connection::Options options) const {
+    options.command_timeout += options_.wait_timeout;
+    return options;
+  }
 
   // The stream's name inside its keys: a hash tag on a cluster.
   std::string tag(std::string_view stream) const;
@@ -130,12 +136,19 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   task<result<resp::Reply>> call(std::uint16_t slot, std::vector<std::string> args);
   // Commands already encoded, one or several (their replies as an array, and any error reply is
   // an Error), all on keys of `slot`; `name` for errors. `waited` (with Options::wait_replicas):
-  // writes that replicas must confirm, through replicated_; WAIT's answer ends the reply.
+  // writes that replicas must confirm, through ReplicatedWrites; WAIT's answer ends the reply.
   task<result<resp::Reply>> send(std::uint16_t slot, std::string_view name, resp::Encoded encoded,
                                  bool waited = false);
   // send() with error replies as values.
   task<result<resp::Reply>> send_raw(std::uint16_t slot, resp::Encoded encoded,
                                      bool waited = false);
+  // send_raw() of waited writes on a cluster: through the ReplicatedWrites of each primary a
+  // round goes to (see Cluster::send); WAIT's answer, the fewest any of them confirmed, ends the
+  // reply.
+  task<result<resp::Reply>> send_waited_on_cluster(std::uint16_t slot, resp::Encoded encoded);
+  // One round of it, to the primary at `address`; lowers `confirmed` to what its WAIT said.
+  task<result<resp::Reply>> send_waited_to(std::string address, resp::Encoded encoded,
+                                           std::int64_t* confirmed);
   // A command on one given connection (SCAN, PING: node by node).
   task<result<resp::Reply>> call_on(std::shared_ptr<resp::Connection> connection,
                                     std::vector<std::string> args);
@@ -206,6 +219,15 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   std::shared_ptr<resp::Connection> publishes_;
   std::shared_ptr<redis::ReplicatedWrites> replicated_;
   std::shared_ptr<resp::Cluster> cluster_;  // or a cluster
+  // With Options::wait_replicas on a cluster: the same per primary (by "host:port"), made when
+  // a write first goes there.
+  struct WaitedNode {
+    std::shared_ptr<resp::Connection> connection;
+    std::shared_ptr<redis::ReplicatedWrites> writes;
+  };
+  std::mutex waited_mu_;  // guards waited_nodes_ and closed_waits_
+  std::map<std::string, WaitedNode> waited_nodes_;
+  bool closed_waits_ = false;
   std::shared_ptr<redis::BlockingReads> blocking_;
   // Slots with a trim in flight, and the round that will follow it; used on trim_strand_.
   struct TrimQueue {
