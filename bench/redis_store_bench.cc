@@ -2,7 +2,8 @@
 // (pipelined on one connection) with 200-byte payloads, and in the same run the ceiling:
 // redis-benchmark -P 16 -c 32 doing a plain XADD of the same payload against the same server.
 // Then the same on a Redis Cluster of three primaries against redis-benchmark --cluster, and on a
-// primary with a replica, with and without waiting for it (WAIT 1).
+// primary with a replica, and on a cluster whose primaries have a replica each, with and without
+// waiting for the replicas (WAIT 1).
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -131,4 +132,30 @@ int main() {
               100 * unwaited / replicated_ceiling);
   std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, waiting for the replica (WAIT 1)",
               waited, 100 * waited / replicated_ceiling);
+
+  // A cluster whose 3 primaries have a replica each (6 servers on the same cores), 64 streams.
+  testing::RedisCluster replicated(3, 1);
+  std::printf(
+      "\nRedis Cluster, 3 primaries with a replica each, on 127.0.0.1:%u…; 64 publishers, "
+      "a stream each\n\n",
+      replicated.port(0));
+  const bench::Spread waited_spread{
+      .cluster = true, .stream_per_publisher = true, .wait_replicas = 1};
+  double replicated_cluster_ceiling = 0, cluster_unwaited = 0, cluster_waited = 0;
+  for (int round = 0; round < 3; ++round) {
+    replicated_cluster_ceiling = std::max(replicated_cluster_ceiling,
+                                          redis_benchmark(replicated.port(0), kClusterTotal, true));
+    cluster_unwaited =
+        std::max(cluster_unwaited,
+                 bench::redis_store_appends(replicated.url(), 64, kClusterTotal, {}, spread));
+    cluster_waited = std::max(
+        cluster_waited,
+        bench::redis_store_appends(replicated.url(), 64, kClusterTotal / 2, {}, waited_spread));
+  }
+  std::printf("%-58s %10.0f /s\n", "redis-benchmark --cluster -P 16 -c 32 XADD (ceiling)",
+              replicated_cluster_ceiling);
+  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append on the cluster, no maxlen",
+              cluster_unwaited, 100 * cluster_unwaited / replicated_cluster_ceiling);
+  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, waiting for the replica (WAIT 1)",
+              cluster_waited, 100 * cluster_waited / replicated_cluster_ceiling);
 }
