@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <limits>
+#include <set>
 
 #include "replayrail/core/fingerprint.h"
 #include "replayrail/core/random.h"
@@ -200,6 +201,18 @@ task<result<Reply>> RedisStore::send_waited_to(std::string address, resp::Encode
   WaitedNode node;
   {
     std::lock_guard lock(waited_mu_);
+    if (!waited_nodes_.contains(address)) {
+      // A primary new here (a failover, a slot moved): those that serve no slot any more are
+      // left, as Cluster leaves its own connections to them, so a dead one is not reconnected to
+      // for ever.
+      std::set<std::string> serving;
+      for (const auto& primary : cluster_->primaries()) serving.insert(primary.address);
+      std::erase_if(waited_nodes_, [&](const auto& entry) {
+        if (serving.contains(entry.first)) return false;
+        entry.second.connection->stop();
+        return true;
+      });
+    }
     auto& known = waited_nodes_[address];
     if (!known.connection) {
       known.connection =
