@@ -373,23 +373,28 @@ TEST_F(RedisClusterWaitedStore, AWriteSentOnToAnotherPrimaryWaitsForThatPrimarys
   EXPECT_TRUE(run(io_, store_->append(s, numbered_event(s, 2), {})));
 }
 
-TEST(RedisClusterFailover, AStoreFollowsTheReplicaThatTakesOverFromADeadPrimary) {
-  // Three primaries with a replica each; the primary of a stream's slot dies. Publishes fail as
-  // store_unavailable (never as success) until its replica is promoted; then the same store,
-  // without a restart, publishes there again, and a reader blocked before the crash gets the
-  // new events.
-  RedisCluster cluster(3, 1, 1000);
+// Three primaries with replicas; the primary of a stream's slot dies. Publishes fail as
+// store_unavailable (never as success) until a replica is promoted; then the same store, without
+// a restart, publishes there again, and a reader blocked before the crash gets the new events.
+// `waited`: every publish waits for a replica (two per primary, so that the promoted one has one).
+void follow_a_failover(bool waited) {
+  RedisCluster cluster(3, waited ? 2 : 1, 1000);
   asio::io_context io;
-  auto store = store::RedisStore::connect(
-      io.get_executor(),
-      {.url = resp::parse_redis_url(cluster.url()).value(), .prefix = "f", .cluster = true});
+  auto store = store::RedisStore::connect(io.get_executor(),
+                                          {.url = resp::parse_redis_url(cluster.url()).value(),
+                                           .prefix = "f",
+                                           .cluster = true,
+                                           .wait_replicas = waited ? 1 : 0});
   ASSERT_TRUE(run(io, store->wait_ready(10s)));
   const std::string s = "survivor";
   const std::size_t primary = cluster.owner(resp::key_slot(s));
   std::vector<StreamId> before;
-  for (int i = 0; i < 20; ++i)
-    before.push_back(run(io, store->append(s, numbered_event(s, i), {}))->event->id);
-  wait_for_replicas(cluster.port(primary));  // replication is asynchronous
+  for (int i = 0; i < 20; ++i) {
+    auto stored = run(io, store->append(s, numbered_event(s, i), {}));
+    ASSERT_TRUE(stored) << stored.error().message;
+    before.push_back(stored->event->id);
+  }
+  if (!waited) wait_for_replicas(cluster.port(primary));  // replication is asynchronous
 
   std::vector<StreamId> seen, acked;
   bool published = false;
@@ -418,6 +423,14 @@ TEST(RedisClusterFailover, AStoreFollowsTheReplicaThatTakesOverFromADeadPrimary)
   store.reset();
   io.restart();
   io.run_for(5s);
+}
+
+TEST(RedisClusterFailover, AStoreFollowsTheReplicaThatTakesOverFromADeadPrimary) {
+  follow_a_failover(false);
+}
+
+TEST(RedisClusterFailover, PublishesThatWaitForAReplicaGoOnAfterTheirPrimaryDies) {
+  follow_a_failover(true);
 }
 
 TEST(RedisClusterMode, AStoreOnTheWrongKindOfRedisSaysSo) {
