@@ -202,9 +202,9 @@ task<result<Reply>> RedisStore::send_waited_to(std::string address, resp::Encode
   {
     std::lock_guard lock(waited_mu_);
     if (!waited_nodes_.contains(address)) {
-      // A primary new here (a failover, a slot moved): those that serve no slot any more are
-      // left, as Cluster leaves its own connections to them, so a dead one is not reconnected to
-      // for ever.
+      // A primary new here (a failover, a slot moved): the connections to nodes that serve no
+      // slot any more are closed, as Cluster closes its own, so a dead one is not reconnected
+      // to for ever.
       std::set<std::string> serving;
       for (const auto& primary : cluster_->primaries()) serving.insert(primary.address);
       std::erase_if(waited_nodes_, [&](const auto& entry) {
