@@ -82,11 +82,7 @@ RedisStore::RedisStore(asio::any_io_executor executor, Options options)
       sentinels_ = resp::Sentinels::start(executor_, options_.url, kSentinelTimeout);
     }
     main_ = resp::Connection::start(executor_, server());
-    if (options_.wait_replicas > 0) {
-      publishes_ = resp::Connection::start(executor_, publishes(server()));
-      replicated_ = std::make_shared<redis::ReplicatedWrites>(
-          executor_, publishes_, options_.wait_replicas, options_.wait_timeout);
-    }
+    if (options_.wait_replicas > 0) publishes_ = start_publishes(server());
   }
   blocking_ = redis::BlockingReads::start(executor_, server(), main_, cluster_,
                                           options_.blocking_connections);
@@ -102,16 +98,12 @@ RedisStore::~RedisStore() { close(); }
 void RedisStore::close() {
   blocking_->stop();
   if (main_) main_->stop();
-  if (publishes_) publishes_->stop();
-  {
-    std::lock_guard lock(waited_mu_);
-    closed_waits_ = true;
-    for (auto& [address, node] : waited_nodes_) node.connection->stop();
-  }
+  if (publishes_.connection) publishes_.connection->stop();
   if (cluster_) cluster_->stop();
   if (sentinels_) sentinels_->stop();
   std::lock_guard lock(idle_mu_);
   closed_ = true;
+  for (auto& [address, to] : cluster_publishes_) to.connection->stop();
   for (auto& weak : all_blocking_) {
     if (auto c = weak.lock()) c->stop();
   }
@@ -156,14 +148,9 @@ task<result<Reply>> RedisStore::send_raw(std::uint16_t slot, resp::Encoded encod
     }
     return cluster_->send(slot, std::move(encoded));
   }
-  if (waited && replicated_) {
-    if (publishes_->ready()) return replicated_->send(std::move(encoded));
-    return [](std::shared_ptr<resp::Connection> connection,
-              std::shared_ptr<redis::ReplicatedWrites> replicated,
-              resp::Encoded encoded) -> task<result<Reply>> {
-      co_await connection->wait_ready(kConnectWait);
-      co_return co_await replicated->send(std::move(encoded));
-    }(publishes_, replicated_, std::move(encoded));
+  if (waited && publishes_.writes) {
+    if (publishes_.connection->ready()) return publishes_.writes->send(std::move(encoded));
+    return send_published(publishes_, std::move(encoded));
   }
   if (main_->ready()) return main_->send(std::move(encoded));
   // Give a connection that is being (re)established a moment before failing.
@@ -171,6 +158,21 @@ task<result<Reply>> RedisStore::send_raw(std::uint16_t slot, resp::Encoded encod
     co_await main->wait_ready(kConnectWait);
     co_return co_await main->send(std::move(encoded));
   }(main_, std::move(encoded));
+}
+
+RedisStore::Publishes RedisStore::start_publishes(resp::Connection::Options where) const {
+  // A WAIT may take its whole timeout: that is not a connection that stopped answering.
+  where.command_timeout += options_.wait_timeout;
+  Publishes out;
+  out.connection = resp::Connection::start(executor_, std::move(where));
+  out.writes = std::make_shared<redis::ReplicatedWrites>(
+      executor_, out.connection, options_.wait_replicas, options_.wait_timeout);
+  return out;
+}
+
+task<result<Reply>> RedisStore::send_published(Publishes to, resp::Encoded encoded) {
+  if (!to.connection->ready()) co_await to.connection->wait_ready(kConnectWait);
+  co_return co_await to.writes->send(std::move(encoded));
 }
 
 task<result<Reply>> RedisStore::send_waited_on_cluster(std::uint16_t slot, resp::Encoded encoded) {
@@ -198,35 +200,31 @@ task<result<Reply>> RedisStore::send_waited_on_cluster(std::uint16_t slot, resp:
 
 task<result<Reply>> RedisStore::send_waited_to(std::string address, resp::Encoded encoded,
                                                std::int64_t* confirmed) {
-  WaitedNode node;
+  Publishes to;
   {
-    std::lock_guard lock(waited_mu_);
-    if (!waited_nodes_.contains(address)) {
+    std::lock_guard lock(idle_mu_);
+    if (!cluster_publishes_.contains(address)) {
       // A primary new here (a failover, a slot moved): the connections to nodes that serve no
       // slot any more are closed, as Cluster closes its own, so a dead one is not reconnected
       // to for ever.
       std::set<std::string> serving;
       for (const auto& primary : cluster_->primaries()) serving.insert(primary.address);
-      std::erase_if(waited_nodes_, [&](const auto& entry) {
+      std::erase_if(cluster_publishes_, [&](const auto& entry) {
         if (serving.contains(entry.first)) return false;
         entry.second.connection->stop();
         return true;
       });
     }
-    auto& known = waited_nodes_[address];
+    auto& known = cluster_publishes_[address];
     if (!known.connection) {
-      known.connection =
-          resp::Connection::start(executor_, publishes({.url = cluster_->url_of(address)}));
-      known.writes = std::make_shared<redis::ReplicatedWrites>(
-          executor_, known.connection, options_.wait_replicas, options_.wait_timeout);
-      if (closed_waits_) known.connection->stop();
+      known = start_publishes({.url = cluster_->url_of(address)});
+      if (closed_) known.connection->stop();
     }
-    node = known;
+    to = known;
   }
-  if (!node.connection->ready()) co_await node.connection->wait_ready(kConnectWait);
   const std::size_t commands = encoded.commands;
   Reply reply;
-  RR_CO_TRY_ASSIGN(reply, co_await node.writes->send(std::move(encoded)));
+  RR_CO_TRY_ASSIGN(reply, co_await send_published(std::move(to), std::move(encoded)));
   *confirmed = std::min(*confirmed, reply.elements.back().integer);
   reply.elements.pop_back();
   // Answered as Connection::send does: one command's reply on its own.

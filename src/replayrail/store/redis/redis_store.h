@@ -110,12 +110,18 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   resp::Connection::Options server() const {
     return {.url = options_.url, .sentinels = sentinels_};
   }
-  // `options` for a connection that carries waited writes: a WAIT may take its whole timeout,
-  // which is not a connection that stopped answering.
-  resp::Connection::Options publishes(resp::Connection::Options options) const {
-    options.command_timeout += options_.wait_timeout;
-    return options;
-  }
+  // With Options::wait_replicas: the publishes to one primary and their WAITs, on a connection
+  // of their own (a WAIT holds up what follows it on its connection until the replicas
+  // confirm: on the shared one, one slow replica would hold up every read).
+  struct Publishes {
+    std::shared_ptr<resp::Connection> connection;
+    std::shared_ptr<redis::ReplicatedWrites> writes;
+  };
+  // Publishes to the server `where` leads to.
+  Publishes start_publishes(resp::Connection::Options where) const;
+  // Sends waited writes through `to`, giving its connection a moment if it is being
+  // (re)established; answers as ReplicatedWrites::send.
+  static task<result<resp::Reply>> send_published(Publishes to, resp::Encoded encoded);
 
   // The stream's name inside its keys: a hash tag on a cluster.
   std::string tag(std::string_view stream) const;
@@ -213,21 +219,8 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   Options options_;
   std::shared_ptr<resp::Connection> main_;      // a single Redis
   std::shared_ptr<resp::Sentinels> sentinels_;  // its Sentinels, shared by its connections
-  // With Options::wait_replicas: the publishes and their WAITs, on a connection of their own (a
-  // WAIT holds up what follows it on its connection until the replicas confirm: on main_, one
-  // slow replica would hold up every read).
-  std::shared_ptr<resp::Connection> publishes_;
-  std::shared_ptr<redis::ReplicatedWrites> replicated_;
-  std::shared_ptr<resp::Cluster> cluster_;  // or a cluster
-  // With Options::wait_replicas on a cluster: the same per primary (by "host:port"), made when
-  // a write first goes there.
-  struct WaitedNode {
-    std::shared_ptr<resp::Connection> connection;
-    std::shared_ptr<redis::ReplicatedWrites> writes;
-  };
-  std::mutex waited_mu_;  // guards waited_nodes_ and closed_waits_
-  std::map<std::string, WaitedNode> waited_nodes_;
-  bool closed_waits_ = false;
+  Publishes publishes_;                         // with Options::wait_replicas, on a single Redis
+  std::shared_ptr<resp::Cluster> cluster_;      // or a cluster
   std::shared_ptr<redis::BlockingReads> blocking_;
   // Slots with a trim in flight, and the round that will follow it; used on trim_strand_.
   struct TrimQueue {
@@ -235,13 +228,16 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   };
   boost::asio::strand<boost::asio::any_io_executor> trim_strand_;
   std::map<TrimSlot, TrimQueue> trims_;
-  std::mutex idle_mu_;  // guards the three below
+  std::mutex idle_mu_;  // guards the four below
+  // With Options::wait_replicas on a cluster: Publishes per primary (by "host:port"), made when
+  // a write first goes there.
+  std::map<std::string, Publishes> cluster_publishes_;
   // Idle blocking connections by node ("host:port"; "" on a single Redis).
   std::map<std::string, std::vector<std::shared_ptr<resp::Connection>>> idle_blocking_;
   // Every blocking connection, idle or leased, so close() can stop them all: a leased one holds
   // its caller's handler, which holds the connection.
   std::vector<std::weak_ptr<resp::Connection>> all_blocking_;
-  bool closed_ = false;  // close(): no new blocking connection
+  bool closed_ = false;  // close(): no new blocking nor publishes connection
 };
 
 }  // namespace replayrail::store
