@@ -9,6 +9,7 @@
 #include <boost/url/url.hpp>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include "replayrail/archive/loop.h"
@@ -144,6 +145,7 @@ int archive_command(const ServeArgs& args, bool once) {
   int code = 0;
   {
     auto store = open_store(args, io.get_executor());
+    std::optional<archive::ArchiveLoop> loop;  // without --once; stopped after the store closes
     if (!store) {
       std::fprintf(stderr, "replayrail: %s\n", store.error().message.c_str());
       code = kRefused;
@@ -166,20 +168,19 @@ int archive_command(const ServeArgs& args, bool once) {
     } else {
       asio::io_context signals_io;
       asio::signal_set signals(signals_io, SIGINT, SIGTERM);
-      archive::ArchiveLoop loop(*store, {.database_url = args.database_url},
-                                std::chrono::milliseconds(args.archive_interval_ms));
+      loop.emplace(*store, archive::ArchiveOptions{.database_url = args.database_url},
+                   std::chrono::milliseconds(args.archive_interval_ms));
       spdlog::info("archiving to PostgreSQL at {}, a pass every {} ms; SIGTERM stops",
                    redact_url(args.database_url), args.archive_interval_ms);
       signals.async_wait([](boost::system::error_code, int) {});
       signals_io.run();
       // As `serve` does: the pass in progress gets the grace; one hung on PostgreSQL is cut off
       // after it, and one waiting on a store that does not answer ends when the store closes.
-      if (!loop.stop_within(args.server.shutdown_grace)) {
+      if (!loop->stop_within(args.server.shutdown_grace)) {
         spdlog::warn("archive: the pass in progress did not end within {} ms; cutting it off",
                      args.server.shutdown_grace.count());
-        loop.cut_off();
+        loop->cut_off();
       }
-      (*store)->close();
     }
     if (store) (*store)->close();
   }
