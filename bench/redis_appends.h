@@ -41,6 +41,10 @@ inline double redis_store_appends(const std::string& url, int publishers, int to
       store::RedisStore::connect(io.get_executor(), {.url = resp::parse_redis_url(url).value(),
                                                      .cluster = spread.cluster,
                                                      .wait_replicas = spread.wait_replicas});
+  // Each run on streams of its own: one at a MAXLEN must not begin by trimming what earlier
+  // runs left.
+  static int runs = 0;
+  const std::string streams = "bench" + std::to_string(++runs);
   NewEvent proto =
       make_event({.channel = "bench", .type = "bench.event", .payload = kPayload}).value();
   int running = publishers;
@@ -62,8 +66,8 @@ inline double redis_store_appends(const std::string& url, int publishers, int to
     asio::co_spawn(
         io,
         [](store::RedisStore& s, const NewEvent& proto, int n, store::AppendOptions options,
-           std::string stream, int& running,
-           asio::io_context& io) -> asio::awaitable<void> {
+           std::string stream, int& running, asio::io_context& io)
+            -> asio::awaitable<void> {
           co_await s.wait_ready(std::chrono::seconds(10));
           for (int i = 0; i < n; ++i) {
             auto r = co_await s.append(stream, proto, options);
@@ -75,9 +79,7 @@ inline double redis_store_appends(const std::string& url, int publishers, int to
           // The store's connections keep the io_context busy: stop it when the last is done.
           if (--running == 0) io.stop();
         }(*store, proto, total / publishers, options,
-                                 spread.stream_per_publisher ? "bench." + std::to_string(p)
-                                                             : std::string("bench"),
-                                 running, io),
+            spread.stream_per_publisher ? streams + "." + std::to_string(p) : streams, running, io),
         asio::detached);
   }
   io.run();
