@@ -60,6 +60,7 @@ struct RedisStore::Page {
   std::string epoch;
   StreamPosition position() const { return {epoch, first_id, trimmed_through}; }
   StreamId first_id, last_id, trimmed_through;
+  std::uint64_t length = 0;
   std::vector<EventPtr> events;
 };
 
@@ -626,7 +627,7 @@ task<result<RedisStore::Page>> RedisStore::page(std::string_view stream, StreamI
   auto args = command("(" + after.to_string(), std::to_string(limit), make_epoch());
   Reply r;
   RR_CO_TRY_ASSIGN(r, co_await eval(kRangeScript, std::move(keys), std::move(args)));
-  if (r.elements.size() != 6) co_return unexpected_reply("range");
+  if (r.elements.size() != 7) co_return unexpected_reply("range");
   Page p;
   p.exists = r.elements[0].integer == 1;
   if (!p.exists) co_return p;
@@ -634,6 +635,7 @@ task<result<RedisStore::Page>> RedisStore::page(std::string_view stream, StreamI
   p.trimmed_through = parse_id_or_zero(r.elements[2]);
   p.first_id = parse_id_or_zero(r.elements[3]);
   p.last_id = parse_id_or_zero(r.elements[4]);
+  p.length = static_cast<std::uint64_t>(r.elements[6].integer);
   for (const auto& entry : r.elements[5].elements) {
     EventPtr e;
     RR_CO_TRY_ASSIGN(e, parse_entry(entry));
@@ -683,9 +685,7 @@ task<result<StreamInfo>> RedisStore::info(std::string_view stream) {
   StreamInfo out;
   const std::string k = key(stream);
   const std::uint16_t route = slot(k);
-  Reply len;
-  RR_CO_TRY_ASSIGN(len, co_await call(route, command("XLEN", k)));
-  out.length = static_cast<std::uint64_t>(len.integer);
+  out.length = p.length;  // from the same moment as the ids (a trim may run meanwhile)
   out.first_id = p.first_id;
   out.last_id = p.last_id;
   out.trimmed_through = p.trimmed_through;

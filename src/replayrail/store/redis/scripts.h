@@ -82,9 +82,9 @@ return removed
 
 // What a cursor check needs, and a page after the cursor, from one moment.
 // KEYS: stream, meta hash. ARGV: exclusive start ("(ms-seq"), count (0 = no entries), fresh epoch
-// Returns {exists, epoch, trimmed or "", first id or "", last id or "", entries}.
+// Returns {exists, epoch, trimmed or "", first id or "", last id or "", entries, length}.
 inline constexpr const char* kRangeScript = R"lua(
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', '', '', '', {}} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', '', '', '', {}, 0} end
 redis.call('HSETNX', KEYS[2], 'epoch', ARGV[3])
 local meta = redis.call('HMGET', KEYS[2], 'epoch', 'trimmed')
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
@@ -97,7 +97,8 @@ local entries = {}
 if tonumber(ARGV[2]) > 0 then
   entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
 end
-return {1, meta[1], meta[2] or '', first[1] and first[1][1] or '', last, entries}
+return {1, meta[1], meta[2] or '', first[1] and first[1][1] or '', last, entries,
+        redis.call('XLEN', KEYS[1])}
 )lua";
 
 }  // namespace replayrail::store::redis
