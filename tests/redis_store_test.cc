@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 #include <iterator>
+#include <thread>
 
 #include "replayrail/core/random.h"
 #include "replayrail/store/testing/conformance.h"
@@ -188,6 +189,69 @@ TEST_F(RedisStoreFaults, RedisSideErrorsAreClear) {
   ASSERT_FALSE(r) << "maxmemory was never reached";
   EXPECT_EQ(r.error().code, errc::store_unavailable);
   EXPECT_NE(r.error().message.find("OOM"), std::string::npos) << r.error().message;
+  raw->stop();
+}
+
+// How many times Redis ran a script since the last CONFIG RESETSTAT.
+std::int64_t script_runs(asio::io_context& io, resp::Connection& c) {
+  auto stats = run(io, c.command({"INFO", "commandstats"})).value().str;
+  std::int64_t runs = 0;
+  for (std::string_view name : {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="}) {
+    if (auto at = stats.find(name); at != std::string::npos) {
+      runs += std::stoll(stats.substr(at + name.size()));
+    }
+  }
+  return runs;
+}
+
+TEST_F(RedisStoreFaults, AStreamFarPastItsMaxlenIsTrimmedInShortRuns) {
+  // A stream written without a MAXLEN (or under a larger one), then appended to with one: its
+  // whole excess goes, exactly and with the trimmed edge recorded, but over runs of a bounded
+  // size, since Redis serves no one else while a script runs.
+  RedisServer redis;
+  auto store = connect(redis);
+  auto raw = resp::Connection::start(io_.get_executor(),
+                                     {.url = resp::parse_redis_url(redis.url()).value()});
+  ASSERT_TRUE(run(io_, raw->wait_ready(10s)));
+  for (bool approximate : {false, true}) {
+    SCOPED_TRACE(approximate ? "MAXLEN ~" : "MAXLEN");
+    const std::string stream = approximate ? "loose" : "exact";
+    std::vector<StreamId> ids;
+    for (int batch = 0; batch < 25; ++batch) {
+      std::vector<NewEvent> events;
+      for (int i = 0; i < 1000; ++i) events.push_back(event(i));
+      auto appended = run(io_, store->append_batch(stream, std::move(events), {}));
+      ASSERT_TRUE(appended) << appended.error().message;
+      for (const auto& a : *appended) ids.push_back(a.event->id);
+    }
+    ASSERT_TRUE(run(io_, raw->command({"CONFIG", "RESETSTAT"})));
+    auto last =
+        run(io_, store->append(stream, event(0), {.maxlen = 100, .approximate = approximate}));
+    ASSERT_TRUE(last) << last.error().message;
+    ids.push_back(last->event->id);
+
+    std::optional<store::StreamInfo> info;
+    for (int tries = 0; tries < 400; ++tries) {  // MAXLEN ~: the append does not wait for it
+      info = run(io_, store->info(stream)).value();
+      if (info->length < 100 + 100) break;
+      std::this_thread::sleep_for(10ms);
+    }
+    if (approximate) {
+      EXPECT_GE(info->length, 100u);
+      EXPECT_LT(info->length, 100u + 100) << "whole nodes of 100 go";
+    } else {
+      EXPECT_EQ(info->length, 100u);
+    }
+    const std::size_t first = ids.size() - info->length;
+    EXPECT_EQ(info->first_id, ids[first]);
+    EXPECT_EQ(info->trimmed_through, ids[first - 1]);
+    EXPECT_TRUE(run(io_, store->range(stream, ids[first - 1], 1, ""))) << "nothing was missed";
+    auto expired = run(io_, store->range(stream, ids[first - 2], 1, ""));
+    ASSERT_FALSE(expired);
+    EXPECT_EQ(expired.error().code, errc::replay_window_expired);
+    // 25,001 entries, 100 kept: 1,000 at most a run.
+    EXPECT_GE(script_runs(io_, *raw), 25);
+  }
   raw->stop();
 }
 

@@ -39,6 +39,10 @@ constexpr Millis kMigrationPause{20};
 // Entries per stream node (Redis' stream-node-max-entries default): what MAXLEN ~ frees at once.
 constexpr std::uint64_t kNodeEntries = 100;
 
+// The most entries one run of the trim script removes (see kTrimScript): a few milliseconds of
+// Redis time.
+constexpr std::uint64_t kTrimChunk = 1000;
+
 std::string sha1_hex(std::string_view text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
@@ -610,12 +614,26 @@ task<void> RedisStore::run_trims(TrimSlot slot) {
       co_return;
     }
     auto round = std::move(it->second.next);
-    auto keys = command(key(name), meta_key(name));
-    auto args = command(std::to_string(std::get<1>(slot)), std::get<2>(slot) ? "1" : "0",
-                        std::to_string(kNodeEntries));
-    auto trimmed = co_await eval(kTrimScript, std::move(keys), std::move(args));
-    round->outcome = trimmed ? result<void>{} : result<void>(trimmed.error());
+    round->outcome = co_await trim_excess(name, std::get<1>(slot), std::get<2>(slot));
     round->done.cancel();
+  }
+}
+
+task<result<void>> RedisStore::trim_excess(const std::string& stream, std::uint64_t maxlen,
+                                           bool approximate) {
+  auto keys = command(key(stream), meta_key(stream));
+  auto args = command(std::to_string(maxlen), approximate ? "1" : "0", std::to_string(kNodeEntries),
+                      std::to_string(kTrimChunk));
+  // Runs the script until the excess its first run saw is gone (what appends add meanwhile is
+  // for their own rounds), or until it can remove nothing more (MAXLEN ~ short of a node).
+  std::optional<std::int64_t> excess;
+  for (std::int64_t removed = 0;;) {
+    Reply r;
+    RR_CO_TRY_ASSIGN(r, co_await eval(kTrimScript, keys, args));
+    if (r.type != Reply::Type::array || r.elements.size() != 2) co_return unexpected_reply("trim");
+    if (!excess) excess = r.elements[1].integer;
+    removed += r.elements[0].integer;
+    if (r.elements[0].integer == 0 || removed >= *excess) co_return result<void>{};
   }
 }
 

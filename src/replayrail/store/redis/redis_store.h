@@ -211,6 +211,8 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   task<result<void>> trim_on_strand(std::string stream, std::uint64_t maxlen, bool approximate);
   using TrimSlot = std::tuple<std::string, std::uint64_t, bool>;  // stream, maxlen, approximate
   task<void> run_trims(TrimSlot slot);
+  // One round of trims: the trim script, run as many times as a large excess needs.
+  task<result<void>> trim_excess(const std::string& stream, std::uint64_t maxlen, bool approximate);
   // Delivery counts of a consumer's pending ids (XREADGROUP / XAUTOCLAIM do not report them).
   task<result<void>> fill_delivery_counts(std::string_view stream, std::string_view group,
                                           std::vector<GroupMessage>& messages);

@@ -60,24 +60,29 @@ return {'ok', out, redis.call('XLEN', KEYS[1])}
 
 // MAXLEN trimming that records the last id it removed (the stream's trimmed_through), so a
 // cursor equal to it is still known to be complete. One run serves every append that came
-// before it (RedisStore coalesces them).
+// before it (RedisStore coalesces them). A run removes at most `chunk` entries: Lua converts each
+// entry it is about to remove (the XRANGE, for its id), a few microseconds apiece, and Redis
+// serves nothing else meanwhile, so a stream far past its MAXLEN (written without one, or a
+// MAXLEN lowered) is trimmed over several runs rather than in one of seconds.
 // KEYS: stream, meta hash. ARGV: maxlen, approximate ("1": MAXLEN ~, which frees only whole
-// internal nodes of `node_entries` entries and may keep more), node_entries
-// Returns the number of entries removed.
+// internal nodes of `node_entries` entries and may keep more), node_entries, chunk
+// Returns {entries removed, entries in excess before}.
 inline constexpr const char* kTrimScript = R"lua(
 local maxlen = tonumber(ARGV[1])
-local excess = redis.call('XLEN', KEYS[1]) - maxlen
-if excess <= 0 then return 0 end
-if ARGV[2] == '1' and excess < tonumber(ARGV[3]) then return 0 end
-local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
+local length = redis.call('XLEN', KEYS[1])
+local excess = length - maxlen
+if excess <= 0 then return {0, 0} end
+if ARGV[2] == '1' and excess < tonumber(ARGV[3]) then return {0, excess} end
+local count = math.min(excess, tonumber(ARGV[4]))
+local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', count)
 local removed
 if ARGV[2] == '1' then
-  removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', maxlen)
+  removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', length - count)
 else
-  removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', maxlen)
+  removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', length - count)
 end
 if removed > 0 then redis.call('HSET', KEYS[2], 'trimmed', oldest[removed][1]) end
-return removed
+return {removed, excess}
 )lua";
 
 // What a cursor check needs, and a page after the cursor, from one moment.
