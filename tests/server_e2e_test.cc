@@ -399,6 +399,50 @@ TEST_P(ServerE2E, AnExpiredCursorIsRefusedBeforeTheStreamStarts) {
   EXPECT_EQ(ws.close_code, 4410);
 }
 
+// --approximate-trim is Redis' MAXLEN ~: Redis trims only once a stream node's worth (100) is in
+// excess, and whole nodes; the local and memory stores trim exactly either way. Publishes and
+// topic ingests both follow it, and the trimmed edge stays exact.
+TEST_P(ServerE2E, ApproximateTrimKeepsWholeStreamNodesOnRedis) {
+  restart_server({"--max-stream-length", "50", "--approximate-trim"});
+  const bool redis = GetParam() == "redis";
+  auto length = [&](const std::string& topic) {
+    auto r = call(http::verb::get, "/v1/topics/" + topic + "/describe");
+    EXPECT_EQ(r.status, 200u) << r.body;
+    return r.json().at("length").as_int64();
+  };
+  std::string batch = R"({"events":[)";
+  for (int i = 0; i < 60; ++i) batch += std::string(i ? "," : "") + R"({"type":"t"})";
+  batch += "]}";
+  std::vector<std::string> ids;
+  for (int i = 0; i < 60; ++i) {
+    auto r = publish("loose", R"({"type":"t"})");
+    ASSERT_EQ(r.status, 201u) << r.body;
+    ids.push_back(r.json().at("event").at("id").as_string().c_str());
+  }
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/ingested/events", batch).status, 201u);
+  EXPECT_EQ(length("loose"), redis ? 60 : 50) << "10 in excess: less than a node";
+  EXPECT_EQ(length("ingested"), redis ? 60 : 50);
+
+  for (int i = 0; i < 200; ++i) {
+    auto r = publish("loose", R"({"type":"t"})");
+    ASSERT_EQ(r.status, 201u) << r.body;
+    ids.push_back(r.json().at("event").at("id").as_string().c_str());
+  }
+  // A trim of MAXLEN ~ is not waited for.
+  std::int64_t kept = 0;
+  for (int tries = 0; tries < 200 && (kept = length("loose")) >= 150; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(kept, 50);
+  EXPECT_LT(kept, redis ? 150 : 51);
+  const auto first = ids.size() - static_cast<std::size_t>(kept);
+  auto from_edge = call(http::verb::get, "/events/loose?after=" + ids[first - 1] + "&limit=1");
+  ASSERT_EQ(from_edge.status, 200u) << from_edge.body;
+  EXPECT_EQ(from_edge.json().at("events").at(0).at("id").as_string(), ids[first]);
+  auto expired = call(http::verb::get, "/events/loose?after=" + ids[first - 2] + "&limit=1");
+  EXPECT_EQ(expired.status, 410u) << expired.body;
+}
+
 // DESIGN §2: a publish to a partitioned topic goes to the partition its partition_key picks;
 // a plain channel is a topic of one partition, so consumer groups work on it too.
 TEST_P(ServerE2E, PublishToAPartitionedTopicGoesToThePartitionItsKeyPicks) {

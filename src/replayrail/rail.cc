@@ -23,9 +23,7 @@ store::task<result<store::Appended>> Rail::publish(const EventInput& input) {
   } else if (backpressure_) {
     RR_CO_TRY_ASSIGN(admitted, backpressure_->reserve(1));
   }
-  auto stored = co_await store_->append(
-      stream, std::move(event),
-      store::AppendOptions{config_.max_stream_length, config_.idempotency_ttl});
+  auto stored = co_await store_->append(stream, std::move(event), config_.append_options());
   if (backpressure_ && stored && !stored->duplicate) backpressure_->appended(stream, 1);
   co_return stored;
 }

@@ -26,10 +26,19 @@ struct RailConfig {
   std::size_t default_replay_limit = 100;
   std::size_t max_replay_limit = 1000;
   std::uint64_t max_stream_length = 10000;  // retention: newest events kept per stream
+  // Retention as Redis' MAXLEN ~: trims only whole stream nodes (up to 100 entries), so a stream
+  // may keep up to that many more, for much less work in Redis. The local and memory stores trim
+  // exactly either way.
+  bool approximate_trim = false;
   StartPosition default_start_position = StartPosition::latest;
   std::size_t subscribe_batch_size = 100;   // events per replay page and per live read
   std::size_t max_payload_bytes = 1 << 20;  // payload + actor + metadata text
   std::chrono::seconds idempotency_ttl{24 * 60 * 60};
+
+  // What every append is given: retention and idempotency.
+  store::AppendOptions append_options() const {
+    return {max_stream_length, idempotency_ttl, approximate_trim};
+  }
 };
 
 class Subscription;

@@ -131,7 +131,7 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::store_event
       out[indices[j]].duplicate = (*stored)[j].duplicate;
     }
   };
-  const store::AppendOptions options{config_.max_stream_length, config_.idempotency_ttl};
+  const store::AppendOptions& options = config_.appends;
   if (by_partition.size() == 1) {
     const auto& [p, part] = *by_partition.begin();
     co_await append_partition(*store_, part.first, part.second, made, out, options, failure);
@@ -428,8 +428,7 @@ task<result<void>> Topics::dead_letter(const store::Topic& t, std::uint32_t p,
   if (!validate_event_id(event_id)) input.event_id.reset();  // too long, or the group's name
   NewEvent dead;
   RR_CO_TRY_ASSIGN(dead, make_event(input));
-  RR_CO_TRY(co_await store_->append(stream, std::move(dead),
-                                    {config_.max_stream_length, config_.idempotency_ttl}));
+  RR_CO_TRY(co_await store_->append(stream, std::move(dead), config_.appends));
   const auto partition = store::partition_stream(t.name, t.partitions, p);
   RR_CO_TRY(co_await store_->ack(partition, group, std::span(&m.id, 1)));
   groups_changed(partition);

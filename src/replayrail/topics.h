@@ -25,9 +25,8 @@ namespace replayrail {
 struct TopicsConfig {
   std::uint32_t default_partitions = 1;  // PARTITIONS_DEFAULT
   std::size_t max_batch = 5000;          // events per ingest request
-  std::uint64_t max_stream_length = 10000;
   std::size_t max_payload_bytes = 1 << 20;
-  std::chrono::seconds idempotency_ttl{24 * 60 * 60};
+  store::AppendOptions appends{.maxlen = 10000};  // retention and idempotency (RailConfig's)
 };
 
 struct Ingested {

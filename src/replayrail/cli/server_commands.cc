@@ -315,6 +315,10 @@ ServerCommands::ServerCommands(CLI::App& app) {
       ->add_option("--max-stream-length", s.server.rail.max_stream_length,
                    "Retention: newest events kept per stream")
       ->capture_default_str();
+  serve_cmd->add_flag(
+      "--approximate-trim", s.server.rail.approximate_trim,
+      "Retention as Redis' MAXLEN ~: trim only whole stream nodes, keeping up to ~100 events more "
+      "than --max-stream-length, for much less work in Redis (the local store trims exactly)");
   serve_cmd->add_option("--max-body-bytes", s.server.max_body_bytes, "Largest request body")
       ->capture_default_str();
   serve_cmd

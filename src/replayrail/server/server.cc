@@ -1301,9 +1301,8 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
       std::make_unique<Topics>(impl->store,
                                TopicsConfig{.default_partitions = options.default_partitions,
                                             .max_batch = options.max_batch,
-                                            .max_stream_length = options.rail.max_stream_length,
                                             .max_payload_bytes = options.rail.max_payload_bytes,
-                                            .idempotency_ttl = options.rail.idempotency_ttl},
+                                            .appends = options.rail.append_options()},
                                impl->backpressure);
   impl->api = std::make_unique<PlatformApi>(
       *impl->topics, [impl = impl.get()] { return impl->counters(); }, options.jwt,
