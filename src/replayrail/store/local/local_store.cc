@@ -68,6 +68,10 @@ result<std::shared_ptr<LocalStore>> LocalStore::open(Options options) {
   RR_TRY_ASSIGN(db, sqlite::Connection::open(state->db_path, true));
   auto opened = local::configure(*db, options.fsync);
   if (opened) opened = local::prepare_schema(*db);
+  // The writer is the connection that restarts the WAL, so the one to which the limit applies.
+  if (opened) {
+    opened = db->exec("PRAGMA journal_size_limit=" + std::to_string(options.wal_size_limit));
+  }
   if (!opened) {
     Error e = opened.error();
     e.message = "cannot open the local store at " + state->db_path.string() + ": " + e.message;

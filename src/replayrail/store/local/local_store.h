@@ -32,6 +32,11 @@ class LocalStore final : public Store {
     // With fsync=batch: the most time between a commit and the fsync that puts it on disk.
     std::chrono::milliseconds fsync_interval{1000};
     std::size_t max_batch = 4096;  // write operations per transaction at most
+    // What the WAL file is cut back to once a transaction grew it past that and a checkpoint
+    // has copied it all (journal_size_limit). The WAL normally cycles through about 4 MiB (a
+    // checkpoint every 1000 pages); one large transaction (a trim after the retention was
+    // lowered, say) would otherwise leave the file at its size until the store closes.
+    std::uint64_t wal_size_limit = 64 << 20;
     // Wall clock in Unix milliseconds, for new ids and idle times; injectable for tests.
     std::function<std::uint64_t()> now_ms;
   };

@@ -105,6 +105,20 @@ TEST_F(LocalStoreTest, IdsAreNeverReusedAcrossRestartsTrimsAndClockSteps) {
   EXPECT_EQ(next, (StreamId{2'000'000'000'000, 3}));
 }
 
+// One large transaction (here 6 MB of events, then trimmed away) grows the WAL; once a checkpoint
+// has copied it, the next commits cut the file back to the limit instead of leaving it that large.
+TEST_F(LocalStoreTest, TheWalIsCutBackAfterALargeTransaction) {
+  auto s = open({.fsync = local::Fsync::never, .wal_size_limit = 1 << 20});
+  const std::string payload = R"({"x":")" + std::string(100'000, 'x') + "\"}";
+  std::vector<NewEvent> big;
+  for (int i = 0; i < 60; ++i) big.push_back(sample(payload));
+  ASSERT_TRUE(run(s->append_batch("s", std::move(big), {})));
+  const auto wal = dir_.path() / "replayrail.db-wal";
+  EXPECT_GT(std::filesystem::file_size(wal), 6'000'000u);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(run(s->append("s", sample(), {1})));
+  EXPECT_LE(std::filesystem::file_size(wal), 1u << 20);
+}
+
 TEST_F(LocalStoreTest, SecondOpenOfTheDirectoryIsRefused) {
   auto first = open();
   auto second = LocalStore::open({.dir = dir_.path()});
