@@ -113,7 +113,8 @@ int serve(ServeArgs& args) {
     std::fprintf(stderr, "replayrail: %s\n", server.error().message.c_str());
     return kRefused;
   }
-  std::printf("replayrail: serving on http://%s:%u (store: %s)\n", args.server.host.c_str(),
+  const char* scheme = args.server.tls_cert.empty() ? "http" : "https";
+  std::printf("replayrail: serving on %s://%s:%u (store: %s)\n", scheme, args.server.host.c_str(),
               (*server)->port(), args.store.c_str());
   std::fflush(stdout);
   std::string where;  // where the store keeps the events
@@ -122,8 +123,8 @@ int serve(ServeArgs& args) {
     auto url = resp::parse_redis_url(args.redis_url);  // it parsed when the store opened
     where = " at " + (url ? url->redacted() : redact_url(args.redis_url));
   }
-  spdlog::info("listening on {}:{}; store {}{}; auth {}; {} event-loop threads", args.server.host,
-               (*server)->port(), args.store, where,
+  spdlog::info("listening on {}:{}{}; store {}{}; auth {}; {} event-loop threads", args.server.host,
+               (*server)->port(), args.server.tls_cert.empty() ? "" : " (TLS)", args.store, where,
                args.server.jwt.secret.empty() ? "off" : "on (JWT HS256)", (*server)->threads());
   if (!args.server.database_url.empty()) {
     spdlog::info("archiving every stream to PostgreSQL at {}, a pass every {} ms",
@@ -292,6 +293,12 @@ ServerCommands::ServerCommands(CLI::App& app) {
   serve_cmd->add_option("--threads", s.server.threads, "Event-loop threads (0 = one per core)")
       ->capture_default_str();
   serve_cmd->add_flag("--insecure", s.server.insecure, "Allow a non-loopback address without auth");
+  serve_cmd
+      ->add_option("--tls-cert", s.server.tls_cert,
+                   "PEM certificate (then its chain): serve HTTPS and WSS only (with --tls-key)")
+      ->envname("REPLAYRAIL_TLS_CERT");
+  serve_cmd->add_option("--tls-key", s.server.tls_key, "PEM private key of --tls-cert")
+      ->envname("REPLAYRAIL_TLS_KEY");
   add_archive_options(serve_cmd, s,
                       "PostgreSQL URL: archive every stream there, with a hash chain (optional)");
   serve_cmd

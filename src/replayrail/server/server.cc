@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
@@ -37,6 +38,7 @@
 #include "replayrail/server/hub.h"
 #include "replayrail/server/metrics.h"
 #include "replayrail/server/platform_api.h"
+#include "replayrail/server/transport.h"
 #include "replayrail/server/ui_assets.h"
 #include "replayrail/server/v1_protocol.h"
 #include "replayrail/server/write_queue_stream.h"
@@ -88,7 +90,42 @@ struct Target {
   }
 };
 
-using WsStream = websocket::stream<WriteQueueStream<beast::tcp_stream>>;
+using WsStream = websocket::stream<WriteQueueStream<Transport>>;
+
+// The server's TLS: 1.2 or later, the certificate (with its chain) and key from PEM files.
+result<asio::ssl::context> server_tls_context(const std::string& cert, const std::string& key) {
+  namespace ssl = asio::ssl;
+  ssl::context tls(ssl::context::tls_server);
+  tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                  ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                  ssl::context::single_dh_use);
+  // An idle connection (most WebSockets are) does not keep OpenSSL's buffers.
+  SSL_CTX_set_mode(tls.native_handle(), SSL_MODE_RELEASE_BUFFERS);
+  boost::system::error_code ec;
+  tls.use_certificate_chain_file(cert, ec);
+  if (ec) {
+    return make_error(errc::invalid_argument,
+                      "cannot load the TLS certificate " + cert + ": " + ec.message());
+  }
+  // OpenSSL checks here that the key is the certificate's ("key values mismatch").
+  tls.use_private_key_file(key, ssl::context::pem, ec);
+  if (ec) {
+    return make_error(errc::invalid_argument,
+                      "cannot load the TLS key " + key + ": " + ec.message());
+  }
+  return tls;
+}
+
+// Ends an HTTP connection: under TLS with a close_notify first (waiting a second at most for the
+// client's), so that the client can tell the end from a cut; then TCP's half-close.
+asio::awaitable<void> end_connection(Transport& stream) {
+  if (stream.is_tls()) {
+    stream.tcp().expires_after(Millis(1000));
+    co_await tls_shutdown(stream.tls());
+  }
+  boost::system::error_code ignored;
+  stream.tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
 
 }  // namespace
 
@@ -110,6 +147,7 @@ struct Server::Impl {
   // Per event-loop thread, touched only there: its streaming sessions' outboxes.
   std::vector<std::unordered_set<Outbox*>> outboxes;
   std::unique_ptr<tcp::acceptor> acceptor;
+  std::optional<asio::ssl::context> tls;  // with a certificate: every connection is TLS
   std::unique_ptr<asio::signal_set> signals;
   std::atomic<bool> stopping = false;
   std::atomic<std::size_t> connections = 0;
@@ -126,6 +164,10 @@ struct Server::Impl {
   struct Registered;
   struct V1Session;
   // `thread`: the index of the event loop the connection lives on.
+  // The connection `socket` is, after the TLS handshake when the server has a certificate;
+  // nullopt when it ended there (a failed handshake, or plain HTTP, answered with 400).
+  asio::awaitable<std::optional<Transport>> open_transport(tcp::socket socket,
+                                                           beast::flat_buffer& buffer);
   asio::awaitable<void> http_session(tcp::socket socket, std::size_t thread);
   // The request target is parsed once, by http_session, and handed on.
   asio::awaitable<Response> handle(const Request& req, const Target& target);
@@ -142,18 +184,18 @@ struct Server::Impl {
   result<std::optional<auth::Claims>> authorize(const Request& req, const Target& target,
                                                 std::optional<auth::Role> role,
                                                 std::string_view channel) const;
-  std::shared_ptr<WsStream> open_websocket(beast::tcp_stream stream) const;
-  asio::awaitable<void> websocket_session(beast::tcp_stream stream, Request req, Target target,
+  std::shared_ptr<WsStream> open_websocket(Transport stream) const;
+  asio::awaitable<void> websocket_session(Transport stream, Request req, Target target,
                                           std::size_t thread);
   // `claims`: the connection's token (nullopt while auth is off), checked on every subscribe.
-  asio::awaitable<void> v1_session(beast::tcp_stream stream, Request req, std::size_t thread,
+  asio::awaitable<void> v1_session(Transport stream, Request req, std::size_t thread,
                                    std::optional<auth::Claims> claims);
   asio::awaitable<void> handle_v1(std::size_t thread, std::shared_ptr<Outbox> outbox,
                                   std::shared_ptr<V1Session> session, std::string text);
   asio::awaitable<void> subscribe_group(std::shared_ptr<Outbox> outbox,
                                         std::shared_ptr<V1Session> session, std::string name,
                                         const boost::json::object& msg);
-  asio::awaitable<void> sse_session(beast::tcp_stream stream, Request req, Target target,
+  asio::awaitable<void> sse_session(Transport stream, Request req, Target target,
                                     std::size_t thread);
   asio::awaitable<void> shutdown();
   // Headers an answer carries by its status and the request: Retry-After on 429 and 503,
@@ -483,14 +525,44 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
   co_return error(req, make_error(errc::not_found, "no endpoint at " + std::string(req.target())));
 }
 
+asio::awaitable<std::optional<Transport>> Server::Impl::open_transport(tcp::socket socket,
+                                                                       beast::flat_buffer& buffer) {
+  beast::tcp_stream tcp(std::move(socket));
+  if (!tls) co_return Transport(std::move(tcp));
+  tcp.expires_after(options.header_timeout);
+  auto [ec, hello] = co_await beast::async_detect_ssl(tcp, buffer, kToken);
+  if (ec) co_return std::nullopt;
+  if (!hello) {
+    // Plain HTTP (http:// for https://): say so, in plain HTTP, rather than drop it unanswered.
+    Transport plain(std::move(tcp));
+    auto res =
+        error(Request{}, make_error(errc::invalid_argument,
+                                    "this server speaks HTTPS only: use https:// or wss://"));
+    res.keep_alive(false);
+    co_await http::async_write(plain, res, kToken);
+    co_await end_connection(plain);
+    co_return std::nullopt;
+  }
+  Transport secured(std::move(tcp), *tls);
+  auto [hec, used] = co_await tls_handshake(secured.tls(), buffer.data());
+  buffer.consume(used);
+  if (hec) {
+    spdlog::debug("TLS handshake failed: {}", hec.message());
+    co_return std::nullopt;
+  }
+  co_return secured;
+}
+
 asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t thread) {
-  beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
+  auto opened = co_await open_transport(std::move(socket), buffer);
+  if (!opened) co_return;
+  Transport& stream = *opened;
   for (bool first = true;; first = false) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(options.max_body_bytes);
     parser.header_limit(16 * 1024);
-    stream.expires_after(first ? options.header_timeout : options.idle_timeout);
+    stream.tcp().expires_after(first ? options.header_timeout : options.idle_timeout);
     auto [ec, n] = co_await http::async_read(stream, buffer, parser, kToken);
     if (ec == http::error::body_limit) {
       Request head = parser.release();
@@ -498,7 +570,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
                                         "the request body is over " +
                                             std::to_string(options.max_body_bytes) + " bytes"));
       res.keep_alive(false);
-      stream.expires_after(options.header_timeout);
+      stream.tcp().expires_after(options.header_timeout);
       co_await http::async_write(stream, res, kToken);
       break;
     }
@@ -539,7 +611,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
       if (!allowed) {
         auto res = error(req, allowed.error());
         finish(req, res.result_int(), res);
-        stream.expires_after(options.idle_timeout);
+        stream.tcp().expires_after(options.idle_timeout);
         auto [wec, written] = co_await http::async_write(stream, res, kToken);
         if (wec || !res.keep_alive()) break;
         continue;
@@ -552,17 +624,17 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
       if (buffer.size() == 0) buffer.shrink_to_fit();
     }
     if (streaming_path && target->path[0] == "ws" && upgrade) {
-      stream.expires_never();
+      stream.tcp().expires_never();
       co_await websocket_session(std::move(stream), std::move(req), std::move(*target), thread);
       co_return;
     }
     if (v1_offered) {
-      stream.expires_never();
+      stream.tcp().expires_never();
       co_await v1_session(std::move(stream), std::move(req), thread, std::move(claims));
       co_return;
     }
     if (streaming_path && target->path[0] == "sse" && req.method() == http::verb::get) {
-      stream.expires_never();
+      stream.tcp().expires_never();
       co_await sse_session(std::move(stream), std::move(req), std::move(*target), thread);
       co_return;
     }
@@ -584,12 +656,11 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
     }
     finish(req, res.result_int(), res);
     if (stopping) res.keep_alive(false);
-    stream.expires_after(options.idle_timeout);
+    stream.tcp().expires_after(options.idle_timeout);
     auto [wec, written] = co_await http::async_write(stream, res, kToken);
     if (wec || !res.keep_alive()) break;
   }
-  boost::system::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  co_await end_connection(stream);
 }
 
 // The subscription a /ws/{channel} or /sse/{channel} request asks for (`last_event_id`,
@@ -743,7 +814,7 @@ struct Server::Impl::Registered {
 };
 
 // A server WebSocket on `stream`, with the settings every session shares.
-std::shared_ptr<WsStream> Server::Impl::open_websocket(beast::tcp_stream stream) const {
+std::shared_ptr<WsStream> Server::Impl::open_websocket(Transport stream) const {
   auto ws = std::make_shared<WsStream>(std::move(stream), write_queue_bytes());
   ws->set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
   ws->read_message_max(options.max_frame_bytes);
@@ -752,8 +823,8 @@ std::shared_ptr<WsStream> Server::Impl::open_websocket(beast::tcp_stream stream)
 
 // GET /ws/{channel}?last_event_id=&epoch=: replay after the cursor, then live, one text frame
 // per event (the envelope). The subscription is in place before the handshake completes.
-asio::awaitable<void> Server::Impl::websocket_session(beast::tcp_stream stream, Request req,
-                                                      Target target, std::size_t thread) {
+asio::awaitable<void> Server::Impl::websocket_session(Transport stream, Request req, Target target,
+                                                      std::size_t thread) {
   Counted counted(streaming);
   auto ws = open_websocket(std::move(stream));
   auto outbox = std::make_shared<Outbox>(ws->get_executor(), options.max_outbound_bytes);
@@ -835,8 +906,7 @@ struct Server::Impl::V1Session {
 };
 
 // GET /ws with subprotocol replayrail.v1: many subscriptions on one connection.
-asio::awaitable<void> Server::Impl::v1_session(beast::tcp_stream stream, Request req,
-                                               std::size_t thread,
+asio::awaitable<void> Server::Impl::v1_session(Transport stream, Request req, std::size_t thread,
                                                std::optional<auth::Claims> claims) {
   Counted counted(streaming);
   auto ws = open_websocket(std::move(stream));
@@ -1081,8 +1151,8 @@ asio::awaitable<void> Server::Impl::subscribe_group(std::shared_ptr<Outbox> outb
 }
 
 // GET /sse/{channel}: `id:` is the cursor, so EventSource resumes with Last-Event-ID.
-asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Request req,
-                                                Target target, std::size_t thread) {
+asio::awaitable<void> Server::Impl::sse_session(Transport stream, Request req, Target target,
+                                                std::size_t thread) {
   Counted counted(streaming);
   auto sub = co_await subscribe(req, target);
   if (!sub) {
@@ -1092,7 +1162,7 @@ asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Reques
     co_await http::async_write(stream, res, kToken);
     co_return;
   }
-  auto socket = std::make_shared<beast::tcp_stream>(std::move(stream));
+  auto socket = std::make_shared<Transport>(std::move(stream));
   auto outbox = std::make_shared<Outbox>(socket->get_executor(), options.max_outbound_bytes);
   Registered registered(*this, thread, outbox.get());
   std::optional<Error> failure;
@@ -1119,8 +1189,7 @@ asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Reques
   // A closed client is noticed by a read that returns.
   asio::co_spawn(
       socket->get_executor(),
-      [](std::shared_ptr<beast::tcp_stream> s,
-         std::shared_ptr<Outbox> outbox) -> asio::awaitable<void> {
+      [](std::shared_ptr<Transport> s, std::shared_ptr<Outbox> outbox) -> asio::awaitable<void> {
         char buf[512];
         for (;;) {
           auto [ec, n] = co_await s->async_read_some(asio::buffer(buf), kToken);
@@ -1164,9 +1233,9 @@ asio::awaitable<void> Server::Impl::sse_session(beast::tcp_stream stream, Reques
     std::string out = "event: error\ndata: " + error_body(*failure) + "\n\n";
     co_await asio::async_write(*socket, asio::buffer(out), kToken);
   }
-  boost::system::error_code ignored;
-  socket->socket().shutdown(tcp::socket::shutdown_both, ignored);
-  socket->close();
+  boost::system::error_code ignored;  // no TLS close_notify: the reader above is still reading
+  socket->tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+  socket->tcp().close();
 }
 
 asio::awaitable<void> Server::Impl::accept_loop() {
@@ -1285,6 +1354,15 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
                           " (not loopback) without auth; pass --insecure to do it anyway");
   }
   auto impl = std::make_unique<Impl>();
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return make_error(errc::invalid_argument,
+                      "a TLS certificate goes with its key: give both --tls-cert and --tls-key");
+  }
+  if (!options.tls_cert.empty()) {
+    auto tls = server_tls_context(options.tls_cert, options.tls_key);
+    if (!tls) return tls.error();
+    impl->tls.emplace(std::move(*tls));
+  }
   unsigned threads = options.threads ? options.threads : std::thread::hardware_concurrency();
   threads = std::max(1u, threads);
   for (unsigned i = 0; i < threads; ++i) {

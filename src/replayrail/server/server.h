@@ -23,6 +23,9 @@ struct ServerOptions {
   std::uint16_t port = 8000;  // 0: any free port (the bound one is printed and returned)
   unsigned threads = 0;       // event-loop threads; 0 = one per core
   bool insecure = false;      // allow a non-loopback address without auth
+  // PEM files: with them every connection is TLS (HTTPS, WSS); both or neither.
+  std::string tls_cert;  // the certificate, then its chain
+  std::string tls_key;
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_frame_bytes = 64 << 10;  // incoming WebSocket message
   std::size_t max_connections = 20000;

@@ -45,6 +45,20 @@ class WriteQueueStream {
   }
 
   executor_type get_executor() noexcept { return next_.get_executor(); }
+
+  // Completes once everything handed over has gone to the next layer, or its writing failed:
+  // what the WebSocket's teardown waits for, so that the close frame goes out before TLS's
+  // close_notify (and before TCP's FIN).
+  template <class Token>
+  auto async_drain(Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+        [this](auto handler) {
+          State& s = *state_;
+          s.drained.emplace_back(std::move(handler));
+          if (s.failed || s.size() == 0) s.complete_drained(get_executor());
+        },
+        token);
+  }
   Next& next_layer() noexcept { return next_; }
 
   template <class Buffers, class Token>
@@ -89,6 +103,7 @@ class WriteQueueStream {
     boost::beast::flat_buffer pending;  // handed over, not yet to the socket
     boost::beast::flat_buffer writing;  // being written to the socket
     std::vector<Waiter> waiting;        // writes past the limit
+    std::vector<boost::asio::any_completion_handler<void(boost::system::error_code)>> drained;
 
     std::size_t size() const { return pending.size() + writing.size(); }
     void complete(Waiter w, const executor_type& executor) {
@@ -96,17 +111,23 @@ class WriteQueueStream {
         std::move(w.handler)(ec, ec ? 0 : w.bytes);
       });
     }
+    void complete_drained(const executor_type& executor) {
+      for (auto& handler : std::exchange(drained, {})) {
+        boost::asio::post(executor, [handler = std::move(handler), ec = failed]() mutable {
+          std::move(handler)(ec);
+        });
+      }
+    }
   };
 
   void flush() {
     State& s = *state_;
     if (s.failed || s.writing.size() > 0 || s.pending.size() == 0) return;
     std::swap(s.writing, s.pending);
-    // To the socket itself: the WebSocket keeps its own timeouts, so the stream's layer of
-    // timeout and rate bookkeeping would be work for nothing on every write.
-    boost::asio::async_write(
-        boost::beast::get_lowest_layer(next_).socket(), s.writing.data(),
-        [state = state_](boost::system::error_code ec, std::size_t) { written(state, ec); });
+    // Without a timeout of the stream's own: the WebSocket keeps its own timeouts, so the
+    // stream's timer bookkeeping would be work for nothing on every write (Transport).
+    next_.async_write_all(s.writing.data(), [state = state_](boost::system::error_code ec,
+                                                             std::size_t) { written(state, ec); });
   }
 
   static void written(const std::shared_ptr<State>& state, boost::system::error_code ec) {
@@ -124,6 +145,7 @@ class WriteQueueStream {
         s.complete(std::move(w), s.owner->get_executor());
     }
     s.owner->flush();
+    if (s.failed || s.size() == 0) s.complete_drained(s.owner->get_executor());
   }
 
   Next next_;
@@ -141,8 +163,12 @@ void teardown(boost::beast::role_type role, WriteQueueStream<Next>& stream,
 template <class Next, class Handler>
 void async_teardown(boost::beast::role_type role, WriteQueueStream<Next>& stream,
                     Handler&& handler) {
-  using boost::beast::websocket::async_teardown;
-  async_teardown(role, stream.next_layer(), std::forward<Handler>(handler));
+  // After what is queued: the close frame may still be on its way.
+  stream.async_drain(
+      [role, &stream, handler = std::forward<Handler>(handler)](boost::system::error_code) mutable {
+        using boost::beast::websocket::async_teardown;
+        async_teardown(role, stream.next_layer(), std::move(handler));
+      });
 }
 
 }  // namespace replayrail::server

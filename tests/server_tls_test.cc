@@ -1,0 +1,197 @@
+// `replayrail serve --tls-cert --tls-key`: HTTPS, WSS and SSE over TLS from the real binary, a
+// plain request answered with a clear 400, and certificate files that cannot serve refused at
+// start.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/json/parse.hpp>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "replayrail/store/testing/temp_dir.h"
+#include "support/child_process.h"
+#include "support/redis_server.h"
+
+namespace replayrail {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using Tls = beast::ssl_stream<beast::tcp_stream>;
+
+// A self-signed certificate for 127.0.0.1 and localhost, and its key, in `dir`.
+void make_certificate(const std::filesystem::path& dir, const std::string& name) {
+  const std::string make =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+      "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " +
+      (dir / (name + "-key.pem")).string() + " -out " + (dir / (name + ".pem")).string() +
+      " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(make.c_str()), 0) << "openssl could not make a certificate";
+}
+
+class ServerTls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    make_certificate(dir_.path(), "server");
+    port_ = testing::free_port();
+    server_ = std::make_unique<testing::ChildProcess>(std::vector<std::string>{
+        RR_SERVER_BINARY, "serve", "--store", "memory", "--listen", address(), "--tls-cert", cert(),
+        "--tls-key", (dir_.path() / "server-key.pem").string()});
+    auto line = server_->read_line(std::chrono::seconds(20));
+    ASSERT_TRUE(line) << "the server did not start";
+    EXPECT_NE(line->find("serving on https://"), std::string::npos) << *line;
+  }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string cert() const { return (dir_.path() / "server.pem").string(); }
+
+  // TCP connected, then TLS, trusting the server's certificate only.
+  void connect(Tls& stream) {
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+    beast::get_lowest_layer(stream).connect(
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+    stream.set_verify_callback(ssl::host_name_verification("127.0.0.1"));
+    stream.handshake(ssl::stream_base::client);
+  }
+  ssl::context client_context() {
+    ssl::context context(ssl::context::tls_client);
+    context.load_verify_file(cert());
+    context.set_verify_mode(ssl::verify_peer);
+    return context;
+  }
+
+  http::response<http::string_body> call(http::verb verb, const std::string& target,
+                                         std::string body = {}) {
+    asio::io_context io;
+    auto context = client_context();
+    Tls stream(io, context);
+    connect(stream);
+    http::request<http::string_body> req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    if (!body.empty()) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = std::move(body);
+      req.prepare_payload();
+    }
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(stream, buffer, res);
+    return res;
+  }
+
+  std::string publish(const std::string& type) {
+    auto res = call(http::verb::post, "/events/orders", R"({"type":")" + type + R"("})");
+    EXPECT_EQ(res.result_int(), 201u) << res.body();
+    return boost::json::parse(res.body()).at("event").at("id").as_string().c_str();
+  }
+
+  std::uint16_t port_ = 0;
+  testing::TempDir dir_{"server-tls"};
+  std::unique_ptr<testing::ChildProcess> server_;
+};
+
+TEST_F(ServerTls, HttpsWssAndSseCarryEventsOverTls) {
+  const std::string first = publish("order.created");
+  auto page = call(http::verb::get, "/events/orders");
+  ASSERT_EQ(page.result_int(), 200u);
+  EXPECT_EQ(boost::json::parse(page.body()).at("events").at(0).at("id").as_string(), first);
+
+  // WSS: replay from the start, then live.
+  asio::io_context io;
+  auto context = client_context();
+  websocket::stream<Tls> ws(io, context);
+  connect(ws.next_layer());
+  beast::get_lowest_layer(ws).expires_never();
+  ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::client));
+  ws.handshake("127.0.0.1", "/ws/orders?last_event_id=0-0");
+  beast::flat_buffer frame;
+  ws.read(frame);
+  EXPECT_EQ(boost::json::parse(beast::buffers_to_string(frame.data())).at("id").as_string(), first);
+  frame.clear();
+  const std::string second = publish("order.paid");
+  ws.read(frame);
+  EXPECT_EQ(boost::json::parse(beast::buffers_to_string(frame.data())).at("id").as_string(),
+            second);
+  ws.close(websocket::close_code::normal);
+
+  // SSE over TLS.
+  Tls sse(io, context);
+  connect(sse);
+  http::request<http::empty_body> req{http::verb::get, "/sse/orders?last_event_id=0-0", 11};
+  req.set(http::field::host, "127.0.0.1");
+  http::write(sse, req);
+  beast::flat_buffer buffer;
+  http::response_parser<http::empty_body> head;
+  http::read_header(sse, buffer, head);
+  ASSERT_EQ(head.get().result_int(), 200u);
+  std::string text = beast::buffers_to_string(buffer.data());
+  while (text.find("id: " + second) == std::string::npos) {
+    char chunk[4096];
+    text.append(chunk, sse.read_some(asio::buffer(chunk)));
+  }
+  EXPECT_LT(text.find("id: " + first), text.find("id: " + second));
+}
+
+TEST_F(ServerTls, PlainHttpIsAnsweredWithAClearError) {
+  asio::io_context io;
+  beast::tcp_stream plain(io);
+  plain.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  http::request<http::string_body> req{http::verb::get, "/healthz", 11};
+  req.set(http::field::host, "127.0.0.1");
+  http::write(plain, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(plain, buffer, res);
+  EXPECT_EQ(res.result_int(), 400u);
+  EXPECT_NE(res.body().find("HTTPS only"), std::string::npos) << res.body();
+  EXPECT_FALSE(res.keep_alive());
+  EXPECT_EQ(call(http::verb::get, "/healthz").result_int(), 200u) << "TLS on the same port";
+}
+
+TEST(ServerTlsStart, CertificatesThatCannotServeAreRefusedAtStart) {
+  testing::TempDir dir("server-tls-start");
+  make_certificate(dir.path(), "a");
+  make_certificate(dir.path(), "b");
+  auto start = [&](std::vector<std::string> tls) {
+    std::vector<std::string> argv{
+        RR_SERVER_BINARY, "serve",    "--store",
+        "memory",         "--listen", "127.0.0.1:" + std::to_string(testing::free_port())};
+    argv.insert(argv.end(), tls.begin(), tls.end());
+    argv.insert(argv.begin(), {"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>&1"});
+    testing::ChildProcess server(argv);
+    std::string out;
+    while (auto line = server.read_line(std::chrono::seconds(10))) out += *line + "\n";
+    const int status = server.wait();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << out;
+    return out;
+  };
+  const std::string a = (dir.path() / "a.pem").string(),
+                    a_key = (dir.path() / "a-key.pem").string();
+  const std::string b_key = (dir.path() / "b-key.pem").string();
+  EXPECT_NE(start({"--tls-cert", a}).find("give both --tls-cert and --tls-key"), std::string::npos);
+  EXPECT_NE(start({"--tls-cert", a + ".missing", "--tls-key", a_key})
+                .find("cannot load the TLS certificate"),
+            std::string::npos);
+  EXPECT_NE(start({"--tls-cert", a, "--tls-key", b_key}).find("key values mismatch"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace replayrail
