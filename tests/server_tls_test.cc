@@ -1,6 +1,6 @@
 // `replayrail serve --tls-cert --tls-key`: HTTPS, WSS and SSE over TLS from the real binary, a
-// plain request answered with a clear 400, and certificate files that cannot serve refused at
-// start.
+// plain request answered with a clear 400, the CLI clients over https://, and certificate files
+// that cannot serve refused at start.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -163,6 +163,27 @@ TEST_F(ServerTls, PlainHttpIsAnsweredWithAClearError) {
   EXPECT_NE(res.body().find("HTTPS only"), std::string::npos) << res.body();
   EXPECT_FALSE(res.keep_alive());
   EXPECT_EQ(call(http::verb::get, "/healthz").result_int(), 200u) << "TLS on the same port";
+}
+
+TEST_F(ServerTls, TheCliClientsTrustTheServerThroughSslCertFile) {
+  const std::string url = "https://127.0.0.1:" + std::to_string(port_);
+  auto trusted = [&](const std::string& how) {
+    return std::vector<std::string>{
+        "/usr/bin/env", "SSL_CERT_FILE=" + how, RR_SERVER_BINARY, "publish", "--url", url,
+        "orders",       "order.created"};
+  };
+  testing::ChildProcess ok(trusted(cert()));
+  auto line = ok.read_line(std::chrono::seconds(10));
+  ASSERT_TRUE(line);
+  EXPECT_NE(line->find(R"("type":"order.created")"), std::string::npos) << *line;
+  int status = ok.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+  // Without the certificate among what it trusts, the client refuses the server: unreachable.
+  make_certificate(dir_.path(), "other");
+  testing::ChildProcess refused(trusted((dir_.path() / "other.pem").string()));
+  status = refused.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3);
 }
 
 TEST(ServerTlsStart, CertificatesThatCannotServeAreRefusedAtStart) {

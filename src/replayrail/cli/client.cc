@@ -3,11 +3,14 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/parse.hpp>
@@ -22,13 +25,16 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 std::optional<ServerAddress> parse_server_url(const std::string& url, std::string token) {
   auto parsed = boost::urls::parse_absolute_uri(url);
-  if (!parsed || parsed->scheme() != "http" || parsed->encoded_host().empty()) return std::nullopt;
-  return ServerAddress{std::string(parsed->host_address()),
-                       parsed->has_port() ? std::string(parsed->port()) : "80", std::move(token)};
+  if (!parsed || parsed->encoded_host().empty()) return std::nullopt;
+  const bool tls = parsed->scheme() == "https";
+  if (!tls && parsed->scheme() != "http") return std::nullopt;
+  std::string port = parsed->has_port() ? std::string(parsed->port()) : tls ? "443" : "80";
+  return ServerAddress{std::string(parsed->host_address()), std::move(port), std::move(token), tls};
 }
 
 std::string path_segment(std::string_view s) {
@@ -39,32 +45,87 @@ namespace {
 
 std::string bearer(const ServerAddress& at) { return "Bearer " + at.token; }
 
+// Verifies the server's certificate against the default store (SSL_CERT_FILE, SSL_CERT_DIR).
+ssl::context client_tls() {
+  ssl::context tls(ssl::context::tls_client);
+  tls.set_default_verify_paths();
+  tls.set_verify_mode(ssl::verify_peer);
+  return tls;
+}
+
+// The TLS handshake of a client of `at`, after TCP connected: SNI and the certificate checked
+// for the host.
+template <class Tls>
+void handshake_tls(Tls& tls, const ServerAddress& at) {
+  if (!SSL_set_tlsext_host_name(tls.native_handle(), at.host.c_str())) {
+    throw boost::system::system_error(static_cast<int>(::ERR_get_error()),
+                                      asio::error::get_ssl_category());
+  }
+  tls.set_verify_callback(ssl::host_name_verification(at.host));
+  tls.handshake(ssl::stream_base::client);
+}
+
+template <class Stream>
+int exchange(Stream& stream, const ServerAddress& at, http::verb verb, const std::string& target,
+             std::string body) {
+  http::request<http::string_body> req{verb, target, 11};
+  req.set(http::field::host, at.host);
+  if (!at.token.empty()) req.set(http::field::authorization, bearer(at));
+  if (!body.empty()) {
+    req.set(http::field::content_type, "application/json");
+    req.body() = std::move(body);
+  }
+  req.prepare_payload();
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(stream, buffer, res);
+  std::printf("%s\n", res.body().c_str());
+  return res.result_int() < 300 ? 0 : kRefused;
+}
+
+// Prints each event `ws` receives, one JSON line each, until it fails; `cursor` follows them.
+template <class WebSocket>
+void print_events(WebSocket& ws, std::string& cursor) {
+  beast::flat_buffer buffer;
+  for (;;) {
+    ws.read(buffer);
+    std::string frame = beast::buffers_to_string(buffer.data());
+    buffer.clear();
+    std::printf("%s\n", frame.c_str());
+    std::fflush(stdout);
+    boost::system::error_code ec;
+    auto value = boost::json::parse(frame, ec);
+    if (!ec && value.is_object()) {
+      if (const auto* id = value.as_object().if_contains("id"); id && id->is_string()) {
+        cursor = id->get_string().c_str();
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int http_call(const ServerAddress& at, http::verb verb, const std::string& target,
               std::string body) {
   try {
     asio::io_context io;
-    beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::seconds(90));  // longer than a group read's longest block
-    stream.connect(tcp::resolver(io).resolve(at.host, at.port));
-    http::request<http::string_body> req{verb, target, 11};
-    req.set(http::field::host, at.host);
-    if (!at.token.empty()) req.set(http::field::authorization, bearer(at));
-    if (!body.empty()) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = std::move(body);
+    auto endpoints = tcp::resolver(io).resolve(at.host, at.port);
+    const auto timeout = std::chrono::seconds(90);  // longer than a group read's longest block
+    if (!at.tls) {
+      beast::tcp_stream stream(io);
+      stream.expires_after(timeout);
+      stream.connect(endpoints);
+      return exchange(stream, at, verb, target, std::move(body));
     }
-    req.prepare_payload();
-    http::write(stream, req);
-    beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    http::read(stream, buffer, res);
-    std::printf("%s\n", res.body().c_str());
-    return res.result_int() < 300 ? 0 : kRefused;
+    auto tls = client_tls();
+    beast::ssl_stream<beast::tcp_stream> stream(io, tls);
+    beast::get_lowest_layer(stream).expires_after(timeout);
+    beast::get_lowest_layer(stream).connect(endpoints);
+    handshake_tls(stream, at);
+    return exchange(stream, at, verb, target, std::move(body));
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "replayrail: cannot reach http://%s:%s: %s\n", at.host.c_str(),
-                 at.port.c_str(), e.what());
+    std::fprintf(stderr, "replayrail: cannot reach %s: %s\n", at.url().c_str(), e.what());
     return kUnreachable;
   }
 }
@@ -75,32 +136,30 @@ int tail(const ServerAddress& at, const std::string& channel, std::string cursor
     websocket::response_type handshake;
     try {
       asio::io_context io;
-      websocket::stream<tcp::socket> ws(io);
-      asio::connect(ws.next_layer(), tcp::resolver(io).resolve(at.host, at.port));
-      if (!at.token.empty()) {
-        ws.set_option(
-            websocket::stream_base::decorator([auth = bearer(at)](websocket::request_type& req) {
-              req.set(http::field::authorization, auth);
-            }));
-      }
+      auto endpoints = tcp::resolver(io).resolve(at.host, at.port);
       std::string target = "/ws/" + path_segment(channel);
       if (!cursor.empty()) target += "?last_event_id=" + path_segment(cursor);
-      ws.handshake(handshake, at.host + ":" + at.port, target);
-      backoff = std::chrono::milliseconds(100);
-      beast::flat_buffer buffer;
-      for (;;) {
-        ws.read(buffer);
-        std::string frame = beast::buffers_to_string(buffer.data());
-        buffer.clear();
-        std::printf("%s\n", frame.c_str());
-        std::fflush(stdout);
-        boost::system::error_code ec;
-        auto value = boost::json::parse(frame, ec);
-        if (!ec && value.is_object()) {
-          if (const auto* id = value.as_object().if_contains("id"); id && id->is_string()) {
-            cursor = id->get_string().c_str();
-          }
+      auto follow = [&](auto& ws) {
+        if (!at.token.empty()) {
+          ws.set_option(
+              websocket::stream_base::decorator([auth = bearer(at)](websocket::request_type& req) {
+                req.set(http::field::authorization, auth);
+              }));
         }
+        ws.handshake(handshake, at.host + ":" + at.port, target);
+        backoff = std::chrono::milliseconds(100);
+        print_events(ws, cursor);
+      };
+      if (!at.tls) {
+        websocket::stream<tcp::socket> ws(io);
+        asio::connect(ws.next_layer(), endpoints);
+        follow(ws);
+      } else {
+        auto tls = client_tls();
+        websocket::stream<beast::ssl_stream<tcp::socket>> ws(io, tls);
+        asio::connect(beast::get_lowest_layer(ws), endpoints);
+        handshake_tls(ws.next_layer(), at);
+        follow(ws);
       }
     } catch (const boost::system::system_error& e) {
       if (e.code() == websocket::error::closed) {

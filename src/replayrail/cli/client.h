@@ -16,12 +16,19 @@ inline constexpr int kRefused = 1;
 inline constexpr int kUsage = 2;
 inline constexpr int kUnreachable = 3;
 
-// Where the clients connect (`--url http://host:port`) and the JWT they present (`--token`,
-// sent as `Authorization: Bearer`; empty: none).
+// Where the clients connect (`--url http://host:port`, or https:// for a server with TLS) and
+// the JWT they present (`--token`, sent as `Authorization: Bearer`; empty: none).
+//
+// Over TLS the server's certificate must be valid for `host` and signed by an authority the
+// system trusts: OpenSSL's default store, which SSL_CERT_FILE or SSL_CERT_DIR replace (for a
+// private authority, or a self-signed certificate).
 struct ServerAddress {
   std::string host;
   std::string port;
   std::string token;
+  bool tls = false;
+
+  std::string url() const { return (tls ? "https://" : "http://") + host + ":" + port; }
 };
 
 std::optional<ServerAddress> parse_server_url(const std::string& url, std::string token);

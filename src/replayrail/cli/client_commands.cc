@@ -118,6 +118,11 @@ int groups(const ServerAddress& at, std::string_view command, const GroupArgs& a
 // `replayrail bench`: runs the load and prints what it measured; 1 when an event was lost or
 // duplicated or a request refused, 3 when the server cannot be reached.
 int bench(const ServerAddress& at, const BenchArgs& b) {
+  if (at.tls) {
+    std::fprintf(stderr, "replayrail bench: the load generator speaks plain HTTP only, not %s\n",
+                 at.url().c_str());
+    return kUsage;
+  }
   const std::string pace =
       b.rate > 0 ? std::to_string(b.rate) + " events/s" : "as fast as answered";
   std::printf(
@@ -290,7 +295,9 @@ int ClientCommands::run() {
   const std::string& url = connections_[which].url;
   auto at = parse_server_url(url, connections_[which].token);
   if (!at) {
-    std::fprintf(stderr, "replayrail: --url must look like http://host:port, not '%s'\n",
+    std::fprintf(stderr,
+                 "replayrail: --url must look like http://host:port or https://host:port, not "
+                 "'%s'\n",
                  url.c_str());
     return kUsage;
   }
