@@ -16,8 +16,12 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <boost/json/parse.hpp>
+#include <csignal>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "replayrail/store/testing/temp_dir.h"
@@ -61,7 +65,7 @@ class ServerTls : public ::testing::Test {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   std::string cert() const { return (dir_.path() / "server.pem").string(); }
 
-  // TCP connected, then TLS, trusting the server's certificate only.
+  // TCP connected, then TLS, trusting the certificate the client's context trusts.
   void connect(Tls& stream) {
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
     beast::get_lowest_layer(stream).connect(
@@ -69,9 +73,10 @@ class ServerTls : public ::testing::Test {
     stream.set_verify_callback(ssl::host_name_verification("127.0.0.1"));
     stream.handshake(ssl::stream_base::client);
   }
-  ssl::context client_context() {
+  // Trusting `trusted` only (the server's certificate by default).
+  ssl::context client_context(std::string trusted = {}) {
     ssl::context context(ssl::context::tls_client);
-    context.load_verify_file(cert());
+    context.load_verify_file(trusted.empty() ? cert() : trusted);
     context.set_verify_mode(ssl::verify_peer);
     return context;
   }
@@ -147,6 +152,51 @@ TEST_F(ServerTls, HttpsWssAndSseCarryEventsOverTls) {
     text.append(chunk, sse.read_some(asio::buffer(chunk)));
   }
   EXPECT_LT(text.find("id: " + first), text.find("id: " + second));
+}
+
+// SIGHUP loads the certificate files again (a renewed certificate): new connections get the new
+// one, connections made before keep going, and files that cannot serve leave the current one.
+TEST_F(ServerTls, SighupLoadsTheCertificateAgain) {
+  asio::io_context io;
+  auto old_context = client_context();
+  websocket::stream<Tls> ws(io, old_context);
+  connect(ws.next_layer());
+  beast::get_lowest_layer(ws).expires_never();
+  ws.handshake("127.0.0.1", "/ws/orders");
+
+  const auto dir = dir_.path();
+  std::filesystem::copy_file(dir / "server.pem", dir / "old.pem");
+  make_certificate(dir, "next");
+  const auto replace = std::filesystem::copy_options::overwrite_existing;
+  std::filesystem::copy_file(dir / "next.pem", dir / "server.pem", replace);
+  std::filesystem::copy_file(dir / "next-key.pem", dir / "server-key.pem", replace);
+  server_->kill(SIGHUP);
+  auto handshakes = [&](const std::filesystem::path& trusted) {
+    auto context = client_context(trusted.string());
+    Tls stream(io, context);
+    try {
+      connect(stream);
+      return true;
+    } catch (const boost::system::system_error&) {
+      return false;
+    }
+  };
+  for (int tries = 0; tries < 100 && !handshakes(dir / "next.pem"); ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(handshakes(dir / "next.pem")) << "new connections present the new certificate";
+  EXPECT_FALSE(handshakes(dir / "old.pem"));
+
+  const std::string id = publish("order.created");
+  beast::flat_buffer frame;
+  ws.read(frame);
+  EXPECT_EQ(boost::json::parse(beast::buffers_to_string(frame.data())).at("id").as_string(), id)
+      << "a subscriber from before the reload goes on";
+
+  std::ofstream(dir / "server.pem") << "not a certificate\n";
+  server_->kill(SIGHUP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(handshakes(dir / "next.pem")) << "a file that cannot serve leaves the current one";
 }
 
 TEST_F(ServerTls, PlainHttpIsAnsweredWithAClearError) {

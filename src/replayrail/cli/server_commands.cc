@@ -294,8 +294,10 @@ ServerCommands::ServerCommands(CLI::App& app) {
       ->capture_default_str();
   serve_cmd->add_flag("--insecure", s.server.insecure, "Allow a non-loopback address without auth");
   serve_cmd
-      ->add_option("--tls-cert", s.server.tls_cert,
-                   "PEM certificate (then its chain): serve HTTPS and WSS only (with --tls-key)")
+      ->add_option(
+          "--tls-cert", s.server.tls_cert,
+          "PEM certificate (then its chain): serve HTTPS and WSS only (with --tls-key); SIGHUP "
+          "loads both files again")
       ->envname("REPLAYRAIL_TLS_CERT");
   serve_cmd->add_option("--tls-key", s.server.tls_key, "PEM private key of --tls-cert")
       ->envname("REPLAYRAIL_TLS_KEY");

@@ -28,6 +28,7 @@
 #include <charconv>
 #include <cstdio>
 #include <map>
+#include <mutex>
 #include <thread>
 #include <unordered_set>
 
@@ -147,7 +148,16 @@ struct Server::Impl {
   // Per event-loop thread, touched only there: its streaming sessions' outboxes.
   std::vector<std::unordered_set<Outbox*>> outboxes;
   std::unique_ptr<tcp::acceptor> acceptor;
-  std::optional<asio::ssl::context> tls;  // with a certificate: every connection is TLS
+  // With a certificate every connection is TLS. SIGHUP loads the files again: connections made
+  // after it use the new context, those before keep theirs.
+  std::shared_ptr<asio::ssl::context> tls;
+  std::mutex tls_mu;                          // guards `tls`
+  std::unique_ptr<asio::signal_set> reloads;  // SIGHUP, with a certificate
+  std::shared_ptr<asio::ssl::context> current_tls() {
+    std::lock_guard lock(tls_mu);
+    return tls;
+  }
+  void reload_tls_on_sighup();
   std::unique_ptr<asio::signal_set> signals;
   std::atomic<bool> stopping = false;
   std::atomic<std::size_t> connections = 0;
@@ -528,7 +538,8 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
 asio::awaitable<std::optional<Transport>> Server::Impl::open_transport(tcp::socket socket,
                                                                        beast::flat_buffer& buffer) {
   beast::tcp_stream tcp(std::move(socket));
-  if (!tls) co_return Transport(std::move(tcp));
+  auto context = current_tls();
+  if (!context) co_return Transport(std::move(tcp));
   tcp.expires_after(options.header_timeout);
   auto [ec, hello] = co_await beast::async_detect_ssl(tcp, buffer, kToken);
   if (ec) co_return std::nullopt;
@@ -543,7 +554,7 @@ asio::awaitable<std::optional<Transport>> Server::Impl::open_transport(tcp::sock
     co_await end_connection(plain);
     co_return std::nullopt;
   }
-  Transport secured(std::move(tcp), *tls);
+  Transport secured(std::move(tcp), std::move(context));
   auto [hec, used] = co_await tls_handshake(secured.tls(), buffer.data());
   buffer.consume(used);
   if (hec) {
@@ -1283,6 +1294,7 @@ asio::awaitable<void> Server::Impl::shutdown() {
   boost::system::error_code ignored;
   acceptor->close(ignored);
   if (signals) signals->cancel(ignored);
+  if (reloads) reloads->cancel(ignored);
   spdlog::info("stopping: {} streaming sessions and {} requests get up to {} ms to finish",
                streaming.load(), handling.load(), options.shutdown_grace.count());
   if (archiving) archiving->request_stop();  // the pass in progress ends within the grace
@@ -1327,6 +1339,7 @@ Server::~Server() {
   impl.archiving.reset();  // waits for a pass the store's closing cut short
   impl.work.clear();
   impl.signals.reset();
+  impl.reloads.reset();
   impl.acceptor.reset();
   // Everything holding the store lets go of it here, so it goes while its loops still exist.
   impl.api.reset();
@@ -1361,7 +1374,7 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
   if (!options.tls_cert.empty()) {
     auto tls = server_tls_context(options.tls_cert, options.tls_key);
     if (!tls) return tls.error();
-    impl->tls.emplace(std::move(*tls));
+    impl->tls = std::make_shared<asio::ssl::context>(std::move(*tls));
   }
   unsigned threads = options.threads ? options.threads : std::thread::hardware_concurrency();
   threads = std::max(1u, threads);
@@ -1428,6 +1441,7 @@ void Server::run() {
   impl.signals->async_wait([this](boost::system::error_code ec, int) {
     if (!ec) stop();
   });
+  if (impl.tls) impl.reload_tls_on_sighup();
   asio::co_spawn(impl.main(), impl.accept_loop(), asio::detached);
   if (!impl.options.database_url.empty()) {
     impl.archiving = std::make_unique<archive::ArchiveLoop>(
@@ -1442,6 +1456,22 @@ void Server::run() {
   }
   impl.main().run();
   for (auto& t : threads) t.join();
+}
+
+void Server::Impl::reload_tls_on_sighup() {
+  if (!reloads) reloads = std::make_unique<asio::signal_set>(main(), SIGHUP);
+  reloads->async_wait([this](boost::system::error_code ec, int) {
+    if (ec) return;  // cancelled: the server is stopping
+    auto fresh = server_tls_context(options.tls_cert, options.tls_key);
+    if (fresh) {
+      std::lock_guard lock(tls_mu);
+      tls = std::make_shared<asio::ssl::context>(std::move(*fresh));
+      spdlog::info("SIGHUP: TLS certificate {} loaded again", options.tls_cert);
+    } else {
+      spdlog::error("SIGHUP: {}; keeping the certificate loaded before", fresh.error().message);
+    }
+    reload_tls_on_sighup();
+  });
 }
 
 void Server::stop() {

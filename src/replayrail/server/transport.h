@@ -13,6 +13,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket/teardown.hpp>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -43,8 +44,9 @@ class Transport {
   };
 
   explicit Transport(boost::beast::tcp_stream tcp) : plain_(std::move(tcp)) {}
-  Transport(boost::beast::tcp_stream tcp, boost::asio::ssl::context& context)
-      : tls_(std::in_place, std::move(tcp), context) {}
+  // `context` stays alive with the connection: a reload (SIGHUP) replaces the server's.
+  Transport(boost::beast::tcp_stream tcp, std::shared_ptr<boost::asio::ssl::context> context)
+      : context_(std::move(context)), tls_(std::in_place, std::move(tcp), *context_) {}
 
   bool is_tls() const { return tls_.has_value(); }
   Tls& tls() { return *tls_; }
@@ -103,6 +105,7 @@ class Transport {
   static void tls_write_all(Tls& tls, boost::asio::const_buffer data, Handler handler);
 
   std::optional<boost::beast::tcp_stream> plain_;
+  std::shared_ptr<boost::asio::ssl::context> context_;
   std::optional<Tls> tls_;
 };
 
