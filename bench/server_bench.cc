@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -31,13 +32,29 @@ struct Server {
   std::uint16_t port = testing::free_port();
   std::unique_ptr<testing::ChildProcess> process;
 
-  // `store`: local, memory, redis, or redis-cluster (the redis store with --redis-cluster).
+  // `store`: local, memory, redis, redis-cluster (the redis store with --redis-cluster), or
+  // memory-tls (the memory store, HTTPS and WSS with a self-signed certificate, which the load
+  // generator is told to trust through SSL_CERT_FILE).
   Server(const std::string& store, const std::string& redis_url) {
-    const bool cluster = store == "redis-cluster";
+    const bool cluster = store == "redis-cluster", tls = store == "memory-tls";
     std::vector<std::string> argv{RR_SERVER_BINARY, "serve",
-                                  "--store",        cluster ? "redis" : store,
+                                  "--store",        cluster ? "redis" : tls ? "memory" : store,
                                   "--data-dir",     (dir.path() / "d").string(),
                                   "--listen",       "127.0.0.1:" + std::to_string(port)};
+    if (tls) {
+      const std::string cert = (dir.path() / "cert.pem").string();
+      const std::string key = (dir.path() / "key.pem").string();
+      const std::string make =
+          "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext "
+          "subjectAltName=IP:127.0.0.1 -keyout " +
+          key + " -out " + cert + " >/dev/null 2>&1";
+      if (std::system(make.c_str()) != 0) {
+        std::fprintf(stderr, "openssl could not make a certificate\n");
+        std::exit(1);
+      }
+      ::setenv("SSL_CERT_FILE", cert.c_str(), 1);
+      argv.insert(argv.end(), {"--tls-cert", cert, "--tls-key", key});
+    }
     if (!redis_url.empty()) {
       argv.push_back("--redis");
       argv.push_back(redis_url);
@@ -81,6 +98,7 @@ double cpu_seconds(pid_t pid = 0) {
 void publish_rate(const std::string& store, const std::string& redis_url) {
   Server server(store, redis_url);
   auto r = loadgen::run_load({.port = std::to_string(server.port),
+                              .tls = store == "memory-tls",
                               .channel = "pub",
                               .publishers = 32,
                               .channels = 8,
@@ -103,6 +121,7 @@ void fanout(const std::string& store, const std::string& redis_url, int events_p
   // bottleneck (and its backlog the latency) before the server is.
   auto r = loadgen::run_load(
       {.port = std::to_string(server.port),
+       .tls = store == "memory-tls",
        // A channel of its own: the redis runs share one redis-server.
        .channel = "fan-" + std::to_string(events_per_second),
        // Paced, more connections: a publish answered late must not hold the next one back.
@@ -142,13 +161,14 @@ void run_store(const std::string& store, const std::string& redis_url) {
 
 }  // namespace
 
-// With arguments, only the stores named (local, memory, redis, redis-cluster): e.g. to profile
-// one of them.
+// With arguments, only the stores named (local, memory, memory-tls, redis, redis-cluster): e.g.
+// to profile one of them.
 int main(int argc, char** argv) {
   const Picked wanted(argc, argv);
   std::printf("server benchmark (load generator in this process, server in another)\n\n");
   if (wanted("local")) run_store("local", "");
   if (wanted("memory")) run_store("memory", "");
+  if (wanted("memory-tls")) run_store("memory-tls", "");
   if (wanted("redis")) {
     testing::RedisServer redis;
     run_store("redis", redis.url());

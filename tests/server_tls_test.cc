@@ -236,6 +236,19 @@ TEST_F(ServerTls, TheCliClientsTrustTheServerThroughSslCertFile) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3);
 }
 
+TEST_F(ServerTls, BenchLoadsTheServerOverHttpsAndWss) {
+  testing::ChildProcess bench(std::vector<std::string>{
+      "/usr/bin/env", "SSL_CERT_FILE=" + cert(), RR_SERVER_BINARY, "bench", "--url",
+      "https://127.0.0.1:" + std::to_string(port_), "--events", "300", "--subscribers", "3"});
+  std::string out;
+  while (auto line = bench.read_line(std::chrono::seconds(30))) out += *line + "\n";
+  const int status = bench.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_NE(out.find("published 300"), std::string::npos) << out;
+  EXPECT_NE(out.find("delivered 900 to 3 subscribers"), std::string::npos) << out;
+  EXPECT_NE(out.find("lost 0, duplicates 0"), std::string::npos) << out;
+}
+
 TEST(ServerTlsStart, CertificatesThatCannotServeAreRefusedAtStart) {
   testing::TempDir dir("server-tls-start");
   make_certificate(dir.path(), "a");

@@ -118,11 +118,6 @@ int groups(const ServerAddress& at, std::string_view command, const GroupArgs& a
 // `replayrail bench`: runs the load and prints what it measured; 1 when an event was lost or
 // duplicated or a request refused, 3 when the server cannot be reached.
 int bench(const ServerAddress& at, const BenchArgs& b) {
-  if (at.tls) {
-    std::fprintf(stderr, "replayrail bench: the load generator speaks plain HTTP only, not %s\n",
-                 at.url().c_str());
-    return kUsage;
-  }
   const std::string pace =
       b.rate > 0 ? std::to_string(b.rate) + " events/s" : "as fast as answered";
   std::printf(
@@ -132,6 +127,7 @@ int bench(const ServerAddress& at, const BenchArgs& b) {
   std::fflush(stdout);
   const auto r = loadgen::run_load({.host = at.host,
                                     .port = at.port,
+                                    .tls = at.tls,
                                     .token = at.token,
                                     .channel = b.channel,
                                     .publishers = b.publishers,

@@ -7,14 +7,17 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <charconv>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "replayrail/common/stream_id.h"
@@ -26,7 +29,9 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
+using Tls = beast::ssl_stream<beast::tcp_stream>;
 using Clock = std::chrono::steady_clock;
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 // After the last publish: how long subscribers may go without a new event before the rest
@@ -41,6 +46,7 @@ std::int64_t now_us() {
 // State every thread's coroutines share.
 struct Shared {
   const LoadOptions& options;
+  std::optional<ssl::context> tls;  // with LoadOptions::tls
   std::string padding;
   std::atomic<int> publishers_running{0};
   std::atomic<std::uint64_t> published{0};
@@ -74,14 +80,13 @@ struct Subscriber {
 // `count` publishes on one keep-alive connection: events p, p + n, p + 2n, ... of one schedule
 // when paced (the payload then carries the scheduled time, so a late send counts in the latency
 // rather than hiding it).
-asio::awaitable<void> publish(Shared& shared, tcp::resolver::results_type at, int index, int count,
-                              Publisher& out) {
+template <class Stream>
+asio::awaitable<void> publish_on(Shared& shared, Stream& stream, beast::error_code cec, int index,
+                                 int count, Publisher& out) {
   const LoadOptions& o = shared.options;
-  beast::tcp_stream stream(co_await asio::this_coro::executor);
   asio::steady_timer timer(co_await asio::this_coro::executor);
   beast::flat_buffer buffer;
   const std::string target = "/events/" + shared.channel(index);
-  auto [cec, endpoint] = co_await stream.async_connect(at, kToken);
   if (cec) {
     shared.error("publisher: cannot connect: " + cec.message());
     ++shared.connect_failures;
@@ -124,6 +129,46 @@ asio::awaitable<void> publish(Shared& shared, tcp::resolver::results_type at, in
   --shared.publishers_running;
 }
 
+// TCP connected to `at`, then TLS verified for the host (SNI, and the certificate checked
+// against the default store: SSL_CERT_FILE, SSL_CERT_DIR).
+asio::awaitable<beast::error_code> connect(Tls& stream, const tcp::resolver::results_type& at,
+                                           const std::string& host) {
+  auto [ec, endpoint] = co_await beast::get_lowest_layer(stream).async_connect(at, kToken);
+  if (ec) co_return ec;
+  if (!SSL_set_tlsext_host_name(stream.native_handle(), host.c_str())) {
+    co_return beast::error_code(static_cast<int>(::ERR_get_error()),
+                                asio::error::get_ssl_category());
+  }
+  stream.set_verify_callback(ssl::host_name_verification(host));
+  std::tie(ec) = co_await stream.async_handshake(ssl::stream_base::client, kToken);
+  co_return ec;
+}
+
+// Runs `session(stream, error)` over a new connection to `at`: TCP, or TLS with
+// LoadOptions::tls; `error` says why the connection failed, if it did.
+template <class Session>
+asio::awaitable<void> on_connection(Shared& shared, tcp::resolver::results_type at,
+                                    Session session) {
+  auto executor = co_await asio::this_coro::executor;
+  if (!shared.tls) {
+    beast::tcp_stream stream(executor);
+    auto [ec, endpoint] = co_await stream.async_connect(at, kToken);
+    co_await session(stream, ec);
+  } else {
+    Tls stream(executor, *shared.tls);
+    auto ec = co_await connect(stream, at, shared.options.host);
+    co_await session(stream, ec);
+  }
+}
+
+asio::awaitable<void> publish(Shared& shared, tcp::resolver::results_type at, int index, int count,
+                              Publisher& out) {
+  return on_connection(shared, std::move(at),
+                       [&shared, index, count, &out](auto& stream, beast::error_code ec) {
+                         return publish_on(shared, stream, ec, index, count, out);
+                       });
+}
+
 // The fields of an event frame the load generator looks at. The envelope's layout is fixed
 // (`{"id":"<id>",...,"payload":{"sent_us":<us>,...`): a full JSON parse per message would make
 // the load generator, not the server, the bottleneck.
@@ -150,11 +195,15 @@ void take(std::string_view text, Subscriber& out, StreamId& last) {
 // one-message-at-a-time reads, a thousand subscribers in this process cost more CPU than the
 // server spends sending to them. Every frame is checked to be what a server must send
 // (RFC 6455 §5.2): whole, unmasked, text.
-asio::awaitable<void> subscribe(Shared& shared, tcp::resolver::results_type at, std::string cursor,
-                                Subscriber& out) {
+// Where a subscriber reads frames: the socket itself under plain TCP (past the TCP stream's
+// timer bookkeeping), the TLS stream under TLS.
+tcp::socket& frames(beast::tcp_stream& stream) { return stream.socket(); }
+Tls& frames(Tls& stream) { return stream; }
+
+template <class Stream>
+asio::awaitable<void> subscribe_on(Shared& shared, Stream& stream, beast::error_code cec,
+                                   std::string cursor, Subscriber& out) {
   const LoadOptions& o = shared.options;
-  beast::tcp_stream stream(co_await asio::this_coro::executor);
-  auto [cec, endpoint] = co_await stream.async_connect(at, kToken);
   std::string target = "/ws/" + o.channel + "?last_event_id=" + cursor;
   if (!o.token.empty()) target += "&token=" + o.token;
   http::request<http::empty_body> req{http::verb::get, target, 11};
@@ -178,9 +227,9 @@ asio::awaitable<void> subscribe(Shared& shared, tcp::resolver::results_type at, 
     ++shared.subscribers_connected;  // counted, so publishing starts anyway
     co_return;
   }
-  out.stream = &stream;
+  out.stream = &beast::get_lowest_layer(stream);
   ++shared.subscribers_connected;
-  auto& socket = stream.socket();
+  auto& socket = frames(stream);
   StreamId last;
   const auto want = static_cast<std::uint64_t>(o.events);
   while (out.received < want) {
@@ -216,7 +265,16 @@ asio::awaitable<void> subscribe(Shared& shared, tcp::resolver::results_type at, 
   }
   out.stream = nullptr;
   beast::error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+asio::awaitable<void> subscribe(Shared& shared, tcp::resolver::results_type at, std::string cursor,
+                                Subscriber& out) {
+  return on_connection(
+      shared, std::move(at),
+      [&shared, cursor = std::move(cursor), &out](auto& stream, beast::error_code ec) {
+        return subscribe_on(shared, stream, ec, cursor, out);
+      });
 }
 
 // On each thread, once every publisher is done: waits until this thread's subscribers have what
@@ -264,31 +322,45 @@ Latencies percentiles(std::vector<std::int64_t> us) {
 
 // The channel's last id now (GET /events/{channel}?after=$): where subscribers start, so they
 // receive exactly what this run publishes.
-std::string channel_end(const LoadOptions& o, const tcp::resolver::results_type& at,
-                        LoadReport& report) {
-  asio::io_context io;
-  beast::tcp_stream stream(io);
-  beast::error_code ec;
-  stream.connect(at, ec);
+template <class Stream>
+asio::awaitable<void> channel_end_on(Shared& shared, Stream& stream, beast::error_code ec,
+                                     LoadReport& report, std::string& end) {
+  const LoadOptions& o = shared.options;
   http::request<http::empty_body> req{http::verb::get, "/events/" + o.channel + "?after=$&limit=1",
                                       11};
   req.set(http::field::host, o.host);
   if (!o.token.empty()) req.set(http::field::authorization, "Bearer " + o.token);
   http::response<http::string_body> res;
   beast::flat_buffer buffer;
-  if (!ec) http::write(stream, req, ec);
-  if (!ec) http::read(stream, buffer, res, ec);
+  if (!ec) std::tie(ec, std::ignore) = co_await http::async_write(stream, req, kToken);
+  if (!ec) std::tie(ec, std::ignore) = co_await http::async_read(stream, buffer, res, kToken);
   if (ec || res.result_int() != 200) {
     report.unreachable = ec.failed();
     report.errors.push_back(ec ? "cannot reach the server: " + ec.message()
                                : "GET /events answered " + std::to_string(res.result_int()) + ": " +
                                      res.body());
-    return {};
+    co_return;
   }
   const auto at_next = res.body().find(R"("next":")");
-  if (at_next == std::string::npos) return "0-0";
+  if (at_next == std::string::npos) {
+    end = "0-0";
+    co_return;
+  }
   const auto from = at_next + 8;
-  return res.body().substr(from, res.body().find('"', from) - from);
+  end = res.body().substr(from, res.body().find('"', from) - from);
+}
+
+std::string channel_end(Shared& shared, const tcp::resolver::results_type& at, LoadReport& report) {
+  asio::io_context io;
+  std::string end;
+  asio::co_spawn(io,
+                 on_connection(shared, at,
+                               [&](auto& stream, beast::error_code ec) {
+                                 return channel_end_on(shared, stream, ec, report, end);
+                               }),
+                 asio::detached);
+  io.run();
+  return end;
 }
 
 }  // namespace
@@ -296,6 +368,11 @@ std::string channel_end(const LoadOptions& o, const tcp::resolver::results_type&
 LoadReport run_load(const LoadOptions& options) {
   LoadReport report;
   Shared shared{.options = options};
+  if (options.tls) {
+    shared.tls.emplace(ssl::context::tls_client);
+    shared.tls->set_default_verify_paths();
+    shared.tls->set_verify_mode(ssl::verify_peer);
+  }
   const std::size_t overhead = 40;  // {"sent_us":…,"pad":""} around the padding
   shared.padding.assign(options.payload_bytes > overhead ? options.payload_bytes - overhead : 1,
                         'x');
@@ -311,7 +388,7 @@ LoadReport run_load(const LoadOptions& options) {
   }
   std::string cursor;
   if (options.subscribers > 0) {
-    cursor = channel_end(options, at, report);
+    cursor = channel_end(shared, at, report);
     if (!report.errors.empty()) return report;
   }
 

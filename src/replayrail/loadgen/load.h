@@ -17,6 +17,9 @@ namespace replayrail::loadgen {
 struct LoadOptions {
   std::string host = "127.0.0.1";
   std::string port = "8000";
+  // HTTPS and WSS, the server's certificate checked against the default store (SSL_CERT_FILE,
+  // SSL_CERT_DIR), as the CLI clients do.
+  bool tls = false;
   std::string token;  // sent as a bearer token (and ?token= on WebSockets); empty: none
   std::string channel = "bench";
   int publishers = 4;   // keep-alive connections publishing
