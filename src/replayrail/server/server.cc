@@ -173,11 +173,11 @@ struct Server::Impl {
   asio::awaitable<void> accept_loop();
   struct Registered;
   struct V1Session;
-  // `thread`: the index of the event loop the connection lives on.
   // The connection `socket` is, after the TLS handshake when the server has a certificate;
   // nullopt when it ended there (a failed handshake, or plain HTTP, answered with 400).
   asio::awaitable<std::optional<Transport>> open_transport(tcp::socket socket,
                                                            beast::flat_buffer& buffer);
+  // `thread`: the index of the event loop the connection lives on.
   asio::awaitable<void> http_session(tcp::socket socket, std::size_t thread);
   // The request target is parsed once, by http_session, and handed on.
   asio::awaitable<Response> handle(const Request& req, const Target& target);
