@@ -81,12 +81,11 @@ class ServerTls : public ::testing::Test {
     return context;
   }
 
-  http::response<http::string_body> call(http::verb verb, const std::string& target,
-                                         std::string body = {}) {
-    asio::io_context io;
-    auto context = client_context();
-    Tls stream(io, context);
-    connect(stream);
+  // One request on a connected `stream`, TLS or not, and its answer.
+  template <class Stream>
+  static http::response<http::string_body> exchange(Stream& stream, http::verb verb,
+                                                    const std::string& target,
+                                                    std::string body = {}) {
     http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, "127.0.0.1");
     if (!body.empty()) {
@@ -99,6 +98,15 @@ class ServerTls : public ::testing::Test {
     http::response<http::string_body> res;
     http::read(stream, buffer, res);
     return res;
+  }
+
+  http::response<http::string_body> call(http::verb verb, const std::string& target,
+                                         std::string body = {}) {
+    asio::io_context io;
+    auto context = client_context();
+    Tls stream(io, context);
+    connect(stream);
+    return exchange(stream, verb, target, std::move(body));
   }
 
   std::string publish(const std::string& type) {
@@ -203,12 +211,7 @@ TEST_F(ServerTls, PlainHttpIsAnsweredWithAClearError) {
   asio::io_context io;
   beast::tcp_stream plain(io);
   plain.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
-  http::request<http::string_body> req{http::verb::get, "/healthz", 11};
-  req.set(http::field::host, "127.0.0.1");
-  http::write(plain, req);
-  beast::flat_buffer buffer;
-  http::response<http::string_body> res;
-  http::read(plain, buffer, res);
+  auto res = exchange(plain, http::verb::get, "/healthz");
   EXPECT_EQ(res.result_int(), 400u);
   EXPECT_NE(res.body().find("HTTPS only"), std::string::npos) << res.body();
   EXPECT_FALSE(res.keep_alive());

@@ -19,6 +19,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "replayrail/common/tls_client.h"
+
 namespace replayrail::cli {
 
 namespace asio = boost::asio;
@@ -45,23 +47,10 @@ namespace {
 
 std::string bearer(const ServerAddress& at) { return "Bearer " + at.token; }
 
-// Verifies the server's certificate against the default store (SSL_CERT_FILE, SSL_CERT_DIR).
-ssl::context client_tls() {
-  ssl::context tls(ssl::context::tls_client);
-  tls.set_default_verify_paths();
-  tls.set_verify_mode(ssl::verify_peer);
-  return tls;
-}
-
-// The TLS handshake of a client of `at`, after TCP connected: SNI and the certificate checked
-// for the host.
+// The TLS handshake of a client of `at`, after TCP connected.
 template <class Tls>
 void handshake_tls(Tls& tls, const ServerAddress& at) {
-  if (!SSL_set_tlsext_host_name(tls.native_handle(), at.host.c_str())) {
-    throw boost::system::system_error(static_cast<int>(::ERR_get_error()),
-                                      asio::error::get_ssl_category());
-  }
-  tls.set_verify_callback(ssl::host_name_verification(at.host));
+  if (auto ec = tls_client::name_server(tls, at.host)) throw boost::system::system_error(ec);
   tls.handshake(ssl::stream_base::client);
 }
 
@@ -118,7 +107,7 @@ int http_call(const ServerAddress& at, http::verb verb, const std::string& targe
       stream.connect(endpoints);
       return exchange(stream, at, verb, target, std::move(body));
     }
-    auto tls = client_tls();
+    auto tls = tls_client::trusting_the_system();
     beast::ssl_stream<beast::tcp_stream> stream(io, tls);
     beast::get_lowest_layer(stream).expires_after(timeout);
     beast::get_lowest_layer(stream).connect(endpoints);
@@ -155,7 +144,7 @@ int tail(const ServerAddress& at, const std::string& channel, std::string cursor
         asio::connect(ws.next_layer(), endpoints);
         follow(ws);
       } else {
-        auto tls = client_tls();
+        auto tls = tls_client::trusting_the_system();
         websocket::stream<beast::ssl_stream<tcp::socket>> ws(io, tls);
         asio::connect(beast::get_lowest_layer(ws), endpoints);
         handshake_tls(ws.next_layer(), at);

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "replayrail/common/stream_id.h"
+#include "replayrail/common/tls_client.h"
 
 namespace replayrail::loadgen {
 
@@ -129,17 +130,12 @@ asio::awaitable<void> publish_on(Shared& shared, Stream& stream, beast::error_co
   --shared.publishers_running;
 }
 
-// TCP connected to `at`, then TLS verified for the host (SNI, and the certificate checked
-// against the default store: SSL_CERT_FILE, SSL_CERT_DIR).
+// TCP connected to `at`, then the TLS handshake with `host`.
 asio::awaitable<beast::error_code> connect(Tls& stream, const tcp::resolver::results_type& at,
                                            const std::string& host) {
   auto [ec, endpoint] = co_await beast::get_lowest_layer(stream).async_connect(at, kToken);
+  if (!ec) ec = tls_client::name_server(stream, host);
   if (ec) co_return ec;
-  if (!SSL_set_tlsext_host_name(stream.native_handle(), host.c_str())) {
-    co_return beast::error_code(static_cast<int>(::ERR_get_error()),
-                                asio::error::get_ssl_category());
-  }
-  stream.set_verify_callback(ssl::host_name_verification(host));
   std::tie(ec) = co_await stream.async_handshake(ssl::stream_base::client, kToken);
   co_return ec;
 }
@@ -368,11 +364,7 @@ std::string channel_end(Shared& shared, const tcp::resolver::results_type& at, L
 LoadReport run_load(const LoadOptions& options) {
   LoadReport report;
   Shared shared{.options = options};
-  if (options.tls) {
-    shared.tls.emplace(ssl::context::tls_client);
-    shared.tls->set_default_verify_paths();
-    shared.tls->set_verify_mode(ssl::verify_peer);
-  }
+  if (options.tls) shared.tls.emplace(tls_client::trusting_the_system());
   const std::size_t overhead = 40;  // {"sent_us":…,"pad":""} around the padding
   shared.padding.assign(options.payload_bytes > overhead ? options.payload_bytes - overhead : 1,
                         'x');

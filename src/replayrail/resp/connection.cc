@@ -10,9 +10,10 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 #include <random>
+
+#include "replayrail/common/tls_client.h"
 
 namespace replayrail::resp {
 
@@ -291,10 +292,9 @@ asio::awaitable<result<Reply>> Connection::handshake_command(std::vector<std::st
 asio::awaitable<result<void>> Connection::handshake_tls() {
   const RedisUrl& url = options_.url;
   // SNI, and the certificate must name the host we asked for.
-  if (!SSL_set_tlsext_host_name(tls_->native_handle(), server_.host.c_str())) {
+  if (tls_client::name_server(*tls_, server_.host, url.verify_peer)) {
     co_return unavailable("cannot set the TLS server name");
   }
-  if (url.verify_peer) tls_->set_verify_callback(ssl::host_name_verification(server_.host));
   asio::steady_timer deadline(strand_, options_.connect_timeout);
   auto which = co_await (tls_->async_handshake(ssl::stream_base::client, kToken) ||
                          deadline.async_wait(kToken));
