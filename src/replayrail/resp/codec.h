@@ -1,7 +1,7 @@
 #pragma once
 
-// RESP2 encoding and decoding. hiredis is used only as the protocol codec (redisReader,
-// redisFormatCommandArgv); the I/O is ours (connection.h).
+// RESP2 encoding and decoding. hiredis is used only to decode replies (redisReader); commands are
+// encoded here (see encode_command), and the I/O is ours (connection.h).
 
 #include <array>
 #include <cstdint>

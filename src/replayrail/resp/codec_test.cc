@@ -24,6 +24,28 @@ TEST(RespCodec, EncodesCommandsAsBulkArrays) {
   EXPECT_EQ(out, std::string(kWire, sizeof kWire - 1));
 }
 
+// Lengths of several digits, an empty argument, and commands appended after one another.
+TEST(RespCodec, EncodesLongAndEmptyArgumentsBackToBack) {
+  const std::string big(12345, 'x');
+  std::vector<std::string_view> args{"SET", "k", big};
+  std::vector<std::string_view> empty{"GET", ""};
+  std::string out = "prefix";
+  encode_command(out, args);
+  encode_command(out, empty);
+  EXPECT_EQ(out, "prefix*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$12345\r\n" + big +
+                     "\r\n*2\r\n$3\r\nGET\r\n$0\r\n\r\n");
+  // What a Redis decodes from it: the same arguments (hiredis' reader takes a request as an
+  // array of bulk strings, the same format).
+  Decoder d;
+  d.feed(std::string_view(out).substr(6));
+  auto replies = decode_all(d);
+  ASSERT_EQ(replies.size(), 2u);
+  ASSERT_EQ(replies[0].elements.size(), 3u);
+  EXPECT_EQ(replies[0].elements[2].str, big);
+  ASSERT_EQ(replies[1].elements.size(), 2u);
+  EXPECT_EQ(replies[1].elements[1].str, "");
+}
+
 // Every reply type, fed one byte at a time, decodes to the same replies as fed at once.
 TEST(RespCodec, DecodesEveryTypeFedOneByteAtATime) {
   const std::string wire =
