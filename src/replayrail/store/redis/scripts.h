@@ -60,10 +60,13 @@ return {'ok', out, redis.call('XLEN', KEYS[1])}
 
 // MAXLEN trimming that records the last id it removed (the stream's trimmed_through), so a
 // cursor equal to it is still known to be complete. One run serves every append that came
-// before it (RedisStore coalesces them). A run removes at most `chunk` entries: Lua converts each
-// entry it is about to remove (the XRANGE, for its id), a few microseconds apiece, and Redis
-// serves nothing else meanwhile, so a stream far past its MAXLEN (written without one, or a
-// MAXLEN lowered) is trimmed over several runs rather than in one of seconds.
+// before it (RedisStore coalesces them). A run removes at most `chunk` entries, so a stream far
+// past its MAXLEN (written without one, or a MAXLEN lowered) is trimmed over several runs rather
+// than in one of seconds, Redis serving nothing else meanwhile.
+// No Redis command returns the ids alone, and Lua converts a whole entry (~2 µs) to learn one.
+// Exact: trim all but the last to go, read it (the one first entry converted), trim it too.
+// MAXLEN ~ frees whole nodes, how many is known only after: the entries it may remove are read
+// first (it runs a node's worth at a time, and appends do not wait for it).
 // KEYS: stream, meta hash. ARGV: maxlen, approximate ("1": MAXLEN ~, which frees only whole
 // internal nodes of `node_entries` entries and may keep more), node_entries, chunk
 // Returns {entries removed, entries in excess before}.
@@ -74,14 +77,17 @@ local excess = length - maxlen
 if excess <= 0 then return {0, 0} end
 if ARGV[2] == '1' and excess < tonumber(ARGV[3]) then return {0, excess} end
 local count = math.min(excess, tonumber(ARGV[4]))
-local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', count)
-local removed
+local removed, edge
 if ARGV[2] == '1' then
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', count)
   removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', length - count)
+  if removed > 0 then edge = oldest[removed][1] end
 else
-  removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', length - count)
+  if count > 1 then redis.call('XTRIM', KEYS[1], 'MAXLEN', length - count + 1) end
+  edge = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
+  removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', length - count) + count - 1
 end
-if removed > 0 then redis.call('HSET', KEYS[2], 'trimmed', oldest[removed][1]) end
+if edge then redis.call('HSET', KEYS[2], 'trimmed', edge) end
 return {removed, excess}
 )lua";
 
