@@ -99,6 +99,26 @@ TEST_F(ArchiveTest, CopiesEveryStreamOnceWithAnIntactChain) {
   EXPECT_EQ(all->size(), 2u);
 }
 
+// A pass reports the archive's lag: how long the oldest event it found waiting had been stored.
+TEST_F(ArchiveTest, APassReportsHowLongTheOldestEventWaited) {
+  using namespace std::chrono_literals;
+  auto a = archiver();
+  ASSERT_TRUE(a);
+  EXPECT_EQ(pass(*a).lag, 0ms) << "nothing stored, nothing waiting";
+  append("early", 1);
+  std::this_thread::sleep_for(300ms);
+  append("late", 1);
+  append("early", 1);
+  const auto first = pass(*a);
+  EXPECT_EQ(first.events, 3u);
+  // The oldest waiting is early's first event (300 ms), not the stream's newest nor late's.
+  EXPECT_GE(first.lag, 300ms);
+  EXPECT_LT(first.lag, 30s);
+  EXPECT_EQ(pass(*a).lag, 0ms) << "all archived: nothing waiting";
+  append("late", 1);
+  EXPECT_LT(pass(*a).lag, 300ms) << "only the new event waited";
+}
+
 // COPY's text format escapes backslash, tab, newline and carriage return; a payload kept as its
 // producer wrote it (raw line breaks, tabs, escapes) comes back byte for byte.
 TEST_F(ArchiveTest, PayloadsWithLineBreaksTabsAndBackslashesArchiveExactly) {

@@ -2007,6 +2007,7 @@ TEST_P(ServerE2E, TheServerArchivesWhatItStoresToPostgres) {
   EXPECT_NE(metrics.find("replayrail_archived_events_total 7"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("replayrail_archive_last_success_timestamp_seconds 1"), std::string::npos);
   EXPECT_NE(metrics.find("replayrail_archive_failures_total 0"), std::string::npos);
+  EXPECT_NE(metrics.find("\nreplayrail_archive_lag_seconds "), std::string::npos);
   expect_sigterm_exits_cleanly(10s);
 }
 

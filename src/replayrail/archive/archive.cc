@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 
@@ -15,6 +16,14 @@ namespace {
 
 using store::task;
 using Hash = Fingerprint;  // 32 bytes of SHA-256
+
+// How long ago the event `id` was stored, by its id's time (zero for one from a clock ahead).
+std::chrono::milliseconds waited(StreamId id) {
+  using namespace std::chrono;
+  const auto now = static_cast<std::uint64_t>(
+      duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+  return milliseconds(now > id.ms ? static_cast<std::int64_t>(now - id.ms) : 0);
+}
 
 constexpr const char* kSchema = R"sql(
 BEGIN;
@@ -220,6 +229,7 @@ task<result<std::uint64_t>> Archiver::archive_stream(const std::string& stream, 
       co_return page.error();
     }
     if (page->empty()) break;
+    if (copied == 0) pass.lag = std::max(pass.lag, waited(page->front()->id));
 
     std::string rows;
     Hash prev = head;

@@ -19,6 +19,7 @@
 // every reader receives.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -43,6 +44,9 @@ struct Pass {
   std::uint64_t streams = 0;  // looked at
   std::uint64_t busy = 0;     // skipped: another archiver held them
   std::uint64_t gaps = 0;     // ranges trimmed before they were archived, noted
+  // The archive's lag: how long the oldest event found waiting had been stored (by its id's
+  // time) when the pass read it; zero when nothing was waiting.
+  std::chrono::milliseconds lag{0};
 };
 
 // Not thread-safe: one pass at a time. Blocking (libpq): run passes on a thread of their own.

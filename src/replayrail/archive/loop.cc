@@ -82,8 +82,10 @@ void ArchiveLoop::run() {
     }
     failing = !done;
     if (done && done->events > 0) {
-      spdlog::debug("archive: {} events from {} streams ({} gaps, {} streams busy elsewhere)",
-                    done->events, done->streams, done->gaps, done->busy);
+      spdlog::debug(
+          "archive: {} events from {} streams ({} gaps, {} streams busy elsewhere), the oldest "
+          "stored {} ms before",
+          done->events, done->streams, done->gaps, done->busy, done->lag.count());
     }
     std::unique_lock lock(mu_);
     wake_.wait_for(lock, interval_, [this] { return stopping_.load(); });

@@ -71,6 +71,10 @@ Metrics::Metrics()
       archive_success_(gauge("replayrail_archive_last_success_timestamp_seconds",
                              "When the last archive pass that succeeded ended (the archive lags "
                              "by at most now minus this, plus a pass)")),
+      archive_lag_(gauge("replayrail_archive_lag_seconds",
+                         "How long the oldest event the last archive pass found waiting had been "
+                         "stored (0: none was); about the pass interval while the archive keeps "
+                         "up")),
       events_published_(published_events_.Add(api_labels({}))),
       events_bytes_(published_bytes_.Add(api_labels({}))),
       events_seconds_(publish_seconds_.Add(api_labels({}), kPublishBuckets)) {}
@@ -86,12 +90,13 @@ prometheus::Gauge& Metrics::gauge(const char* name, const char* help) {
 
 Metrics::~Metrics() = default;
 
-void Metrics::archive_pass(bool ok, std::uint64_t events) {
+void Metrics::archive_pass(bool ok, std::uint64_t events, std::chrono::milliseconds lag) {
   if (!ok) {
     archive_failures_.Increment();
     return;
   }
   archived_.Increment(static_cast<double>(events));
+  archive_lag_.Set(std::chrono::duration<double>(lag).count());
   archive_success_.Set(
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
 }

@@ -64,8 +64,8 @@ class Metrics {
   // Delivery lag of the events a feed read: now minus the time the store took each.
   void feed_batch(const Batch& batch);
 
-  // An archive pass ended: `events` copied, or failed.
-  void archive_pass(bool ok, std::uint64_t events);
+  // An archive pass ended: `events` copied, the oldest found waiting `lag` old; or failed.
+  void archive_pass(bool ok, std::uint64_t events, std::chrono::milliseconds lag);
 
   // The text format.
   std::string scrape(const MetricsSnapshot& snapshot);
@@ -95,6 +95,7 @@ class Metrics {
   prometheus::Counter& archived_;
   prometheus::Counter& archive_failures_;
   prometheus::Gauge& archive_success_;
+  prometheus::Gauge& archive_lag_;
   // The hot path's metrics, looked up once (Family::Add hashes the labels under a lock).
   prometheus::Counter& events_published_;
   prometheus::Counter& events_bytes_;

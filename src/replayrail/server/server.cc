@@ -1447,7 +1447,8 @@ void Server::run() {
     impl.archiving = std::make_unique<archive::ArchiveLoop>(
         impl.store, archive::ArchiveOptions{.database_url = impl.options.database_url},
         impl.options.archive_interval, [metrics = impl.metrics.get()](const auto& pass) {
-          metrics->archive_pass(pass.has_value(), pass ? pass->events : 0);
+          metrics->archive_pass(pass.has_value(), pass ? pass->events : 0,
+                                pass ? pass->lag : std::chrono::milliseconds(0));
         });
   }
   std::vector<std::thread> threads;
