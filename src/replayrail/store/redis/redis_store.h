@@ -6,9 +6,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <tuple>
+#include <unordered_set>
 #include <vector>
 
+#include "replayrail/common/string_map.h"
 #include "replayrail/resp/cluster.h"
 #include "replayrail/resp/connection.h"
 #include "replayrail/store/redis/blocking_reads.h"
@@ -200,6 +203,10 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
                                                        AppendOptions options);
   // Whether an append that left the stream `length` long should trim it.
   static bool over_maxlen(const AppendOptions& options, std::int64_t length);
+  // Whether the last append to `stream` with an exact MAXLEN found it past the limit (a hint:
+  // see append()), and noting what an append found.
+  bool at_limit(std::string_view stream);
+  void note_at_limit(std::string_view stream, bool at);
   // Trims after an append past MAXLEN: waits for it unless MAXLEN is approximate.
   task<void> trim_after_append(std::string_view stream, const AppendOptions& options);
   // The range script: cursor check data and a page after `after`.
@@ -230,6 +237,8 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   };
   boost::asio::strand<boost::asio::any_io_executor> trim_strand_;
   std::map<TrimSlot, TrimQueue> trims_;
+  std::mutex at_limit_mu_;  // guards at_limit_
+  std::unordered_set<std::string, StringHash, std::equal_to<>> at_limit_;
   std::mutex idle_mu_;  // guards the four below
   // With Options::wait_replicas on a cluster: Publishes per primary (by "host:port"), made when
   // a write first goes there.
