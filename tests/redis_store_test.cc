@@ -238,7 +238,7 @@ TEST_F(RedisStoreFaults, AStreamFarPastItsMaxlenIsTrimmedInShortRuns) {
     }
     if (approximate) {
       EXPECT_GE(info->length, 100u);
-      EXPECT_LT(info->length, 100u + 100) << "whole nodes of 100 go";
+      EXPECT_LT(info->length, 100u + 100) << "at most the slack of 100 stays";
     } else {
       EXPECT_EQ(info->length, 100u);
     }

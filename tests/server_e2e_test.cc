@@ -399,10 +399,10 @@ TEST_P(ServerE2E, AnExpiredCursorIsRefusedBeforeTheStreamStarts) {
   EXPECT_EQ(ws.close_code, 4410);
 }
 
-// --approximate-trim is Redis' MAXLEN ~: Redis trims only once a stream node's worth (100) is in
-// excess, and whole nodes; the local and memory stores trim exactly either way. Publishes and
-// topic ingests both follow it, and the trimmed edge stays exact.
-TEST_P(ServerE2E, ApproximateTrimKeepsWholeStreamNodesOnRedis) {
+// --approximate-trim is Redis' MAXLEN ~: on Redis a stream is trimmed only once 100 are in
+// excess; the local and memory stores trim exactly either way. Publishes and topic ingests both
+// follow it, and the trimmed edge stays exact.
+TEST_P(ServerE2E, ApproximateTrimLeavesUpTo100MoreOnRedis) {
   restart_server({"--max-stream-length", "50", "--approximate-trim"});
   const bool redis = GetParam() == "redis";
   auto length = [&](const std::string& topic) {
@@ -420,7 +420,7 @@ TEST_P(ServerE2E, ApproximateTrimKeepsWholeStreamNodesOnRedis) {
     ids.push_back(r.json().at("event").at("id").as_string().c_str());
   }
   ASSERT_EQ(call(http::verb::post, "/v1/topics/ingested/events", batch).status, 201u);
-  EXPECT_EQ(length("loose"), redis ? 60 : 50) << "10 in excess: less than a node";
+  EXPECT_EQ(length("loose"), redis ? 60 : 50) << "10 in excess: less than the slack";
   EXPECT_EQ(length("ingested"), redis ? 60 : 50);
 
   for (int i = 0; i < 200; ++i) {

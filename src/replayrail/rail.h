@@ -26,9 +26,9 @@ struct RailConfig {
   std::size_t default_replay_limit = 100;
   std::size_t max_replay_limit = 1000;
   std::uint64_t max_stream_length = 10000;  // retention: newest events kept per stream
-  // Retention as Redis' MAXLEN ~: trims only whole stream nodes (up to 100 entries), so a stream
-  // may keep up to that many more, for much less work in Redis. The local and memory stores trim
-  // exactly either way.
+  // Retention as Redis' MAXLEN ~: on Redis a stream is trimmed only once it is 100 events past
+  // its limit, and publishes do not wait for it, so a stream may keep up to that many more, for
+  // much less work in Redis. The local and memory stores trim exactly either way.
   bool approximate_trim = false;
   StartPosition default_start_position = StartPosition::latest;
   std::size_t subscribe_batch_size = 100;   // events per replay page and per live read

@@ -326,8 +326,9 @@ ServerCommands::ServerCommands(CLI::App& app) {
       ->capture_default_str();
   serve_cmd->add_flag(
       "--approximate-trim", s.server.rail.approximate_trim,
-      "Retention as Redis' MAXLEN ~: trim only whole stream nodes, keeping up to ~100 events more "
-      "than --max-stream-length, for much less work in Redis (the local store trims exactly)");
+      "Retention as Redis' MAXLEN ~: on Redis, trim a stream once it is 100 events past "
+      "--max-stream-length, not waited for, so it keeps up to ~100 more, for much less work in "
+      "Redis (the local store trims exactly)");
   serve_cmd->add_option("--max-body-bytes", s.server.max_body_bytes, "Largest request body")
       ->capture_default_str();
   serve_cmd

@@ -33,8 +33,9 @@ struct AppendOptions {
   std::uint64_t maxlen = 0;
   // How long a publisher-chosen event_id is remembered for idempotency; 0 = not at all.
   std::chrono::seconds idempotency_ttl{24 * 60 * 60};
-  // MAXLEN ~: the store may keep somewhat more than maxlen when that is cheaper (Redis frees only
-  // whole internal nodes). The memory and local stores trim exactly, which satisfies it.
+  // MAXLEN ~: the store may keep somewhat more than maxlen when that is cheaper (Redis trims in
+  // steps, and the append does not wait). The memory and local stores trim exactly, which
+  // satisfies it.
   bool approximate = false;
 };
 

@@ -36,8 +36,13 @@ constexpr Millis kSentinelTimeout{1000};
 // The pause after a blocking read a slot in migration refused and a read that found nothing.
 constexpr Millis kMigrationPause{20};
 
-// Entries per stream node (Redis' stream-node-max-entries default): what MAXLEN ~ frees at once.
-constexpr std::uint64_t kNodeEntries = 100;
+// MAXLEN ~ (approximate): a stream is trimmed once it is this many entries past its limit, back
+// to the limit, and the append does not wait for it. (Redis' own MAXLEN ~ frees stream nodes of
+// up to 100 entries, stream-node-max-entries: the same slack.)
+constexpr std::uint64_t kApproximateSlack = 100;
+
+// The excess at which a trim starts (see kTrimScript).
+std::uint64_t trim_slack(bool approximate) { return approximate ? kApproximateSlack : 1; }
 
 // The most streams RedisStore::at_limit remembers.
 constexpr std::size_t kAtLimitHints = 4096;
@@ -592,9 +597,7 @@ task<result<std::vector<Appended>>> RedisStore::append_generated(std::string_vie
 
 bool RedisStore::over_maxlen(const AppendOptions& options, std::int64_t length) {
   if (options.maxlen == 0) return false;
-  // MAXLEN ~ frees whole nodes only: nothing to do until a node's worth is in excess.
-  const std::uint64_t slack = options.approximate ? kNodeEntries : 1;
-  return length >= static_cast<std::int64_t>(options.maxlen + slack);
+  return length >= static_cast<std::int64_t>(options.maxlen + trim_slack(options.approximate));
 }
 
 task<void> RedisStore::trim_after_append(std::string_view stream, const AppendOptions& options) {
@@ -656,10 +659,10 @@ task<void> RedisStore::run_trims(TrimSlot slot) {
 task<result<void>> RedisStore::trim_excess(const std::string& stream, std::uint64_t maxlen,
                                            bool approximate) {
   auto keys = command(key(stream), meta_key(stream));
-  auto args = command(std::to_string(maxlen), approximate ? "1" : "0", std::to_string(kNodeEntries),
+  auto args = command(std::to_string(maxlen), std::to_string(trim_slack(approximate)),
                       std::to_string(kTrimChunk));
   // Runs the script until the excess its first run saw is gone (what appends add meanwhile is
-  // for their own rounds), or until it can remove nothing more (MAXLEN ~ short of a node).
+  // for their own rounds), or until it does nothing (MAXLEN ~ less than its slack past).
   std::optional<std::int64_t> excess;
   for (std::int64_t removed = 0;;) {
     Reply r;

@@ -63,32 +63,23 @@ return {'ok', out, redis.call('XLEN', KEYS[1])}
 // before it (RedisStore coalesces them). A run removes at most `chunk` entries, so a stream far
 // past its MAXLEN (written without one, or a MAXLEN lowered) is trimmed over several runs rather
 // than in one of seconds, Redis serving nothing else meanwhile.
-// No Redis command returns the ids alone, and Lua converts a whole entry (~2 µs) to learn one.
-// Exact: trim all but the last to go, read it (the one first entry converted), trim it too.
-// MAXLEN ~ frees whole nodes, how many is known only after: the entries it may remove are read
-// first (it runs a node's worth at a time, and appends do not wait for it).
-// KEYS: stream, meta hash. ARGV: maxlen, approximate ("1": MAXLEN ~, which frees only whole
-// internal nodes of `node_entries` entries and may keep more), node_entries, chunk
+// No Redis command returns the ids alone, and Lua converts a whole entry (~2 µs) to learn one,
+// so a run trims all but the last entry to go, reads that one, and trims it too. Redis' own
+// MAXLEN ~ is not used: how many entries it frees is known only after, when they are gone, so
+// their ids would have to be read first, every one of them.
+// KEYS: stream, meta hash. ARGV: maxlen, slack (the excess below which nothing is done: 1 for
+// an exact MAXLEN; more for a loose one, which is then trimmed in steps), chunk
 // Returns {entries removed, entries in excess before}.
 inline constexpr const char* kTrimScript = R"lua(
-local maxlen = tonumber(ARGV[1])
 local length = redis.call('XLEN', KEYS[1])
-local excess = length - maxlen
-if excess <= 0 then return {0, 0} end
-if ARGV[2] == '1' and excess < tonumber(ARGV[3]) then return {0, excess} end
-local count = math.min(excess, tonumber(ARGV[4]))
-local removed, edge
-if ARGV[2] == '1' then
-  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', count)
-  removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', length - count)
-  if removed > 0 then edge = oldest[removed][1] end
-else
-  if count > 1 then redis.call('XTRIM', KEYS[1], 'MAXLEN', length - count + 1) end
-  edge = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
-  removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', length - count) + count - 1
-end
-if edge then redis.call('HSET', KEYS[2], 'trimmed', edge) end
-return {removed, excess}
+local excess = length - tonumber(ARGV[1])
+if excess < tonumber(ARGV[2]) then return {0, math.max(excess, 0)} end
+local count = math.min(excess, tonumber(ARGV[3]))
+if count > 1 then redis.call('XTRIM', KEYS[1], 'MAXLEN', length - count + 1) end
+local edge = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][1]
+redis.call('XTRIM', KEYS[1], 'MAXLEN', length - count)
+redis.call('HSET', KEYS[2], 'trimmed', edge)
+return {count, excess}
 )lua";
 
 // What a cursor check needs, and a page after the cursor, from one moment.
