@@ -115,6 +115,24 @@ class ServerTls : public ::testing::Test {
     return boost::json::parse(res.body()).at("event").at("id").as_string().c_str();
   }
 
+  // GET /sse/orders from the start on a connected `sse`; reads until the event `id` has come
+  // and returns the text read.
+  static std::string read_sse_until(Tls& sse, const std::string& id) {
+    http::request<http::empty_body> req{http::verb::get, "/sse/orders?last_event_id=0-0", 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(sse, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::empty_body> head;
+    http::read_header(sse, buffer, head);
+    EXPECT_EQ(head.get().result_int(), 200u);
+    std::string text = beast::buffers_to_string(buffer.data());
+    while (text.find("id: " + id) == std::string::npos) {
+      char chunk[4096];
+      text.append(chunk, sse.read_some(asio::buffer(chunk)));
+    }
+    return text;
+  }
+
   std::uint16_t port_ = 0;
   testing::TempDir dir_{"server-tls"};
   std::unique_ptr<testing::ChildProcess> server_;
@@ -147,19 +165,30 @@ TEST_F(ServerTls, HttpsWssAndSseCarryEventsOverTls) {
   // SSE over TLS.
   Tls sse(io, context);
   connect(sse);
-  http::request<http::empty_body> req{http::verb::get, "/sse/orders?last_event_id=0-0", 11};
-  req.set(http::field::host, "127.0.0.1");
-  http::write(sse, req);
-  beast::flat_buffer buffer;
-  http::response_parser<http::empty_body> head;
-  http::read_header(sse, buffer, head);
-  ASSERT_EQ(head.get().result_int(), 200u);
-  std::string text = beast::buffers_to_string(buffer.data());
-  while (text.find("id: " + second) == std::string::npos) {
-    char chunk[4096];
-    text.append(chunk, sse.read_some(asio::buffer(chunk)));
-  }
+  const std::string text = read_sse_until(sse, second);
   EXPECT_LT(text.find("id: " + first), text.find("id: " + second));
+}
+
+// A server that ends an SSE stream (here, shutting down) closes TLS as TLS ends: close_notify,
+// so the client reads the end of the stream, not a truncation (EventSource reconnects either
+// way; other clients may report the truncation as an attack).
+TEST_F(ServerTls, AnSseStreamTheServerEndsEndsWithCloseNotify) {
+  const std::string id = publish("order.created");
+  asio::io_context io;
+  auto context = client_context();
+  Tls sse(io, context);
+  connect(sse);
+  read_sse_until(sse, id);
+  ASSERT_EQ(::kill(server_->pid(), SIGTERM), 0);
+  boost::system::error_code ec;
+  char chunk[4096];
+  while (!ec) sse.read_some(asio::buffer(chunk), ec);
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+  // The client answers with its own close_notify, as a client ending cleanly does.
+  sse.shutdown(ec);
+  const int status = server_->wait();
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 // SIGHUP loads the certificate files again (a renewed certificate): new connections get the new

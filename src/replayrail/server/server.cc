@@ -1197,17 +1197,21 @@ asio::awaitable<void> Server::Impl::sse_session(Transport stream, Request req, T
   auto [hec, hn] = co_await http::async_write_header(*socket, head, kToken);
   if (hec) co_return;
 
-  // A closed client is noticed by a read that returns.
+  // A closed client is noticed by a read that returns. `reader_done` is cancelled when it has.
+  auto reader_done = std::make_shared<asio::steady_timer>(socket->get_executor(),
+                                                          asio::steady_timer::time_point::max());
   asio::co_spawn(
       socket->get_executor(),
-      [](std::shared_ptr<Transport> s, std::shared_ptr<Outbox> outbox) -> asio::awaitable<void> {
+      [](std::shared_ptr<Transport> s, std::shared_ptr<Outbox> outbox,
+         std::shared_ptr<asio::steady_timer> done) -> asio::awaitable<void> {
         char buf[512];
         for (;;) {
           auto [ec, n] = co_await s->async_read_some(asio::buffer(buf), kToken);
           if (ec) break;
         }
         outbox->close();
-      }(socket, outbox),
+        done->expires_at(asio::steady_timer::time_point::min());  // also cancels a wait
+      }(socket, outbox, reader_done),
       asio::detached);
 
   static const std::string kId = "id: ", kData = "\ndata: ", kEnd = "\n\n",
@@ -1244,7 +1248,15 @@ asio::awaitable<void> Server::Impl::sse_session(Transport stream, Request req, T
     std::string out = "event: error\ndata: " + error_body(*failure) + "\n\n";
     co_await asio::async_write(*socket, asio::buffer(out), kToken);
   }
-  boost::system::error_code ignored;  // no TLS close_notify: the reader above is still reading
+  if (socket->is_tls()) {
+    // TLS ends with close_notify, which needs the stream to itself: the reader leaves first.
+    socket->tcp().cancel();
+    if (reader_done->expiry() != asio::steady_timer::time_point::min()) {
+      co_await reader_done->async_wait(kToken);
+    }
+    co_await end_connection(*socket);
+  }
+  boost::system::error_code ignored;
   socket->tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
   socket->tcp().close();
 }
