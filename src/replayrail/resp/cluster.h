@@ -115,6 +115,7 @@ class Cluster : public std::enable_shared_from_this<Cluster> {
 
   mutable std::mutex mu_;                // guards the members below
   std::vector<std::string> slot_owner_;  // address per slot; empty: unknown
+  std::vector<std::string> owners_;      // the addresses in slot_owner_, each once, sorted
   std::map<std::string, std::shared_ptr<Connection>> connections_;  // by "host:port"
   bool known_ = false;                                              // a map was read
   bool stopped_ = false;
