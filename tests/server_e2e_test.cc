@@ -976,6 +976,7 @@ TEST_P(ServerE2E, TopicsAndConsumerGroupsWalkthrough) {
   }
   EXPECT_EQ(pending["replay"], 23) << "read again after the reset, none acked yet";
   EXPECT_EQ(pending["workers"], 3);
+  EXPECT_TRUE(summary_json.at("archive").is_null()) << "no --database-url: no archive";
 
   auto destroyed = call(http::verb::delete_, "/v1/topics/orders/groups/workers");
   EXPECT_EQ(destroyed.status, 200u) << destroyed.body;
@@ -2008,6 +2009,15 @@ TEST_P(ServerE2E, TheServerArchivesWhatItStoresToPostgres) {
   EXPECT_NE(metrics.find("replayrail_archive_last_success_timestamp_seconds 1"), std::string::npos);
   EXPECT_NE(metrics.find("replayrail_archive_failures_total 0"), std::string::npos);
   EXPECT_NE(metrics.find("\nreplayrail_archive_lag_seconds "), std::string::npos);
+  // The dashboard's view of the same: the summary's "archive".
+  auto summary = call(http::verb::get, "/v1/metrics/summary");
+  ASSERT_EQ(summary.status, 200u) << summary.body;
+  const json::value summary_json = summary.json();
+  const auto& archive = summary_json.at("archive");
+  EXPECT_EQ(archive.at("events").to_number<std::int64_t>(), 7);
+  EXPECT_EQ(archive.at("failed_passes").to_number<std::int64_t>(), 0);
+  EXPECT_GT(archive.at("last_success").to_number<double>(), 1.7e9) << "unix seconds";
+  EXPECT_GE(archive.at("lag_seconds").to_number<double>(), 0.0);
   expect_sigterm_exits_cleanly(10s);
 }
 

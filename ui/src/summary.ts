@@ -27,4 +27,6 @@ export interface Summary {
   streaming_sessions: number;
   subscriptions: number;
   rates: { published_per_second: number; delivered_per_second: number };
+  // Null unless the server archives to PostgreSQL (--database-url).
+  archive: { lag_seconds: number; last_success: number; events: number; failed_passes: number } | null;
 }

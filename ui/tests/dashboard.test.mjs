@@ -169,6 +169,9 @@ test('the archive panel lists what PostgreSQL holds, searches it and checks its 
     assert.ok(Date.now() < deadline, JSON.stringify(body));
     await new Promise((r) => setTimeout(r, 100));
   }
+  // The overview shows the archive's lag (the summary's "archive").
+  await page.locator('[data-test=archive-lag]').waitFor();
+  assert.match(await page.locator('[data-test=archive-lag]').innerText(), /^\d+\.\d s$/);
   await page.click('[data-test=archive-refresh]');
   const row = page.locator('[data-test=archive-streams] tr[data-stream=orders]');
   await row.waitFor();

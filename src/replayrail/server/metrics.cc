@@ -101,6 +101,13 @@ void Metrics::archive_pass(bool ok, std::uint64_t events, std::chrono::milliseco
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
+ArchiveStatus Metrics::archive_status() const {
+  return {.lag_seconds = archive_lag_.Value(),
+          .last_success = archive_success_.Value(),
+          .events = static_cast<std::uint64_t>(archived_.Value()),
+          .failed_passes = static_cast<std::uint64_t>(archive_failures_.Value())};
+}
+
 void Metrics::published(std::string_view topic, std::size_t events, std::size_t bytes,
                         std::chrono::steady_clock::duration elapsed) {
   published_total_ += events;

@@ -35,6 +35,14 @@ namespace replayrail::server {
 struct Batch;
 
 // What the server reports when scraped.
+// The archive as its passes left it (the summary's "archive").
+struct ArchiveStatus {
+  double lag_seconds = 0;           // replayrail_archive_lag_seconds
+  double last_success = 0;          // unix seconds the last good pass ended; 0: none yet
+  std::uint64_t events = 0;         // archived since the start
+  std::uint64_t failed_passes = 0;  // since the start
+};
+
 struct MetricsSnapshot {
   std::size_t connections = 0;
   std::size_t streaming = 0;  // WebSocket and SSE sessions
@@ -66,6 +74,7 @@ class Metrics {
 
   // An archive pass ended: `events` copied, the oldest found waiting `lag` old; or failed.
   void archive_pass(bool ok, std::uint64_t events, std::chrono::milliseconds lag);
+  ArchiveStatus archive_status() const;
 
   // The text format.
   std::string scrape(const MetricsSnapshot& snapshot);

@@ -373,13 +373,21 @@ task<ApiResponse> PlatformApi::summary() {
   json::array topics;
   for (const auto& d : *all) topics.push_back(topic_json(d));
   ServerCounters c = counters_();
+  json::value archive = nullptr;
+  if (c.archive) {
+    archive = json::object{{"lag_seconds", c.archive->lag_seconds},
+                           {"last_success", c.archive->last_success},
+                           {"events", c.archive->events},
+                           {"failed_passes", c.archive->failed_passes}};
+  }
   co_return ok(200, json::object{{"topics", std::move(topics)},
                                  {"connections", c.connections},
                                  {"streaming_sessions", c.streaming},
                                  {"subscriptions", c.subscriptions},
                                  {"rates",
                                   {{"published_per_second", c.published_per_second},
-                                   {"delivered_per_second", c.delivered_per_second}}}});
+                                   {"delivered_per_second", c.delivered_per_second}}},
+                                 {"archive", std::move(archive)}});
 }
 
 namespace {

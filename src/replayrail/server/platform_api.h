@@ -30,8 +30,9 @@ struct ServerCounters {
   std::size_t connections = 0;
   std::size_t streaming = 0;  // WebSocket and SSE sessions
   std::uint64_t subscriptions = 0;
-  double published_per_second = 0;  // events stored, over the last second or more
-  double delivered_per_second = 0;  // events queued for subscribers, likewise
+  double published_per_second = 0;       // events stored, over the last second or more
+  double delivered_per_second = 0;       // events queued for subscribers, likewise
+  std::optional<ArchiveStatus> archive;  // when the server archives (--database-url)
 };
 
 // What a /v1 request needs from its token: a role (nullopt: any valid token) and, when not

@@ -390,7 +390,9 @@ ServerCounters Server::Impl::counters() {
           .streaming = streaming.load(),
           .subscriptions = hub_stats.subscribers,
           .published_per_second = rates.published_per_second,
-          .delivered_per_second = rates.delivered_per_second};
+          .delivered_per_second = rates.delivered_per_second,
+          .archive = options.database_url.empty() ? std::nullopt
+                                                  : std::optional(metrics->archive_status())};
 }
 
 Response Server::Impl::preflight(const Request& req) const {
