@@ -34,6 +34,7 @@
 #include "replayrail/common/stream_id.h"
 #include "replayrail/store/testing/temp_dir.h"
 #include "support/child_process.h"
+#include "support/http_exchange.h"
 #include "support/postgres_server.h"
 #include "support/redis_cluster.h"
 #include "support/redis_sentinel.h"
@@ -119,18 +120,7 @@ class ServerE2E : public ::testing::TestWithParam<std::string> {
     asio::io_context io;
     beast::tcp_stream stream(io);
     stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
-    http::request<http::string_body> req{verb, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    for (auto& [k, v] : headers) req.set(k, v);
-    if (!body.empty() || verb == http::verb::post) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = std::move(body);
-      req.prepare_payload();
-    }
-    http::write(stream, req);
-    beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    http::read(stream, buffer, res);
+    auto res = testing::exchange(stream, verb, target, std::move(body), headers);
     HttpResult out{res.result_int(), res.body(), {}};
     for (const auto& field : res) {
       std::string name(field.name_string());

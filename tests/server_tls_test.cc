@@ -26,6 +26,7 @@
 
 #include "replayrail/store/testing/temp_dir.h"
 #include "support/child_process.h"
+#include "support/http_exchange.h"
 #include "support/redis_server.h"
 
 namespace replayrail {
@@ -81,32 +82,13 @@ class ServerTls : public ::testing::Test {
     return context;
   }
 
-  // One request on a connected `stream`, TLS or not, and its answer.
-  template <class Stream>
-  static http::response<http::string_body> exchange(Stream& stream, http::verb verb,
-                                                    const std::string& target,
-                                                    std::string body = {}) {
-    http::request<http::string_body> req{verb, target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    if (!body.empty()) {
-      req.set(http::field::content_type, "application/json");
-      req.body() = std::move(body);
-      req.prepare_payload();
-    }
-    http::write(stream, req);
-    beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    http::read(stream, buffer, res);
-    return res;
-  }
-
   http::response<http::string_body> call(http::verb verb, const std::string& target,
                                          std::string body = {}) {
     asio::io_context io;
     auto context = client_context();
     Tls stream(io, context);
     connect(stream);
-    return exchange(stream, verb, target, std::move(body));
+    return testing::exchange(stream, verb, target, std::move(body));
   }
 
   std::string publish(const std::string& type) {
@@ -240,7 +222,7 @@ TEST_F(ServerTls, PlainHttpIsAnsweredWithAClearError) {
   asio::io_context io;
   beast::tcp_stream plain(io);
   plain.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
-  auto res = exchange(plain, http::verb::get, "/healthz");
+  auto res = testing::exchange(plain, http::verb::get, "/healthz");
   EXPECT_EQ(res.result_int(), 400u);
   EXPECT_NE(res.body().find("HTTPS only"), std::string::npos) << res.body();
   EXPECT_FALSE(res.keep_alive());
