@@ -84,7 +84,12 @@ result<std::shared_ptr<LocalStore>> LocalStore::open(Options options) {
   auto sync_interval =
       options.fsync == local::Fsync::batch ? options.fsync_interval : std::chrono::milliseconds(0);
   state->writer = std::make_unique<local::Writer>(std::move(db), state->waiters, options.now_ms,
-                                                  options.max_batch, commit_delay, sync_interval);
+                                                  local::Writer::Options{
+                                                      .max_batch = options.max_batch,
+                                                      .commit_delay = commit_delay,
+                                                      .sync_interval = sync_interval,
+                                                      .trim_chunk = options.trim_chunk,
+                                                  });
   state->options = std::move(options);
   return std::shared_ptr<LocalStore>(new LocalStore(std::move(state)));
 }
@@ -180,6 +185,8 @@ result<Appended> append_in(WriteContext& ctx, std::string_view stream, NewEvent&
   s->row.length += 1;
   s->target_length += 1;
   if (options.maxlen && s->target_length > options.maxlen) s->target_length = options.maxlen;
+  // MAXLEN ~ promises no exact length: that append need not wait for a trim left unfinished.
+  if (options.maxlen && !options.approximate) ctx.wait_for_trim(*s);
   s->dirty = true;
   ctx.touch(stream);
   auto stored = std::make_shared<Event>(std::move(event.event));

@@ -32,10 +32,14 @@ class LocalStore final : public Store {
     // With fsync=batch: the most time between a commit and the fsync that puts it on disk.
     std::chrono::milliseconds fsync_interval{1000};
     std::size_t max_batch = 4096;  // write operations per transaction at most
+    // Entries one transaction deletes from a stream at most when trimming to a MAXLEN (~4 ms of
+    // deletes): a far lower limit is reached over several transactions, so other writes go on
+    // meanwhile. An append with an exact MAXLEN returns once its stream is down to it.
+    std::uint64_t trim_chunk = 2000;
     // What the WAL file is cut back to once a transaction grew it past that and a checkpoint
     // has copied it all (journal_size_limit). The WAL normally cycles through about 4 MiB (a
-    // checkpoint every 1000 pages); one large transaction (a trim after the retention was
-    // lowered, say) would otherwise leave the file at its size until the store closes.
+    // checkpoint every 1000 pages); one large transaction (a batch of large events, say) would
+    // otherwise leave the file at its size until the store closes.
     std::uint64_t wal_size_limit = 64 << 20;
     // Wall clock in Unix milliseconds, for new ids and idle times; injectable for tests.
     std::function<std::uint64_t()> now_ms;

@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -44,6 +47,34 @@ NewEvent sample(std::string_view payload = R"({"n":1})") {
   return make_event(in).value();
 }
 
+std::vector<NewEvent> samples(int n) {
+  std::vector<NewEvent> out;
+  for (int i = 0; i < n; ++i) out.push_back(sample());
+  return out;
+}
+
+// Appends one event to `stream` and adds the stream's name to `finished` when that returned.
+boost::asio::awaitable<void> append_noting(Store& s, std::string stream, AppendOptions options,
+                                           std::vector<std::string>& finished) {
+  auto appended = co_await s.append(stream, sample(), options);
+  EXPECT_TRUE(appended) << appended.error().message;
+  finished.push_back(stream);
+}
+
+// After `wait`: checks nothing in `finished` returned yet, and closes the store.
+boost::asio::awaitable<void> close_later(Store& s, std::chrono::milliseconds wait,
+                                         const std::vector<std::string>& finished) {
+  boost::asio::steady_timer later(co_await boost::asio::this_coro::executor, wait);
+  co_await later.async_wait(boost::asio::use_awaitable);
+  EXPECT_TRUE(finished.empty());
+  s.close();
+}
+
+boost::asio::awaitable<void> delete_and_refill(Store& s, std::string stream, int events) {
+  EXPECT_TRUE((co_await s.delete_stream(stream)).value());
+  EXPECT_TRUE(co_await s.append_batch(stream, samples(events), {}));
+}
+
 class LocalStoreTest : public ::testing::Test {
  protected:
   std::shared_ptr<LocalStore> open(LocalStore::Options o = {}) {
@@ -55,6 +86,13 @@ class LocalStoreTest : public ::testing::Test {
   template <class T>
   T run(boost::asio::awaitable<T> t) {
     return testing::run(io_, std::move(t));
+  }
+  // Runs two coroutines concurrently until both finished.
+  void all(boost::asio::awaitable<void> a, boost::asio::awaitable<void> b) {
+    std::vector<boost::asio::awaitable<void>> tasks;
+    tasks.push_back(std::move(a));
+    tasks.push_back(std::move(b));
+    testing::run_all(io_, std::move(tasks));
   }
   void set_pragma(const std::string& sql) {
     auto db = sqlite::Connection::open(dir_.path() / "replayrail.db", false).value();
@@ -358,6 +396,66 @@ TEST_F(LocalStoreTest, ExpiredIdempotencyRecordsAreForgotten) {
   EXPECT_TRUE(run(s->append("s", e, {0, std::chrono::seconds(10)})).value().duplicate);
   now += 6'000;
   EXPECT_FALSE(run(s->append("s", e, {0, std::chrono::seconds(10)})).value().duplicate);
+}
+
+// A MAXLEN far below a stream's length is reached over several transactions of `trim_chunk`
+// deletes each: the exact append that asked for it returns once the stream is down to it, and
+// other writes complete meanwhile instead of waiting for the whole trim.
+TEST_F(LocalStoreTest, AFarLowerMaxlenIsTrimmedInChunksWhileOtherWritesGoOn) {
+  auto s = open({.fsync = local::Fsync::never, .trim_chunk = 100});
+  auto stored = run(s->append_batch("big", samples(5000), {})).value();
+  std::vector<std::string> finished;
+  all(append_noting(*s, "big", {10}, finished), append_noting(*s, "other", {10}, finished));
+  EXPECT_EQ(finished, (std::vector<std::string>{"other", "big"}));
+  auto info = run(s->info("big")).value();
+  EXPECT_EQ(info.length, 10u);
+  EXPECT_EQ(info.first_id, stored[4991].event->id);  // the newest 9 of the 5000, and the new one
+  EXPECT_EQ(info.trimmed_through, stored[4990].event->id);
+}
+
+// MAXLEN ~ promises no exact length: its append returns at its commit, and the trim goes on in
+// the writer's next transactions, with nothing else to write.
+TEST_F(LocalStoreTest, AnApproximateMaxlenDoesNotWaitForItsTrim) {
+  auto s = open({.fsync = local::Fsync::never, .trim_chunk = 1});
+  ASSERT_TRUE(run(s->append_batch("big", samples(20'000), {})));
+  ASSERT_TRUE(run(s->append("big", sample(), {.maxlen = 10, .approximate = true})));
+  // 20,000 transactions of one delete each are still going on.
+  EXPECT_GT(run(s->info("big")).value().length, 10u);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (run(s->info("big")).value().length > 10 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(run(s->info("big")).value().length, 10u);
+}
+
+// Closing the store completes an append still waiting for its trim (it is stored); the trim goes
+// on when the stream is next appended to.
+TEST_F(LocalStoreTest, ClosingCompletesAnAppendWaitingForItsTrim) {
+  {
+    auto s = open({.fsync = local::Fsync::never, .trim_chunk = 1});
+    ASSERT_TRUE(run(s->append_batch("big", samples(20'000), {})));
+    std::vector<std::string> finished;
+    // 20,000 transactions of one delete each take longer than 50 ms.
+    all(append_noting(*s, "big", {10}, finished),
+        close_later(*s, std::chrono::milliseconds(50), finished));
+    EXPECT_EQ(finished, std::vector<std::string>{"big"});
+  }
+  auto s = open();
+  EXPECT_GT(run(s->info("big")).value().length, 10u);
+  ASSERT_TRUE(run(s->append("big", sample(), {10})));
+  EXPECT_EQ(run(s->info("big")).value().length, 10u);
+}
+
+// Deleting a stream ends its trim: the append waiting for it returns, and a stream made again
+// under that name is not trimmed to the old limit.
+TEST_F(LocalStoreTest, DeletingAStreamEndsItsUnfinishedTrim) {
+  auto s = open({.fsync = local::Fsync::never, .trim_chunk = 1});
+  ASSERT_TRUE(run(s->append_batch("big", samples(20'000), {})));
+  std::vector<std::string> finished;
+  all(append_noting(*s, "big", {10}, finished), delete_and_refill(*s, "big", 20));
+  EXPECT_EQ(finished, std::vector<std::string>{"big"});
+  ASSERT_TRUE(run(s->append("other", sample(), {})));  // one more transaction
+  EXPECT_EQ(run(s->info("big")).value().length, 20u);
 }
 
 }  // namespace

@@ -50,13 +50,16 @@ result<WriteContext::Stream*> WriteContext::stream(std::string_view name, bool c
     s.dirty = true;
   }
   s.target_length = s.row.length;
+  if (auto left = unfinished_.find(name); left != unfinished_.end()) {
+    s.target_length = std::min(s.target_length, left->second);
+  }
   return &streams_.emplace(std::string(name), std::move(s)).first->second;
 }
 
 result<void> WriteContext::apply_trims() {
   for (auto& [name, s] : streams_) {
     if (s.row.length <= s.target_length) continue;
-    std::uint64_t drop = s.row.length - s.target_length;
+    std::uint64_t drop = std::min(s.row.length - s.target_length, trim_chunk_);
     auto last = db.prepare(
         "SELECT ms, seq FROM events WHERE stream = ?1 ORDER BY ms, seq LIMIT 1 OFFSET ?2");
     if (!last) return last.error();
@@ -68,7 +71,7 @@ result<void> WriteContext::apply_trims() {
     auto del = db.prepare("DELETE FROM events WHERE stream = ?1 AND (ms, seq) <= (?2, ?3)");
     if (!del) return del.error();
     RR_TRY(del->bind(1, name).bind(2, through.ms).bind(3, through.seq).run());
-    s.row.length = s.target_length;
+    s.row.length -= drop;
     s.row.trimmed_through = through;
     s.dirty = true;
   }
@@ -99,14 +102,14 @@ result<void> WriteContext::flush() {
 }
 
 Writer::Writer(std::unique_ptr<sqlite::Connection> db, WaitList& waiters,
-               std::function<std::uint64_t()> now_ms, std::size_t max_batch,
-               std::chrono::microseconds commit_delay, std::chrono::milliseconds sync_interval)
+               std::function<std::uint64_t()> now_ms, Options options)
     : db_(std::move(db)),
       waiters_(waiters),
       now_ms_(std::move(now_ms)),
-      max_batch_(max_batch),
-      commit_delay_(commit_delay),
-      sync_interval_(sync_interval),
+      max_batch_(std::max<std::size_t>(options.max_batch, 1)),
+      commit_delay_(options.commit_delay),
+      sync_interval_(options.sync_interval),
+      trim_chunk_(std::max<std::uint64_t>(options.trim_chunk, 1)),
       thread_([this] { run(); }) {}
 
 Writer::~Writer() {
@@ -162,17 +165,27 @@ void Writer::run() {
     bool work;
     {
       std::unique_lock lock(mu_);
-      idle_ = queue_.empty();
+      // An unfinished trim is work: the next batch goes on with it.
+      const bool trimming = !unfinished_trims_.empty() && !stopping_;
+      idle_ = queue_.empty() && !trimming;
       auto ready = [this] { return stopping_ || !queue_.empty(); };
-      if (sync_due_) {
+      if (!trimming && sync_due_) {
         cv_.wait_until(lock, *sync_due_, ready);
-      } else {
+      } else if (!trimming) {
         cv_.wait(lock, ready);
       }
       idle_ = false;
-      work = !queue_.empty();
+      work = !queue_.empty() || trimming;
     }
     if (!work && stopping_) {  // nothing left to write
+      // Appends waiting for a trim are stored: they complete, and the trim goes on when the
+      // store is opened again and the stream appended to.
+      std::vector<std::unique_ptr<Op>> held;
+      for (auto& [name, ops] : held_) {
+        for (auto& op : ops) held.push_back(std::move(op));
+      }
+      held_.clear();
+      complete_all(held);
       sync_if_due(true);
       return;
     }
@@ -252,8 +265,35 @@ void Writer::complete_all(std::vector<std::unique_ptr<Op>>& ops) {
   }
 }
 
+void Writer::settle_trims(WriteContext& ctx, std::vector<std::unique_ptr<Op>>& batch) {
+  std::vector<std::string> ended;
+  // Every unfinished trim's stream was loaded at the batch's start: one gone since was deleted.
+  for (const auto& [name, target] : unfinished_trims_) {
+    if (!ctx.streams_.contains(name)) ended.push_back(name);
+  }
+  for (auto& [name, s] : ctx.streams_) {
+    if (s.row.length <= s.target_length) {  // the usual case: the trim was whole
+      if (unfinished_trims_.contains(name)) ended.push_back(name);
+      continue;
+    }
+    unfinished_trims_[name] = s.target_length;
+    auto& held = held_[name];
+    for (std::size_t i : s.waiting) {
+      if (batch[i]) held.push_back(std::move(batch[i]));  // an append_batch waits once
+    }
+  }
+  for (const auto& name : ended) {
+    unfinished_trims_.erase(name);
+    if (auto it = held_.find(name); it != held_.end()) {
+      for (auto& op : it->second) batch.push_back(std::move(op));
+      held_.erase(it);
+    }
+  }
+  std::erase(batch, nullptr);
+}
+
 std::size_t Writer::run_batch(std::vector<std::unique_ptr<Op>>& batch, std::size_t wanted) {
-  WriteContext ctx(*db_, now_ms_());
+  WriteContext ctx(*db_, now_ms_(), unfinished_trims_, trim_chunk_);
   auto fail_all = [&](Error e) {
     (void)db_->exec("ROLLBACK");
     for (auto& op : batch) op->fail(e);
@@ -265,10 +305,18 @@ std::size_t Writer::run_batch(std::vector<std::unique_ptr<Op>>& batch, std::size
     take(batch);
     return fail_all(begun.error());
   }
+  // Trims earlier batches left unfinished go on in this one.
+  for (const auto& [name, target] : unfinished_trims_) {
+    if (auto loaded = ctx.stream(name, false); !loaded) {
+      take(batch);
+      return fail_all(loaded.error());
+    }
+  }
   auto began = std::chrono::steady_clock::now();
   for (std::size_t applied = 0;;) {
     take(batch);
     for (; applied < batch.size(); ++applied) {
+      ctx.applying = applied;
       if (!batch[applied]->apply(ctx)) {
         return fail_all(
             make_error(errc::store_unavailable, "a write failed and its batch was rolled back"));
@@ -287,6 +335,7 @@ std::size_t Writer::run_batch(std::vector<std::unique_ptr<Op>>& batch, std::size
   if (auto flushed = ctx.flush(); !flushed) return fail_all(flushed.error());
   if (auto committed = db_->exec("COMMIT"); !committed) return fail_all(committed.error());
   std::size_t size = batch.size();
+  settle_trims(ctx, batch);
   complete_all(batch);
   std::sort(ctx.touched.begin(), ctx.touched.end());
   ctx.touched.erase(std::unique(ctx.touched.begin(), ctx.touched.end()), ctx.touched.end());

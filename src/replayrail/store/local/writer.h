@@ -23,6 +23,9 @@
 
 namespace replayrail::store::local {
 
+// Trims that one batch could not finish: stream → the length it is being trimmed to.
+using UnfinishedTrims = StringMap<std::uint64_t>;
+
 // What a write operation sees: the writer's connection inside the batch transaction, and the
 // writer's cached state of the streams it touches.
 class WriteContext {
@@ -31,19 +34,30 @@ class WriteContext {
     StreamRow row;
     bool dirty = false;  // row changed in this batch: written back before COMMIT
     // Retained length Redis would have after this batch's appends and MAXLEN trims; the
-    // oldest entries beyond it are deleted at the end of the batch (or before another op).
+    // oldest entries beyond it are deleted at the end of the batch (or before another op), at
+    // most `trim_chunk` of them per batch.
     std::uint64_t target_length = 0;
+    // The batch's operations (by index) that are complete only once the stream is trimmed to
+    // target_length (appends with an exact MAXLEN).
+    std::vector<std::size_t> waiting;
   };
 
-  WriteContext(sqlite::Connection& db, std::uint64_t now_ms) : db(db), now_ms(now_ms) {}
+  // `unfinished`: what earlier batches left to trim; `trim_chunk`: the most entries one batch
+  // deletes from one stream.
+  WriteContext(sqlite::Connection& db, std::uint64_t now_ms, const UnfinishedTrims& unfinished,
+               std::uint64_t trim_chunk)
+      : db(db), now_ms(now_ms), unfinished_(unfinished), trim_chunk_(trim_chunk) {}
 
   // The stream's cached state; nullptr when it does not exist and `create` is false.
   result<Stream*> stream(std::string_view name, bool create);
-  // Deletes what MAXLEN trimming removes, so every op sees the state Redis would show.
+  // Deletes what MAXLEN trimming removes (up to trim_chunk entries per stream and batch), so
+  // every op sees the state Redis would show.
   result<void> apply_trims();
   // Writes dirty stream rows back.
   result<void> flush();
   void forget(std::string_view name) { streams_.erase(std::string(name)); }
+  // The operation being applied completes only once `s` is trimmed to its target length.
+  void wait_for_trim(Stream& s) { s.waiting.push_back(applying); }
   // Streams whose blocked readers to wake after COMMIT (a batch often appends to one stream
   // over and over: that is remembered once).
   void touch(std::string_view name) {
@@ -52,9 +66,12 @@ class WriteContext {
   sqlite::Connection& db;
   std::uint64_t now_ms;
   std::vector<std::string> touched;
+  std::size_t applying = 0;  // the index in its batch of the operation being applied
 
  private:
   friend class Writer;
+  const UnfinishedTrims& unfinished_;
+  std::uint64_t trim_chunk_;
   StringMap<Stream> streams_;
 };
 
@@ -69,6 +86,13 @@ class WriteContext {
 // previous batch are still running on their executors (a publisher resumed there usually writes
 // again at once; the thread waits at most `kArrivalGap` for each next write), and, with a
 // commit delay, until about as many writes as the previous batch had arrived (see run()).
+//
+// Trimming in chunks: a batch deletes at most `trim_chunk` entries of one stream, so lowering a
+// stream's MAXLEN far below its length (a retention cut from 1M to 10,000 events: 2 s of
+// deletes) does not stall every other write for that long. What is left goes on in the next
+// batches, which the thread runs even when nothing is queued; an append with an exact MAXLEN
+// completes once its stream is down to its length, as on Redis (whose trims run 1,000 entries
+// at a time), and one with MAXLEN ~ at its commit.
 //
 // Timed fsync (fsync=batch): commits do not fsync, and the thread fsyncs the WAL at most
 // `sync_interval` after a commit, between batches or while idle, so a power cut loses at most
@@ -94,13 +118,19 @@ class Writer {
     virtual void complete() = 0;
   };
 
-  // `commit_delay`: how long the writer may wait for the writers of its previous batch to come
-  // back before it commits a smaller one (zero: never waits). `sync_interval`: the most time
-  // between a commit and the fsync of the WAL after it (zero: the writer never fsyncs itself;
-  // the connection's synchronous level decides).
+  struct Options {
+    std::size_t max_batch = 4096;  // operations per transaction at most
+    // How long the writer may wait for the writers of its previous batch to come back before it
+    // commits a smaller one (zero: never waits).
+    std::chrono::microseconds commit_delay{0};
+    // The most time between a commit and the fsync of the WAL after it (zero: the writer never
+    // fsyncs itself; the connection's synchronous level decides).
+    std::chrono::milliseconds sync_interval{0};
+    std::uint64_t trim_chunk = 2000;  // entries one batch deletes from a stream at most
+  };
+
   Writer(std::unique_ptr<sqlite::Connection> db, WaitList& waiters,
-         std::function<std::uint64_t()> now_ms, std::size_t max_batch,
-         std::chrono::microseconds commit_delay, std::chrono::milliseconds sync_interval);
+         std::function<std::uint64_t()> now_ms, Options options);
   ~Writer();
 
   // Runs `fn(WriteContext&) -> result<T>` on the writer thread inside a batch transaction and
@@ -136,6 +166,9 @@ class Writer {
   // io_context contends on its scheduler and may wake its thread. completing_ counts the posts
   // that have not finished yet.
   void complete_all(std::vector<std::unique_ptr<Op>>& ops);
+  // After a commit: records the trims `ctx` left unfinished, and moves the operations waiting
+  // for one of them out of `batch` into held_, and those whose trim ended into `batch`.
+  void settle_trims(WriteContext& ctx, std::vector<std::unique_ptr<Op>>& batch);
 
   std::unique_ptr<sqlite::Connection> db_;
   WaitList& waiters_;
@@ -143,6 +176,9 @@ class Writer {
   std::size_t max_batch_;
   std::chrono::microseconds commit_delay_;
   std::chrono::milliseconds sync_interval_;
+  std::uint64_t trim_chunk_;
+  UnfinishedTrims unfinished_trims_;                  // the writer thread's only
+  StringMap<std::vector<std::unique_ptr<Op>>> held_;  // committed, waiting for those trims
   // When the WAL must next be fsynced: set by the first commit after an fsync.
   std::optional<std::chrono::steady_clock::time_point> sync_due_;
   std::uint64_t next_expiry_sweep_ms_ = 0;
