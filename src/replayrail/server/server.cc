@@ -36,6 +36,7 @@
 #include "replayrail/archive/loop.h"
 #include "replayrail/core/json_text.h"
 #include "replayrail/server/errors.h"
+#include "replayrail/server/http_wire.h"
 #include "replayrail/server/hub.h"
 #include "replayrail/server/metrics.h"
 #include "replayrail/server/platform_api.h"
@@ -54,9 +55,40 @@ using tcp = asio::ip::tcp;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
+std::string wire_bytes(const Response& res) {
+  std::string out;
+  out.reserve(128 + res.body().size());
+  out += "HTTP/";
+  out += static_cast<char>('0' + res.version() / 10 % 10);
+  out += '.';
+  out += static_cast<char>('0' + res.version() % 10);
+  out += ' ';
+  out += std::to_string(res.result_int());
+  out += ' ';
+  out += res.reason();
+  out += "\r\n";
+  for (const auto& field : res) {
+    out += field.name_string();
+    out += ": ";
+    out += field.value();
+    out += "\r\n";
+  }
+  out += "\r\n";
+  out += res.body();
+  return out;
+}
+
 namespace {
 
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
+
+// Writes `res` (see wire_bytes), under the stream's timeout as Beast's http::async_write would.
+asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> write_response(
+    Transport& stream, const Response& res) {
+  const std::string bytes = wire_bytes(res);
+  co_return co_await asio::async_write(stream, asio::buffer(bytes), kToken);
+}
+
 constexpr const char* kProtocolV1 = "replayrail.v1";
 // After the grace period, how long requests and feeds get to end once the store is closed (they
 // fail at once then: this bounds only their last steps).
@@ -552,7 +584,7 @@ asio::awaitable<std::optional<Transport>> Server::Impl::open_transport(tcp::sock
         error(Request{}, make_error(errc::invalid_argument,
                                     "this server speaks HTTPS only: use https:// or wss://"));
     res.keep_alive(false);
-    co_await http::async_write(plain, res, kToken);
+    co_await write_response(plain, res);
     co_await end_connection(plain);
     co_return std::nullopt;
   }
@@ -584,7 +616,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
                                             std::to_string(options.max_body_bytes) + " bytes"));
       res.keep_alive(false);
       stream.tcp().expires_after(options.header_timeout);
-      co_await http::async_write(stream, res, kToken);
+      co_await write_response(stream, res);
       break;
     }
     if (ec == http::error::end_of_stream || ec == beast::error::timeout) break;
@@ -594,7 +626,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
       auto res = error(
           none, make_error(errc::invalid_argument, "malformed HTTP request: " + ec.message()));
       res.keep_alive(false);
-      co_await http::async_write(stream, res, kToken);
+      co_await write_response(stream, res);
       break;
     }
     Request req = parser.release();
@@ -625,7 +657,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
         auto res = error(req, allowed.error());
         finish(req, res.result_int(), res);
         stream.tcp().expires_after(options.idle_timeout);
-        auto [wec, written] = co_await http::async_write(stream, res, kToken);
+        auto [wec, written] = co_await write_response(stream, res);
         if (wec || !res.keep_alive()) break;
         continue;
       }
@@ -670,7 +702,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
     finish(req, res.result_int(), res);
     if (stopping) res.keep_alive(false);
     stream.tcp().expires_after(options.idle_timeout);
-    auto [wec, written] = co_await http::async_write(stream, res, kToken);
+    auto [wec, written] = co_await write_response(stream, res);
     if (wec || !res.keep_alive()) break;
   }
   co_await end_connection(stream);
@@ -1172,7 +1204,7 @@ asio::awaitable<void> Server::Impl::sse_session(Transport stream, Request req, T
     auto res = error(req, sub.error());
     finish(req, res.result_int(), res);
     res.keep_alive(false);
-    co_await http::async_write(stream, res, kToken);
+    co_await write_response(stream, res);
     co_return;
   }
   auto socket = std::make_shared<Transport>(std::move(stream));
