@@ -32,9 +32,10 @@ class LocalStore final : public Store {
     // With fsync=batch: the most time between a commit and the fsync that puts it on disk.
     std::chrono::milliseconds fsync_interval{1000};
     std::size_t max_batch = 4096;  // write operations per transaction at most
-    // Entries one transaction deletes from a stream at most when trimming to a MAXLEN (~4 ms of
-    // deletes): a far lower limit is reached over several transactions, so other writes go on
-    // meanwhile. An append with an exact MAXLEN returns once its stream is down to it.
+    // Entries one transaction deletes from a stream at most, beyond as many as it appended, when
+    // trimming to a MAXLEN (~4 ms of deletes): a far lower limit is reached over several
+    // transactions, so other writes go on meanwhile. An append with an exact MAXLEN returns
+    // once its stream is down to it.
     std::uint64_t trim_chunk = 2000;
     // What the WAL file is cut back to once a transaction grew it past that and a checkpoint
     // has copied it all (journal_size_limit). The WAL normally cycles through about 4 MiB (a

@@ -61,6 +61,14 @@ boost::asio::awaitable<void> append_noting(Store& s, std::string stream, AppendO
   finished.push_back(stream);
 }
 
+boost::asio::awaitable<void> append_batch_noting(Store& s, std::string stream, int events,
+                                                 AppendOptions options,
+                                                 std::vector<std::string>& finished) {
+  auto appended = co_await s.append_batch(stream, samples(events), options);
+  EXPECT_TRUE(appended) << appended.error().message;
+  finished.push_back(stream);
+}
+
 // After `wait`: checks nothing in `finished` returned yet, and closes the store.
 boost::asio::awaitable<void> close_later(Store& s, std::chrono::milliseconds wait,
                                          const std::vector<std::string>& finished) {
@@ -411,6 +419,18 @@ TEST_F(LocalStoreTest, AFarLowerMaxlenIsTrimmedInChunksWhileOtherWritesGoOn) {
   EXPECT_EQ(info.length, 10u);
   EXPECT_EQ(info.first_id, stored[4991].event->id);  // the newest 9 of the 5000, and the new one
   EXPECT_EQ(info.trimmed_through, stored[4990].event->id);
+}
+
+// The chunk bounds only what a stream had over its limit before: a stream at its limit stays
+// at it in the transaction of a batch far larger than the chunk.
+TEST_F(LocalStoreTest, ABatchLargerThanTheTrimChunkIsTrimmedInItsOwnTransaction) {
+  auto s = open({.fsync = local::Fsync::never, .trim_chunk = 100});
+  ASSERT_TRUE(run(s->append_batch("big", samples(10), {})));
+  std::vector<std::string> finished;
+  all(append_batch_noting(*s, "big", 500, {10}, finished),
+      append_noting(*s, "other", {10}, finished));
+  EXPECT_EQ(finished, (std::vector<std::string>{"big", "other"}));
+  EXPECT_EQ(run(s->info("big")).value().length, 10u);
 }
 
 // MAXLEN ~ promises no exact length: its append returns at its commit, and the trim goes on in

@@ -49,7 +49,7 @@ result<WriteContext::Stream*> WriteContext::stream(std::string_view name, bool c
     s.row.epoch = make_epoch();
     s.dirty = true;
   }
-  s.target_length = s.row.length;
+  s.target_length = s.loaded_length = s.row.length;
   if (auto left = unfinished_.find(name); left != unfinished_.end()) {
     s.target_length = std::min(s.target_length, left->second);
   }
@@ -59,7 +59,11 @@ result<WriteContext::Stream*> WriteContext::stream(std::string_view name, bool c
 result<void> WriteContext::apply_trims() {
   for (auto& [name, s] : streams_) {
     if (s.row.length <= s.target_length) continue;
-    std::uint64_t drop = std::min(s.row.length - s.target_length, trim_chunk_);
+    // What the batch appended (row.length - loaded_length, with what it deleted so far taken
+    // off) and trim_chunk_ more.
+    std::uint64_t allowed = trim_chunk_ + s.row.length - s.loaded_length;
+    std::uint64_t drop = std::min(s.row.length - s.target_length, allowed);
+    if (drop == 0) continue;
     auto last = db.prepare(
         "SELECT ms, seq FROM events WHERE stream = ?1 ORDER BY ms, seq LIMIT 1 OFFSET ?2");
     if (!last) return last.error();

@@ -34,24 +34,25 @@ class WriteContext {
     StreamRow row;
     bool dirty = false;  // row changed in this batch: written back before COMMIT
     // Retained length Redis would have after this batch's appends and MAXLEN trims; the
-    // oldest entries beyond it are deleted at the end of the batch (or before another op), at
-    // most `trim_chunk` of them per batch.
+    // oldest entries beyond it are deleted at the end of the batch (or before another op): as
+    // many as the batch appended, and at most `trim_chunk` more.
     std::uint64_t target_length = 0;
+    std::uint64_t loaded_length = 0;  // row.length when the batch loaded the row
     // The batch's operations (by index) that are complete only once the stream is trimmed to
     // target_length (appends with an exact MAXLEN).
     std::vector<std::size_t> waiting;
   };
 
   // `unfinished`: what earlier batches left to trim; `trim_chunk`: the most entries one batch
-  // deletes from one stream.
+  // deletes from one stream beyond those it appended.
   WriteContext(sqlite::Connection& db, std::uint64_t now_ms, const UnfinishedTrims& unfinished,
                std::uint64_t trim_chunk)
       : db(db), now_ms(now_ms), unfinished_(unfinished), trim_chunk_(trim_chunk) {}
 
   // The stream's cached state; nullptr when it does not exist and `create` is false.
   result<Stream*> stream(std::string_view name, bool create);
-  // Deletes what MAXLEN trimming removes (up to trim_chunk entries per stream and batch), so
-  // every op sees the state Redis would show.
+  // Deletes what MAXLEN trimming removes (per stream and batch: what the batch appended and up
+  // to trim_chunk more), so every op sees the state Redis would show.
   result<void> apply_trims();
   // Writes dirty stream rows back.
   result<void> flush();
@@ -87,7 +88,8 @@ class WriteContext {
 // again at once; the thread waits at most `kArrivalGap` for each next write), and, with a
 // commit delay, until about as many writes as the previous batch had arrived (see run()).
 //
-// Trimming in chunks: a batch deletes at most `trim_chunk` entries of one stream, so lowering a
+// Trimming in chunks: a batch deletes at most `trim_chunk` entries of one stream beyond those it
+// appended (a stream at its limit stays at it, however much a batch appends), so lowering a
 // stream's MAXLEN far below its length (a retention cut from 1M to 10,000 events: 2 s of
 // deletes) does not stall every other write for that long. What is left goes on in the next
 // batches, which the thread runs even when nothing is queued; an append with an exact MAXLEN
@@ -126,7 +128,7 @@ class Writer {
     // The most time between a commit and the fsync of the WAL after it (zero: the writer never
     // fsyncs itself; the connection's synchronous level decides).
     std::chrono::milliseconds sync_interval{0};
-    std::uint64_t trim_chunk = 2000;  // entries one batch deletes from a stream at most
+    std::uint64_t trim_chunk = 2000;  // entries a batch deletes from a stream beyond those it adds
   };
 
   Writer(std::unique_ptr<sqlite::Connection> db, WaitList& waiters,
