@@ -217,6 +217,41 @@ TEST_P(ServerE2E, PublishAndReplay) {
   EXPECT_EQ(call(http::verb::get, "/readyz").status, 200u);
 }
 
+// HEAD answers as GET would, without the body (RFC 9110), and the connection goes on: a body
+// sent after the answer would be read as the start of the next one.
+TEST_P(ServerE2E, HeadAnswersAsGetWithoutTheBody) {
+  ASSERT_EQ(publish("orders", R"({"type":"order.created","payload":{"n":1}})").status, 201u);
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  beast::flat_buffer buffer;  // one for the connection: what follows an answer stays in it
+  auto ask = [&](http::verb verb, const std::string& target) {
+    http::request<http::empty_body> req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    http::write(stream, req);
+    http::response_parser<http::string_body> parser;
+    parser.skip(verb == http::verb::head);
+    http::read(stream, buffer, parser);
+    return parser.release();
+  };
+  for (const char* target : {"/healthz", "/events/orders?after=0-0", "/ui/"}) {
+    auto head = ask(http::verb::head, target);
+    auto get = ask(http::verb::get, target);
+    EXPECT_EQ(head.result_int(), 200u) << target;
+    EXPECT_EQ(get.result_int(), 200u) << target;
+    EXPECT_EQ(head[http::field::content_length], std::to_string(get.body().size())) << target;
+    EXPECT_EQ(head[http::field::content_type], get[http::field::content_type]) << target;
+    EXPECT_TRUE(head.body().empty()) << target;
+  }
+  auto sse = ask(http::verb::head, "/sse/orders");
+  EXPECT_EQ(sse.result_int(), 405u);
+  EXPECT_EQ(sse[http::field::allow], "GET");
+  auto post = call(http::verb::post, "/healthz");
+  EXPECT_EQ(post.status, 405u);
+  EXPECT_EQ(post.headers["allow"], "GET, HEAD");
+  EXPECT_EQ(call(http::verb::post, "/sse/orders").status, 405u);
+}
+
 TEST_P(ServerE2E, BadInputGetsAClearErrorAndStoresNothing) {
   struct Case {
     http::verb verb;

@@ -55,7 +55,7 @@ using tcp = asio::ip::tcp;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
-std::string wire_bytes(const Response& res) {
+std::string wire_bytes(const Response& res, bool with_body) {
   std::string out;
   out.reserve(128 + res.body().size());
   out += "HTTP/";
@@ -74,7 +74,7 @@ std::string wire_bytes(const Response& res) {
     out += "\r\n";
   }
   out += "\r\n";
-  out += res.body();
+  if (with_body) out += res.body();
   return out;
 }
 
@@ -82,10 +82,11 @@ namespace {
 
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 
-// Writes `res` (see wire_bytes), under the stream's timeout as Beast's http::async_write would.
+// Writes `res` (see wire_bytes), under the stream's timeout as Beast's http::async_write would;
+// to a HEAD request, without its body.
 asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> write_response(
-    Transport& stream, const Response& res) {
-  const std::string bytes = wire_bytes(res);
+    Transport& stream, const Response& res, http::verb method = http::verb::get) {
+  const std::string bytes = wire_bytes(res, method != http::verb::head);
   co_return co_await asio::async_write(stream, asio::buffer(bytes), kToken);
 }
 
@@ -449,7 +450,7 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
   };
 
   if (path.size() == 1 && (path[0] == "healthz" || path[0] == "readyz")) {
-    if (req.method() != http::verb::get) co_return method_not_allowed("GET");
+    if (req.method() != http::verb::get) co_return method_not_allowed("GET, HEAD");
     if (path[0] == "readyz") {
       auto healthy = co_await store->health();
       if (!healthy) co_return error(req, healthy.error());
@@ -459,14 +460,14 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
 
   // Prometheus scrapes without a token, at /metrics or /metrics/ (DESIGN §5).
   if (!path.empty() && path[0] == "metrics" && (path.size() == 1 || path[1].empty())) {
-    if (req.method() != http::verb::get) co_return method_not_allowed("GET");
+    if (req.method() != http::verb::get) co_return method_not_allowed("GET, HEAD");
     co_return metrics_response(req);
   }
 
   // The dashboard (DESIGN §7): files built into the binary, served without a token (the calls
   // it makes carry one).
   if (!path.empty() && path[0] == "ui") {
-    if (req.method() != http::verb::get) co_return method_not_allowed("GET");
+    if (req.method() != http::verb::get) co_return method_not_allowed("GET, HEAD");
     if (path.size() == 1) {  // /ui: relative links need the slash
       Response res{http::status::permanent_redirect, req.version()};
       res.set(http::field::location, "/ui/");
@@ -549,7 +550,7 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
       out += R"(],"next":")" + next.to_string() + "\"}";
       co_return json_response(req, 200, std::move(out));
     }
-    co_return method_not_allowed("GET, POST");
+    co_return method_not_allowed("GET, HEAD, POST");
   }
   if (!path.empty() && path[0] == "v1") {
     std::vector<std::string> rest(path.begin() + 1, path.end());
@@ -562,7 +563,7 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
     if (res) {
       if (res->code) metrics->failed(*res->code);
       auto out = json_response(req, res->status, std::move(res->body));
-      if (res->status == 405) out.set(http::field::allow, "GET, POST, DELETE");
+      if (res->status == 405) out.set(http::field::allow, "GET, HEAD, POST, DELETE");
       co_return out;
     }
   }
@@ -657,7 +658,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
         auto res = error(req, allowed.error());
         finish(req, res.result_int(), res);
         stream.tcp().expires_after(options.idle_timeout);
-        auto [wec, written] = co_await write_response(stream, res);
+        auto [wec, written] = co_await write_response(stream, res, req.method());
         if (wec || !res.keep_alive()) break;
         continue;
       }
@@ -693,8 +694,17 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
       res = error(req, make_error(errc::invalid_argument,
                                   "this path takes a WebSocket upgrade request with "
                                   "the subprotocol replayrail.v1"));
+    } else if (streaming_path && req.method() != http::verb::options) {  // /sse/{channel}
+      res = error(req, make_error(errc::method_not_allowed, "GET only on this path"));
+      res.set(http::field::allow, "GET");
     } else if (req.method() == http::verb::options) {
       res = preflight(req);
+    } else if (req.method() == http::verb::head) {
+      // HEAD: the answer to GET, without its body (RFC 9110 §9.3.2).
+      Counted counted(handling);
+      req.method(http::verb::get);
+      res = co_await handle(req, *target);
+      req.method(http::verb::head);
     } else {
       Counted counted(handling);
       res = co_await handle(req, *target);
@@ -702,7 +712,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
     finish(req, res.result_int(), res);
     if (stopping) res.keep_alive(false);
     stream.tcp().expires_after(options.idle_timeout);
-    auto [wec, written] = co_await write_response(stream, res);
+    auto [wec, written] = co_await write_response(stream, res, req.method());
     if (wec || !res.keep_alive()) break;
   }
   co_await end_connection(stream);
