@@ -102,8 +102,9 @@ class WriteContext {
 // tried again after another interval.
 //
 // Lifecycle: started by the constructor; close() refuses later writes (store_closed_error())
-// and lets the thread finish what is queued (and fsync it, with a sync interval); the destructor
-// closes and joins the thread.
+// and lets the thread finish what is queued (and fsync it, with a sync interval) and complete
+// the appends still waiting for a trim (they are stored; the trim goes on at the stream's next
+// append after a reopen); the destructor closes and joins the thread.
 class Writer {
  public:
   // A queued write. apply() runs in the transaction; finish() completes it after the commit
