@@ -1,6 +1,7 @@
 #include "replayrail/store/local/local_store.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -76,6 +77,40 @@ boost::asio::awaitable<void> close_later(Store& s, std::chrono::milliseconds wai
   co_await later.async_wait(boost::asio::use_awaitable);
   EXPECT_TRUE(finished.empty());
   s.close();
+}
+
+// CPU time this process has used (every thread).
+std::chrono::microseconds process_cpu() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto us = [](const timeval& t) {
+    return std::chrono::microseconds(t.tv_sec * 1'000'000 + t.tv_usec);
+  };
+  return us(usage.ru_utime) + us(usage.ru_stime);
+}
+
+// While an append waits for its stream's trim: after 20 ms a trigger makes every delete fail
+// (the trim's transactions roll back), then the trim must stand still and the append wait; after
+// 300 ms more the trigger goes.
+boost::asio::awaitable<void> refuse_deletes_for_a_while(Store& s, std::filesystem::path db_path,
+                                                        const std::vector<std::string>& finished) {
+  auto db = sqlite::Connection::open(db_path, false).value();
+  boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor);
+  pause.expires_after(std::chrono::milliseconds(20));
+  co_await pause.async_wait(boost::asio::use_awaitable);
+  EXPECT_TRUE(
+      db->exec("PRAGMA busy_timeout=5000; CREATE TRIGGER refuse BEFORE DELETE ON events "
+               "BEGIN SELECT RAISE(ABORT, 'refused'); END;"));
+  auto before = (co_await s.info("big")).value().length;
+  const auto cpu_before = process_cpu();
+  pause.expires_after(std::chrono::milliseconds(300));
+  co_await pause.async_wait(boost::asio::use_awaitable);
+  // A writer retrying at once would keep a core busy (~300 ms); it tries every 100 ms.
+  EXPECT_LT(process_cpu() - cpu_before, std::chrono::milliseconds(100));
+  EXPECT_EQ((co_await s.info("big")).value().length, before);
+  EXPECT_GT(before, 10u);
+  EXPECT_TRUE(finished.empty());
+  EXPECT_TRUE(db->exec("DROP TRIGGER refuse"));
 }
 
 boost::asio::awaitable<void> delete_and_refill(Store& s, std::string stream, int events) {
@@ -463,6 +498,18 @@ TEST_F(LocalStoreTest, ClosingCompletesAnAppendWaitingForItsTrim) {
   auto s = open();
   EXPECT_GT(run(s->info("big")).value().length, 10u);
   ASSERT_TRUE(run(s->append("big", sample(), {10})));
+  EXPECT_EQ(run(s->info("big")).value().length, 10u);
+}
+
+// A trim whose transactions fail is tried again later (not in a loop that spins): it stands
+// still meanwhile, and the append waiting for it completes once it can go on.
+TEST_F(LocalStoreTest, ATrimThatFailsIsTriedAgainAndItsAppendWaits) {
+  auto s = open({.fsync = local::Fsync::never, .trim_chunk = 1});
+  ASSERT_TRUE(run(s->append_batch("big", samples(20'000), {})));
+  std::vector<std::string> finished;
+  all(append_noting(*s, "big", {10}, finished),
+      refuse_deletes_for_a_while(*s, dir_.path() / "replayrail.db", finished));
+  EXPECT_EQ(finished, std::vector<std::string>{"big"});
   EXPECT_EQ(run(s->info("big")).value().length, 10u);
 }
 

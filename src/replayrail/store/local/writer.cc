@@ -25,6 +25,9 @@ constexpr std::chrono::microseconds kArrivalGap(20);
 // as glibc's adaptive mutexes do; the poll yields the CPU to any runnable thread and ends as soon
 // as the completions have run.
 constexpr std::chrono::microseconds kPollBeforeSleep(50);
+// After a failed batch, how long unfinished trims wait before the writer tries them again on its
+// own (a write that comes meanwhile tries them with it).
+constexpr std::chrono::milliseconds kTrimRetryPause(100);
 // The most batches that sleep at once after polls that found nothing (see run()).
 constexpr int kMaxPollSkips = 63;
 
@@ -169,17 +172,28 @@ void Writer::run() {
     bool work;
     {
       std::unique_lock lock(mu_);
-      // An unfinished trim is work: the next batch goes on with it.
-      const bool trimming = !unfinished_trims_.empty() && !stopping_;
-      idle_ = queue_.empty() && !trimming;
+      // An unfinished trim is work: the next batch goes on with it (after a failed batch, not
+      // before trim_retry_at_, so a lasting error does not spin this thread).
+      auto trimming = [this] {
+        return !unfinished_trims_.empty() && !stopping_ &&
+               std::chrono::steady_clock::now() >= trim_retry_at_;
+      };
+      idle_ = queue_.empty() && !trimming();
       auto ready = [this] { return stopping_ || !queue_.empty(); };
-      if (!trimming && sync_due_) {
-        cv_.wait_until(lock, *sync_due_, ready);
-      } else if (!trimming) {
-        cv_.wait(lock, ready);
+      if (!trimming()) {
+        // What comes due without a write: an fsync, a trim's retry.
+        auto until = sync_due_;
+        if (!unfinished_trims_.empty() && !stopping_) {
+          until = until ? std::min(*until, trim_retry_at_) : trim_retry_at_;
+        }
+        if (until) {
+          cv_.wait_until(lock, *until, ready);
+        } else {
+          cv_.wait(lock, ready);
+        }
       }
       idle_ = false;
-      work = !queue_.empty() || trimming;
+      work = !queue_.empty() || trimming();
     }
     if (!work && stopping_) {  // nothing left to write
       // Appends waiting for a trim are stored: they complete, and the trim goes on when the
@@ -300,6 +314,7 @@ std::size_t Writer::run_batch(std::vector<std::unique_ptr<Op>>& batch, std::size
   WriteContext ctx(*db_, now_ms_(), unfinished_trims_, trim_chunk_);
   auto fail_all = [&](Error e) {
     (void)db_->exec("ROLLBACK");
+    trim_retry_at_ = std::chrono::steady_clock::now() + kTrimRetryPause;
     for (auto& op : batch) op->fail(e);
     std::size_t size = batch.size();
     complete_all(batch);

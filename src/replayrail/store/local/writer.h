@@ -180,8 +180,9 @@ class Writer {
   std::chrono::microseconds commit_delay_;
   std::chrono::milliseconds sync_interval_;
   std::uint64_t trim_chunk_;
-  UnfinishedTrims unfinished_trims_;                  // the writer thread's only
-  StringMap<std::vector<std::unique_ptr<Op>>> held_;  // committed, waiting for those trims
+  UnfinishedTrims unfinished_trims_;                     // the writer thread's only
+  std::chrono::steady_clock::time_point trim_retry_at_;  // set by a failed batch
+  StringMap<std::vector<std::unique_ptr<Op>>> held_;     // committed, waiting for those trims
   // When the WAL must next be fsynced: set by the first commit after an fsync.
   std::optional<std::chrono::steady_clock::time_point> sync_due_;
   std::uint64_t next_expiry_sweep_ms_ = 0;
