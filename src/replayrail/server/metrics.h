@@ -34,7 +34,6 @@ namespace replayrail::server {
 
 struct Batch;
 
-// What the server reports when scraped.
 // The archive as its passes left it (the summary's "archive").
 struct ArchiveStatus {
   double lag_seconds = 0;           // replayrail_archive_lag_seconds
@@ -43,6 +42,7 @@ struct ArchiveStatus {
   std::uint64_t failed_passes = 0;  // since the start
 };
 
+// What the server reports when scraped.
 struct MetricsSnapshot {
   std::size_t connections = 0;
   std::size_t streaming = 0;  // WebSocket and SSE sessions

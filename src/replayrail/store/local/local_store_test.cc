@@ -137,6 +137,13 @@ class LocalStoreTest : public ::testing::Test {
     tasks.push_back(std::move(b));
     testing::run_all(io_, std::move(tasks));
   }
+  // A store whose stream "big" holds 20,000 events and that trims one entry per transaction:
+  // lowering its limit leaves a trim that goes on for 20,000 transactions.
+  std::shared_ptr<LocalStore> open_with_trim_backlog() {
+    auto s = open({.fsync = local::Fsync::never, .trim_chunk = 1});
+    (void)run(s->append_batch("big", samples(20'000), {})).value();  // throws if it failed
+    return s;
+  }
   void set_pragma(const std::string& sql) {
     auto db = sqlite::Connection::open(dir_.path() / "replayrail.db", false).value();
     ASSERT_TRUE(db->exec(sql));
@@ -471,8 +478,7 @@ TEST_F(LocalStoreTest, ABatchLargerThanTheTrimChunkIsTrimmedInItsOwnTransaction)
 // MAXLEN ~ promises no exact length: its append returns at its commit, and the trim goes on in
 // the writer's next transactions, with nothing else to write.
 TEST_F(LocalStoreTest, AnApproximateMaxlenDoesNotWaitForItsTrim) {
-  auto s = open({.fsync = local::Fsync::never, .trim_chunk = 1});
-  ASSERT_TRUE(run(s->append_batch("big", samples(20'000), {})));
+  auto s = open_with_trim_backlog();
   ASSERT_TRUE(run(s->append("big", sample(), {.maxlen = 10, .approximate = true})));
   // 20,000 transactions of one delete each are still going on.
   EXPECT_GT(run(s->info("big")).value().length, 10u);
@@ -487,8 +493,7 @@ TEST_F(LocalStoreTest, AnApproximateMaxlenDoesNotWaitForItsTrim) {
 // on when the stream is next appended to.
 TEST_F(LocalStoreTest, ClosingCompletesAnAppendWaitingForItsTrim) {
   {
-    auto s = open({.fsync = local::Fsync::never, .trim_chunk = 1});
-    ASSERT_TRUE(run(s->append_batch("big", samples(20'000), {})));
+    auto s = open_with_trim_backlog();
     std::vector<std::string> finished;
     // 20,000 transactions of one delete each take longer than 50 ms.
     all(append_noting(*s, "big", {10}, finished),
@@ -504,8 +509,7 @@ TEST_F(LocalStoreTest, ClosingCompletesAnAppendWaitingForItsTrim) {
 // A trim whose transactions fail is tried again later (not in a loop that spins): it stands
 // still meanwhile, and the append waiting for it completes once it can go on.
 TEST_F(LocalStoreTest, ATrimThatFailsIsTriedAgainAndItsAppendWaits) {
-  auto s = open({.fsync = local::Fsync::never, .trim_chunk = 1});
-  ASSERT_TRUE(run(s->append_batch("big", samples(20'000), {})));
+  auto s = open_with_trim_backlog();
   std::vector<std::string> finished;
   all(append_noting(*s, "big", {10}, finished),
       refuse_deletes_for_a_while(*s, dir_.path() / "replayrail.db", finished));
@@ -516,8 +520,7 @@ TEST_F(LocalStoreTest, ATrimThatFailsIsTriedAgainAndItsAppendWaits) {
 // Deleting a stream ends its trim: the append waiting for it returns, and a stream made again
 // under that name is not trimmed to the old limit.
 TEST_F(LocalStoreTest, DeletingAStreamEndsItsUnfinishedTrim) {
-  auto s = open({.fsync = local::Fsync::never, .trim_chunk = 1});
-  ASSERT_TRUE(run(s->append_batch("big", samples(20'000), {})));
+  auto s = open_with_trim_backlog();
   std::vector<std::string> finished;
   all(append_noting(*s, "big", {10}, finished), delete_and_refill(*s, "big", 20));
   EXPECT_EQ(finished, std::vector<std::string>{"big"});

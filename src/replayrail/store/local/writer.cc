@@ -113,10 +113,10 @@ Writer::Writer(std::unique_ptr<sqlite::Connection> db, WaitList& waiters,
     : db_(std::move(db)),
       waiters_(waiters),
       now_ms_(std::move(now_ms)),
-      max_batch_(std::max<std::size_t>(options.max_batch, 1)),
+      max_batch_(options.max_batch),
       commit_delay_(options.commit_delay),
       sync_interval_(options.sync_interval),
-      trim_chunk_(std::max<std::uint64_t>(options.trim_chunk, 1)),
+      trim_chunk_(options.trim_chunk),
       thread_([this] { run(); }) {}
 
 Writer::~Writer() {

@@ -122,14 +122,15 @@ class Writer {
   };
 
   struct Options {
-    std::size_t max_batch = 4096;  // operations per transaction at most
+    std::size_t max_batch = 4096;  // operations per transaction at most (1 or more)
     // How long the writer may wait for the writers of its previous batch to come back before it
     // commits a smaller one (zero: never waits).
     std::chrono::microseconds commit_delay{0};
     // The most time between a commit and the fsync of the WAL after it (zero: the writer never
     // fsyncs itself; the connection's synchronous level decides).
     std::chrono::milliseconds sync_interval{0};
-    std::uint64_t trim_chunk = 2000;  // entries a batch deletes from a stream beyond those it adds
+    // Entries a batch deletes from a stream beyond those it adds (1 or more).
+    std::uint64_t trim_chunk = 2000;
   };
 
   Writer(std::unique_ptr<sqlite::Connection> db, WaitList& waiters,
