@@ -1134,7 +1134,23 @@ TEST_P(ServerE2E, TopicBadInputIsAClearErrorAndWritesNothing) {
       EXPECT_EQ(r.error_code(), c.code) << c.body;
     }
   }
-  EXPECT_EQ(call(http::verb::get, "/v1/topics/t/events").status, 405u);
+  // A 405 names what the path does take.
+  for (auto [method, target, allow] : {
+           std::tuple{http::verb::get, "/v1/topics/t/events", "POST"},
+           std::tuple{http::verb::post, "/v1/topics/t/describe", "GET, HEAD"},
+           std::tuple{http::verb::put, "/v1/topics/t/groups", "POST"},
+           std::tuple{http::verb::post, "/v1/topics/t/groups/g", "DELETE"},
+           std::tuple{http::verb::get, "/v1/topics/t/groups/g/ack", "POST"},
+           std::tuple{http::verb::delete_, "/v1/metrics/summary", "GET, HEAD"},
+       }) {
+    auto r = call(method, target);
+    EXPECT_EQ(r.status, 405u) << target;
+    EXPECT_EQ(r.header("allow"), allow) << target;
+    EXPECT_EQ(r.error_code(), "method_not_allowed") << target;
+  }
+  auto head = call(http::verb::head, "/v1/topics/t/describe");
+  EXPECT_EQ(head.status, 200u);
+  EXPECT_EQ(head.body, "");
   auto described = call(http::verb::get, "/v1/topics/t/describe");
   ASSERT_EQ(described.status, 200u);
   EXPECT_EQ(described.json().at("length").as_int64(), 2) << "nothing was half-written";
@@ -2436,7 +2452,9 @@ TEST_P(ServerE2E, TheArchiveApiListsSearchesAndVerifies) {
   EXPECT_EQ(huge.status, 200u) << huge.body;
   EXPECT_TRUE(huge.json().at("events").as_array().empty());
   EXPECT_EQ(call(http::verb::get, "/v1/archive/streams/nope/verify", {}, admin).status, 404u);
-  EXPECT_EQ(call(http::verb::post, "/v1/archive/streams", "{}", admin).status, 405u);
+  auto post = call(http::verb::post, "/v1/archive/streams", "{}", admin);
+  EXPECT_EQ(post.status, 405u);
+  EXPECT_EQ(post.header("allow"), "GET, HEAD");
 }
 
 // `replayrail bench` (DESIGN §1) against the server: every event published, and delivered once

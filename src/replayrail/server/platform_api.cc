@@ -23,6 +23,14 @@ constexpr std::int64_t kMaxBlockMs = 60'000;
 
 ApiResponse error(const Error& e) { return {http_status(e.code), error_body(e), e.code}; }
 
+// 405 for a path that takes only `allowed` (HEAD is served as GET, without the body).
+ApiResponse not_allowed(const char* allowed) {
+  auto res =
+      error(make_error(errc::method_not_allowed, std::string(allowed) + " only on this path"));
+  res.allow = allowed;
+  return res;
+}
+
 ApiResponse ok(unsigned status, const json::value& body) { return {status, to_json(body)}; }
 
 // A group's start: `$` or an id (`0-0` = everything retained).
@@ -167,16 +175,13 @@ task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
                                                      std::string_view body,
                                                      std::string_view traceparent,
                                                      const Params& params) {
-  auto not_allowed = [](const char* allowed) {
-    return error(make_error(errc::method_not_allowed, std::string(allowed) + " only on this path"));
-  };
   if (!path.empty() && path[0] == "archive") co_return co_await archive_route(method, path, params);
   if (path.size() == 2 && path[0] == "auth" && path[1] == "token") {
     if (method != "POST") co_return not_allowed("POST");
     co_return mint_token(body);
   }
   if (path.size() == 2 && path[0] == "metrics" && path[1] == "summary") {
-    if (method != "GET") co_return not_allowed("GET");
+    if (method != "GET") co_return not_allowed("GET, HEAD");
     co_return co_await summary();
   }
   if (path.size() < 3 || path[0] != "topics") co_return std::nullopt;
@@ -186,7 +191,7 @@ task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
     co_return co_await ingest(topic, body, traceparent);
   }
   if (path.size() == 3 && path[2] == "describe") {
-    if (method != "GET") co_return not_allowed("GET");
+    if (method != "GET") co_return not_allowed("GET, HEAD");
     co_return co_await describe(topic);
   }
   if (path.size() == 3 && path[2] == "groups") {
@@ -416,7 +421,7 @@ task<std::optional<ApiResponse>> PlatformApi::archive_route(std::string_view met
   const bool verify = path.size() == 4 && path[1] == "streams" && path[3] == "verify";
   if (!streams && !events && !verify) co_return std::nullopt;
   if (method != "GET") {
-    co_return error(make_error(errc::method_not_allowed, "GET only on this path"));
+    co_return not_allowed("GET, HEAD");
   }
   if (!archive_) {
     co_return error(

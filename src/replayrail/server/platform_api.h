@@ -23,6 +23,7 @@ struct ApiResponse {
   unsigned status = 200;
   std::string body;          // JSON
   std::optional<errc> code;  // an error's
+  std::string allow;         // a 405's: the methods the path takes (its Allow header)
 };
 
 // What the server reports about itself in the summary.

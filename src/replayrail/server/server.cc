@@ -563,7 +563,7 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
     if (res) {
       if (res->code) metrics->failed(*res->code);
       auto out = json_response(req, res->status, std::move(res->body));
-      if (res->status == 405) out.set(http::field::allow, "GET, HEAD, POST, DELETE");
+      if (!res->allow.empty()) out.set(http::field::allow, res->allow);
       co_return out;
     }
   }
