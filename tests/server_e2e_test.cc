@@ -1008,6 +1008,64 @@ TEST_P(ServerE2E, TopicsAndConsumerGroupsWalkthrough) {
   EXPECT_EQ(call(http::verb::delete_, "/v1/topics/orders/groups/workers").status, 404u);
 }
 
+// The summary lists the channels that are no topic's partition (published to with POST
+// /events/{channel} only, dead-letter streams), the first 100 by name, and counts them all.
+TEST_P(ServerE2E, TheSummaryListsTheChannelsThatAreNoTopic) {
+  auto channels_of = [&] {
+    auto summary = call(http::verb::get, "/v1/metrics/summary");
+    EXPECT_EQ(summary.status, 200u) << summary.body;
+    return summary.json();
+  };
+  EXPECT_TRUE(channels_of().at("channels").as_array().empty());
+  EXPECT_EQ(channels_of().at("channels_total").as_int64(), 0);
+
+  // Topics of 1 and of 3 partitions (their streams are `solo`, `jobs#0` …): not channels.
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/solo/events", R"({"events":[{"type":"a"}]})").status,
+            201u);
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/jobs/events",
+                 R"({"partitions":3,"events":[{"type":"a","partition_key":"k"}]})")
+                .status,
+            201u);
+  ASSERT_EQ(publish("orders", R"({"type":"order.created"})").status, 201u);
+  auto first = publish("audit", R"({"type":"user.login","payload":{}})");
+  auto last = publish("audit", R"({"type":"user.logout","payload":{}})");
+  ASSERT_EQ(last.status, 201u) << last.body;
+
+  auto summary = channels_of();
+  const auto& channels = summary.at("channels").as_array();
+  ASSERT_EQ(channels.size(), 2u) << summary;
+  EXPECT_EQ(summary.at("channels_total").as_int64(), 2);
+  const auto& audit = channels[0];  // by name
+  EXPECT_EQ(audit.at("channel").as_string(), "audit");
+  EXPECT_EQ(audit.at("length").as_int64(), 2);
+  EXPECT_EQ(audit.at("first_id"), first.json().at("event").at("id"));
+  EXPECT_EQ(audit.at("last_id"), last.json().at("event").at("id"));
+  EXPECT_TRUE(audit.at("groups").as_array().empty());
+  EXPECT_EQ(channels[1].at("channel").as_string(), "orders");
+
+  // A consumer group makes a channel a topic (of one partition): it moves to the topics.
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/audit/groups", R"({"group":"g","start_id":"0-0"})").status,
+      201u);
+  summary = channels_of();
+  ASSERT_EQ(summary.at("channels").as_array().size(), 1u) << summary;
+  EXPECT_EQ(summary.at("channels").as_array()[0].at("channel").as_string(), "orders");
+  EXPECT_EQ(summary.at("topics").as_array().size(), 3u) << summary;
+
+  // 120 more: the first 100 by name are described, all are counted.
+  for (int i = 0; i < 120; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "c%03d", i);
+    ASSERT_EQ(publish(name, R"({"type":"t"})").status, 201u) << name;
+  }
+  auto many = channels_of();
+  const auto& listed = many.at("channels").as_array();
+  ASSERT_EQ(listed.size(), 100u);
+  EXPECT_EQ(many.at("channels_total").as_int64(), 121);
+  EXPECT_EQ(listed.front().at("channel").as_string(), "c000");
+  EXPECT_EQ(listed.back().at("channel").as_string(), "c099");
+}
+
 // Every reader gets the numbers the publisher sent, digit for digit: Boost.JSON's own parser and
 // writer would turn 474.59380568556355 into 474.5938056855635 and 12.34 into 1.234E1.
 TEST_P(ServerE2E, NumbersArriveExactlyAsPublished) {

@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/parallel_group.hpp>
@@ -10,6 +11,7 @@
 #include <boost/json/value.hpp>
 #include <functional>
 #include <map>
+#include <unordered_set>
 
 #include "replayrail/core/json_text.h"
 
@@ -293,6 +295,32 @@ task<result<std::vector<TopicDescription>>> Topics::describe_all() {
     TopicDescription d;
     RR_CO_TRY_ASSIGN(d, co_await describe(t.name));
     out.push_back(std::move(d));
+  }
+  co_return out;
+}
+
+task<result<ChannelsDescription>> Topics::describe_channels(std::size_t limit) {
+  std::vector<std::string> streams;
+  RR_CO_TRY_ASSIGN(streams, co_await store_->list_streams());
+  std::vector<store::Topic> topics;
+  RR_CO_TRY_ASSIGN(topics, co_await store_->list_topics());
+  std::unordered_set<std::string> partitions;
+  for (const auto& t : topics) {
+    for (std::uint32_t p = 0; p < t.partitions; ++p) {
+      partitions.insert(store::partition_stream(t.name, t.partitions, p));
+    }
+  }
+  std::erase_if(streams, [&](const std::string& s) { return partitions.contains(s); });
+  std::sort(streams.begin(), streams.end());
+  ChannelsDescription out{.total = streams.size()};
+  for (const auto& name : streams) {
+    if (out.channels.size() == limit) break;
+    auto info = co_await store_->info(name);
+    if (info) {
+      out.channels.push_back({name, std::move(*info)});
+    } else if (info.error().code != errc::stream_not_found) {  // not deleted since it was listed
+      co_return info.error();
+    }
   }
   co_return out;
 }

@@ -57,6 +57,17 @@ struct TopicDescription {
   std::vector<PartitionInfo> partitions;
 };
 
+// The channels that are no topic's partition: those only published to (`POST /events/{channel}`)
+// and the topics' dead-letter streams.
+struct ChannelsDescription {
+  struct Channel {
+    std::string name;
+    store::StreamInfo info;
+  };
+  std::size_t total = 0;          // how many there are
+  std::vector<Channel> channels;  // the first ones by name, described
+};
+
 struct ClaimResult {
   std::vector<PartitionMessage> claimed;
   std::vector<PartitionIds> deleted;  // pending ids whose entries were trimmed meanwhile
@@ -98,6 +109,9 @@ class Topics {
 
   store::task<result<TopicDescription>> describe(std::string_view topic);
   store::task<result<std::vector<TopicDescription>>> describe_all();
+  // The first `limit` channels by name (each an info() call: a dashboard refresh stays bounded
+  // however many channels there are), and how many there are.
+  store::task<result<ChannelsDescription>> describe_channels(std::size_t limit);
 
   // Consumer groups, on every partition. `start`: `$` (each partition's last id) or an id.
   // `options` (max_deliveries) are stored with the group on every partition.

@@ -21,8 +21,19 @@ export interface TopicSummary {
   streams: PartitionSummary[];
   groups: GroupSummary[];
 }
+// A channel that is no topic: published to with POST /events/{channel} only, or a dead-letter
+// stream.
+export interface ChannelSummary {
+  channel: string;
+  length: number;
+  first_id: string;
+  last_id: string;
+  groups: GroupSummary[];
+}
 export interface Summary {
   topics: TopicSummary[];
+  channels: ChannelSummary[]; // the first 100 by name
+  channels_total: number;
   connections: number;
   streaming_sessions: number;
   subscriptions: number;

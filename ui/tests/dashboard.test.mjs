@@ -106,6 +106,22 @@ test('the overview shows the summary, topics and consumer groups', async () => {
   assert.match(await topic.locator('[data-group=workers]').innerText(), /workers\s+0 \/ 1 \/ 0/);
 });
 
+test('the overview lists the channels that are no topic', async () => {
+  await call('POST', '/events/audit.log', { type: 'user.login', payload: {} });
+  const second = await call('POST', '/events/audit.log', { type: 'user.logout', payload: {} });
+  assert.equal(second.status, 201);
+
+  await page.goto(`${base}/ui/`);
+  const channel = page.locator('[data-channel="audit.log"]');
+  await channel.waitFor();
+  const row = await channel.innerText();
+  assert.match(row, /audit\.log\s+2\s/);
+  assert.ok(row.includes(second.body.event.id), row);
+  // The partitioned topic of the test above is listed with the topics, not here.
+  assert.equal(await page.locator('[data-channel^=jobs]').count(), 0);
+  assert.match(await page.locator('[data-topic=jobs]').innerText(), /2 partitions/);
+});
+
 test('the live tail replays from a cursor, then shows what the publish form stores', async () => {
   const first = await call('POST', '/events/orders', { type: 'order.created', payload: { n: 1 } });
   await call('POST', '/events/orders', { type: 'order.created', payload: { n: 2 } });

@@ -20,6 +20,8 @@ namespace {
 
 constexpr std::int64_t kMaxReadCount = 1000;
 constexpr std::int64_t kMaxBlockMs = 60'000;
+// The channels the summary describes at most (the first by name; it counts them all).
+constexpr std::size_t kSummaryChannels = 100;
 
 ApiResponse error(const Error& e) { return {http_status(e.code), error_body(e), e.code}; }
 
@@ -65,6 +67,23 @@ std::string ingest_json(const store::Topic& t, const std::vector<Ingested>& even
   return out;
 }
 
+// One stream's length, ids and groups, after the fields `head` names it by.
+json::object stream_json(json::object head, const store::StreamInfo& info) {
+  json::array groups;
+  for (const auto& g : info.groups) {
+    groups.push_back(json::object{{"group", g.name},
+                                  {"consumers", g.consumers},
+                                  {"pending", g.pending},
+                                  {"lag", g.lag},
+                                  {"last_delivered_id", g.last_delivered.to_string()}});
+  }
+  head["length"] = info.length;
+  head["first_id"] = info.first_id.to_string();
+  head["last_id"] = info.last_id.to_string();
+  head["groups"] = std::move(groups);
+  return head;
+}
+
 json::object topic_json(const TopicDescription& d) {
   json::array streams;
   json::array groups;
@@ -75,13 +94,7 @@ json::object topic_json(const TopicDescription& d) {
   };
   std::map<std::string, GroupSum> by_group;
   for (const auto& p : d.partitions) {
-    json::array pgroups;
     for (const auto& g : p.info.groups) {
-      pgroups.push_back(json::object{{"group", g.name},
-                                     {"consumers", g.consumers},
-                                     {"pending", g.pending},
-                                     {"lag", g.lag},
-                                     {"last_delivered_id", g.last_delivered.to_string()}});
       auto& sum = by_group[g.name];
       sum.pending += g.pending;
       sum.lag += g.lag;
@@ -89,12 +102,7 @@ json::object topic_json(const TopicDescription& d) {
       sum.max_deliveries = g.max_deliveries;  // the same on every partition
     }
     total += p.info.length;
-    streams.push_back(json::object{{"partition", p.partition},
-                                   {"stream", p.stream},
-                                   {"length", p.info.length},
-                                   {"first_id", p.info.first_id.to_string()},
-                                   {"last_id", p.info.last_id.to_string()},
-                                   {"groups", std::move(pgroups)}});
+    streams.push_back(stream_json({{"partition", p.partition}, {"stream", p.stream}}, p.info));
   }
   for (const auto& [name, sum] : by_group) {
     groups.push_back(json::object{{"group", name},
@@ -377,6 +385,11 @@ task<ApiResponse> PlatformApi::summary() {
   if (!all) co_return error(all.error());
   json::array topics;
   for (const auto& d : *all) topics.push_back(topic_json(d));
+  auto plain = co_await topics_.describe_channels(kSummaryChannels);
+  if (!plain) co_return error(plain.error());
+  json::array channels;
+  for (const auto& c : plain->channels)
+    channels.push_back(stream_json({{"channel", c.name}}, c.info));
   ServerCounters c = counters_();
   json::value archive = nullptr;
   if (c.archive) {
@@ -386,6 +399,8 @@ task<ApiResponse> PlatformApi::summary() {
                            {"failed_passes", c.archive->failed_passes}};
   }
   co_return ok(200, json::object{{"topics", std::move(topics)},
+                                 {"channels", std::move(channels)},
+                                 {"channels_total", plain->total},
                                  {"connections", c.connections},
                                  {"streaming_sessions", c.streaming},
                                  {"subscriptions", c.subscriptions},
