@@ -33,12 +33,13 @@ function freePort() {
   });
 }
 
-// Starts the server on the local store in dataDir, and waits until it answers.
-async function startServer() {
-  server = spawn(binary, ['serve', '--store', 'local', '--data-dir', dataDir, '--listen',
-                          `127.0.0.1:${port}`, '--threads', '2', '--database-url', postgres.url,
-                          '--archive-interval-ms', '100'],
-                 { stdio: ['ignore', 'ignore', 'inherit'] });
+// Starts the server on the local store in dataDir (archiving to PostgreSQL unless `archive` is
+// false), and waits until it answers.
+async function startServer({ archive = true } = {}) {
+  const args = ['serve', '--store', 'local', '--data-dir', dataDir, '--listen',
+                `127.0.0.1:${port}`, '--threads', '2'];
+  if (archive) args.push('--database-url', postgres.url, '--archive-interval-ms', '100');
+  server = spawn(binary, args, { stdio: ['ignore', 'ignore', 'inherit'] });
   const deadline = Date.now() + 20_000;
   for (;;) {
     try {
@@ -208,4 +209,14 @@ test('the archive panel lists what PostgreSQL holds, searches it and checks its 
   await page.click('[data-test=archive-search]');
   await page.locator('[data-test=archive-found]', { hasText: '0 found' }).waitFor();
   if (process.env.RR_UI_SCREENSHOT) await page.screenshot({ path: process.env.RR_UI_SCREENSHOT, fullPage: true });
+});
+
+test('without --database-url the archive panel says the archive is off', async () => {
+  await stopServer();
+  await startServer({ archive: false });
+  await page.goto(`${base}/ui/`);
+  await page.locator('[data-test=archive-off]').waitFor();
+  assert.match(await page.locator('[data-test=archive-off]').innerText(), /--database-url/);
+  assert.equal(await page.locator('[data-test=archive-error]').count(), 0);
+  assert.equal(await page.locator('[data-test=archive-search]').count(), 0);
 });
