@@ -14,6 +14,7 @@
 #include <regex>
 #include <string>
 
+#include "picked.h"
 #include "redis_appends.h"
 #include "replayrail/store/redis/redis_store.h"
 #include "support/redis_cluster.h"
@@ -64,114 +65,132 @@ double redis_benchmark(std::uint16_t port, int total, bool cluster = false,
 
 }  // namespace
 
-int main() {
+// Arguments pick the parts that run (`single`, `capped`, `cluster`, `replica`,
+// `cluster-replica`; all by default), e.g. to compare two builds on one of them.
+int main(int argc, char** argv) {
+  const Picked wanted(argc, argv);
   testing::RedisServer redis;
   std::printf("Redis store benchmark (200-byte payloads, redis-server on 127.0.0.1:%u)\n",
               redis.port());
-  std::printf("best of 3 alternating runs of each; 64 concurrent publishers on one stream\n\n");
+  std::printf("best of 3 alternating runs of each; 64 concurrent publishers on one stream\n");
   constexpr int kTotal = 200000;
-  double ceiling = 0, no_cap = 0, below_cap = 0, at_cap = 0, at_cap_approximate = 0;
-  // The ceilings of a stream at its MAXLEN: XADD trimming as it goes (after its first 10,000).
-  double capped_ceiling = 0, capped_approximate_ceiling = 0;
-  for (int round = 0; round < 3; ++round) {
-    ceiling = std::max(ceiling, redis_benchmark(redis.port(), kTotal));
-    capped_ceiling = std::max(
-        capped_ceiling, redis_benchmark(redis.port(), kTotal, false, "10000", "bench:capped"));
-    capped_approximate_ceiling =
-        std::max(capped_approximate_ceiling,
-                 redis_benchmark(redis.port(), kTotal, false, "'~' 10000", "bench:capped~"));
-    // No MAXLEN: a plain XADD.
-    no_cap = std::max(no_cap, store_appends(redis.url(), 64, kTotal, 0));
-    // MAXLEN far above the stream's length: XADD with XLEN riding along, no trim.
-    below_cap = std::max(below_cap, store_appends(redis.url(), 64, kTotal, 10'000'000));
-    // The stream at its MAXLEN: every append is followed by a (shared) trim.
-    at_cap = std::max(at_cap, store_appends(redis.url(), 64, kTotal, 10'000));
-    at_cap_approximate =
-        std::max(at_cap_approximate, store_appends(redis.url(), 64, kTotal, 10'000, true));
+  if (wanted("single")) {
+    double ceiling = 0, no_cap = 0, below_cap = 0;
+    for (int round = 0; round < 3; ++round) {
+      ceiling = std::max(ceiling, redis_benchmark(redis.port(), kTotal));
+      // No MAXLEN: a plain XADD.
+      no_cap = std::max(no_cap, store_appends(redis.url(), 64, kTotal, 0));
+      // MAXLEN far above the stream's length: XADD with XLEN riding along, no trim.
+      below_cap = std::max(below_cap, store_appends(redis.url(), 64, kTotal, 10'000'000));
+    }
+    std::printf("\n%-58s %10.0f /s\n", "redis-benchmark -P 16 -c 32 XADD (ceiling)", ceiling);
+    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, no maxlen", no_cap,
+                100 * no_cap / ceiling);
+    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, stream below its maxlen",
+                below_cap, 100 * below_cap / ceiling);
   }
-  std::printf("%-58s %10.0f /s\n", "redis-benchmark -P 16 -c 32 XADD (ceiling)", ceiling);
-  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, no maxlen", no_cap,
-              100 * no_cap / ceiling);
-  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, stream below its maxlen",
-              below_cap, 100 * below_cap / ceiling);
-  std::printf("\n%-58s %10.0f /s\n", "redis-benchmark XADD MAXLEN 10000, at it (ceiling)",
-              capped_ceiling);
-  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, stream at its maxlen (trimming)",
-              at_cap, 100 * at_cap / capped_ceiling);
-  std::printf("%-58s %10.0f /s\n", "redis-benchmark XADD MAXLEN ~ 10000, at it (ceiling)",
-              capped_approximate_ceiling);
-  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, at its maxlen ~ (approximate)",
-              at_cap_approximate, 100 * at_cap_approximate / capped_approximate_ceiling);
+  if (wanted("capped")) {
+    // The ceilings of a stream at its MAXLEN: XADD trimming as it goes (after its first 10,000).
+    double capped_ceiling = 0, capped_approximate_ceiling = 0, at_cap = 0, at_cap_approximate = 0;
+    for (int round = 0; round < 3; ++round) {
+      capped_ceiling = std::max(
+          capped_ceiling, redis_benchmark(redis.port(), kTotal, false, "10000", "bench:capped"));
+      capped_approximate_ceiling =
+          std::max(capped_approximate_ceiling,
+                   redis_benchmark(redis.port(), kTotal, false, "'~' 10000", "bench:capped~"));
+      // The stream at its MAXLEN: every append is followed by a (shared) trim.
+      at_cap = std::max(at_cap, store_appends(redis.url(), 64, kTotal, 10'000));
+      at_cap_approximate =
+          std::max(at_cap_approximate, store_appends(redis.url(), 64, kTotal, 10'000, true));
+    }
+    std::printf("\n%-58s %10.0f /s\n", "redis-benchmark XADD MAXLEN 10000, at it (ceiling)",
+                capped_ceiling);
+    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, stream at its maxlen (trimming)",
+                at_cap, 100 * at_cap / capped_ceiling);
+    std::printf("%-58s %10.0f /s\n", "redis-benchmark XADD MAXLEN ~ 10000, at it (ceiling)",
+                capped_approximate_ceiling);
+    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, at its maxlen ~ (approximate)",
+                at_cap_approximate, 100 * at_cap_approximate / capped_approximate_ceiling);
+  }
 
-  // A Redis Cluster of three primaries (on the same cores): 64 publishers, each on a stream of
-  // its own, spread over the slots; the ceiling spreads plain XADDs over a stream per primary.
-  testing::RedisCluster cluster(3);
-  std::printf("\nRedis Cluster, 3 primaries on 127.0.0.1:%u…; 64 publishers, a stream each\n\n",
-              cluster.port(0));
   // Longer runs: redis-benchmark times in milliseconds, and 200,000 XADDs take half a second.
   constexpr int kClusterTotal = 600000;
   const bench::Spread spread{.cluster = true, .stream_per_publisher = true};
-  double cluster_ceiling = 0, cluster_store = 0, single_spread = 0;
-  for (int round = 0; round < 3; ++round) {
-    cluster_ceiling =
-        std::max(cluster_ceiling, redis_benchmark(cluster.port(0), kClusterTotal, true));
-    cluster_store = std::max(
-        cluster_store, bench::redis_store_appends(cluster.url(), 64, kClusterTotal, {}, spread));
-    single_spread =
-        std::max(single_spread, bench::redis_store_appends(redis.url(), 64, kClusterTotal, {},
-                                                           {.stream_per_publisher = true}));
-  }
-  std::printf("%-58s %10.0f /s\n", "redis-benchmark --cluster -P 16 -c 32 XADD (ceiling)",
-              cluster_ceiling);
-  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append on the cluster, no maxlen",
-              cluster_store, 100 * cluster_store / cluster_ceiling);
-  std::printf("%-58s %10.0f /s\n", "(the same 64 streams on the single redis-server above)",
-              single_spread);
 
-  // A primary and its replica (on the same cores): what waiting for the replica costs.
-  testing::RedisServer primary({"--repl-diskless-sync", "no"});
-  testing::RedisServer replica(
-      {"--replicaof", "127.0.0.1", std::to_string(primary.port()), "--repl-diskless-sync", "no"});
-  testing::wait_for_replicas(primary.port());
-  std::printf("\nA primary on 127.0.0.1:%u with a replica; 64 publishers on one stream\n\n",
-              primary.port());
-  double replicated_ceiling = 0, unwaited = 0, waited = 0;
-  for (int round = 0; round < 3; ++round) {
-    replicated_ceiling = std::max(replicated_ceiling, redis_benchmark(primary.port(), kTotal));
-    unwaited = std::max(unwaited, store_appends(primary.url(), 64, kTotal, 0));
-    waited = std::max(
-        waited, bench::redis_store_appends(primary.url(), 64, kTotal, {}, {.wait_replicas = 1}));
+  if (wanted("cluster")) {
+    // A Redis Cluster of three primaries (on the same cores): 64 publishers, each on a stream of
+    // its own, spread over the slots; the ceiling spreads plain XADDs over a stream per primary.
+    testing::RedisCluster cluster(3);
+    std::printf("\nRedis Cluster, 3 primaries on 127.0.0.1:%u…; 64 publishers, a stream each\n\n",
+                cluster.port(0));
+    double cluster_ceiling = 0, cluster_store = 0, single_spread = 0;
+    for (int round = 0; round < 3; ++round) {
+      cluster_ceiling =
+          std::max(cluster_ceiling, redis_benchmark(cluster.port(0), kClusterTotal, true));
+      cluster_store = std::max(
+          cluster_store, bench::redis_store_appends(cluster.url(), 64, kClusterTotal, {}, spread));
+      single_spread =
+          std::max(single_spread, bench::redis_store_appends(redis.url(), 64, kClusterTotal, {},
+                                                             {.stream_per_publisher = true}));
+    }
+    std::printf("%-58s %10.0f /s\n", "redis-benchmark --cluster -P 16 -c 32 XADD (ceiling)",
+                cluster_ceiling);
+    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append on the cluster, no maxlen",
+                cluster_store, 100 * cluster_store / cluster_ceiling);
+    std::printf("%-58s %10.0f /s\n", "(the same 64 streams on the single redis-server above)",
+                single_spread);
   }
-  std::printf("%-58s %10.0f /s\n", "redis-benchmark -P 16 -c 32 XADD (ceiling)",
-              replicated_ceiling);
-  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, no maxlen", unwaited,
-              100 * unwaited / replicated_ceiling);
-  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, waiting for the replica (WAIT 1)",
-              waited, 100 * waited / replicated_ceiling);
 
-  // A cluster whose 3 primaries have a replica each (6 servers on the same cores), 64 streams.
-  testing::RedisCluster replicated(3, 1);
-  std::printf(
-      "\nRedis Cluster, 3 primaries with a replica each, on 127.0.0.1:%u…; 64 publishers, "
-      "a stream each\n\n",
-      replicated.port(0));
-  const bench::Spread waited_spread{
-      .cluster = true, .stream_per_publisher = true, .wait_replicas = 1};
-  double replicated_cluster_ceiling = 0, cluster_unwaited = 0, cluster_waited = 0;
-  for (int round = 0; round < 3; ++round) {
-    replicated_cluster_ceiling = std::max(replicated_cluster_ceiling,
-                                          redis_benchmark(replicated.port(0), kClusterTotal, true));
-    cluster_unwaited =
-        std::max(cluster_unwaited,
-                 bench::redis_store_appends(replicated.url(), 64, kClusterTotal, {}, spread));
-    cluster_waited = std::max(
-        cluster_waited,
-        bench::redis_store_appends(replicated.url(), 64, kClusterTotal / 2, {}, waited_spread));
+  if (wanted("replica")) {
+    // A primary and its replica (on the same cores): what waiting for the replica costs.
+    testing::RedisServer primary({"--repl-diskless-sync", "no"});
+    testing::RedisServer replica(
+        {"--replicaof", "127.0.0.1", std::to_string(primary.port()), "--repl-diskless-sync", "no"});
+    testing::wait_for_replicas(primary.port());
+    std::printf("\nA primary on 127.0.0.1:%u with a replica; 64 publishers on one stream\n\n",
+                primary.port());
+    double replicated_ceiling = 0, unwaited = 0, waited = 0;
+    for (int round = 0; round < 3; ++round) {
+      replicated_ceiling = std::max(replicated_ceiling, redis_benchmark(primary.port(), kTotal));
+      unwaited = std::max(unwaited, store_appends(primary.url(), 64, kTotal, 0));
+      waited = std::max(
+          waited, bench::redis_store_appends(primary.url(), 64, kTotal, {}, {.wait_replicas = 1}));
+    }
+    std::printf("%-58s %10.0f /s\n", "redis-benchmark -P 16 -c 32 XADD (ceiling)",
+                replicated_ceiling);
+    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, no maxlen", unwaited,
+                100 * unwaited / replicated_ceiling);
+    std::printf("%-58s %10.0f /s  %3.0f%%\n",
+                "RedisStore::append, waiting for the replica (WAIT 1)", waited,
+                100 * waited / replicated_ceiling);
   }
-  std::printf("%-58s %10.0f /s\n", "redis-benchmark --cluster -P 16 -c 32 XADD (ceiling)",
-              replicated_cluster_ceiling);
-  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append on the cluster, no maxlen",
-              cluster_unwaited, 100 * cluster_unwaited / replicated_cluster_ceiling);
-  std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, waiting for the replica (WAIT 1)",
-              cluster_waited, 100 * cluster_waited / replicated_cluster_ceiling);
+
+  if (wanted("cluster-replica")) {
+    // A cluster whose 3 primaries have a replica each (6 servers on the same cores), 64 streams.
+    testing::RedisCluster replicated(3, 1);
+    std::printf(
+        "\nRedis Cluster, 3 primaries with a replica each, on 127.0.0.1:%u…; 64 publishers, "
+        "a stream each\n\n",
+        replicated.port(0));
+    const bench::Spread waited_spread{
+        .cluster = true, .stream_per_publisher = true, .wait_replicas = 1};
+    double replicated_cluster_ceiling = 0, cluster_unwaited = 0, cluster_waited = 0;
+    for (int round = 0; round < 3; ++round) {
+      replicated_cluster_ceiling = std::max(
+          replicated_cluster_ceiling, redis_benchmark(replicated.port(0), kClusterTotal, true));
+      cluster_unwaited =
+          std::max(cluster_unwaited,
+                   bench::redis_store_appends(replicated.url(), 64, kClusterTotal, {}, spread));
+      cluster_waited = std::max(
+          cluster_waited,
+          bench::redis_store_appends(replicated.url(), 64, kClusterTotal / 2, {}, waited_spread));
+    }
+    std::printf("%-58s %10.0f /s\n", "redis-benchmark --cluster -P 16 -c 32 XADD (ceiling)",
+                replicated_cluster_ceiling);
+    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append on the cluster, no maxlen",
+                cluster_unwaited, 100 * cluster_unwaited / replicated_cluster_ceiling);
+    std::printf("%-58s %10.0f /s  %3.0f%%\n",
+                "RedisStore::append, waiting for the replica (WAIT 1)", cluster_waited,
+                100 * cluster_waited / replicated_cluster_ceiling);
+  }
 }
