@@ -31,6 +31,7 @@
 
 #include "replayrail/archive/pg.h"
 #include "replayrail/auth/jwt.h"
+#include "replayrail/auth/testing/key_pair.h"
 #include "replayrail/common/stream_id.h"
 #include "replayrail/store/testing/temp_dir.h"
 #include "support/child_process.h"
@@ -1326,6 +1327,61 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
   EXPECT_EQ(c.until("error", "g").back().at("error").at("code").as_string(), "forbidden");
 }
 
+// Tokens of an identity provider (RS256 here), checked with its public key: on every store, over
+// HTTP, WebSocket and SSE alike (they share the check), with no HS256 secret configured.
+TEST_P(ServerE2E, TokensOfAnIdentityProviderAreCheckedWithItsPublicKey) {
+  auto provider = auth::testing::KeyPair::rsa();
+  const auto pem = dir_.path() / "provider.pem";
+  std::ofstream(pem) << provider.public_pem();
+  restart_server({"--auth-jwt-public-key", pem.string(), "--auth-jwt-issuer", "https://idp.test"});
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  auto bearer = [](const std::string& t) {
+    return std::vector<std::pair<std::string, std::string>>{{"Authorization", "Bearer " + t}};
+  };
+  auto claims = [&](const char* role) {
+    return json::object{{"sub", "u1"},
+                        {"role", role},
+                        {"iss", "https://idp.test"},
+                        {"exp", now + 600},
+                        {"channels", {"orders"}}};
+  };
+  const std::string body = R"({"type":"order.created","payload":{}})";
+
+  auto stored =
+      call(http::verb::post, "/events/orders", body, bearer(provider.sign(claims("producer"))));
+  EXPECT_EQ(stored.status, 201u) << stored.body;
+  auto read = call(http::verb::get, "/events/orders?after=0-0", {},
+                   bearer(provider.sign(claims("consumer"))));
+  EXPECT_EQ(read.status, 200u) << read.body;
+  EXPECT_EQ(read.json().at("events").as_array().size(), 1u);
+
+  auto refused = [&](const std::vector<std::pair<std::string, std::string>>& headers,
+                     unsigned status, const std::string& why,
+                     const std::string& target = "/events/orders") {
+    auto r = call(http::verb::post, target, body, headers);
+    EXPECT_EQ(r.status, status) << why;
+    EXPECT_NE(r.body.find(why), std::string::npos) << r.body;
+  };
+  refused({}, 401, "a token is required");
+  refused(bearer(auth::testing::KeyPair::rsa().sign(claims("producer"))), 401, "signature");
+  // HS256 is not taken without a secret, whatever the token was signed with (here: the public
+  // key's PEM, the classic algorithm confusion).
+  auth::JwtConfig forger{provider.public_pem(), "https://idp.test", ""};
+  refused(bearer(auth::mint({"u1", auth::Role::admin, {}, now + 600}, forger, now)), 401,
+          "algorithm must be RS256");
+  auto other_issuer = claims("producer");
+  other_issuer["iss"] = "https://elsewhere.test";
+  refused(bearer(provider.sign(other_issuer)), 401, "issuer");
+  refused(bearer(provider.sign(claims("consumer"))), 403, "needs producer");
+  refused(bearer(provider.sign(claims("producer"))), 403, "", "/events/payments");
+  // Token minting needs the HS256 secret: off here.
+  EXPECT_EQ(
+      call(http::verb::post, "/v1/auth/token", R"({"admin_secret":"x","role":"admin"})").status,
+      404u);
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kSanitized = true;
 #else
@@ -2037,6 +2093,8 @@ TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
       {"serve", "--no-such-flag"},
       {"serve", "--log-level", "loud"},
       {"serve", "--log-format", "xml"},
+      {"serve", "--auth-jwt-public-key", "/nonexistent/idp.pem"},
+      {"serve", "--auth-jwt-public-key", "/etc/hostname"},  // no PEM key
       {"publish"},
       {"replay", "c", "--url", "ftp://127.0.0.1:1"},
       {},

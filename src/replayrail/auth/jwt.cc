@@ -1,15 +1,22 @@
 #include "replayrail/auth/jwt.h"
 
 #include <fnmatch.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include <fstream>
+#include <sstream>
 
 namespace replayrail::auth {
 
@@ -21,18 +28,6 @@ Error unauthorized(std::string why) { return make_error(errc::unauthorized, std:
 
 // Base64url (RFC 4648 §5, no padding) through OpenSSL's standard base64: translate the two
 // characters that differ and restore or drop the padding.
-std::string base64url_encode(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(bytes.data()),
-                          static_cast<int>(bytes.size()));
-  out.resize(static_cast<std::size_t>(n));
-  while (!out.empty() && out.back() == '=') out.pop_back();
-  std::replace(out.begin(), out.end(), '+', '-');
-  std::replace(out.begin(), out.end(), '/', '_');
-  return out;
-}
-
 std::optional<std::string> base64url_decode(std::string_view text) {
   if (text.size() % 4 == 1) return std::nullopt;
   std::string b64(text);
@@ -84,7 +79,116 @@ std::optional<std::int64_t> seconds(const json::object& claims, std::string_view
   return std::nullopt;
 }
 
+// A JWS ES256 signature is r ‖ s (32 bytes each); OpenSSL verifies the DER form.
+std::optional<std::string> es256_der(std::string_view raw) {
+  if (raw.size() != 64) return std::nullopt;
+  std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)> sig(ECDSA_SIG_new(), ECDSA_SIG_free);
+  const auto* bytes = reinterpret_cast<const unsigned char*>(raw.data());
+  BIGNUM* r = BN_bin2bn(bytes, 32, nullptr);
+  BIGNUM* s = BN_bin2bn(bytes + 32, 32, nullptr);
+  if (!sig || !r || !s || ECDSA_SIG_set0(sig.get(), r, s) != 1) {
+    BN_free(r);
+    BN_free(s);
+    return std::nullopt;
+  }
+  unsigned char* der = nullptr;
+  int size = i2d_ECDSA_SIG(sig.get(), &der);
+  if (size <= 0) return std::nullopt;
+  std::string out(reinterpret_cast<const char*>(der), static_cast<std::size_t>(size));
+  OPENSSL_free(der);
+  return out;
+}
+
 }  // namespace
+
+void PublicKey::Free::operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
+
+result<std::shared_ptr<const PublicKey>> PublicKey::from_pem(std::string_view pem) {
+  auto invalid = [](std::string why) { return make_error(errc::invalid_argument, std::move(why)); };
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  std::unique_ptr<EVP_PKEY, Free> key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  if (!key) {  // a certificate: its key
+    bio.reset(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    std::unique_ptr<X509, decltype(&X509_free)> cert(
+        PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
+    if (cert) key.reset(X509_get_pubkey(cert.get()));
+  }
+  if (!key) return invalid("not a PEM public key (BEGIN PUBLIC KEY) or certificate");
+  switch (EVP_PKEY_get_base_id(key.get())) {
+    case EVP_PKEY_RSA:
+      if (EVP_PKEY_get_bits(key.get()) < 2048) {
+        return invalid("an RSA key of " + std::to_string(EVP_PKEY_get_bits(key.get())) +
+                       " bits: RS256 needs at least 2048");
+      }
+      return std::shared_ptr<const PublicKey>(new PublicKey(std::move(key), "RS256"));
+    case EVP_PKEY_EC: {
+      char curve[64] = "";
+      std::size_t size = 0;
+      EVP_PKEY_get_group_name(key.get(), curve, sizeof curve, &size);
+      if (std::string_view(curve) != "prime256v1") {
+        return invalid(std::string("an EC key on curve ") + curve + ": ES256 needs P-256");
+      }
+      return std::shared_ptr<const PublicKey>(new PublicKey(std::move(key), "ES256"));
+    }
+    case EVP_PKEY_ED25519:
+      return std::shared_ptr<const PublicKey>(new PublicKey(std::move(key), "EdDSA"));
+    default:
+      return invalid("a key of a kind JWTs are not checked with (RSA, EC P-256, Ed25519 are)");
+  }
+}
+
+result<std::shared_ptr<const PublicKey>> PublicKey::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in) return make_error(errc::invalid_argument, path + ": cannot be read");
+  auto key = from_pem(text.str());
+  if (!key) return make_error(errc::invalid_argument, path + ": " + key.error().message);
+  return key;
+}
+
+bool PublicKey::verifies(std::string_view input, std::string_view signature) const {
+  std::string der;
+  if (algorithm_ == "ES256") {
+    auto converted = es256_der(signature);
+    if (!converted) return false;
+    der = std::move(*converted);
+    signature = der;
+  }
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  // Ed25519 hashes inside the signature scheme: no digest of its own.
+  const EVP_MD* md = algorithm_ == "EdDSA" ? nullptr : EVP_sha256();
+  return ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, key_.get()) == 1 &&
+         EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                          signature.size(), reinterpret_cast<const unsigned char*>(input.data()),
+                          input.size()) == 1;
+}
+
+std::string base64url_encode(std::string_view bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(bytes.data()),
+                          static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  std::replace(out.begin(), out.end(), '+', '-');
+  std::replace(out.begin(), out.end(), '/', '_');
+  return out;
+}
+
+std::string JwtConfig::algorithms() const {
+  std::vector<std::string_view> names;
+  if (!secret.empty()) names.push_back("HS256");
+  for (const auto& key : public_keys) {
+    if (std::find(names.begin(), names.end(), key->algorithm()) == names.end()) {
+      names.push_back(key->algorithm());
+    }
+  }
+  std::string out;
+  for (auto name : names) out += (out.empty() ? "" : ", ") + std::string(name);
+  return out;
+}
 
 std::optional<Role> parse_role(std::string_view name) {
   if (name == "producer") return Role::producer;
@@ -117,18 +221,29 @@ result<Claims> verify(std::string_view token, const JwtConfig& config, std::int6
 
   json::object header;
   RR_TRY_ASSIGN(header, decode_part(header_part, "header"));
-  const json::value* alg = header.if_contains("alg");
-  // Pinned: `none` and algorithm confusion (RS256 with the secret as a public key, …) never
-  // reach the signature check.
-  if (!alg || !alg->is_string() || alg->get_string() != "HS256") {
-    return unauthorized("the token's algorithm must be HS256");
+  const json::value* alg_value = header.if_contains("alg");
+  const std::string_view alg =
+      alg_value && alg_value->is_string() ? std::string_view(alg_value->get_string()) : "";
+  // Pinned: `none`, and an algorithm no configured key is for (algorithm confusion: HS256 with
+  // a public key as the secret, …), never reach a signature check.
+  const bool hmac = alg == "HS256" && !config.secret.empty();
+  const bool keyed = std::any_of(config.public_keys.begin(), config.public_keys.end(),
+                                 [&](const auto& key) { return key->algorithm() == alg; });
+  if (!hmac && !keyed) {
+    return unauthorized("the token's algorithm must be " + config.algorithms());
   }
   auto signature = base64url_decode(signature_part);
-  auto expected = hs256(config.secret, token.substr(0, second));
-  if (!signature || signature->size() != expected.size() ||
-      CRYPTO_memcmp(signature->data(), expected.data(), expected.size()) != 0) {
-    return unauthorized("the token's signature is not valid");
+  const auto input = token.substr(0, second);
+  bool valid = false;
+  if (signature && hmac) {
+    auto expected = hs256(config.secret, input);
+    valid = signature->size() == expected.size() &&
+            CRYPTO_memcmp(signature->data(), expected.data(), expected.size()) == 0;
   }
+  for (const auto& key : config.public_keys) {
+    if (signature && !valid && key->algorithm() == alg) valid = key->verifies(input, *signature);
+  }
+  if (!valid) return unauthorized("the token's signature is not valid");
 
   json::object claims;
   RR_TRY_ASSIGN(claims, decode_part(claims_part, "claims"));

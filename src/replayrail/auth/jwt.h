@@ -1,10 +1,18 @@
 #pragma once
 
-// JWT HS256 tokens (DESIGN §4 "Auth"): roles producer / consumer / admin and an optional
-// `channels` claim of glob patterns. The algorithm is pinned: a token whose header names anything
-// but HS256 (`none`, RS256, …) is refused before its signature is looked at.
+// JWTs (DESIGN §4 "Auth"): roles producer / consumer / admin and an optional `channels` claim of
+// glob patterns. HS256 with a shared secret, and tokens an identity provider signs with its
+// private key, verified with public keys: RS256 (RSA), ES256 (EC P-256), EdDSA (Ed25519).
+//
+// Each algorithm is pinned to the kind of key configured for it: a token is checked only with a
+// key of the kind its `alg` names, and an `alg` no configured key takes (`none`, HS256 without a
+// secret, RS256 without an RSA key, …) is refused before its signature is looked at. So an RSA
+// public key can never serve as an HMAC secret (algorithm confusion).
+
+#include <openssl/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,20 +34,54 @@ struct Claims {
   std::int64_t expires = 0;           // `exp`, seconds since the epoch
 };
 
-struct JwtConfig {
-  std::string secret;    // HS256 key; empty: auth is off
-  std::string issuer;    // `iss` required to match when set
-  std::string audience;  // `aud` (a string or an array) required to contain it when set
+// A public key tokens are verified with. Immutable, so shared by every copy of a JwtConfig.
+class PublicKey {
+ public:
+  // From a PEM file: a public key (`BEGIN PUBLIC KEY`, as identity providers publish them) or a
+  // certificate (its key). RSA keys need at least 2048 bits, EC keys the P-256 curve.
+  static result<std::shared_ptr<const PublicKey>> load(const std::string& path);
+  static result<std::shared_ptr<const PublicKey>> from_pem(std::string_view pem);
+
+  // "RS256", "ES256" or "EdDSA": the only `alg` this key verifies.
+  std::string_view algorithm() const { return algorithm_; }
+  // Whether `signature` (as a JWS carries it: for ES256 r ‖ s, 64 bytes) signs `input`.
+  bool verifies(std::string_view input, std::string_view signature) const;
+
+  struct Free {
+    void operator()(EVP_PKEY* key) const;
+  };
+
+ private:
+  PublicKey(std::unique_ptr<EVP_PKEY, Free> key, std::string_view algorithm)
+      : key_(std::move(key)), algorithm_(algorithm) {}
+  std::unique_ptr<EVP_PKEY, Free> key_;
+  std::string_view algorithm_;
 };
 
-// The token's claims when its header is {"alg":"HS256"}, its signature is the secret's, `exp` is
-// present and in the future, `nbf` (if any) is past, and `iss` / `aud` match the configuration.
-// Anything else is unauthorized, with a message saying what was wrong.
+struct JwtConfig {
+  std::string secret;    // HS256 key
+  std::string issuer;    // `iss` required to match when set
+  std::string audience;  // `aud` (a string or an array) required to contain it when set
+  std::vector<std::shared_ptr<const PublicKey>> public_keys;  // RS256 / ES256 / EdDSA
+
+  // Auth is on once a secret or a public key is configured.
+  bool enabled() const { return !secret.empty() || !public_keys.empty(); }
+  // The algorithms accepted, e.g. "HS256, RS256".
+  std::string algorithms() const;
+};
+
+// The token's claims when its `alg` is one a configured key takes and one such key verifies its
+// signature (HS256: the secret), `exp` is present and in the future, `nbf` (if any) is past, and
+// `iss` / `aud` match the configuration. Anything else is unauthorized, with a message saying
+// what was wrong.
 result<Claims> verify(std::string_view token, const JwtConfig& config, std::int64_t now);
 
-// A signed token for `claims` (`iat` = now, `exp` = claims.expires), with the configured `iss`
-// and `aud`.
+// An HS256 token for `claims` (`iat` = now, `exp` = claims.expires), signed with the secret, with
+// the configured `iss` and `aud`.
 std::string mint(const Claims& claims, const JwtConfig& config, std::int64_t now);
+
+// Base64url without padding (RFC 4648 §5), as the parts of a JWT are written.
+std::string base64url_encode(std::string_view bytes);
 
 // Admin may do everything; producer and consumer only what their name says.
 bool allows(const Claims& claims, Role needed);

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
+#include "replayrail/auth/testing/key_pair.h"
+#include "replayrail/store/testing/temp_dir.h"
+
 namespace replayrail::auth {
 namespace {
 
@@ -67,6 +72,111 @@ TEST_F(JwtTest, RefusesWhatIsWrong) {
   expect_refused("abc", "not a JWT");
   expect_refused("a.b.c.d", "not a JWT");
   expect_refused("!!!.e30.", "base64url");
+}
+
+// What an identity provider's token carries.
+boost::json::object provider_claims(std::int64_t exp = kNow + 60) {
+  return {{"sub", "user-7"},     {"role", "consumer"}, {"channels", {"orders*"}},
+          {"iss", "replayrail"}, {"aud", "events"},    {"exp", exp}};
+}
+
+std::shared_ptr<const PublicKey> public_key(const testing::KeyPair& pair) {
+  return PublicKey::from_pem(pair.public_pem()).value();
+}
+
+TEST_F(JwtTest, TokensOfAnIdentityProviderVerifyWithItsPublicKey) {
+  for (const auto& pair :
+       {testing::KeyPair::rsa(), testing::KeyPair::ec(), testing::KeyPair::ed25519()}) {
+    JwtConfig config{"", "replayrail", "events", {public_key(pair)}};
+    const std::string alg(config.public_keys[0]->algorithm());
+    SCOPED_TRACE(alg);
+    auto r = verify(pair.sign(provider_claims()), config, kNow);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->subject, "user-7");
+    EXPECT_EQ(r->role, Role::consumer);
+    EXPECT_EQ(r->channels, std::vector<std::string>{"orders*"});
+    EXPECT_TRUE(config.enabled());
+    EXPECT_EQ(config.algorithms(), alg);
+
+    auto refused = [&](const std::string& token, const std::string& why) {
+      auto r = verify(token, config, kNow);
+      ASSERT_FALSE(r) << why;
+      EXPECT_EQ(r.error().code, errc::unauthorized);
+      EXPECT_NE(r.error().message.find(why), std::string::npos) << r.error().message;
+    };
+    // The same kind of key, another pair: a forgery.
+    auto other = alg == "RS256"   ? testing::KeyPair::rsa()
+                 : alg == "ES256" ? testing::KeyPair::ec()
+                                  : testing::KeyPair::ed25519();
+    refused(other.sign(provider_claims()), "signature");
+    // Claims changed after signing; the signature cut short; the claims checked as for HS256.
+    auto token = pair.sign(provider_claims());
+    auto raised = provider_claims();
+    raised["role"] = "admin";
+    refused(replace_part(token, 1, base64url_encode(boost::json::serialize(raised))), "signature");
+    refused(token.substr(0, token.size() - 4), "signature");
+    refused(pair.sign(provider_claims(kNow - 1)), "expired");
+    // Algorithm confusion: HS256 "signed" with the public key as the secret, and another
+    // algorithm than the key's, are refused before any signature check.
+    JwtConfig hmac_forger{pair.public_pem(), "replayrail", "events"};
+    Claims admin{"x", Role::admin, {}, kNow + 60};
+    refused(mint(admin, hmac_forger, kNow), "algorithm must be " + alg);
+    refused(replace_part(token, 0, "eyJhbGciOiJub25lIn0"), "algorithm must be " + alg);  // none
+    const char* another = alg == "RS256" ? "ES256" : "RS256";
+    refused(pair.sign(provider_claims(), another), "algorithm must be " + alg);
+  }
+}
+
+TEST_F(JwtTest, ASecretAndSeveralPublicKeysAreTakenTogether) {
+  auto old_key = testing::KeyPair::rsa(), new_key = testing::KeyPair::rsa();
+  auto ec = testing::KeyPair::ec();
+  JwtConfig config = config_;
+  config.public_keys = {public_key(old_key), public_key(new_key), public_key(ec)};
+  EXPECT_EQ(config.algorithms(), "HS256, RS256, ES256");
+  // A rotation: tokens of the old key and of the new one both verify.
+  EXPECT_TRUE(verify(old_key.sign(provider_claims()), config, kNow));
+  EXPECT_TRUE(verify(new_key.sign(provider_claims()), config, kNow));
+  EXPECT_TRUE(verify(ec.sign(provider_claims()), config, kNow));
+  EXPECT_TRUE(verify(mint(claims(), config, kNow), config, kNow));
+  // A secret of the configuration's signs nothing but HS256: the RSA key's PEM is no secret.
+  JwtConfig hmac_forger = config_;
+  hmac_forger.secret = old_key.public_pem();
+  auto r = verify(mint(claims(Role::admin), hmac_forger, kNow), config, kNow);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("signature"), std::string::npos) << r.error().message;
+  // An ES256 signature in OpenSSL's DER form, not JWS's r ‖ s, is refused.
+  auto token = ec.sign(provider_claims());
+  auto der = replace_part(token, 2, base64url_encode(std::string(70, '\x30')));
+  EXPECT_FALSE(verify(der, config, kNow));
+}
+
+TEST_F(JwtTest, PublicKeysLoadFromPemAndRefuseWhatIsWeakOrNoKey) {
+  ::replayrail::testing::TempDir dir("jwt-keys");
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir.path() / name) << text;
+    return (dir.path() / name).string();
+  };
+  auto pair = testing::KeyPair::ec();
+  auto key = PublicKey::load(write("ec.pem", pair.public_pem()));
+  ASSERT_TRUE(key) << key.error().message;
+  EXPECT_EQ((*key)->algorithm(), "ES256");
+  // A certificate stands for its key.
+  auto rsa = testing::KeyPair::rsa();
+  auto from_cert = PublicKey::load(write("rsa.crt", rsa.certificate_pem()));
+  ASSERT_TRUE(from_cert) << from_cert.error().message;
+  EXPECT_EQ((*from_cert)->algorithm(), "RS256");
+  EXPECT_TRUE(verify(rsa.sign(provider_claims()), {"", "", "", {*from_cert}}, kNow));
+
+  auto refused = [&](result<std::shared_ptr<const PublicKey>> r, const std::string& why) {
+    ASSERT_FALSE(r) << why;
+    EXPECT_EQ(r.error().code, errc::invalid_argument);
+    EXPECT_NE(r.error().message.find(why), std::string::npos) << r.error().message;
+  };
+  refused(PublicKey::from_pem(testing::KeyPair::rsa(1024).public_pem()), "at least 2048");
+  refused(PublicKey::from_pem(testing::KeyPair::ec("P-384").public_pem()), "needs P-256");
+  refused(PublicKey::from_pem("not a key"), "not a PEM public key");
+  refused(PublicKey::load((dir.path() / "missing.pem").string()), "missing.pem: cannot be read");
+  refused(PublicKey::load(write("empty.pem", "")), "empty.pem: not a PEM public key");
 }
 
 TEST_F(JwtTest, RolesAndChannelGlobs) {

@@ -98,6 +98,14 @@ int serve(ServeArgs& args) {
   }
   args.server.rail.default_start_position =
       args.start == "earliest" ? StartPosition::earliest : StartPosition::latest;
+  for (const auto& path : args.jwt_public_keys) {
+    auto key = auth::PublicKey::load(path);
+    if (!key) {
+      std::fprintf(stderr, "replayrail: --auth-jwt-public-key %s\n", key.error().message.c_str());
+      return kUsage;
+    }
+    args.server.jwt.public_keys.push_back(std::move(*key));
+  }
   args.server.database_url = args.database_url;
   args.server.archive_interval = std::chrono::milliseconds(args.archive_interval_ms);
   // Both are checked when parsed.
@@ -125,7 +133,8 @@ int serve(ServeArgs& args) {
   }
   spdlog::info("listening on {}:{}{}; store {}{}; auth {}; {} event-loop threads", args.server.host,
                (*server)->port(), args.server.tls_cert.empty() ? "" : " (TLS)", args.store, where,
-               args.server.jwt.secret.empty() ? "off" : "on (JWT HS256)", (*server)->threads());
+               args.server.jwt.enabled() ? "on (JWT " + args.server.jwt.algorithms() + ")" : "off",
+               (*server)->threads());
   if (!args.server.database_url.empty()) {
     spdlog::info("archiving every stream to PostgreSQL at {}, a pass every {} ms",
                  redact_url(args.server.database_url), args.server.archive_interval.count());
@@ -335,6 +344,13 @@ ServerCommands::ServerCommands(CLI::App& app) {
       ->add_option("--auth-jwt-secret", s.server.jwt.secret,
                    "HS256 secret of the JWTs clients present; auth is off without it")
       ->envname("AUTH_JWT_SECRET");
+  serve_cmd
+      ->add_option("--auth-jwt-public-key", s.jwt_public_keys,
+                   "PEM public key (or certificate) of an identity provider whose RS256 / ES256 / "
+                   "EdDSA tokens clients present; repeat it, or separate files with commas, to "
+                   "take several (a key rotation); auth is on with it")
+      ->envname("AUTH_JWT_PUBLIC_KEY")
+      ->delimiter(',');
   serve_cmd->add_option("--auth-jwt-issuer", s.server.jwt.issuer, "Required `iss` of tokens")
       ->envname("AUTH_JWT_ISSUER");
   serve_cmd->add_option("--auth-jwt-audience", s.server.jwt.audience, "Required `aud` of tokens")

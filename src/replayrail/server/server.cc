@@ -334,7 +334,7 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
                                                             const Target& target,
                                                             std::optional<auth::Role> role,
                                                             std::string_view channel) const {
-  if (options.jwt.secret.empty()) return std::optional<auth::Claims>();
+  if (!options.jwt.enabled()) return std::optional<auth::Claims>();
   std::string token;
   std::string_view header = req[http::field::authorization];
   if (header.size() > 7 && beast::iequals(header.substr(0, 7), "Bearer ")) {
@@ -1417,7 +1417,7 @@ Server::~Server() {
 }
 
 result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFactory make_store) {
-  if (!options.insecure && options.jwt.secret.empty() && !is_loopback(options.host)) {
+  if (!options.insecure && !options.jwt.enabled() && !is_loopback(options.host)) {
     return make_error(errc::invalid_argument,
                       "refusing to listen on " + options.host +
                           " (not loopback) without auth; pass --insecure to do it anyway");
