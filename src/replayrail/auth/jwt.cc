@@ -3,10 +3,12 @@
 #include <fnmatch.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
@@ -103,23 +105,85 @@ std::optional<std::string> es256_der(std::string_view raw) {
 
 void PublicKey::Free::operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
 
-result<std::shared_ptr<const PublicKey>> PublicKey::from_pem(std::string_view pem) {
-  auto invalid = [](std::string why) { return make_error(errc::invalid_argument, std::move(why)); };
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
-      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
-  std::unique_ptr<EVP_PKEY, Free> key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
-  if (!key) {  // a certificate: its key
-    bio.reset(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-    std::unique_ptr<X509, decltype(&X509_free)> cert(
-        PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
-    if (cert) key.reset(X509_get_pubkey(cert.get()));
+namespace {
+
+Error invalid_key(std::string why) { return make_error(errc::invalid_argument, std::move(why)); }
+
+using Key = std::unique_ptr<EVP_PKEY, PublicKey::Free>;
+
+// A JWK's base64url field.
+std::optional<std::string> jwk_bytes(const json::object& jwk, std::string_view name) {
+  const json::value* v = jwk.if_contains(name);
+  if (!v || !v->is_string()) return std::nullopt;
+  return base64url_decode(v->get_string());
+}
+
+std::string_view jwk_text(const json::object& jwk, std::string_view name) {
+  const json::value* v = jwk.if_contains(name);
+  return v && v->is_string() ? std::string_view(v->get_string()) : std::string_view();
+}
+
+// The public key of a JWK (RFC 7517, 7518 §6, 8037): RSA, EC or OKP (Ed25519); an empty Key for
+// a kind tokens are not checked with here (another curve, an encryption key).
+result<Key> jwk_key(const json::object& jwk) {
+  const auto kty = jwk_text(jwk, "kty");
+  const auto crv = jwk_text(jwk, "crv");
+  if (kty == "OKP") {
+    if (crv != "Ed25519") return Key();
+    auto x = jwk_bytes(jwk, "x");
+    if (!x || x->size() != 32) return invalid_key("an Ed25519 JWK needs x, 32 bytes");
+    return Key(EVP_PKEY_new_raw_public_key(
+        EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(x->data()), x->size()));
   }
-  if (!key) return invalid("not a PEM public key (BEGIN PUBLIC KEY) or certificate");
+  std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> build(OSSL_PARAM_BLD_new(),
+                                                                        OSSL_PARAM_BLD_free);
+  std::unique_ptr<BIGNUM, decltype(&BN_free)> n(nullptr, BN_free), e(nullptr, BN_free);
+  std::string point;
+  const char* type = nullptr;
+  if (kty == "RSA") {
+    auto nb = jwk_bytes(jwk, "n"), eb = jwk_bytes(jwk, "e");
+    if (!nb || !eb || nb->empty() || eb->empty()) return invalid_key("an RSA JWK needs n and e");
+    const auto* nd = reinterpret_cast<const unsigned char*>(nb->data());
+    const auto* ed = reinterpret_cast<const unsigned char*>(eb->data());
+    n.reset(BN_bin2bn(nd, static_cast<int>(nb->size()), nullptr));
+    e.reset(BN_bin2bn(ed, static_cast<int>(eb->size()), nullptr));
+    OSSL_PARAM_BLD_push_BN(build.get(), OSSL_PKEY_PARAM_RSA_N, n.get());
+    OSSL_PARAM_BLD_push_BN(build.get(), OSSL_PKEY_PARAM_RSA_E, e.get());
+    type = "RSA";
+  } else if (kty == "EC") {
+    if (crv != "P-256") return Key();
+    auto x = jwk_bytes(jwk, "x"), y = jwk_bytes(jwk, "y");
+    if (!x || !y || x->size() != 32 || y->size() != 32) {
+      return invalid_key("a P-256 JWK needs x and y, 32 bytes each");
+    }
+    point = '\x04' + *x + *y;  // uncompressed (SEC 1)
+    OSSL_PARAM_BLD_push_utf8_string(build.get(), OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0);
+    OSSL_PARAM_BLD_push_octet_string(build.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
+                                     point.size());
+    type = "EC";
+  } else {
+    return Key();
+  }
+  std::unique_ptr<OSSL_PARAM, decltype(&OSSL_PARAM_free)> params(
+      OSSL_PARAM_BLD_to_param(build.get()), OSSL_PARAM_free);
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(
+      EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr), EVP_PKEY_CTX_free);
+  EVP_PKEY* key = nullptr;
+  if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    return invalid_key(std::string("an ") + type + " JWK that is no valid key");
+  }
+  return Key(key);
+}
+
+}  // namespace
+
+result<std::shared_ptr<const PublicKey>> PublicKey::from(Key key) {
   switch (EVP_PKEY_get_base_id(key.get())) {
     case EVP_PKEY_RSA:
       if (EVP_PKEY_get_bits(key.get()) < 2048) {
-        return invalid("an RSA key of " + std::to_string(EVP_PKEY_get_bits(key.get())) +
-                       " bits: RS256 needs at least 2048");
+        return invalid_key("an RSA key of " + std::to_string(EVP_PKEY_get_bits(key.get())) +
+                           " bits: RS256 needs at least 2048");
       }
       return std::shared_ptr<const PublicKey>(new PublicKey(std::move(key), "RS256"));
     case EVP_PKEY_EC: {
@@ -127,25 +191,77 @@ result<std::shared_ptr<const PublicKey>> PublicKey::from_pem(std::string_view pe
       std::size_t size = 0;
       EVP_PKEY_get_group_name(key.get(), curve, sizeof curve, &size);
       if (std::string_view(curve) != "prime256v1") {
-        return invalid(std::string("an EC key on curve ") + curve + ": ES256 needs P-256");
+        return invalid_key(std::string("an EC key on curve ") + curve + ": ES256 needs P-256");
       }
       return std::shared_ptr<const PublicKey>(new PublicKey(std::move(key), "ES256"));
     }
     case EVP_PKEY_ED25519:
       return std::shared_ptr<const PublicKey>(new PublicKey(std::move(key), "EdDSA"));
     default:
-      return invalid("a key of a kind JWTs are not checked with (RSA, EC P-256, Ed25519 are)");
+      return invalid_key("a key of a kind JWTs are not checked with (RSA, EC P-256, Ed25519 are)");
   }
 }
 
-result<std::shared_ptr<const PublicKey>> PublicKey::load(const std::string& path) {
+result<std::shared_ptr<const PublicKey>> PublicKey::from_pem(std::string_view pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  Key key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  if (!key) {  // a certificate: its key
+    bio.reset(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    std::unique_ptr<X509, decltype(&X509_free)> cert(
+        PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), X509_free);
+    if (cert) key.reset(X509_get_pubkey(cert.get()));
+  }
+  if (!key) return invalid_key("not a PEM public key (BEGIN PUBLIC KEY) or certificate");
+  return from(std::move(key));
+}
+
+result<std::vector<std::shared_ptr<const PublicKey>>> PublicKey::from_jwks(std::string_view text) {
+  boost::system::error_code ec;
+  auto set = json::parse(text, ec);
+  const json::value* keys = !ec && set.is_object() ? set.get_object().if_contains("keys") : nullptr;
+  if (!keys || !keys->is_array()) return invalid_key("not a JWK set ({\"keys\": [...]})");
+  std::vector<std::shared_ptr<const PublicKey>> out;
+  for (std::size_t i = 0; i < keys->get_array().size(); ++i) {
+    const json::value& jwk = keys->get_array()[i];
+    auto where = [&] {
+      auto kid = jwk.is_object() ? jwk_text(jwk.get_object(), "kid") : std::string_view();
+      return "key " + std::to_string(i) + (kid.empty() ? "" : " (kid " + std::string(kid) + ")");
+    };
+    if (!jwk.is_object()) return invalid_key(where() + ": not a JSON object");
+    auto use = jwk_text(jwk.get_object(), "use");
+    if (!use.empty() && use != "sig") continue;  // an encryption key
+    auto key = jwk_key(jwk.get_object());
+    if (!key) return invalid_key(where() + ": " + key.error().message);
+    if (!*key) continue;  // another kind
+    auto made = from(std::move(*key));
+    if (!made) return invalid_key(where() + ": " + made.error().message);
+    auto alg = jwk_text(jwk.get_object(), "alg");
+    if (!alg.empty() && alg != (*made)->algorithm()) continue;  // e.g. RSA for PS256
+    out.push_back(std::move(*made));
+  }
+  if (out.empty()) return invalid_key("no key of the set is for RS256, ES256 or EdDSA");
+  return out;
+}
+
+result<std::vector<std::shared_ptr<const PublicKey>>> PublicKey::load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
+  std::ostringstream read;
+  read << in.rdbuf();
   if (!in) return make_error(errc::invalid_argument, path + ": cannot be read");
-  auto key = from_pem(text.str());
-  if (!key) return make_error(errc::invalid_argument, path + ": " + key.error().message);
-  return key;
+  const std::string text = read.str();
+  auto first = text.find_first_not_of(" \t\r\n");
+  result<std::vector<std::shared_ptr<const PublicKey>>> keys =
+      std::vector<std::shared_ptr<const PublicKey>>();
+  if (first != std::string::npos && text[first] == '{') {
+    keys = from_jwks(text);
+  } else if (auto key = from_pem(text)) {
+    keys->push_back(std::move(*key));
+  } else {
+    keys = key.error();
+  }
+  if (!keys) return make_error(errc::invalid_argument, path + ": " + keys.error().message);
+  return keys;
 }
 
 bool PublicKey::verifies(std::string_view input, std::string_view signature) const {

@@ -37,10 +37,13 @@ struct Claims {
 // A public key tokens are verified with. Immutable, so shared by every copy of a JwtConfig.
 class PublicKey {
  public:
-  // From a PEM file: a public key (`BEGIN PUBLIC KEY`, as identity providers publish them) or a
-  // certificate (its key). RSA keys need at least 2048 bits, EC keys the P-256 curve.
-  static result<std::shared_ptr<const PublicKey>> load(const std::string& path);
+  // The keys of a file: a PEM public key (`BEGIN PUBLIC KEY`) or certificate (its key), or a JWK
+  // set (RFC 7517, `{"keys": [...]}`, what an identity provider's jwks_uri serves). RSA keys need
+  // at least 2048 bits, EC keys the P-256 curve. Of a set, the keys for signatures of these
+  // kinds are taken (not those for encryption, other curves or other algorithms); one is needed.
+  static result<std::vector<std::shared_ptr<const PublicKey>>> load(const std::string& path);
   static result<std::shared_ptr<const PublicKey>> from_pem(std::string_view pem);
+  static result<std::vector<std::shared_ptr<const PublicKey>>> from_jwks(std::string_view text);
 
   // "RS256", "ES256" or "EdDSA": the only `alg` this key verifies.
   std::string_view algorithm() const { return algorithm_; }
@@ -52,6 +55,8 @@ class PublicKey {
   };
 
  private:
+  // The algorithm of `key`'s kind; a weak key or one of another kind is refused.
+  static result<std::shared_ptr<const PublicKey>> from(std::unique_ptr<EVP_PKEY, Free> key);
   PublicKey(std::unique_ptr<EVP_PKEY, Free> key, std::string_view algorithm)
       : key_(std::move(key)), algorithm_(algorithm) {}
   std::unique_ptr<EVP_PKEY, Free> key_;

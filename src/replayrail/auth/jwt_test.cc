@@ -157,17 +157,18 @@ TEST_F(JwtTest, PublicKeysLoadFromPemAndRefuseWhatIsWeakOrNoKey) {
     return (dir.path() / name).string();
   };
   auto pair = testing::KeyPair::ec();
-  auto key = PublicKey::load(write("ec.pem", pair.public_pem()));
-  ASSERT_TRUE(key) << key.error().message;
-  EXPECT_EQ((*key)->algorithm(), "ES256");
+  auto keys = PublicKey::load(write("ec.pem", pair.public_pem()));
+  ASSERT_TRUE(keys) << keys.error().message;
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_EQ(keys->front()->algorithm(), "ES256");
   // A certificate stands for its key.
   auto rsa = testing::KeyPair::rsa();
   auto from_cert = PublicKey::load(write("rsa.crt", rsa.certificate_pem()));
   ASSERT_TRUE(from_cert) << from_cert.error().message;
-  EXPECT_EQ((*from_cert)->algorithm(), "RS256");
-  EXPECT_TRUE(verify(rsa.sign(provider_claims()), {"", "", "", {*from_cert}}, kNow));
+  EXPECT_EQ(from_cert->front()->algorithm(), "RS256");
+  EXPECT_TRUE(verify(rsa.sign(provider_claims()), {"", "", "", *from_cert}, kNow));
 
-  auto refused = [&](result<std::shared_ptr<const PublicKey>> r, const std::string& why) {
+  auto refused = [&](const auto& r, const std::string& why) {
     ASSERT_FALSE(r) << why;
     EXPECT_EQ(r.error().code, errc::invalid_argument);
     EXPECT_NE(r.error().message.find(why), std::string::npos) << r.error().message;
@@ -177,6 +178,57 @@ TEST_F(JwtTest, PublicKeysLoadFromPemAndRefuseWhatIsWeakOrNoKey) {
   refused(PublicKey::from_pem("not a key"), "not a PEM public key");
   refused(PublicKey::load((dir.path() / "missing.pem").string()), "missing.pem: cannot be read");
   refused(PublicKey::load(write("empty.pem", "")), "empty.pem: not a PEM public key");
+}
+
+// A JWK set, as an identity provider's jwks_uri serves it: the signing keys of the kinds taken
+// are loaded, the others left out; a key that is there but broken is an error that names it.
+TEST_F(JwtTest, JwkSetsGiveTheirSigningKeys) {
+  auto rsa = testing::KeyPair::rsa(), ec = testing::KeyPair::ec();
+  auto ed = testing::KeyPair::ed25519();
+  auto encryption = rsa.jwk("enc-1");
+  encryption["use"] = "enc";
+  auto pss = testing::KeyPair::rsa().jwk("pss-1");
+  pss["alg"] = "PS256";
+  boost::json::object set{{"keys",
+                           {rsa.jwk("rsa-1"),
+                            encryption,
+                            ec.jwk("ec-1"),
+                            testing::KeyPair::ec("P-384").jwk("p384"),
+                            pss,
+                            ed.jwk("ed-1"),
+                            {{"kty", "oct"}, {"k", "c2VjcmV0"}}}}};
+  ::replayrail::testing::TempDir dir("jwks");
+  const auto path = dir.path() / "jwks.json";
+  std::ofstream(path) << "\n  " << boost::json::serialize(set);
+  auto keys = PublicKey::load(path.string());
+  ASSERT_TRUE(keys) << keys.error().message;
+  std::vector<std::string_view> algorithms;
+  for (const auto& k : *keys) algorithms.push_back(k->algorithm());
+  EXPECT_EQ(algorithms, (std::vector<std::string_view>{"RS256", "ES256", "EdDSA"}));
+  JwtConfig config{"", "replayrail", "events", *keys};
+  for (const auto* pair : {&rsa, &ec, &ed}) {
+    auto r = verify(pair->sign(provider_claims()), config, kNow);
+    EXPECT_TRUE(r) << r.error().message;
+  }
+  EXPECT_FALSE(verify(testing::KeyPair::ec().sign(provider_claims()), config, kNow));
+
+  auto refused = [](std::string_view text, const std::string& why) {
+    auto r = PublicKey::from_jwks(text);
+    ASSERT_FALSE(r) << why;
+    EXPECT_NE(r.error().message.find(why), std::string::npos) << r.error().message;
+  };
+  refused("[]", "not a JWK set");
+  refused(R"({"keys":{}})", "not a JWK set");
+  refused(R"({"keys":[]})", "no key of the set");
+  refused(R"({"keys":[{"kty":"RSA","kid":"a","n":"AQAB"}]})",
+          "key 0 (kid a): an RSA JWK needs n and e");
+  refused(R"({"keys":[{"kty":"EC","crv":"P-256","x":"AAAA","y":"AAAA"}]})", "x and y, 32 bytes");
+  auto weak = boost::json::object{{"keys", {testing::KeyPair::rsa(1024).jwk("old")}}};
+  refused(boost::json::serialize(weak), "key 0 (kid old): an RSA key of 1024 bits");
+  // A point that is not on the curve is no key.
+  auto off_curve = ec.jwk("bad");
+  off_curve["y"] = base64url_encode(std::string(32, '\x01'));
+  refused(boost::json::serialize(boost::json::object{{"keys", {off_curve}}}), "no valid key");
 }
 
 TEST_F(JwtTest, RolesAndChannelGlobs) {

@@ -99,12 +99,13 @@ int serve(ServeArgs& args) {
   args.server.rail.default_start_position =
       args.start == "earliest" ? StartPosition::earliest : StartPosition::latest;
   for (const auto& path : args.jwt_public_keys) {
-    auto key = auth::PublicKey::load(path);
-    if (!key) {
-      std::fprintf(stderr, "replayrail: --auth-jwt-public-key %s\n", key.error().message.c_str());
+    auto keys = auth::PublicKey::load(path);
+    if (!keys) {
+      std::fprintf(stderr, "replayrail: --auth-jwt-public-key %s\n", keys.error().message.c_str());
       return kUsage;
     }
-    args.server.jwt.public_keys.push_back(std::move(*key));
+    auto& all = args.server.jwt.public_keys;
+    all.insert(all.end(), keys->begin(), keys->end());
   }
   args.server.database_url = args.database_url;
   args.server.archive_interval = std::chrono::milliseconds(args.archive_interval_ms);
@@ -346,9 +347,9 @@ ServerCommands::ServerCommands(CLI::App& app) {
       ->envname("AUTH_JWT_SECRET");
   serve_cmd
       ->add_option("--auth-jwt-public-key", s.jwt_public_keys,
-                   "PEM public key (or certificate) of an identity provider whose RS256 / ES256 / "
-                   "EdDSA tokens clients present; repeat it, or separate files with commas, to "
-                   "take several (a key rotation); auth is on with it")
+                   "Public keys of an identity provider whose RS256 / ES256 / EdDSA tokens clients "
+                   "present: a PEM key or certificate, or a JWK set (its jwks_uri's JSON); repeat "
+                   "it, or separate files with commas, to take several; auth is on with it")
       ->envname("AUTH_JWT_PUBLIC_KEY")
       ->delimiter(',');
   serve_cmd->add_option("--auth-jwt-issuer", s.server.jwt.issuer, "Required `iss` of tokens")

@@ -5,6 +5,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -41,6 +42,42 @@ class KeyPair {
     char* data = nullptr;
     long size = BIO_get_mem_data(bio.get(), &data);
     return std::string(data, static_cast<std::size_t>(size));
+  }
+
+  // The public key as a JWK (RFC 7517), named `kid`.
+  boost::json::object jwk(const std::string& kid) const {
+    auto b64 = [](const unsigned char* data, std::size_t size) {
+      return base64url_encode(std::string_view(reinterpret_cast<const char*>(data), size));
+    };
+    boost::json::object out{{"kid", kid}, {"use", "sig"}};
+    unsigned char buf[1024];
+    std::size_t size = 0;
+    if (algorithm_ == "RS256") {
+      out["kty"] = "RSA";
+      for (auto [name, field] :
+           {std::pair{OSSL_PKEY_PARAM_RSA_N, "n"}, {OSSL_PKEY_PARAM_RSA_E, "e"}}) {
+        BIGNUM* bn = nullptr;
+        EVP_PKEY_get_bn_param(key_.get(), name, &bn);
+        int n = BN_bn2bin(bn, buf);
+        BN_free(bn);
+        out[field] = b64(buf, static_cast<std::size_t>(n));
+      }
+    } else if (algorithm_ == "ES256") {
+      EVP_PKEY_get_octet_string_param(key_.get(), OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, buf,
+                                      sizeof buf, &size);  // 0x04 ‖ x ‖ y
+      const std::size_t half = (size - 1) / 2;
+      out["kty"] = "EC";
+      out["crv"] = half == 32 ? "P-256" : half == 48 ? "P-384" : "P-521";
+      out["x"] = b64(buf + 1, half);
+      out["y"] = b64(buf + 1 + half, half);
+    } else {
+      out["kty"] = "OKP";
+      out["crv"] = "Ed25519";
+      size = sizeof buf;
+      EVP_PKEY_get_raw_public_key(key_.get(), buf, &size);
+      out["x"] = b64(buf, size);
+    }
+    return out;
   }
 
   // A self-signed certificate of the public key (`BEGIN CERTIFICATE`).
