@@ -1382,6 +1382,57 @@ TEST_P(ServerE2E, TokensOfAnIdentityProviderAreCheckedWithItsPublicKey) {
       404u);
 }
 
+// A key rotation: SIGHUP loads the public key files again, without a restart; a file that does
+// not load then leaves the keys as they were.
+TEST_P(ServerE2E, SighupLoadsTheJwtPublicKeysAgain) {
+  if (GetParam() != "memory") GTEST_SKIP() << "the keys are the server's, whatever the store";
+  auto old_key = auth::testing::KeyPair::ec(), new_key = auth::testing::KeyPair::ed25519();
+  const auto jwks = dir_.path() / "jwks.json";
+  auto publish_jwks = [&](const std::vector<const auth::testing::KeyPair*>& pairs) {
+    json::array keys;
+    for (const auto* p : pairs) keys.push_back(p->jwk("k" + std::to_string(keys.size())));
+    std::ofstream(jwks) << json::serialize(json::object{{"keys", keys}});
+  };
+  publish_jwks({&old_key});
+  restart_server({"--auth-jwt-public-key", jwks.string()});
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const json::object claims{{"sub", "u1"}, {"role", "producer"}, {"exp", now + 600}};
+  auto status_with = [&](const auth::testing::KeyPair& pair) {
+    return call(http::verb::post, "/events/orders", R"({"type":"t"})",
+                {{"Authorization", "Bearer " + pair.sign(claims)}})
+        .status;
+  };
+  // Waits for the server to have read the files again (it logs nothing to stdout meanwhile).
+  auto eventually = [&](const auth::testing::KeyPair& pair, unsigned status) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (status_with(pair) != status && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return status_with(pair);
+  };
+  EXPECT_EQ(status_with(old_key), 201u);
+  EXPECT_EQ(status_with(new_key), 401u);
+
+  // The provider publishes its new key next to the old one, then drops the old one.
+  publish_jwks({&old_key, &new_key});
+  server_->kill(SIGHUP);
+  EXPECT_EQ(eventually(new_key, 201), 201u);
+  EXPECT_EQ(status_with(old_key), 201u);
+  publish_jwks({&new_key});
+  server_->kill(SIGHUP);
+  EXPECT_EQ(eventually(old_key, 401), 401u);
+  EXPECT_EQ(status_with(new_key), 201u);
+
+  // A broken file: the keys loaded before stay.
+  std::ofstream(jwks) << "{\"keys\": [";
+  server_->kill(SIGHUP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(status_with(new_key), 201u);
+  EXPECT_EQ(status_with(old_key), 401u);
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kSanitized = true;
 #else

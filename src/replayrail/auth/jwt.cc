@@ -264,6 +264,17 @@ result<std::vector<std::shared_ptr<const PublicKey>>> PublicKey::load(const std:
   return keys;
 }
 
+result<std::vector<std::shared_ptr<const PublicKey>>> load_public_keys(
+    const std::vector<std::string>& paths) {
+  std::vector<std::shared_ptr<const PublicKey>> all;
+  for (const auto& path : paths) {
+    auto keys = PublicKey::load(path);
+    if (!keys) return keys.error();
+    all.insert(all.end(), keys->begin(), keys->end());
+  }
+  return all;
+}
+
 bool PublicKey::verifies(std::string_view input, std::string_view signature) const {
   std::string der;
   if (algorithm_ == "ES256") {

@@ -63,6 +63,10 @@ class PublicKey {
   std::string_view algorithm_;
 };
 
+// The keys of every file (PublicKey::load), in order; the first file that fails is the error.
+result<std::vector<std::shared_ptr<const PublicKey>>> load_public_keys(
+    const std::vector<std::string>& paths);
+
 struct JwtConfig {
   std::string secret;    // HS256 key
   std::string issuer;    // `iss` required to match when set

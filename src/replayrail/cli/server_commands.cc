@@ -98,15 +98,12 @@ int serve(ServeArgs& args) {
   }
   args.server.rail.default_start_position =
       args.start == "earliest" ? StartPosition::earliest : StartPosition::latest;
-  for (const auto& path : args.jwt_public_keys) {
-    auto keys = auth::PublicKey::load(path);
-    if (!keys) {
-      std::fprintf(stderr, "replayrail: --auth-jwt-public-key %s\n", keys.error().message.c_str());
-      return kUsage;
-    }
-    auto& all = args.server.jwt.public_keys;
-    all.insert(all.end(), keys->begin(), keys->end());
+  auto keys = auth::load_public_keys(args.server.jwt_public_key_files);
+  if (!keys) {
+    std::fprintf(stderr, "replayrail: --auth-jwt-public-key %s\n", keys.error().message.c_str());
+    return kUsage;
   }
+  args.server.jwt.public_keys = std::move(*keys);
   args.server.database_url = args.database_url;
   args.server.archive_interval = std::chrono::milliseconds(args.archive_interval_ms);
   // Both are checked when parsed.
@@ -346,10 +343,11 @@ ServerCommands::ServerCommands(CLI::App& app) {
                    "HS256 secret of the JWTs clients present; auth is off without it")
       ->envname("AUTH_JWT_SECRET");
   serve_cmd
-      ->add_option("--auth-jwt-public-key", s.jwt_public_keys,
+      ->add_option("--auth-jwt-public-key", s.server.jwt_public_key_files,
                    "Public keys of an identity provider whose RS256 / ES256 / EdDSA tokens clients "
                    "present: a PEM key or certificate, or a JWK set (its jwks_uri's JSON); repeat "
-                   "it, or separate files with commas, to take several; auth is on with it")
+                   "it, or separate files with commas, to take several; SIGHUP reads them again; "
+                   "auth is on with it")
       ->envname("AUTH_JWT_PUBLIC_KEY")
       ->delimiter(',');
   serve_cmd->add_option("--auth-jwt-issuer", s.server.jwt.issuer, "Required `iss` of tokens")

@@ -28,7 +28,6 @@ struct ServeArgs {
   std::string log_format = "text";
   std::string database_url;  // the PostgreSQL archive; empty: none
   int archive_interval_ms = 1000;
-  std::vector<std::string> jwt_public_keys;  // PEM files, loaded into server.jwt
   server::ServerOptions server;
 };
 

@@ -190,7 +190,16 @@ struct Server::Impl {
     std::lock_guard lock(tls_mu);
     return tls;
   }
-  void reload_tls_on_sighup();
+  // The token check's configuration: SIGHUP replaces it when it loads the public keys again.
+  std::shared_ptr<const auth::JwtConfig> jwt;
+  mutable std::mutex jwt_mu;  // guards `jwt`
+  std::shared_ptr<const auth::JwtConfig> current_jwt() const {
+    std::lock_guard lock(jwt_mu);
+    return jwt;
+  }
+  // SIGHUP: the TLS certificate and the JWT public keys are loaded again from their files; what
+  // fails to load is kept as it was.
+  void reload_on_sighup();
   std::unique_ptr<asio::signal_set> signals;
   std::atomic<bool> stopping = false;
   std::atomic<std::size_t> connections = 0;
@@ -334,7 +343,8 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
                                                             const Target& target,
                                                             std::optional<auth::Role> role,
                                                             std::string_view channel) const {
-  if (!options.jwt.enabled()) return std::optional<auth::Claims>();
+  auto jwt = current_jwt();
+  if (!jwt->enabled()) return std::optional<auth::Claims>();
   std::string token;
   std::string_view header = req[http::field::authorization];
   if (header.size() > 7 && beast::iequals(header.substr(0, 7), "Bearer ")) {
@@ -350,7 +360,7 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
                  std::chrono::system_clock::now().time_since_epoch())
                  .count();
   auth::Claims claims;
-  RR_TRY_ASSIGN(claims, auth::verify(token, options.jwt, now));
+  RR_TRY_ASSIGN(claims, auth::verify(token, *jwt, now));
   if (role && !auth::allows(claims, *role)) {
     return make_error(errc::forbidden, "a " + std::string(auth::to_string(claims.role)) +
                                            " token may not do this (it needs " +
@@ -1423,6 +1433,7 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
                           " (not loopback) without auth; pass --insecure to do it anyway");
   }
   auto impl = std::make_unique<Impl>();
+  impl->jwt = std::make_shared<const auth::JwtConfig>(options.jwt);
   if (options.tls_cert.empty() != options.tls_key.empty()) {
     return make_error(errc::invalid_argument,
                       "a TLS certificate goes with its key: give both --tls-cert and --tls-key");
@@ -1497,7 +1508,7 @@ void Server::run() {
   impl.signals->async_wait([this](boost::system::error_code ec, int) {
     if (!ec) stop();
   });
-  if (impl.tls) impl.reload_tls_on_sighup();
+  if (impl.tls || !impl.options.jwt_public_key_files.empty()) impl.reload_on_sighup();
   asio::co_spawn(impl.main(), impl.accept_loop(), asio::detached);
   if (!impl.options.database_url.empty()) {
     impl.archiving = std::make_unique<archive::ArchiveLoop>(
@@ -1515,19 +1526,34 @@ void Server::run() {
   for (auto& t : threads) t.join();
 }
 
-void Server::Impl::reload_tls_on_sighup() {
+void Server::Impl::reload_on_sighup() {
   if (!reloads) reloads = std::make_unique<asio::signal_set>(main(), SIGHUP);
   reloads->async_wait([this](boost::system::error_code ec, int) {
     if (ec) return;  // cancelled: the server is stopping
-    auto fresh = server_tls_context(options.tls_cert, options.tls_key);
-    if (fresh) {
-      std::lock_guard lock(tls_mu);
-      tls = std::make_shared<asio::ssl::context>(std::move(*fresh));
-      spdlog::info("SIGHUP: TLS certificate {} loaded again", options.tls_cert);
-    } else {
-      spdlog::error("SIGHUP: {}; keeping the certificate loaded before", fresh.error().message);
+    if (tls) {
+      auto fresh = server_tls_context(options.tls_cert, options.tls_key);
+      if (fresh) {
+        std::lock_guard lock(tls_mu);
+        tls = std::make_shared<asio::ssl::context>(std::move(*fresh));
+        spdlog::info("SIGHUP: TLS certificate {} loaded again", options.tls_cert);
+      } else {
+        spdlog::error("SIGHUP: {}; keeping the certificate loaded before", fresh.error().message);
+      }
     }
-    reload_tls_on_sighup();
+    if (!options.jwt_public_key_files.empty()) {
+      auto keys = auth::load_public_keys(options.jwt_public_key_files);
+      if (keys) {
+        auto fresh = std::make_shared<auth::JwtConfig>(*current_jwt());
+        fresh->public_keys = std::move(*keys);
+        spdlog::info("SIGHUP: {} JWT public keys loaded again", fresh->public_keys.size());
+        std::lock_guard lock(jwt_mu);
+        jwt = std::move(fresh);
+      } else {
+        spdlog::error("SIGHUP: JWT public keys: {}; keeping the keys loaded before",
+                      keys.error().message);
+      }
+    }
+    reload_on_sighup();
   });
 }
 

@@ -40,9 +40,11 @@ struct ServerOptions {
   // (HubOptions: 10 µs per subscriber, up to this; 0: never wait).
   Millis fanout_gather{10};
   RailConfig rail;
-  // Auth (off while jwt.secret is empty): JWT HS256, and POST /v1/auth/token minting dev tokens
-  // when admin_secret is set.
+  // Auth (off until jwt has a secret or a public key): JWTs, and POST /v1/auth/token minting dev
+  // tokens when admin_secret is set.
   auth::JwtConfig jwt;
+  // The files jwt.public_keys were loaded from: SIGHUP loads them again (a key rotation).
+  std::vector<std::string> jwt_public_key_files;
   std::string admin_secret;
   std::uint32_t default_partitions = 1;  // of a topic created without `partitions`
   std::size_t max_batch = 5000;          // events per POST /v1/topics/{topic}/events
