@@ -101,12 +101,6 @@ std::optional<std::string> es256_der(std::string_view raw) {
   return out;
 }
 
-}  // namespace
-
-void PublicKey::Free::operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-
-namespace {
-
 Error invalid_key(std::string why) { return make_error(errc::invalid_argument, std::move(why)); }
 
 using Key = std::unique_ptr<EVP_PKEY, PublicKey::Free>;
@@ -132,8 +126,10 @@ result<Key> jwk_key(const json::object& jwk) {
     if (crv != "Ed25519") return Key();
     auto x = jwk_bytes(jwk, "x");
     if (!x || x->size() != 32) return invalid_key("an Ed25519 JWK needs x, 32 bytes");
-    return Key(EVP_PKEY_new_raw_public_key(
+    Key key(EVP_PKEY_new_raw_public_key(
         EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(x->data()), x->size()));
+    if (!key) return invalid_key("an Ed25519 JWK that is no valid key");
+    return key;
   }
   std::unique_ptr<OSSL_PARAM_BLD, decltype(&OSSL_PARAM_BLD_free)> build(OSSL_PARAM_BLD_new(),
                                                                         OSSL_PARAM_BLD_free);
@@ -177,6 +173,8 @@ result<Key> jwk_key(const json::object& jwk) {
 }
 
 }  // namespace
+
+void PublicKey::Free::operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
 
 result<std::shared_ptr<const PublicKey>> PublicKey::from(Key key) {
   switch (EVP_PKEY_get_base_id(key.get())) {
