@@ -289,6 +289,65 @@ TEST(ServerTlsStart, CertificatesThatCannotServeAreRefusedAtStart) {
             std::string::npos);
   EXPECT_NE(start({"--tls-cert", a, "--tls-key", b_key}).find("key values mismatch"),
             std::string::npos);
+  // Client authorities: over TLS only, and a file that holds some.
+  EXPECT_NE(start({"--tls-client-ca", a}).find("--tls-client-ca needs --tls-cert"),
+            std::string::npos);
+  EXPECT_NE(start({"--tls-cert", a, "--tls-key", a_key, "--tls-client-ca", a_key})
+                .find("cannot load the TLS client authorities"),
+            std::string::npos);
+}
+
+// `--tls-client-ca`: mutual TLS. A client with a certificate the authority signed is served;
+// one with none, or with a certificate of its own making, does not get through the handshake.
+TEST(ServerMutualTls, OnlyClientsWithACertificateOfTheAuthorityAreServed) {
+  testing::TempDir dir("server-mtls");
+  make_certificate(dir.path(), "server");
+  make_certificate(dir.path(), "ca");
+  make_certificate(dir.path(), "stranger");
+  auto path = [&](const std::string& name) { return (dir.path() / name).string(); };
+  const std::string sign =
+      "openssl req -new -newkey rsa:2048 -nodes -subj /CN=publisher-1 -keyout " +
+      path("client-key.pem") + " -out " + path("client.csr") + " >/dev/null 2>&1 && " +
+      "openssl x509 -req -days 1 -in " + path("client.csr") + " -CA " + path("ca.pem") +
+      " -CAkey " + path("ca-key.pem") + " -CAcreateserial -out " + path("client.pem") +
+      " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(sign.c_str()), 0) << "openssl could not sign a client certificate";
+  const auto port = testing::free_port();
+  testing::ChildProcess server({RR_SERVER_BINARY, "serve", "--store", "memory", "--listen",
+                                "127.0.0.1:" + std::to_string(port), "--tls-cert",
+                                path("server.pem"), "--tls-key", path("server-key.pem"),
+                                "--tls-client-ca", path("ca.pem")});
+  auto line = server.read_line(std::chrono::seconds(20));
+  ASSERT_TRUE(line && line->find("serving on https://") != std::string::npos)
+      << line.value_or("(no output)");
+
+  // GET /healthz showing `cert` (none when empty); the status, or 0 when TLS failed.
+  auto health = [&](const std::string& cert) -> unsigned {
+    asio::io_context io;
+    ssl::context context(ssl::context::tls_client);
+    context.load_verify_file(path("server.pem"));
+    context.set_verify_mode(ssl::verify_peer);
+    if (!cert.empty()) {
+      context.use_certificate_chain_file(path(cert + ".pem"));
+      context.use_private_key_file(path(cert + "-key.pem"), ssl::context::pem);
+    }
+    Tls stream(io, context);
+    try {
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+      beast::get_lowest_layer(stream).connect(
+          tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+      stream.handshake(ssl::stream_base::client);
+      // With TLS 1.3 the server checks the client's certificate after the client's handshake
+      // ends: a refusal shows on the first exchange.
+      return testing::exchange(stream, http::verb::get, "/healthz").result_int();
+    } catch (const boost::system::system_error&) {
+      return 0;
+    }
+  };
+  EXPECT_EQ(health("client"), 200u);
+  EXPECT_EQ(health(""), 0u) << "no certificate";
+  EXPECT_EQ(health("stranger"), 0u) << "a certificate no authority given signed";
+  EXPECT_EQ(health("client"), 200u) << "served still";
 }
 
 }  // namespace

@@ -130,7 +130,11 @@ int serve(ServeArgs& args) {
     where = " at " + (url ? url->redacted() : redact_url(args.redis_url));
   }
   spdlog::info("listening on {}:{}{}; store {}{}; auth {}; {} event-loop threads", args.server.host,
-               (*server)->port(), args.server.tls_cert.empty() ? "" : " (TLS)", args.store, where,
+               (*server)->port(),
+               args.server.tls_cert.empty()        ? ""
+               : args.server.tls_client_ca.empty() ? " (TLS)"
+                                                   : " (TLS, client certificates required)",
+               args.store, where,
                args.server.jwt.enabled() ? "on (JWT " + args.server.jwt.algorithms() + ")" : "off",
                (*server)->threads());
   if (!args.server.database_url.empty()) {
@@ -308,6 +312,11 @@ ServerCommands::ServerCommands(CLI::App& app) {
       ->envname("REPLAYRAIL_TLS_CERT");
   serve_cmd->add_option("--tls-key", s.server.tls_key, "PEM private key of --tls-cert")
       ->envname("REPLAYRAIL_TLS_KEY");
+  serve_cmd
+      ->add_option("--tls-client-ca", s.server.tls_client_ca,
+                   "PEM authorities: every client must show a certificate one of them signed "
+                   "(mutual TLS; with --tls-cert)")
+      ->envname("REPLAYRAIL_TLS_CLIENT_CA");
   add_archive_options(serve_cmd, s,
                       "PostgreSQL URL: archive every stream there, with a hash chain (optional)");
   serve_cmd

@@ -127,7 +127,8 @@ struct Target {
 using WsStream = websocket::stream<WriteQueueStream<Transport>>;
 
 // The server's TLS: 1.2 or later, the certificate (with its chain) and key from PEM files.
-result<asio::ssl::context> server_tls_context(const std::string& cert, const std::string& key) {
+result<asio::ssl::context> server_tls_context(const ServerOptions& options) {
+  const std::string &cert = options.tls_cert, &key = options.tls_key;
   namespace ssl = asio::ssl;
   ssl::context tls(ssl::context::tls_server);
   tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
@@ -146,6 +147,23 @@ result<asio::ssl::context> server_tls_context(const std::string& cert, const std
   if (ec) {
     return make_error(errc::invalid_argument,
                       "cannot load the TLS key " + key + ": " + ec.message());
+  }
+  if (const std::string& ca = options.tls_client_ca; !ca.empty()) {
+    // Mutual TLS: a client shows a certificate one of these authorities signed, or the handshake
+    // fails. The list is also sent to clients, so that one holding several certificates picks.
+    tls.load_verify_file(ca, ec);
+    STACK_OF(X509_NAME)* names = ec ? nullptr : SSL_load_client_CA_file(ca.c_str());
+    if (!names) {
+      return make_error(errc::invalid_argument,
+                        "cannot load the TLS client authorities " + ca +
+                            (ec ? ": " + ec.message() : ": no certificate in it"));
+    }
+    SSL_CTX_set_client_CA_list(tls.native_handle(), names);
+    tls.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+    // Resumed sessions are checked as the first was: OpenSSL refuses to resume without this.
+    static constexpr unsigned char kSessionContext[] = "replayrail";
+    SSL_CTX_set_session_id_context(tls.native_handle(), kSessionContext,
+                                   sizeof kSessionContext - 1);
   }
   return tls;
 }
@@ -1438,8 +1456,13 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
     return make_error(errc::invalid_argument,
                       "a TLS certificate goes with its key: give both --tls-cert and --tls-key");
   }
+  if (!options.tls_client_ca.empty() && options.tls_cert.empty()) {
+    return make_error(errc::invalid_argument,
+                      "client certificates are asked for over TLS: --tls-client-ca needs "
+                      "--tls-cert and --tls-key");
+  }
   if (!options.tls_cert.empty()) {
-    auto tls = server_tls_context(options.tls_cert, options.tls_key);
+    auto tls = server_tls_context(options);
     if (!tls) return tls.error();
     impl->tls = std::make_shared<asio::ssl::context>(std::move(*tls));
   }
@@ -1531,11 +1554,12 @@ void Server::Impl::reload_on_sighup() {
   reloads->async_wait([this](boost::system::error_code ec, int) {
     if (ec) return;  // cancelled: the server is stopping
     if (tls) {
-      auto fresh = server_tls_context(options.tls_cert, options.tls_key);
+      auto fresh = server_tls_context(options);
       if (fresh) {
         std::lock_guard lock(tls_mu);
         tls = std::make_shared<asio::ssl::context>(std::move(*fresh));
-        spdlog::info("SIGHUP: TLS certificate {} loaded again", options.tls_cert);
+        spdlog::info("SIGHUP: TLS certificate {} loaded again{}", options.tls_cert,
+                     options.tls_client_ca.empty() ? "" : ", and the client authorities");
       } else {
         spdlog::error("SIGHUP: {}; keeping the certificate loaded before", fresh.error().message);
       }

@@ -26,6 +26,9 @@ struct ServerOptions {
   // PEM files: with them every connection is TLS (HTTPS, WSS); both or neither.
   std::string tls_cert;  // the certificate, then its chain
   std::string tls_key;
+  // PEM of the authorities whose client certificates the server requires (mutual TLS); empty:
+  // none asked for. Needs tls_cert; SIGHUP loads it again with the certificate.
+  std::string tls_client_ca;
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_frame_bytes = 64 << 10;  // incoming WebSocket message
   std::size_t max_connections = 20000;
