@@ -348,6 +348,25 @@ TEST(ServerMutualTls, OnlyClientsWithACertificateOfTheAuthorityAreServed) {
   EXPECT_EQ(health(""), 0u) << "no certificate";
   EXPECT_EQ(health("stranger"), 0u) << "a certificate no authority given signed";
   EXPECT_EQ(health("client"), 200u) << "served still";
+
+  // The CLI clients show the certificate REPLAYRAIL_TLS_CLIENT_CERT and _KEY name.
+  const std::string url = "https://127.0.0.1:" + std::to_string(port);
+  auto cli = [&](std::vector<std::string> env, const std::string& command) {
+    std::vector<std::string> argv{"/usr/bin/env", "SSL_CERT_FILE=" + path("server.pem")};
+    argv.insert(argv.end(), env.begin(), env.end());
+    argv.insert(argv.end(), {RR_SERVER_BINARY, command, "--url", url, "orders"});
+    if (command == "publish") argv.push_back("order.created");
+    testing::ChildProcess p(argv);
+    const int status = p.wait();
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  const std::vector<std::string> client_env{"REPLAYRAIL_TLS_CLIENT_CERT=" + path("client.pem"),
+                                            "REPLAYRAIL_TLS_CLIENT_KEY=" + path("client-key.pem")};
+  EXPECT_EQ(cli(client_env, "publish"), 0);
+  EXPECT_EQ(cli(client_env, "replay"), 0);
+  EXPECT_EQ(cli({}, "publish"), 3) << "no certificate: unreachable";
+  EXPECT_EQ(cli({client_env[0]}, "publish"), 2) << "a certificate without its key";
+  EXPECT_EQ(cli({client_env[0], "REPLAYRAIL_TLS_CLIENT_KEY=" + path("missing.pem")}, "replay"), 2);
 }
 
 }  // namespace

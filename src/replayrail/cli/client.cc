@@ -93,10 +93,23 @@ void print_events(WebSocket& ws, std::string& cursor) {
   }
 }
 
+// A client's TLS context: the system's authorities, and the environment's client certificate
+// (tls_client::use_client_certificate). nullopt, once it has said why, when that cannot load.
+std::optional<ssl::context> client_tls() {
+  auto tls = tls_client::trusting_the_system();
+  if (auto wrong = tls_client::use_client_certificate(tls)) {
+    std::fprintf(stderr, "replayrail: %s\n", wrong->c_str());
+    return std::nullopt;
+  }
+  return tls;
+}
+
 }  // namespace
 
 int http_call(const ServerAddress& at, http::verb verb, const std::string& target,
               std::string body) {
+  std::optional<ssl::context> tls;
+  if (at.tls && !(tls = client_tls())) return kUsage;
   try {
     asio::io_context io;
     auto endpoints = tcp::resolver(io).resolve(at.host, at.port);
@@ -107,8 +120,7 @@ int http_call(const ServerAddress& at, http::verb verb, const std::string& targe
       stream.connect(endpoints);
       return exchange(stream, at, verb, target, std::move(body));
     }
-    auto tls = tls_client::trusting_the_system();
-    beast::ssl_stream<beast::tcp_stream> stream(io, tls);
+    beast::ssl_stream<beast::tcp_stream> stream(io, *tls);
     beast::get_lowest_layer(stream).expires_after(timeout);
     beast::get_lowest_layer(stream).connect(endpoints);
     handshake_tls(stream, at);
@@ -120,6 +132,8 @@ int http_call(const ServerAddress& at, http::verb verb, const std::string& targe
 }
 
 int tail(const ServerAddress& at, const std::string& channel, std::string cursor) {
+  std::optional<ssl::context> tls;
+  if (at.tls && !(tls = client_tls())) return kUsage;
   auto backoff = std::chrono::milliseconds(100);
   for (;;) {
     websocket::response_type handshake;
@@ -144,8 +158,7 @@ int tail(const ServerAddress& at, const std::string& channel, std::string cursor
         asio::connect(ws.next_layer(), endpoints);
         follow(ws);
       } else {
-        auto tls = tls_client::trusting_the_system();
-        websocket::stream<beast::ssl_stream<tcp::socket>> ws(io, tls);
+        websocket::stream<beast::ssl_stream<tcp::socket>> ws(io, *tls);
         asio::connect(beast::get_lowest_layer(ws), endpoints);
         handshake_tls(ws.next_layer(), at);
         follow(ws);

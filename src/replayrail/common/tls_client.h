@@ -10,6 +10,8 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/system/error_code.hpp>
+#include <cstdlib>
+#include <optional>
 #include <string>
 
 namespace replayrail::tls_client {
@@ -22,6 +24,25 @@ inline boost::asio::ssl::context trusting_the_system() {
   context.set_default_verify_paths();
   context.set_verify_mode(boost::asio::ssl::verify_peer);
   return context;
+}
+
+// With REPLAYRAIL_TLS_CLIENT_CERT and REPLAYRAIL_TLS_CLIENT_KEY set (PEM files, both or
+// neither): `context` shows that certificate to a server that asks for one (mutual TLS), as the
+// CLI clients and the load generator do. What is wrong with them, or nothing.
+inline std::optional<std::string> use_client_certificate(boost::asio::ssl::context& context) {
+  const char* cert = std::getenv("REPLAYRAIL_TLS_CLIENT_CERT");
+  const char* key = std::getenv("REPLAYRAIL_TLS_CLIENT_KEY");
+  if (!cert && !key) return std::nullopt;
+  if (!cert || !key) {
+    return "REPLAYRAIL_TLS_CLIENT_CERT and REPLAYRAIL_TLS_CLIENT_KEY go together: set both";
+  }
+  boost::system::error_code ec;
+  context.use_certificate_chain_file(cert, ec);
+  if (ec)
+    return std::string("cannot load REPLAYRAIL_TLS_CLIENT_CERT ") + cert + ": " + ec.message();
+  context.use_private_key_file(key, boost::asio::ssl::context::pem, ec);
+  if (ec) return std::string("cannot load REPLAYRAIL_TLS_CLIENT_KEY ") + key + ": " + ec.message();
+  return std::nullopt;
 }
 
 // Before the handshake with `host`: SNI, and, when verifying, a certificate that must name

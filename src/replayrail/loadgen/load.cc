@@ -364,7 +364,14 @@ std::string channel_end(Shared& shared, const tcp::resolver::results_type& at, L
 LoadReport run_load(const LoadOptions& options) {
   LoadReport report;
   Shared shared{.options = options};
-  if (options.tls) shared.tls.emplace(tls_client::trusting_the_system());
+  if (options.tls) {
+    shared.tls.emplace(tls_client::trusting_the_system());
+    if (auto wrong = tls_client::use_client_certificate(*shared.tls)) {
+      report.errors.push_back(*wrong);
+      report.unreachable = true;
+      return report;
+    }
+  }
   const std::size_t overhead = 40;  // {"sent_us":…,"pad":""} around the padding
   shared.padding.assign(options.payload_bytes > overhead ? options.payload_bytes - overhead : 1,
                         'x');
