@@ -1065,6 +1065,43 @@ TEST_P(ServerE2E, TheSummaryListsTheChannelsThatAreNoTopic) {
   EXPECT_EQ(many.at("channels_total").as_int64(), 121);
   EXPECT_EQ(listed.front().at("channel").as_string(), "c000");
   EXPECT_EQ(listed.back().at("channel").as_string(), "c099");
+
+  // With auth on, a token limited to some channels sees only those topics and channels.
+  const auth::JwtConfig jwt{"summary-secret", "", ""};
+  restart_server({"--auth-jwt-secret", jwt.secret});
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  auto as = [&](std::vector<std::string> channels) {
+    auto token = auth::mint({"t", auth::Role::consumer, std::move(channels), now + 600}, jwt, now);
+    auto r =
+        call(http::verb::get, "/v1/metrics/summary", "", {{"Authorization", "Bearer " + token}});
+    EXPECT_EQ(r.status, 200u) << r.body;
+    return r.json();
+  };
+  // (The memory store starts empty again: what the view is made of is published again.)
+  auto producer = auth::mint({"p", auth::Role::admin, {}, now + 600}, jwt, now);
+  const std::vector<std::pair<std::string, std::string>> bearer{
+      {"Authorization", "Bearer " + producer}};
+  for (std::string name :
+       {"c010", "c011", "c012", "c013", "c014", "c015", "c016", "c017", "c018", "c019", "zz"}) {
+    ASSERT_EQ(call(http::verb::post, "/events/" + name, R"({"type":"t"})", bearer).status, 201u);
+  }
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/jobs/events",
+                 R"({"partitions":3,"events":[{"type":"a","partition_key":"k"}]})", bearer)
+                .status,
+            201u);
+  auto limited = as({"c01*", "jobs"});
+  const auto& seen = limited.at("channels").as_array();
+  ASSERT_EQ(seen.size(), 10u) << limited;  // c010 … c019
+  EXPECT_EQ(seen.front().at("channel").as_string(), "c010");
+  EXPECT_EQ(limited.at("channels_total").as_int64(), 10);
+  ASSERT_EQ(limited.at("topics").as_array().size(), 1u) << limited;
+  EXPECT_EQ(limited.at("topics").as_array()[0].at("topic").as_string(), "jobs");
+  auto everything = as({});
+  EXPECT_EQ(everything.at("channels_total").as_int64(), GetParam() == "memory" ? 11 : 122)
+      << "no channels claim: all";
+  EXPECT_EQ(everything.at("topics").as_array().size(), GetParam() == "memory" ? 1u : 3u);
 }
 
 // Every reader gets the numbers the publisher sent, digit for digit: Boost.JSON's own parser and

@@ -299,7 +299,8 @@ task<result<std::vector<TopicDescription>>> Topics::describe_all() {
   co_return out;
 }
 
-task<result<ChannelsDescription>> Topics::describe_channels(std::size_t limit) {
+task<result<ChannelsDescription>> Topics::describe_channels(
+    std::size_t limit, std::function<bool(std::string_view)> visible) {
   std::vector<std::string> streams;
   RR_CO_TRY_ASSIGN(streams, co_await store_->list_streams());
   std::vector<store::Topic> topics;
@@ -310,7 +311,9 @@ task<result<ChannelsDescription>> Topics::describe_channels(std::size_t limit) {
       partitions.insert(store::partition_stream(t.name, t.partitions, p));
     }
   }
-  std::erase_if(streams, [&](const std::string& s) { return partitions.contains(s); });
+  std::erase_if(streams, [&](const std::string& s) {
+    return partitions.contains(s) || (visible && !visible(s));
+  });
   std::sort(streams.begin(), streams.end());
   ChannelsDescription out{.total = streams.size()};
   for (const auto& name : streams) {

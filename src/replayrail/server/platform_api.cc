@@ -178,11 +178,9 @@ ApiResponse PlatformApi::mint_token(std::string_view text) const {
                               {"expires_at", claims.expires}});
 }
 
-task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
-                                                     const std::vector<std::string>& path,
-                                                     std::string_view body,
-                                                     std::string_view traceparent,
-                                                     const Params& params) {
+task<std::optional<ApiResponse>> PlatformApi::handle(
+    std::string_view method, const std::vector<std::string>& path, std::string_view body,
+    std::string_view traceparent, const Params& params, const auth::Claims* caller) {
   if (!path.empty() && path[0] == "archive") co_return co_await archive_route(method, path, params);
   if (path.size() == 2 && path[0] == "auth" && path[1] == "token") {
     if (method != "POST") co_return not_allowed("POST");
@@ -190,7 +188,7 @@ task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
   }
   if (path.size() == 2 && path[0] == "metrics" && path[1] == "summary") {
     if (method != "GET") co_return not_allowed("GET, HEAD");
-    co_return co_await summary();
+    co_return co_await summary(caller);
   }
   if (path.size() < 3 || path[0] != "topics") co_return std::nullopt;
   const std::string& topic = path[1];
@@ -380,12 +378,18 @@ task<result<std::vector<PartitionMessage>>> PlatformApi::read_group(
   }
 }
 
-task<ApiResponse> PlatformApi::summary() {
+task<ApiResponse> PlatformApi::summary(const auth::Claims* caller) {
+  // A token limited to some channels sees only those (their names and lengths are not for others).
+  auto visible = [caller](std::string_view name) {
+    return !caller || auth::allows_channel(*caller, name);
+  };
   auto all = co_await topics_.describe_all();
   if (!all) co_return error(all.error());
   json::array topics;
-  for (const auto& d : *all) topics.push_back(topic_json(d));
-  auto plain = co_await topics_.describe_channels(kSummaryChannels);
+  for (const auto& d : *all) {
+    if (visible(d.topic.name)) topics.push_back(topic_json(d));
+  }
+  auto plain = co_await topics_.describe_channels(kSummaryChannels, visible);
   if (!plain) co_return error(plain.error());
   json::array channels;
   for (const auto& c : plain->channels)

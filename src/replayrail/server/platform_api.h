@@ -75,12 +75,15 @@ class PlatformApi {
 
   // `path`: the segments after `v1`. nullopt when no /v1 route has this path; a route with
   // another method is method_not_allowed. `traceparent`: the request's header, kept in the
-  // metadata of the events an ingest stores when it is valid (is_traceparent()).
+  // metadata of the events an ingest stores when it is valid (is_traceparent()). `caller`: the
+  // request's token, checked (null: auth is off); the summary shows only the topics and channels
+  // its `channels` claim allows.
   store::task<std::optional<ApiResponse>> handle(std::string_view method,
                                                  const std::vector<std::string>& path,
                                                  std::string_view body,
                                                  std::string_view traceparent = {},
-                                                 const Params& params = {});
+                                                 const Params& params = {},
+                                                 const auth::Claims* caller = nullptr);
 
  private:
   store::task<ApiResponse> ingest(const std::string& topic, std::string_view body,
@@ -89,7 +92,7 @@ class PlatformApi {
   store::task<ApiResponse> create_group(const std::string& topic, std::string_view body);
   store::task<ApiResponse> group_action(const std::string& topic, const std::string& group,
                                         const std::string& action, std::string_view body);
-  store::task<ApiResponse> summary();
+  store::task<ApiResponse> summary(const auth::Claims* caller);
   // Topics::read_group, a blocking one cut into BlockingReads slices.
   store::task<result<std::vector<PartitionMessage>>> read_group(
       const std::string& topic, const std::string& group, const std::string& consumer,

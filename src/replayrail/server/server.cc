@@ -582,12 +582,14 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
   }
   if (!path.empty() && path[0] == "v1") {
     std::vector<std::string> rest(path.begin() + 1, path.end());
+    std::optional<auth::Claims> claims;
     if (auto access = PlatformApi::access(req.method_string(), rest)) {
       auto allowed = authorize(req, target, access->role, access->channel);
       if (!allowed) co_return error(req, allowed.error());
+      claims = std::move(*allowed);
     }
     auto res = co_await api->handle(req.method_string(), rest, req.body(), req["traceparent"],
-                                    target.params);
+                                    target.params, claims ? &*claims : nullptr);
     if (res) {
       if (res->code) metrics->failed(*res->code);
       auto out = json_response(req, res->status, std::move(res->body));
