@@ -63,6 +63,12 @@ double redis_benchmark(std::uint16_t port, int total, bool cluster = false,
   return rps;
 }
 
+// One figure of the table, and one with its share of the ceiling measured in the same run.
+void rate_line(const char* what, double rate) { std::printf("%-58s %10.0f /s\n", what, rate); }
+void share_line(const char* what, double rate, double ceiling) {
+  std::printf("%-58s %10.0f /s  %3.0f%%\n", what, rate, 100 * rate / ceiling);
+}
+
 }  // namespace
 
 // Arguments pick the parts that run (`single`, `capped`, `cluster`, `replica`,
@@ -83,11 +89,10 @@ int main(int argc, char** argv) {
       // MAXLEN far above the stream's length: XADD with XLEN riding along, no trim.
       below_cap = std::max(below_cap, store_appends(redis.url(), 64, kTotal, 10'000'000));
     }
-    std::printf("\n%-58s %10.0f /s\n", "redis-benchmark -P 16 -c 32 XADD (ceiling)", ceiling);
-    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, no maxlen", no_cap,
-                100 * no_cap / ceiling);
-    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, stream below its maxlen",
-                below_cap, 100 * below_cap / ceiling);
+    std::printf("\n");
+    rate_line("redis-benchmark -P 16 -c 32 XADD (ceiling)", ceiling);
+    share_line("RedisStore::append, no maxlen", no_cap, ceiling);
+    share_line("RedisStore::append, stream below its maxlen", below_cap, ceiling);
   }
   if (wanted("capped")) {
     // The ceilings of a stream at its MAXLEN: XADD trimming as it goes (after its first 10,000).
@@ -103,14 +108,12 @@ int main(int argc, char** argv) {
       at_cap_approximate =
           std::max(at_cap_approximate, store_appends(redis.url(), 64, kTotal, 10'000, true));
     }
-    std::printf("\n%-58s %10.0f /s\n", "redis-benchmark XADD MAXLEN 10000, at it (ceiling)",
-                capped_ceiling);
-    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, stream at its maxlen (trimming)",
-                at_cap, 100 * at_cap / capped_ceiling);
-    std::printf("%-58s %10.0f /s\n", "redis-benchmark XADD MAXLEN ~ 10000, at it (ceiling)",
-                capped_approximate_ceiling);
-    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, at its maxlen ~ (approximate)",
-                at_cap_approximate, 100 * at_cap_approximate / capped_approximate_ceiling);
+    std::printf("\n");
+    rate_line("redis-benchmark XADD MAXLEN 10000, at it (ceiling)", capped_ceiling);
+    share_line("RedisStore::append, stream at its maxlen (trimming)", at_cap, capped_ceiling);
+    rate_line("redis-benchmark XADD MAXLEN ~ 10000, at it (ceiling)", capped_approximate_ceiling);
+    share_line("RedisStore::append, at its maxlen ~ (approximate)", at_cap_approximate,
+               capped_approximate_ceiling);
   }
 
   // Longer runs: redis-benchmark times in milliseconds, and 200,000 XADDs take half a second.
@@ -133,12 +136,9 @@ int main(int argc, char** argv) {
           std::max(single_spread, bench::redis_store_appends(redis.url(), 64, kClusterTotal, {},
                                                              {.stream_per_publisher = true}));
     }
-    std::printf("%-58s %10.0f /s\n", "redis-benchmark --cluster -P 16 -c 32 XADD (ceiling)",
-                cluster_ceiling);
-    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append on the cluster, no maxlen",
-                cluster_store, 100 * cluster_store / cluster_ceiling);
-    std::printf("%-58s %10.0f /s\n", "(the same 64 streams on the single redis-server above)",
-                single_spread);
+    rate_line("redis-benchmark --cluster -P 16 -c 32 XADD (ceiling)", cluster_ceiling);
+    share_line("RedisStore::append on the cluster, no maxlen", cluster_store, cluster_ceiling);
+    rate_line("(the same 64 streams on the single redis-server above)", single_spread);
   }
 
   if (wanted("replica")) {
@@ -156,13 +156,9 @@ int main(int argc, char** argv) {
       waited = std::max(
           waited, bench::redis_store_appends(primary.url(), 64, kTotal, {}, {.wait_replicas = 1}));
     }
-    std::printf("%-58s %10.0f /s\n", "redis-benchmark -P 16 -c 32 XADD (ceiling)",
-                replicated_ceiling);
-    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append, no maxlen", unwaited,
-                100 * unwaited / replicated_ceiling);
-    std::printf("%-58s %10.0f /s  %3.0f%%\n",
-                "RedisStore::append, waiting for the replica (WAIT 1)", waited,
-                100 * waited / replicated_ceiling);
+    rate_line("redis-benchmark -P 16 -c 32 XADD (ceiling)", replicated_ceiling);
+    share_line("RedisStore::append, no maxlen", unwaited, replicated_ceiling);
+    share_line("RedisStore::append, waiting for the replica (WAIT 1)", waited, replicated_ceiling);
   }
 
   if (wanted("cluster-replica")) {
@@ -185,12 +181,10 @@ int main(int argc, char** argv) {
           cluster_waited,
           bench::redis_store_appends(replicated.url(), 64, kClusterTotal / 2, {}, waited_spread));
     }
-    std::printf("%-58s %10.0f /s\n", "redis-benchmark --cluster -P 16 -c 32 XADD (ceiling)",
-                replicated_cluster_ceiling);
-    std::printf("%-58s %10.0f /s  %3.0f%%\n", "RedisStore::append on the cluster, no maxlen",
-                cluster_unwaited, 100 * cluster_unwaited / replicated_cluster_ceiling);
-    std::printf("%-58s %10.0f /s  %3.0f%%\n",
-                "RedisStore::append, waiting for the replica (WAIT 1)", cluster_waited,
-                100 * cluster_waited / replicated_cluster_ceiling);
+    rate_line("redis-benchmark --cluster -P 16 -c 32 XADD (ceiling)", replicated_cluster_ceiling);
+    share_line("RedisStore::append on the cluster, no maxlen", cluster_unwaited,
+               replicated_cluster_ceiling);
+    share_line("RedisStore::append, waiting for the replica (WAIT 1)", cluster_waited,
+               replicated_cluster_ceiling);
   }
 }

@@ -300,16 +300,13 @@ task<result<std::vector<TopicDescription>>> Topics::describe_all() {
 }
 
 task<result<ChannelsDescription>> Topics::describe_channels(
-    std::size_t limit, std::function<bool(std::string_view)> visible) {
+    const std::vector<TopicDescription>& topics, std::size_t limit,
+    std::function<bool(std::string_view)> visible) {
   std::vector<std::string> streams;
   RR_CO_TRY_ASSIGN(streams, co_await store_->list_streams());
-  std::vector<store::Topic> topics;
-  RR_CO_TRY_ASSIGN(topics, co_await store_->list_topics());
   std::unordered_set<std::string> partitions;
   for (const auto& t : topics) {
-    for (std::uint32_t p = 0; p < t.partitions; ++p) {
-      partitions.insert(store::partition_stream(t.name, t.partitions, p));
-    }
+    for (const auto& p : t.partitions) partitions.insert(p.stream);
   }
   std::erase_if(streams, [&](const std::string& s) {
     return partitions.contains(s) || (visible && !visible(s));

@@ -111,9 +111,10 @@ class Topics {
   store::task<result<std::vector<TopicDescription>>> describe_all();
   // The first `limit` channels by name (each an info() call: a dashboard refresh stays bounded
   // however many channels there are), and how many there are; only those `visible` takes, when
-  // given.
+  // given. `topics` (describe_all()'s): the streams that are partitions, not channels.
   store::task<result<ChannelsDescription>> describe_channels(
-      std::size_t limit, std::function<bool(std::string_view)> visible = {});
+      const std::vector<TopicDescription>& topics, std::size_t limit,
+      std::function<bool(std::string_view)> visible = {});
 
   // Consumer groups, on every partition. `start`: `$` (each partition's last id) or an id.
   // `options` (max_deliveries) are stored with the group on every partition.

@@ -248,18 +248,16 @@ result<std::vector<std::shared_ptr<const PublicKey>>> PublicKey::load(const std:
   read << in.rdbuf();
   if (!in) return make_error(errc::invalid_argument, path + ": cannot be read");
   const std::string text = read.str();
+  auto in_file = [&](const Error& e) { return make_error(e.code, path + ": " + e.message); };
   auto first = text.find_first_not_of(" \t\r\n");
-  result<std::vector<std::shared_ptr<const PublicKey>>> keys =
-      std::vector<std::shared_ptr<const PublicKey>>();
-  if (first != std::string::npos && text[first] == '{') {
-    keys = from_jwks(text);
-  } else if (auto key = from_pem(text)) {
-    keys->push_back(std::move(*key));
-  } else {
-    keys = key.error();
+  if (first != std::string::npos && text[first] == '{') {  // a JWK set
+    auto keys = from_jwks(text);
+    if (!keys) return in_file(keys.error());
+    return keys;
   }
-  if (!keys) return make_error(errc::invalid_argument, path + ": " + keys.error().message);
-  return keys;
+  auto key = from_pem(text);
+  if (!key) return in_file(key.error());
+  return std::vector<std::shared_ptr<const PublicKey>>{std::move(*key)};
 }
 
 result<std::vector<std::shared_ptr<const PublicKey>>> load_public_keys(

@@ -389,7 +389,7 @@ task<ApiResponse> PlatformApi::summary(const auth::Claims* caller) {
   for (const auto& d : *all) {
     if (visible(d.topic.name)) topics.push_back(topic_json(d));
   }
-  auto plain = co_await topics_.describe_channels(kSummaryChannels, visible);
+  auto plain = co_await topics_.describe_channels(*all, kSummaryChannels, visible);
   if (!plain) co_return error(plain.error());
   json::array channels;
   for (const auto& c : plain->channels)

@@ -361,8 +361,9 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
                                                             const Target& target,
                                                             std::optional<auth::Role> role,
                                                             std::string_view channel) const {
+  // On or off as started (a reload replaces keys, never all of them): no lock when off.
+  if (!options.jwt.enabled()) return std::optional<auth::Claims>();
   auto jwt = current_jwt();
-  if (!jwt->enabled()) return std::optional<auth::Claims>();
   std::string token;
   std::string_view header = req[http::field::authorization];
   if (header.size() > 7 && beast::iequals(header.substr(0, 7), "Bearer ")) {

@@ -37,11 +37,7 @@ class KeyPair {
 
   // `BEGIN PUBLIC KEY`, as identity providers publish their keys.
   std::string public_pem() const {
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
-    PEM_write_bio_PUBKEY(bio.get(), key_.get());
-    char* data = nullptr;
-    long size = BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<std::size_t>(size));
+    return pem([&](BIO* bio) { PEM_write_bio_PUBKEY(bio, key_.get()); });
   }
 
   // The public key as a JWK (RFC 7517), named `kid`.
@@ -92,11 +88,7 @@ class KeyPair {
                                reinterpret_cast<const unsigned char*>("issuer.test"), -1, -1, 0);
     X509_set_issuer_name(cert.get(), name);
     X509_sign(cert.get(), key_.get(), algorithm_ == "EdDSA" ? nullptr : EVP_sha256());
-    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
-    PEM_write_bio_X509(bio.get(), cert.get());
-    char* data = nullptr;
-    long size = BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<std::size_t>(size));
+    return pem([&](BIO* bio) { PEM_write_bio_X509(bio, cert.get()); });
   }
 
   // A token of `claims`, its header naming `alg` (by default the key's own algorithm).
@@ -134,6 +126,15 @@ class KeyPair {
   }
 
  private:
+  // What `write` puts in a memory BIO, as text.
+  template <class Write>
+  static std::string pem(Write write) {
+    std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+    write(bio.get());
+    char* data = nullptr;
+    long size = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<std::size_t>(size));
+  }
   KeyPair(EVP_PKEY* key, std::string algorithm) : key_(key, EVP_PKEY_free), algorithm_(algorithm) {
     if (!key) throw std::runtime_error("key generation failed");
   }
