@@ -112,16 +112,17 @@ std::optional<std::string> jwk_bytes(const json::object& jwk, std::string_view n
   return base64url_decode(v->get_string());
 }
 
-std::string_view jwk_text(const json::object& jwk, std::string_view name) {
-  const json::value* v = jwk.if_contains(name);
+// A string member of a JWK or a token's header; empty when there is none.
+std::string_view text_of(const json::object& object, std::string_view name) {
+  const json::value* v = object.if_contains(name);
   return v && v->is_string() ? std::string_view(v->get_string()) : std::string_view();
 }
 
 // The public key of a JWK (RFC 7517, 7518 §6, 8037): RSA, EC or OKP (Ed25519); an empty Key for
 // a kind tokens are not checked with here (another curve, an encryption key).
 result<Key> jwk_key(const json::object& jwk) {
-  const auto kty = jwk_text(jwk, "kty");
-  const auto crv = jwk_text(jwk, "crv");
+  const auto kty = text_of(jwk, "kty");
+  const auto crv = text_of(jwk, "crv");
   if (kty == "OKP") {
     if (crv != "Ed25519") return Key();
     auto x = jwk_bytes(jwk, "x");
@@ -176,14 +177,15 @@ result<Key> jwk_key(const json::object& jwk) {
 
 void PublicKey::Free::operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
 
-result<std::shared_ptr<const PublicKey>> PublicKey::from(Key key) {
+result<std::shared_ptr<const PublicKey>> PublicKey::from(Key key, std::string kid) {
   switch (EVP_PKEY_get_base_id(key.get())) {
     case EVP_PKEY_RSA:
       if (EVP_PKEY_get_bits(key.get()) < 2048) {
         return invalid_key("an RSA key of " + std::to_string(EVP_PKEY_get_bits(key.get())) +
                            " bits: RS256 needs at least 2048");
       }
-      return std::shared_ptr<const PublicKey>(new PublicKey(std::move(key), "RS256"));
+      return std::shared_ptr<const PublicKey>(
+          new PublicKey(std::move(key), "RS256", std::move(kid)));
     case EVP_PKEY_EC: {
       char curve[64] = "";
       std::size_t size = 0;
@@ -191,10 +193,12 @@ result<std::shared_ptr<const PublicKey>> PublicKey::from(Key key) {
       if (std::string_view(curve) != "prime256v1") {
         return invalid_key(std::string("an EC key on curve ") + curve + ": ES256 needs P-256");
       }
-      return std::shared_ptr<const PublicKey>(new PublicKey(std::move(key), "ES256"));
+      return std::shared_ptr<const PublicKey>(
+          new PublicKey(std::move(key), "ES256", std::move(kid)));
     }
     case EVP_PKEY_ED25519:
-      return std::shared_ptr<const PublicKey>(new PublicKey(std::move(key), "EdDSA"));
+      return std::shared_ptr<const PublicKey>(
+          new PublicKey(std::move(key), "EdDSA", std::move(kid)));
     default:
       return invalid_key("a key of a kind JWTs are not checked with (RSA, EC P-256, Ed25519 are)");
   }
@@ -223,18 +227,18 @@ result<std::vector<std::shared_ptr<const PublicKey>>> PublicKey::from_jwks(std::
   for (std::size_t i = 0; i < keys->get_array().size(); ++i) {
     const json::value& jwk = keys->get_array()[i];
     auto where = [&] {
-      auto kid = jwk.is_object() ? jwk_text(jwk.get_object(), "kid") : std::string_view();
+      auto kid = jwk.is_object() ? text_of(jwk.get_object(), "kid") : std::string_view();
       return "key " + std::to_string(i) + (kid.empty() ? "" : " (kid " + std::string(kid) + ")");
     };
     if (!jwk.is_object()) return invalid_key(where() + ": not a JSON object");
-    auto use = jwk_text(jwk.get_object(), "use");
+    auto use = text_of(jwk.get_object(), "use");
     if (!use.empty() && use != "sig") continue;  // an encryption key
     auto key = jwk_key(jwk.get_object());
     if (!key) return invalid_key(where() + ": " + key.error().message);
     if (!*key) continue;  // another kind
-    auto made = from(std::move(*key));
+    auto made = from(std::move(*key), std::string(text_of(jwk.get_object(), "kid")));
     if (!made) return invalid_key(where() + ": " + made.error().message);
-    auto alg = jwk_text(jwk.get_object(), "alg");
+    auto alg = text_of(jwk.get_object(), "alg");
     if (!alg.empty() && alg != (*made)->algorithm()) continue;  // e.g. RSA for PS256
     out.push_back(std::move(*made));
   }
@@ -313,6 +317,11 @@ std::string JwtConfig::algorithms() const {
   return out;
 }
 
+bool JwtConfig::knows_key_id(std::string_view kid) const {
+  return std::any_of(public_keys.begin(), public_keys.end(),
+                     [&](const auto& key) { return key->kid() == kid; });
+}
+
 std::optional<Role> parse_role(std::string_view name) {
   if (name == "producer") return Role::producer;
   if (name == "consumer") return Role::consumer;
@@ -344,9 +353,10 @@ result<Claims> verify(std::string_view token, const JwtConfig& config, std::int6
 
   json::object header;
   RR_TRY_ASSIGN(header, decode_part(header_part, "header"));
-  const json::value* alg_value = header.if_contains("alg");
-  const std::string_view alg =
-      alg_value && alg_value->is_string() ? std::string_view(alg_value->get_string()) : "";
+  const std::string_view alg = text_of(header, "alg");
+  if (config.secret.empty() && config.public_keys.empty()) {  // a JWK set not fetched yet
+    return unauthorized("the keys of " + config.jwks_url + " are not loaded yet");
+  }
   // Pinned: `none`, and an algorithm no configured key is for (algorithm confusion: HS256 with
   // a public key as the secret, …), never reach a signature check.
   const bool hmac = alg == "HS256" && !config.secret.empty();
@@ -355,17 +365,26 @@ result<Claims> verify(std::string_view token, const JwtConfig& config, std::int6
   if (!hmac && !keyed) {
     return unauthorized("the token's algorithm must be " + config.algorithms());
   }
+  // A token that names its key is checked with that key (or a key without an id, as a PEM
+  // file's): an identity provider's tokens all say which of its keys signed them.
+  const std::string_view kid = text_of(header, "kid");
+  auto candidate = [&](const PublicKey& key) {
+    return key.algorithm() == alg && (kid.empty() || key.kid().empty() || key.kid() == kid);
+  };
   auto signature = base64url_decode(signature_part);
   const auto input = token.substr(0, second);
-  bool valid = false;
+  bool valid = false, tried = hmac;
   if (signature && hmac) {
     auto expected = hs256(config.secret, input);
     valid = signature->size() == expected.size() &&
             CRYPTO_memcmp(signature->data(), expected.data(), expected.size()) == 0;
   }
   for (const auto& key : config.public_keys) {
-    if (signature && !valid && key->algorithm() == alg) valid = key->verifies(input, *signature);
+    if (valid || !candidate(*key)) continue;
+    tried = true;
+    valid = signature && key->verifies(input, *signature);
   }
+  if (!tried) return unauthorized("no key has the token's key id (kid " + std::string(kid) + ")");
   if (!valid) return unauthorized("the token's signature is not valid");
 
   json::object claims;
@@ -410,6 +429,11 @@ result<Claims> verify(std::string_view token, const JwtConfig& config, std::int6
     }
   }
   return out;
+}
+
+std::string key_id(std::string_view token) {
+  auto header = decode_part(token.substr(0, token.find('.')), "header");
+  return header ? std::string(text_of(*header, "kid")) : std::string();
 }
 
 std::string mint(const Claims& claims, const JwtConfig& config, std::int64_t now) {

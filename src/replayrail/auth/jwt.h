@@ -47,6 +47,8 @@ class PublicKey {
 
   // "RS256", "ES256" or "EdDSA": the only `alg` this key verifies.
   std::string_view algorithm() const { return algorithm_; }
+  // The JWK's `kid`; empty for a PEM key (which then verifies tokens of any `kid`).
+  const std::string& kid() const { return kid_; }
   // Whether `signature` (as a JWS carries it: for ES256 r ‖ s, 64 bytes) signs `input`.
   bool verifies(std::string_view input, std::string_view signature) const;
 
@@ -56,11 +58,13 @@ class PublicKey {
 
  private:
   // The algorithm of `key`'s kind; a weak key or one of another kind is refused.
-  static result<std::shared_ptr<const PublicKey>> from(std::unique_ptr<EVP_PKEY, Free> key);
-  PublicKey(std::unique_ptr<EVP_PKEY, Free> key, std::string_view algorithm)
-      : key_(std::move(key)), algorithm_(algorithm) {}
+  static result<std::shared_ptr<const PublicKey>> from(std::unique_ptr<EVP_PKEY, Free> key,
+                                                       std::string kid = {});
+  PublicKey(std::unique_ptr<EVP_PKEY, Free> key, std::string_view algorithm, std::string kid)
+      : key_(std::move(key)), algorithm_(algorithm), kid_(std::move(kid)) {}
   std::unique_ptr<EVP_PKEY, Free> key_;
   std::string_view algorithm_;
+  std::string kid_;
 };
 
 // The keys of every file (PublicKey::load), in order; the first file that fails is the error.
@@ -72,18 +76,27 @@ struct JwtConfig {
   std::string issuer;    // `iss` required to match when set
   std::string audience;  // `aud` (a string or an array) required to contain it when set
   std::vector<std::shared_ptr<const PublicKey>> public_keys;  // RS256 / ES256 / EdDSA
+  // An identity provider's jwks_uri the server keeps its keys from (they are in `public_keys`
+  // once fetched).
+  std::string jwks_url;
 
-  // Auth is on once a secret or a public key is configured.
-  bool enabled() const { return !secret.empty() || !public_keys.empty(); }
+  // Auth is on once a secret, a public key or a JWK set URL is configured.
+  bool enabled() const { return !secret.empty() || !public_keys.empty() || !jwks_url.empty(); }
   // The algorithms accepted, e.g. "HS256, RS256".
   std::string algorithms() const;
+  // Whether a public key has this `kid`.
+  bool knows_key_id(std::string_view kid) const;
 };
 
 // The token's claims when its `alg` is one a configured key takes and one such key verifies its
 // signature (HS256: the secret), `exp` is present and in the future, `nbf` (if any) is past, and
-// `iss` / `aud` match the configuration. Anything else is unauthorized, with a message saying
+// `iss` / `aud` match the configuration. A token that names its key (`kid`) is checked only with
+// the key of that id (and keys without one). Anything else is unauthorized, with a message saying
 // what was wrong.
 result<Claims> verify(std::string_view token, const JwtConfig& config, std::int64_t now);
+
+// The `kid` of the token's header; empty when it has none (or is no JWT).
+std::string key_id(std::string_view token);
 
 // An HS256 token for `claims` (`iat` = now, `exp` = claims.expires), signed with the secret, with
 // the configured `iss` and `aud`.

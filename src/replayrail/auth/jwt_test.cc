@@ -232,6 +232,42 @@ TEST_F(JwtTest, JwkSetsGiveTheirSigningKeys) {
   refused(boost::json::serialize(boost::json::object{{"keys", {off_curve}}}), "no valid key");
 }
 
+// A token that names its key (`kid`, as every identity provider's do) is checked with that key of
+// the set, or a key without an id (a PEM file's); a kid the set lacks is said so.
+TEST_F(JwtTest, ATokensKeyIdPicksItsKey) {
+  auto current = testing::KeyPair::rsa(), next = testing::KeyPair::rsa();
+  auto set = PublicKey::from_jwks(boost::json::serialize(
+      boost::json::object{{"keys", {current.jwk("2026-10"), next.jwk("2026-11")}}}));
+  ASSERT_TRUE(set) << set.error().message;
+  EXPECT_EQ((*set)[0]->kid(), "2026-10");
+  JwtConfig config{"", "replayrail", "events", *set};
+  EXPECT_TRUE(config.knows_key_id("2026-11"));
+  EXPECT_FALSE(config.knows_key_id("2026-12"));
+  EXPECT_FALSE(config.knows_key_id(""));
+
+  const auto claims = provider_claims();
+  EXPECT_TRUE(verify(current.sign(claims, "", "2026-10"), config, kNow));
+  EXPECT_TRUE(verify(next.sign(claims, "", "2026-11"), config, kNow));
+  EXPECT_TRUE(verify(next.sign(claims), config, kNow)) << "no kid: every key of the kind is tried";
+  // The key of the id named, and only it, is tried.
+  expect_refused(current.sign(claims, "", "2026-11"), "signature is not valid", config);
+  expect_refused(current.sign(claims, "", "2026-12"), "no key has the token's key id (kid 2026-12)",
+                 config);
+  EXPECT_EQ(key_id(current.sign(claims, "", "2026-12")), "2026-12");
+  EXPECT_EQ(key_id(current.sign(claims)), "");
+  EXPECT_EQ(key_id("not a token"), "");
+
+  // A PEM key has no id: it is tried whatever the token names.
+  JwtConfig pem{"", "replayrail", "events", {PublicKey::from_pem(current.public_pem()).value()}};
+  EXPECT_TRUE(verify(current.sign(claims, "", "anything"), pem, kNow));
+
+  // A JWK set URL whose keys are not fetched yet: no token passes, and the message says why.
+  JwtConfig waiting{"", "replayrail", "events", {}, "https://idp.test/jwks"};
+  EXPECT_TRUE(waiting.enabled());
+  expect_refused(current.sign(claims, "", "2026-10"),
+                 "the keys of https://idp.test/jwks are not loaded yet", waiting);
+}
+
 TEST_F(JwtTest, RolesAndChannelGlobs) {
   Claims producer = claims(Role::producer, {"orders", "restaurant:*:orders"});
   EXPECT_TRUE(allows(producer, Role::producer));

@@ -91,12 +91,15 @@ class KeyPair {
     return pem([&](BIO* bio) { PEM_write_bio_X509(bio, cert.get()); });
   }
 
-  // A token of `claims`, its header naming `alg` (by default the key's own algorithm).
-  std::string sign(const boost::json::object& claims, std::string alg = {}) const {
+  // A token of `claims`, its header naming `alg` (by default the key's own algorithm) and, when
+  // given, the key's id `kid`.
+  std::string sign(const boost::json::object& claims, std::string alg = {},
+                   const std::string& kid = {}) const {
     if (alg.empty()) alg = algorithm_;
-    std::string input = base64url_encode(boost::json::serialize(
-                            boost::json::object{{"alg", alg}, {"typ", "JWT"}})) +
-                        "." + base64url_encode(boost::json::serialize(claims));
+    boost::json::object header{{"alg", alg}, {"typ", "JWT"}};
+    if (!kid.empty()) header["kid"] = kid;
+    std::string input = base64url_encode(boost::json::serialize(header)) + "." +
+                        base64url_encode(boost::json::serialize(claims));
     return input + "." + base64url_encode(signature(input));
   }
 
