@@ -1,0 +1,212 @@
+#include "replayrail/auth/jwks_refresher.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/url/parse.hpp>
+#include <optional>
+#include <utility>
+
+#include "replayrail/common/tls_client.h"
+
+namespace replayrail::auth {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+// A JWK set is a few kilobytes; this bounds what a wrong URL can make the server read.
+constexpr std::size_t kMaxBody = 1 << 20;
+
+struct Target {
+  std::string host, port, path;  // path: with the query
+  bool tls = false;
+};
+
+result<Target> parse_target(const std::string& url) {
+  auto parsed = boost::urls::parse_absolute_uri(url);
+  if (!parsed || parsed->encoded_host().empty()) {
+    return make_error(errc::invalid_argument, url + " is not an absolute URL with a host");
+  }
+  Target t;
+  t.tls = parsed->scheme() == "https";
+  if (!t.tls && parsed->scheme() != "http") {
+    return make_error(errc::invalid_argument, url + ": the scheme must be http or https");
+  }
+  t.host = parsed->host_address();
+  t.port = parsed->has_port() ? std::string(parsed->port()) : t.tls ? "443" : "80";
+  t.path = parsed->encoded_target();
+  if (t.path.empty()) t.path = "/";
+  return t;
+}
+
+template <class Stream>
+asio::awaitable<void> exchange(Stream& stream, const Target& t,
+                               http::response_parser<http::string_body>& parser) {
+  http::request<http::empty_body> req{http::verb::get, t.path, 11};
+  req.set(http::field::host, t.host);
+  req.set(http::field::accept, "application/json");
+  req.set(http::field::user_agent, "replayrail");
+  co_await http::async_write(stream, req, asio::use_awaitable);
+  beast::flat_buffer buffer;
+  co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
+}
+
+// The body of a 200 answer to GET `t`, or what went wrong.
+asio::awaitable<result<std::string>> get(Target t) {
+  try {
+    auto executor = co_await asio::this_coro::executor;
+    auto endpoints =
+        co_await tcp::resolver(executor).async_resolve(t.host, t.port, asio::use_awaitable);
+    beast::tcp_stream tcp(executor);
+    co_await tcp.async_connect(endpoints, asio::use_awaitable);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(kMaxBody);
+    if (t.tls) {
+      // Made here, so that it lives as long as the stream: a fetch cut off ends with the
+      // io_context, which destroys this frame.
+      auto context = tls_client::trusting_the_system();
+      beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp), context);
+      if (auto ec = tls_client::name_server(stream, t.host)) throw boost::system::system_error(ec);
+      co_await stream.async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
+      co_await exchange(stream, t, parser);
+    } else {
+      co_await exchange(tcp, t, parser);
+    }
+    auto& res = parser.get();
+    if (res.result() != http::status::ok) {
+      co_return make_error(errc::internal, "answered HTTP " + std::to_string(res.result_int()));
+    }
+    co_return std::move(res.body());
+  } catch (const boost::system::system_error& e) {
+    co_return make_error(errc::internal, e.code().message());
+  }
+}
+
+// fetch_jwks on `io`: stopping `io` cuts it off.
+result<PublicKeys> fetch_on(asio::io_context& io, const std::string& url,
+                            std::chrono::milliseconds timeout) {
+  Target target;
+  RR_TRY_ASSIGN(target, parse_target(url));
+  std::optional<result<std::string>> body;
+  asio::co_spawn(io, get(std::move(target)),
+                 [&body](std::exception_ptr failed, result<std::string> got) {
+                   if (!failed) body = std::move(got);
+                 });
+  io.run_for(timeout);
+  if (!body) {
+    return make_error(errc::internal,
+                      url + ": no answer within " + std::to_string(timeout.count()) + " ms");
+  }
+  if (!*body) return make_error(body->error().code, url + ": " + body->error().message);
+  auto keys = PublicKey::from_jwks(**body);
+  if (!keys) return make_error(keys.error().code, url + ": " + keys.error().message);
+  return keys;
+}
+
+std::string key_ids(const PublicKeys& keys) {
+  std::string out;
+  for (const auto& key : keys) {
+    out += (out.empty() ? "" : ", ") + (key->kid().empty() ? "(no kid)" : key->kid());
+  }
+  return out;
+}
+
+}  // namespace
+
+result<void> check_jwks_url(const std::string& url) {
+  RR_TRY(parse_target(url));
+  return {};
+}
+
+result<PublicKeys> fetch_jwks(const std::string& url, std::chrono::milliseconds timeout) {
+  asio::io_context io;
+  return fetch_on(io, url, timeout);
+}
+
+JwksRefresher::JwksRefresher(Options options, OnKeys on_keys)
+    : options_(std::move(options)), on_keys_(std::move(on_keys)) {
+  thread_ = std::thread([this] { run(); });
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return attempts_ > 0; });
+}
+
+JwksRefresher::~JwksRefresher() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    if (fetching_) fetching_->stop();
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void JwksRefresher::refresh_soon() {
+  {
+    std::lock_guard lock(mu_);
+    if (soon_) return;
+    soon_ = true;
+  }
+  cv_.notify_all();
+}
+
+void JwksRefresher::run() {
+  using clock = std::chrono::steady_clock;
+  std::chrono::milliseconds backoff = std::chrono::seconds(1);
+  std::string loaded;  // the key ids of the last set, to log when they change
+  for (;;) {
+    auto io = std::make_shared<asio::io_context>();
+    {
+      // Under the lock with the check of stopping_: the destructor either sees this fetch and
+      // stops it, or comes first and this thread returns.
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      soon_ = false;
+      fetching_ = io;
+    }
+    auto keys = fetch_on(*io, options_.url, options_.timeout);
+    const auto fetched = clock::now();
+    {
+      std::lock_guard lock(mu_);
+      fetching_.reset();
+      if (stopping_) return;
+    }
+    io.reset();  // ends what a fetch cut off by its timeout left
+    auto next = fetched + options_.refresh;
+    if (keys) {
+      auto ids = key_ids(*keys);
+      if (ids != loaded) spdlog::info("JWT keys of {} loaded: {}", options_.url, ids);
+      loaded = std::move(ids);
+      on_keys_(std::move(*keys));
+      backoff = std::chrono::seconds(1);
+    } else {
+      next = fetched + std::min(backoff, options_.refresh);
+      spdlog::warn("JWT keys: {}; {}, trying again in {} ms", keys.error().message,
+                   loaded.empty() ? "no token of the provider passes until they load"
+                                  : "keeping the keys loaded before",
+                   std::min(backoff, options_.refresh).count());
+      backoff = std::min(2 * backoff, options_.refresh);
+    }
+    std::unique_lock lock(mu_);
+    if (++attempts_ == 1) cv_.notify_all();  // the constructor waits for the first
+    cv_.wait_until(lock, next, [this] { return stopping_ || soon_; });
+    // Asked for sooner: not before min_gap has passed since the last fetch.
+    if (soon_) {
+      cv_.wait_until(lock, std::min(next, fetched + options_.min_gap),
+                     [this] { return stopping_; });
+    }
+  }
+}
+
+}  // namespace replayrail::auth
