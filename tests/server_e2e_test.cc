@@ -31,6 +31,7 @@
 
 #include "replayrail/archive/pg.h"
 #include "replayrail/auth/jwt.h"
+#include "replayrail/auth/testing/jwks_server.h"
 #include "replayrail/auth/testing/key_pair.h"
 #include "replayrail/common/stream_id.h"
 #include "replayrail/store/testing/temp_dir.h"
@@ -1470,6 +1471,77 @@ TEST_P(ServerE2E, SighupLoadsTheJwtPublicKeysAgain) {
   EXPECT_EQ(status_with(old_key), 401u);
 }
 
+// An identity provider's JWK set URL: its keys are fetched at start, and a token signed with a
+// key the provider published since (a kid the server has not seen) has the set fetched again.
+TEST_P(ServerE2E, KeysOfAJwkSetUrlAreFetchedAndFollowARotation) {
+  if (GetParam() != "memory") GTEST_SKIP() << "the keys are the server's, whatever the store";
+  auth::testing::JwksServer idp;
+  auto old_key = auth::testing::KeyPair::rsa(), new_key = auth::testing::KeyPair::ec();
+  idp.publish({old_key.jwk("2026-10")});
+  restart_server({"--auth-jwks-url", idp.url(), "--auth-jwt-issuer", "https://idp.test"});
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const json::object claims{
+      {"sub", "u1"}, {"role", "producer"}, {"iss", "https://idp.test"}, {"exp", now + 600}};
+  auto publish = [&](const auth::testing::KeyPair& pair, const std::string& kid) {
+    return call(http::verb::post, "/events/orders", R"({"type":"t"})",
+                {{"Authorization", "Bearer " + pair.sign(claims, "", kid)}});
+  };
+  auto r = publish(old_key, "2026-10");
+  EXPECT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(idp.requests(), 1u);
+
+  // The provider rotates: tokens of its new key pass once the server fetched the set again,
+  // which the first of them asked for.
+  idp.publish({old_key.jwk("2026-10"), new_key.jwk("2026-11")});
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (publish(new_key, "2026-11").status != 201 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(publish(new_key, "2026-11").status, 201u);
+  EXPECT_EQ(publish(old_key, "2026-10").status, 201u);
+  // Asked by many tokens, fetched once; and tokens naming keys nobody published do not make
+  // the server fetch more than every 5 s.
+  EXPECT_EQ(idp.requests(), 2u);
+  for (int i = 0; i < 20; ++i) {
+    r = publish(auth::testing::KeyPair::ec(), "made-up-" + std::to_string(i));
+    EXPECT_EQ(r.status, 401u);
+    EXPECT_NE(r.body.find("no key has the token's key id (kid made-up-"), std::string::npos)
+        << r.body;
+  }
+  EXPECT_LE(idp.requests(), 3u);
+}
+
+// A provider that does not answer at start: the server starts, refuses tokens saying why, and
+// takes them once the provider answers.
+TEST_P(ServerE2E, AJwkSetUrlThatFailsAtStartIsTriedAgain) {
+  if (GetParam() != "memory") GTEST_SKIP() << "the keys are the server's, whatever the store";
+  auth::testing::JwksServer idp;
+  idp.answer(503, "{}");
+  restart_server({"--auth-jwks-url", idp.url()});
+  auto key = auth::testing::KeyPair::ed25519();
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const std::string token =
+      key.sign(json::object{{"sub", "u1"}, {"role", "consumer"}, {"exp", now + 600}}, "", "k1");
+  auto read = [&] {
+    return call(http::verb::get, "/events/orders?after=0-0", {},
+                {{"Authorization", "Bearer " + token}});
+  };
+  auto r = read();
+  EXPECT_EQ(r.status, 401u);
+  EXPECT_NE(r.body.find("the keys of " + idp.url() + " are not loaded yet"), std::string::npos)
+      << r.body;
+  idp.publish({key.jwk("k1")});
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (read().status != 200 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(read().status, 200u);
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kSanitized = true;
 #else
@@ -2183,6 +2255,9 @@ TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
       {"serve", "--log-format", "xml"},
       {"serve", "--auth-jwt-public-key", "/nonexistent/idp.pem"},
       {"serve", "--auth-jwt-public-key", "/etc/hostname"},  // no PEM key
+      {"serve", "--auth-jwks-url", "idp.test/jwks"},
+      {"serve", "--auth-jwks-url", "ftp://idp.test/jwks"},
+      {"serve", "--auth-jwks-url", "http://127.0.0.1:1/jwks", "--auth-jwks-refresh-ms", "0"},
       {"publish"},
       {"replay", "c", "--url", "ftp://127.0.0.1:1"},
       {},

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "replayrail/auth/jwks_refresher.h"
 #include "replayrail/store/testing/temp_dir.h"
 #include "support/child_process.h"
 #include "support/http_exchange.h"
@@ -216,6 +217,25 @@ TEST_F(ServerTls, SighupLoadsTheCertificateAgain) {
   server_->kill(SIGHUP);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_TRUE(handshakes(dir / "next.pem")) << "a file that cannot serve leaves the current one";
+}
+
+// A JWK set URL over https (--auth-jwks-url): the provider's certificate is checked as the CLI
+// clients check the server's, against the system's authorities or SSL_CERT_FILE. This server
+// serves no JWK set; that its page of events is what the fetch refuses shows TLS and HTTP went
+// through.
+TEST_F(ServerTls, AJwkSetUrlOverHttpsChecksTheProvidersCertificate) {
+  const std::string url = "https://127.0.0.1:" + std::to_string(port_) + "/events/keys?after=0-0";
+  ::unsetenv("SSL_CERT_FILE");
+  auto untrusted = auth::fetch_jwks(url, std::chrono::seconds(10));
+  ASSERT_FALSE(untrusted);
+  EXPECT_NE(untrusted.error().message.find("certificate verify failed"), std::string::npos)
+      << untrusted.error().message;
+  ::setenv("SSL_CERT_FILE", cert().c_str(), 1);
+  auto trusted = auth::fetch_jwks(url, std::chrono::seconds(10));
+  ::unsetenv("SSL_CERT_FILE");
+  ASSERT_FALSE(trusted);
+  EXPECT_NE(trusted.error().message.find("not a JWK set"), std::string::npos)
+      << trusted.error().message;
 }
 
 TEST_F(ServerTls, PlainHttpIsAnsweredWithAClearError) {

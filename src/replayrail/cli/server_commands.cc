@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "replayrail/archive/loop.h"
+#include "replayrail/auth/jwks_refresher.h"
 #include "replayrail/cli/client.h"
 #include "replayrail/log/log.h"
 #include "replayrail/resp/url.h"
@@ -70,6 +71,14 @@ result<std::shared_ptr<store::Store>> open_store(const ServeArgs& args,
   return std::shared_ptr<store::Store>(local);
 }
 
+// The start line's word on auth: "off", "on (JWT HS256, RS256)", "on (JWT keys of URL)".
+std::string auth_summary(const auth::JwtConfig& jwt) {
+  if (!jwt.enabled()) return "off";
+  std::string how = jwt.algorithms();
+  if (!jwt.jwks_url.empty()) how += (how.empty() ? "keys of " : ", keys of ") + jwt.jwks_url;
+  return "on (JWT " + how + ")";
+}
+
 // A setting a user of the seeds carries over that this server would otherwise ignore silently:
 // an OpenStream deployment sets REDIS_URL, and expects it to be used.
 void warn_about_unused_settings(const ServeArgs& args) {
@@ -104,6 +113,13 @@ int serve(ServeArgs& args) {
     return kUsage;
   }
   args.server.jwt.public_keys = std::move(*keys);
+  if (auto url = args.server.jwt.jwks_url; !url.empty()) {
+    if (auto checked = auth::check_jwks_url(url); !checked) {
+      std::fprintf(stderr, "replayrail: --auth-jwks-url %s\n", checked.error().message.c_str());
+      return kUsage;
+    }
+  }
+  args.server.jwks_refresh = std::chrono::milliseconds(args.jwks_refresh_ms);
   args.server.database_url = args.database_url;
   args.server.archive_interval = std::chrono::milliseconds(args.archive_interval_ms);
   // Both are checked when parsed.
@@ -134,9 +150,7 @@ int serve(ServeArgs& args) {
                args.server.tls_cert.empty()        ? ""
                : args.server.tls_client_ca.empty() ? " (TLS)"
                                                    : " (TLS, client certificates required)",
-               args.store, where,
-               args.server.jwt.enabled() ? "on (JWT " + args.server.jwt.algorithms() + ")" : "off",
-               (*server)->threads());
+               args.store, where, auth_summary(args.server.jwt), (*server)->threads());
   if (!args.server.database_url.empty()) {
     spdlog::info("archiving every stream to PostgreSQL at {}, a pass every {} ms",
                  redact_url(args.server.database_url), args.server.archive_interval.count());
@@ -359,6 +373,18 @@ ServerCommands::ServerCommands(CLI::App& app) {
                    "auth is on with it")
       ->envname("AUTH_JWT_PUBLIC_KEY")
       ->delimiter(',');
+  serve_cmd
+      ->add_option("--auth-jwks-url", s.server.jwt.jwks_url,
+                   "An identity provider's JWK set URL (its jwks_uri, http or https): its keys "
+                   "check RS256 / ES256 / EdDSA tokens, fetched at start, every "
+                   "--auth-jwks-refresh-ms, and sooner for a token whose kid the set lacks; auth "
+                   "is on with it")
+      ->envname("AUTH_JWKS_URL");
+  serve_cmd
+      ->add_option("--auth-jwks-refresh-ms", s.jwks_refresh_ms,
+                   "How often the keys of --auth-jwks-url are fetched again")
+      ->check(CLI::Range(100u, 86'400'000u))
+      ->capture_default_str();
   serve_cmd->add_option("--auth-jwt-issuer", s.server.jwt.issuer, "Required `iss` of tokens")
       ->envname("AUTH_JWT_ISSUER");
   serve_cmd->add_option("--auth-jwt-audience", s.server.jwt.audience, "Required `aud` of tokens")

@@ -28,6 +28,7 @@ struct ServeArgs {
   std::string log_format = "text";
   std::string database_url;  // the PostgreSQL archive; empty: none
   int archive_interval_ms = 1000;
+  unsigned jwks_refresh_ms = 300'000;
   server::ServerOptions server;
 };
 

@@ -34,6 +34,7 @@
 
 #include "replayrail/archive/history.h"
 #include "replayrail/archive/loop.h"
+#include "replayrail/auth/jwks_refresher.h"
 #include "replayrail/core/json_text.h"
 #include "replayrail/server/errors.h"
 #include "replayrail/server/http_wire.h"
@@ -208,13 +209,20 @@ struct Server::Impl {
     std::lock_guard lock(tls_mu);
     return tls;
   }
-  // The token check's configuration: SIGHUP replaces it when it loads the public keys again.
+  // The token check's configuration: SIGHUP replaces it when it loads the public key files
+  // again, the JWK set's refresher when it fetched the set again.
   std::shared_ptr<const auth::JwtConfig> jwt;
-  mutable std::mutex jwt_mu;  // guards `jwt`
+  mutable std::mutex jwt_mu;  // guards `jwt` and the keys below
+  auth::PublicKeys file_keys, fetched_keys;
   std::shared_ptr<const auth::JwtConfig> current_jwt() const {
     std::lock_guard lock(jwt_mu);
     return jwt;
   }
+  // Replaces the keys of the files or those of the JWK set (`which`): the token check takes
+  // both.
+  void replace_keys(auth::PublicKeys Impl::*which, auth::PublicKeys keys);
+  // With a JWK set URL, while serving.
+  std::unique_ptr<auth::JwksRefresher> jwks;
   // SIGHUP: the TLS certificate and the JWT public keys are loaded again from their files; what
   // fails to load is kept as it was.
   void reload_on_sighup();
@@ -378,8 +386,17 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
   auto now = std::chrono::duration_cast<std::chrono::seconds>(
                  std::chrono::system_clock::now().time_since_epoch())
                  .count();
-  auth::Claims claims;
-  RR_TRY_ASSIGN(claims, auth::verify(token, *jwt, now));
+  auto verified = auth::verify(token, *jwt, now);
+  if (!verified) {
+    // The provider may have rotated its keys: a token naming a key the set lacks has it fetched
+    // again (the refresher spaces the fetches, whatever the tokens).
+    auto kid = auth::key_id(token);
+    if (jwks && (jwt->public_keys.empty() || (!kid.empty() && !jwt->knows_key_id(kid)))) {
+      jwks->refresh_soon();
+    }
+    return verified.error();
+  }
+  auth::Claims& claims = *verified;
   if (role && !auth::allows(claims, *role)) {
     return make_error(errc::forbidden, "a " + std::string(auth::to_string(claims.role)) +
                                            " token may not do this (it needs " +
@@ -1455,6 +1472,7 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
   }
   auto impl = std::make_unique<Impl>();
   impl->jwt = std::make_shared<const auth::JwtConfig>(options.jwt);
+  impl->file_keys = options.jwt.public_keys;
   if (options.tls_cert.empty() != options.tls_key.empty()) {
     return make_error(errc::invalid_argument,
                       "a TLS certificate goes with its key: give both --tls-cert and --tls-key");
@@ -1535,6 +1553,16 @@ void Server::run() {
     if (!ec) stop();
   });
   if (impl.tls || !impl.options.jwt_public_key_files.empty()) impl.reload_on_sighup();
+  if (!impl.options.jwt.jwks_url.empty()) {
+    impl.jwks = std::make_unique<auth::JwksRefresher>(
+        auth::JwksRefresher::Options{.url = impl.options.jwt.jwks_url,
+                                     .refresh = impl.options.jwks_refresh,
+                                     .min_gap = std::min<std::chrono::milliseconds>(
+                                         std::chrono::seconds(5), impl.options.jwks_refresh)},
+        [&impl](auth::PublicKeys keys) {
+          impl.replace_keys(&Impl::fetched_keys, std::move(keys));
+        });
+  }
   asio::co_spawn(impl.main(), impl.accept_loop(), asio::detached);
   if (!impl.options.database_url.empty()) {
     impl.archiving = std::make_unique<archive::ArchiveLoop>(
@@ -1550,6 +1578,16 @@ void Server::run() {
   }
   impl.main().run();
   for (auto& t : threads) t.join();
+  impl.jwks.reset();
+}
+
+void Server::Impl::replace_keys(auth::PublicKeys Impl::*which, auth::PublicKeys keys) {
+  std::lock_guard lock(jwt_mu);
+  this->*which = std::move(keys);
+  auto fresh = std::make_shared<auth::JwtConfig>(*jwt);
+  fresh->public_keys = file_keys;
+  fresh->public_keys.insert(fresh->public_keys.end(), fetched_keys.begin(), fetched_keys.end());
+  jwt = std::move(fresh);
 }
 
 void Server::Impl::reload_on_sighup() {
@@ -1570,11 +1608,8 @@ void Server::Impl::reload_on_sighup() {
     if (!options.jwt_public_key_files.empty()) {
       auto keys = auth::load_public_keys(options.jwt_public_key_files);
       if (keys) {
-        auto fresh = std::make_shared<auth::JwtConfig>(*current_jwt());
-        fresh->public_keys = std::move(*keys);
-        spdlog::info("SIGHUP: {} JWT public keys loaded again", fresh->public_keys.size());
-        std::lock_guard lock(jwt_mu);
-        jwt = std::move(fresh);
+        spdlog::info("SIGHUP: {} JWT public keys loaded again", keys->size());
+        replace_keys(&Impl::file_keys, std::move(*keys));
       } else {
         spdlog::error("SIGHUP: JWT public keys: {}; keeping the keys loaded before",
                       keys.error().message);

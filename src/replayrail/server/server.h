@@ -43,11 +43,14 @@ struct ServerOptions {
   // (HubOptions: 10 µs per subscriber, up to this; 0: never wait).
   Millis fanout_gather{10};
   RailConfig rail;
-  // Auth (off until jwt has a secret or a public key): JWTs, and POST /v1/auth/token minting dev
-  // tokens when admin_secret is set.
+  // Auth (off until jwt has a secret, a public key or a JWK set URL): JWTs, and POST
+  // /v1/auth/token minting dev tokens when admin_secret is set.
   auth::JwtConfig jwt;
   // The files jwt.public_keys were loaded from: SIGHUP loads them again (a key rotation).
   std::vector<std::string> jwt_public_key_files;
+  // With jwt.jwks_url: how often its keys are fetched again (a token with an unknown `kid`
+  // has them fetched sooner, at most every 5 s or this, whichever is shorter).
+  Millis jwks_refresh{300'000};
   std::string admin_secret;
   std::uint32_t default_partitions = 1;  // of a topic created without `partitions`
   std::size_t max_batch = 5000;          // events per POST /v1/topics/{topic}/events
