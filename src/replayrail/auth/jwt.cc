@@ -354,12 +354,12 @@ result<Claims> verify(std::string_view token, const JwtConfig& config, std::int6
   json::object header;
   RR_TRY_ASSIGN(header, decode_part(header_part, "header"));
   const std::string_view alg = text_of(header, "alg");
-  if (config.secret.empty() && config.public_keys.empty()) {  // a JWK set not fetched yet
-    return unauthorized("the keys of " + config.jwks_url + " are not loaded yet");
-  }
   // Pinned: `none`, and an algorithm no configured key is for (algorithm confusion: HS256 with
   // a public key as the secret, …), never reach a signature check.
   const bool hmac = alg == "HS256" && !config.secret.empty();
+  if (!hmac && !config.jwks_url.empty() && config.public_keys.empty()) {  // none fetched yet
+    return unauthorized("the keys of " + config.jwks_url + " are not loaded yet");
+  }
   const bool keyed = std::any_of(config.public_keys.begin(), config.public_keys.end(),
                                  [&](const auto& key) { return key->algorithm() == alg; });
   if (!hmac && !keyed) {

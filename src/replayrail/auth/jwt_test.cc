@@ -266,6 +266,10 @@ TEST_F(JwtTest, ATokensKeyIdPicksItsKey) {
   EXPECT_TRUE(waiting.enabled());
   expect_refused(current.sign(claims, "", "2026-10"),
                  "the keys of https://idp.test/jwks are not loaded yet", waiting);
+  // With a secret as well, its HS256 tokens pass meanwhile.
+  waiting.secret = "s3cret";
+  EXPECT_TRUE(verify(mint({"me", Role::producer, {}, kNow + 60}, waiting, kNow), waiting, kNow));
+  expect_refused(current.sign(claims, "", "2026-10"), "not loaded yet", waiting);
 }
 
 TEST_F(JwtTest, RolesAndChannelGlobs) {
