@@ -102,7 +102,15 @@ result<PublicKeys> fetch_on(asio::io_context& io, const std::string& url,
   std::optional<result<std::string>> body;
   asio::co_spawn(io, get(std::move(target)),
                  [&body](std::exception_ptr failed, result<std::string> got) {
-                   if (!failed) body = std::move(got);
+                   if (!failed) {
+                     body = std::move(got);
+                     return;
+                   }
+                   try {  // a bug: get() turns what it expects into errors
+                     std::rethrow_exception(failed);
+                   } catch (const std::exception& e) {
+                     body = make_error(errc::internal, e.what());
+                   }
                  });
   io.run_for(timeout);
   if (!body) {
