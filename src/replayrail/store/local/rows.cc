@@ -55,9 +55,7 @@ EventPtr read_event(const sqlite::Statement& st, int c) {
 
 result<std::vector<EventPtr>> load_events_after(sqlite::Connection& db, std::string_view stream,
                                                 StreamId after, std::size_t limit) {
-  auto st = db.prepare("SELECT " RR_EVENT_COLUMNS
-                       " FROM events WHERE stream = ?1 AND (ms, seq) > (?2, ?3) "
-                       "ORDER BY ms, seq LIMIT ?4");
+  auto st = db.prepare(kEventsAfterSql);
   if (!st) return st.error();
   st->bind(1, stream).bind(2, after.ms).bind(3, after.seq).bind(4, std::uint64_t{limit});
   std::vector<EventPtr> out;

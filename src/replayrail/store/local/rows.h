@@ -32,6 +32,10 @@ result<void> check_stored_cursor(sqlite::Connection& db, std::string_view stream
 // Columns of an event row, in this order, starting at column `first`:
 // ms, seq, event_id, channel, type, payload, actor, metadata, created_at.
 #define RR_EVENT_COLUMNS "ms, seq, event_id, channel, type, payload, actor, metadata, created_at"
+// The query of load_events_after(): ?1 the stream, ?2 and ?3 the id after which, ?4 the limit.
+inline constexpr char kEventsAfterSql[] = "SELECT " RR_EVENT_COLUMNS
+                                          " FROM events WHERE stream = ?1 AND (ms, seq) > (?2, ?3) "
+                                          "ORDER BY ms, seq LIMIT ?4";
 EventPtr read_event(const sqlite::Statement& st, int first = 0);
 
 // Events of `stream` with id > after, ascending, at most `limit`.
