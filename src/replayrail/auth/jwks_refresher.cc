@@ -86,7 +86,11 @@ asio::awaitable<result<std::string>> get(Target t) {
     }
     auto& res = parser.get();
     if (res.result() != http::status::ok) {
-      co_return make_error(errc::internal, "answered HTTP " + std::to_string(res.result_int()));
+      // Redirects are not followed (a jwks_uri is the set's own address); the message says
+      // where to point the URL instead.
+      std::string where(res[http::field::location]);
+      co_return make_error(errc::internal, "answered HTTP " + std::to_string(res.result_int()) +
+                                               (where.empty() ? "" : " (Location: " + where + ")"));
     }
     co_return std::move(res.body());
   } catch (const boost::system::system_error& e) {

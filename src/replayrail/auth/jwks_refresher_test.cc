@@ -74,6 +74,8 @@ TEST(FetchJwks, SaysWhatFailed) {
   testing::JwksServer idp;
   idp.answer(404, "{}");
   expect_fails(fetch_jwks(idp.url(), 5s), idp.url() + ": answered HTTP 404");
+  idp.answer(301, "", "https://idp.test/certs");
+  expect_fails(fetch_jwks(idp.url(), 5s), "answered HTTP 301 (Location: https://idp.test/certs)");
   idp.answer(200, "<html>sign in</html>");
   expect_fails(fetch_jwks(idp.url(), 5s), "not a JWK set");
   idp.answer(200, std::string(2 << 20, ' '));

@@ -36,11 +36,12 @@ class JwksServer {
   std::string url(const std::string& path = "/.well-known/jwks.json") const {
     return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + path;
   }
-  // What the requests from now on are answered.
-  void answer(unsigned status, std::string body) {
+  // What the requests from now on are answered (with a Location header when given).
+  void answer(unsigned status, std::string body, std::string location = {}) {
     std::lock_guard lock(mu_);
     status_ = status;
     body_ = std::move(body);
+    location_ = std::move(location);
   }
   // A JWK set of these JWKs (KeyPair::jwk), with 200.
   void publish(const std::vector<boost::json::object>& jwks) {
@@ -79,6 +80,7 @@ class JwksServer {
     }
     http::response<http::string_body> res{static_cast<http::status>(status_), 11};
     res.set(http::field::content_type, "application/json");
+    if (!location_.empty()) res.set(http::field::location, location_);
     res.body() = body_;
     res.prepare_payload();
     http::write(socket, res, ec);
@@ -89,6 +91,7 @@ class JwksServer {
   std::mutex mu_;
   unsigned status_ = 404;  // guarded by mu_, as the three below
   std::string body_ = "{}";
+  std::string location_;
   bool hanging_ = false;
   std::vector<boost::asio::ip::tcp::socket> held_;
   std::atomic<std::size_t> requests_ = 0;
