@@ -1534,12 +1534,21 @@ TEST_P(ServerE2E, AJwkSetUrlThatFailsAtStartIsTriedAgain) {
   EXPECT_EQ(r.status, 401u);
   EXPECT_NE(r.body.find("the keys of " + idp.url() + " are not loaded yet"), std::string::npos)
       << r.body;
+  // Counted for the operator (deploy/prometheus/alerts.yml alerts on it).
+  auto metrics = call(http::verb::get, "/metrics").body;
+  EXPECT_NE(metrics.find("\nreplayrail_jwks_fetch_failures_total 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nreplayrail_jwks_last_success_timestamp_seconds 0"), std::string::npos);
+
   idp.publish({key.jwk("k1")});
   auto deadline = std::chrono::steady_clock::now() + 20s;
   while (read().status != 200 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_EQ(read().status, 200u);
+  metrics = call(http::verb::get, "/metrics").body;
+  EXPECT_NE(metrics.find("\nreplayrail_jwks_keys 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nreplayrail_jwks_last_success_timestamp_seconds 1"), std::string::npos)
+      << "unix seconds";
 }
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -147,8 +147,10 @@ result<PublicKeys> fetch_jwks(const std::string& url, std::chrono::milliseconds 
   return fetch_on(io, url, timeout);
 }
 
-JwksRefresher::JwksRefresher(Options options, OnKeys on_keys)
-    : options_(std::move(options)), on_keys_(std::move(on_keys)) {
+JwksRefresher::JwksRefresher(Options options, OnKeys on_keys, OnFailure on_failure)
+    : options_(std::move(options)),
+      on_keys_(std::move(on_keys)),
+      on_failure_(std::move(on_failure)) {
   thread_ = std::thread([this] { run(); });
   std::unique_lock lock(mu_);
   cv_.wait(lock, [this] { return attempts_ > 0; });
@@ -209,6 +211,7 @@ void JwksRefresher::run() {
                                   : "keeping the keys loaded before",
                    std::min(backoff, options_.refresh).count());
       backoff = std::min(2 * backoff, options_.refresh);
+      if (on_failure_) on_failure_();
     }
     std::unique_lock lock(mu_);
     if (++attempts_ == 1) cv_.notify_all();  // the constructor waits for the first

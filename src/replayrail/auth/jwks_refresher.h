@@ -47,9 +47,11 @@ class JwksRefresher {
   };
   // Called on the refresher's thread with each set fetched.
   using OnKeys = std::function<void(PublicKeys)>;
+  // Called on the refresher's thread after each fetch that failed (it is logged already).
+  using OnFailure = std::function<void()>;
 
   // Returns once the first fetch succeeded or failed, so a server starts with the keys.
-  JwksRefresher(Options options, OnKeys on_keys);
+  JwksRefresher(Options options, OnKeys on_keys, OnFailure on_failure = {});
   // Stops: a fetch under way is cut off, not waited for.
   ~JwksRefresher();
   JwksRefresher(const JwksRefresher&) = delete;
@@ -63,6 +65,7 @@ class JwksRefresher {
 
   const Options options_;
   const OnKeys on_keys_;
+  const OnFailure on_failure_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;     // guarded by mu_

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
@@ -139,12 +140,16 @@ TEST(JwksRefresher, AFailedFetchIsTriedAgainSoon) {
   testing::JwksServer idp;
   idp.answer(503, "{}");
   Delivered delivered;
-  JwksRefresher refresher({.url = idp.url(), .refresh = 1h, .min_gap = 1h}, delivered.sink());
+  std::atomic<int> failures = 0;
+  JwksRefresher refresher({.url = idp.url(), .refresh = 1h, .min_gap = 1h}, delivered.sink(),
+                          [&failures] { ++failures; });
   EXPECT_EQ(idp.requests(), 1u);
+  EXPECT_EQ(failures, 1);
   EXPECT_TRUE(delivered.sets().empty());
   idp.publish({testing::KeyPair::rsa().jwk("back")});
   EXPECT_TRUE(eventually([&] { return delivered.last() == "back"; }));
   EXPECT_EQ(idp.requests(), 2u);
+  EXPECT_EQ(failures, 1);
 }
 
 // Destroying the refresher cuts a fetch under way off instead of waiting for its timeout.

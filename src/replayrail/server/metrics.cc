@@ -75,6 +75,12 @@ Metrics::Metrics()
                          "How long the oldest event the last archive pass found waiting had been "
                          "stored (0: none was); about the pass interval while the archive keeps "
                          "up")),
+      jwks_failures_(counter_family("replayrail_jwks_fetch_failures_total",
+                                    "Fetches of the JWK set URL (--auth-jwks-url) that failed")
+                         .Add({})),
+      jwks_success_(gauge("replayrail_jwks_last_success_timestamp_seconds",
+                          "When the JWK set was last fetched (0: never, or no --auth-jwks-url)")),
+      jwks_keys_(gauge("replayrail_jwks_keys", "Keys of the JWK set last fetched")),
       events_published_(published_events_.Add(api_labels({}))),
       events_bytes_(published_bytes_.Add(api_labels({}))),
       events_seconds_(publish_seconds_.Add(api_labels({}), kPublishBuckets)) {}
@@ -98,6 +104,16 @@ void Metrics::archive_pass(bool ok, std::uint64_t events, std::chrono::milliseco
   archived_.Increment(static_cast<double>(events));
   archive_lag_.Set(std::chrono::duration<double>(lag).count());
   archive_success_.Set(
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+void Metrics::jwks_fetch(bool ok, std::size_t keys) {
+  if (!ok) {
+    jwks_failures_.Increment();
+    return;
+  }
+  jwks_keys_.Set(static_cast<double>(keys));
+  jwks_success_.Set(
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 

@@ -75,6 +75,8 @@ class Metrics {
   // An archive pass ended: `events` copied, the oldest found waiting `lag` old; or failed.
   void archive_pass(bool ok, std::uint64_t events, std::chrono::milliseconds lag);
   ArchiveStatus archive_status() const;
+  // A fetch of the JWK set URL ended: a set of `keys` keys, or failed (`keys` unused).
+  void jwks_fetch(bool ok, std::size_t keys);
 
   // The text format.
   std::string scrape(const MetricsSnapshot& snapshot);
@@ -105,6 +107,9 @@ class Metrics {
   prometheus::Counter& archive_failures_;
   prometheus::Gauge& archive_success_;
   prometheus::Gauge& archive_lag_;
+  prometheus::Counter& jwks_failures_;
+  prometheus::Gauge& jwks_success_;
+  prometheus::Gauge& jwks_keys_;
   // The hot path's metrics, looked up once (Family::Add hashes the labels under a lock).
   prometheus::Counter& events_published_;
   prometheus::Counter& events_bytes_;

@@ -1560,8 +1560,10 @@ void Server::run() {
                                      .min_gap = std::min<std::chrono::milliseconds>(
                                          std::chrono::seconds(5), impl.options.jwks_refresh)},
         [&impl](auth::PublicKeys keys) {
+          impl.metrics->jwks_fetch(true, keys.size());
           impl.replace_keys(&Impl::fetched_keys, std::move(keys));
-        });
+        },
+        [&impl] { impl.metrics->jwks_fetch(false, 0); });
   }
   asio::co_spawn(impl.main(), impl.accept_loop(), asio::detached);
   if (!impl.options.database_url.empty()) {
