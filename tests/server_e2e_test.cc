@@ -1420,6 +1420,43 @@ TEST_P(ServerE2E, TokensOfAnIdentityProviderAreCheckedWithItsPublicKey) {
       404u);
 }
 
+// An identity provider's roles where it puts them (--auth-jwt-role-claim): Keycloak's realm roles,
+// an array in which ours are found among its own.
+TEST_P(ServerE2E, TheRoleIsReadWhereTheIdentityProviderPutsIt) {
+  if (GetParam() != "memory") GTEST_SKIP() << "the token check is the server's, whatever the store";
+  auto provider = auth::testing::KeyPair::rsa();
+  const auto pem = dir_.path() / "provider.pem";
+  std::ofstream(pem) << provider.public_pem();
+  restart_server(
+      {"--auth-jwt-public-key", pem.string(), "--auth-jwt-role-claim", "realm_access.roles"});
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  auto token = [&](json::array roles) {
+    return provider.sign(json::object{
+        {"sub", "u1"}, {"exp", now + 600}, {"realm_access", {{"roles", std::move(roles)}}}});
+  };
+  auto publish = [&](const std::string& t) {
+    return call(http::verb::post, "/events/orders", R"({"type":"t"})",
+                {{"Authorization", "Bearer " + t}});
+  };
+  auto read = [&](const std::string& t) {
+    return call(http::verb::get, "/events/orders?after=0-0", {},
+                {{"Authorization", "Bearer " + t}});
+  };
+  const auto both = token({"offline_access", "consumer", "producer"});
+  EXPECT_EQ(publish(both).status, 201u);
+  EXPECT_EQ(read(both).status, 200u);
+  const auto reader = token({"consumer", "uma_authorization"});
+  EXPECT_EQ(read(reader).status, 200u);
+  EXPECT_EQ(publish(reader).status, 403u);
+  auto none = publish(token({"offline_access"}));
+  EXPECT_EQ(none.status, 401u);
+  EXPECT_NE(none.body.find("realm_access.roles names none of producer, consumer, admin"),
+            std::string::npos)
+      << none.body;
+}
+
 // A key rotation: SIGHUP loads the public key files again, without a restart; a file that does
 // not load then leaves the keys as they were.
 TEST_P(ServerE2E, SighupLoadsTheJwtPublicKeysAgain) {
@@ -2956,6 +2993,17 @@ TEST_F(ClientCli, TokenSignsWhatTheServerAccepts) {
   auto flags_win = cli({"publish", "orders:1", "t", "--token", producer, "--url", url_},
                        {"REPLAYRAIL_TOKEN=not-a-token", "REPLAYRAIL_URL=http://127.0.0.1:1"});
   EXPECT_EQ(flags_win.code, 0) << ::testing::PrintToString(flags_win.lines);
+
+  // The role under the claim a server reads it from (AUTH_JWT_ROLE_CLAIM, shared with serve).
+  auto elsewhere = cli({"token", "--sub", "x", "--role", "admin"},
+                       {std::string("AUTH_JWT_SECRET=") + kSecret, "AUTH_JWT_ROLE_CLAIM=rr_role"});
+  ASSERT_EQ(elsewhere.code, 0);
+  auth::JwtConfig reading_rr_role{kSecret, "", ""};
+  reading_rr_role.role_claim = "rr_role";
+  auto admin = auth::verify(elsewhere.lines.front(), reading_rr_role, std::time(nullptr));
+  ASSERT_TRUE(admin) << admin.error().message;
+  EXPECT_EQ(admin->role, auth::Role::admin);
+  EXPECT_FALSE(auth::verify(elsewhere.lines.front(), {kSecret, "", ""}, std::time(nullptr)));
 
   // Without the secret, or with a role that does not exist, nothing is signed.
   EXPECT_EQ(cli({"token", "--sub", "x", "--role", "admin"}).code, 2);

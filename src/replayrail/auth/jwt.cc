@@ -173,6 +173,46 @@ result<Key> jwk_key(const json::object& jwk) {
   return Key(key);
 }
 
+// The claim `name`, or else the member at dot path `name` (`realm_access.roles`).
+const json::value* find_claim(const json::object& claims, std::string_view name) {
+  if (const json::value* exact = claims.if_contains(name)) return exact;
+  const json::object* at = &claims;
+  for (;;) {
+    auto dot = name.find('.');
+    const json::value* member = at->if_contains(name.substr(0, dot));
+    if (!member || dot == std::string_view::npos) return member;
+    if (!member->is_object()) return nullptr;
+    at = &member->get_object();
+    name.remove_prefix(dot + 1);
+  }
+}
+
+// The roles of `claims` into out.role and out.other_roles.
+result<void> read_roles(const json::object& claims, const std::string& claim, Claims& out) {
+  const json::value* value = find_claim(claims, claim);
+  if (value && value->is_string()) {
+    auto role = parse_role(value->get_string());
+    if (!role) return unauthorized("the token's role must be producer, consumer or admin");
+    out.role = *role;
+    return {};
+  }
+  if (value && value->is_array()) {  // an identity provider's roles, ours among them
+    std::vector<Role> roles;
+    for (const auto& name : value->get_array()) {
+      auto role = name.is_string() ? parse_role(name.get_string()) : std::nullopt;
+      if (role) roles.push_back(*role);
+    }
+    if (roles.empty()) {
+      return unauthorized("the token's " + claim + " names none of producer, consumer, admin");
+    }
+    out.role = roles.front();
+    out.other_roles.assign(roles.begin() + 1, roles.end());
+    return {};
+  }
+  return unauthorized("the token has no role (" + claim +
+                      ": producer, consumer or admin, or an array of them)");
+}
+
 }  // namespace
 
 void PublicKey::Free::operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
@@ -417,10 +457,7 @@ result<Claims> verify(std::string_view token, const JwtConfig& config, std::int6
   if (const json::value* sub = claims.if_contains("sub"); sub && sub->is_string()) {
     out.subject = sub->get_string();
   }
-  const json::value* role = claims.if_contains("role");
-  auto parsed = role && role->is_string() ? parse_role(role->get_string()) : std::nullopt;
-  if (!parsed) return unauthorized("the token's role must be producer, consumer or admin");
-  out.role = *parsed;
+  RR_TRY(read_roles(claims, config.role_claim, out));
   if (const json::value* channels = claims.if_contains("channels")) {
     if (!channels->is_array()) return unauthorized("the token's channels must be an array");
     for (const auto& c : channels->get_array()) {
@@ -437,10 +474,8 @@ std::string key_id(std::string_view token) {
 }
 
 std::string mint(const Claims& claims, const JwtConfig& config, std::int64_t now) {
-  json::object body{{"sub", claims.subject},
-                    {"role", to_string(claims.role)},
-                    {"iat", now},
-                    {"exp", claims.expires}};
+  json::object body{{"sub", claims.subject}, {"iat", now}, {"exp", claims.expires}};
+  body[config.role_claim] = to_string(claims.role);  // verify() looks for its exact name first
   if (!config.issuer.empty()) body["iss"] = config.issuer;
   if (!config.audience.empty()) body["aud"] = config.audience;
   if (!claims.channels.empty()) {
@@ -454,7 +489,9 @@ std::string mint(const Claims& claims, const JwtConfig& config, std::int64_t now
 }
 
 bool allows(const Claims& claims, Role needed) {
-  return claims.role == Role::admin || claims.role == needed;
+  auto grants = [needed](Role r) { return r == Role::admin || r == needed; };
+  return grants(claims.role) ||
+         std::any_of(claims.other_roles.begin(), claims.other_roles.end(), grants);
 }
 
 bool allows_channel(const Claims& claims, std::string_view channel) {

@@ -29,9 +29,10 @@ std::string_view to_string(Role role);
 
 struct Claims {
   std::string subject;                // `sub`
-  Role role = Role::consumer;         // `role`
+  Role role = Role::consumer;         // `role` (JwtConfig::role_claim): the first role it names
   std::vector<std::string> channels;  // glob patterns; empty: every channel
   std::int64_t expires = 0;           // `exp`, seconds since the epoch
+  std::vector<Role> other_roles;      // the rest, when the role claim is an array of roles
 };
 
 // A public key tokens are verified with. Immutable, so shared by every copy of a JwtConfig.
@@ -79,6 +80,10 @@ struct JwtConfig {
   // An identity provider's jwks_uri the server keeps its keys from (they are in `public_keys`
   // once fetched).
   std::string jwks_url;
+  // Where a token's role is: a claim of that name, or else that dot path into the claims (an
+  // identity provider's, e.g. Keycloak's `realm_access.roles`). A role name, or an array in
+  // which the names that are no role of ours are left out.
+  std::string role_claim = "role";
 
   // Auth is on once a secret, a public key or a JWK set URL is configured.
   bool enabled() const { return !secret.empty() || !public_keys.empty() || !jwks_url.empty(); }

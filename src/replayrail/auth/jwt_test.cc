@@ -272,6 +272,54 @@ TEST_F(JwtTest, ATokensKeyIdPicksItsKey) {
   expect_refused(current.sign(claims, "", "2026-10"), "not loaded yet", waiting);
 }
 
+// The role where an identity provider puts it (--auth-jwt-role-claim): a claim of another name
+// (Auth0's namespaced ones have dots of their own), or a dot path to an array of role names
+// (Keycloak's realm_access.roles), in which names that are no role of ours are left out.
+TEST_F(JwtTest, TheRoleClaimCanBeAnotherClaimOrAnArrayOfRoles) {
+  auto idp = testing::KeyPair::ec();
+  JwtConfig config{"", "", "", {PublicKey::from_pem(idp.public_pem()).value()}};
+  auto token = [&](boost::json::object extra) {
+    extra["exp"] = kNow + 60;
+    return idp.sign(extra);
+  };
+  auto roles = [&](const std::string& t) -> std::vector<Role> {
+    auto r = verify(t, config, kNow);
+    if (!r) return {};
+    std::vector<Role> out{r->role};
+    out.insert(out.end(), r->other_roles.begin(), r->other_roles.end());
+    return out;
+  };
+  EXPECT_EQ(roles(token({{"role", "producer"}})), std::vector<Role>{Role::producer});
+  expect_refused(token({}), "the token has no role (role: ", config);
+  expect_refused(token({{"role", "owner"}}), "role must be producer, consumer or admin", config);
+
+  config.role_claim = "realm_access.roles";
+  const boost::json::object keycloak{
+      {"realm_access",
+       {{"roles", {"offline_access", "consumer", "producer", "uma_authorization"}}}}};
+  auto both = verify(token(keycloak), config, kNow);
+  ASSERT_TRUE(both) << both.error().message;
+  EXPECT_EQ(both->role, Role::consumer);
+  EXPECT_EQ(both->other_roles, std::vector<Role>{Role::producer});
+  EXPECT_TRUE(allows(*both, Role::producer));
+  EXPECT_TRUE(allows(*both, Role::consumer));
+  EXPECT_FALSE(allows(*both, Role::admin));
+  EXPECT_EQ(roles(token({{"realm_access", {{"roles", "admin"}}}})), std::vector<Role>{Role::admin});
+  expect_refused(token({{"realm_access", {{"roles", {"offline_access"}}}}}),
+                 "realm_access.roles names none of producer, consumer, admin", config);
+  expect_refused(token({{"realm_access", "admin"}}), "no role (realm_access.roles", config);
+  expect_refused(token({{"role", "admin"}}), "no role", config);  // only the configured claim
+
+  config.role_claim = "https://replayrail.example/role";
+  EXPECT_EQ(roles(token({{"https://replayrail.example/role", "consumer"}})),
+            std::vector<Role>{Role::consumer});
+  // Minted tokens carry the role under the configured name.
+  config.secret = "s3cret";
+  auto minted = verify(mint({"me", Role::admin, {}, kNow + 60}, config, kNow), config, kNow);
+  ASSERT_TRUE(minted) << minted.error().message;
+  EXPECT_EQ(minted->role, Role::admin);
+}
+
 TEST_F(JwtTest, RolesAndChannelGlobs) {
   Claims producer = claims(Role::producer, {"orders", "restaurant:*:orders"});
   EXPECT_TRUE(allows(producer, Role::producer));

@@ -282,6 +282,11 @@ ClientCommands::ClientCommands(CLI::App& app) {
   token_cmd
       ->add_option("--auth-jwt-audience", t.jwt.audience, "`aud`, when the server requires one")
       ->envname("AUTH_JWT_AUDIENCE");
+  token_cmd
+      ->add_option("--auth-jwt-role-claim", t.jwt.role_claim,
+                   "The claim the role goes in, when the server reads it from another")
+      ->envname("AUTH_JWT_ROLE_CLAIM")
+      ->capture_default_str();
 }
 
 int ClientCommands::run() {

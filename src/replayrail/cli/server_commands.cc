@@ -385,6 +385,13 @@ ServerCommands::ServerCommands(CLI::App& app) {
                    "How often the keys of --auth-jwks-url are fetched again")
       ->check(CLI::Range(100u, 86'400'000u))
       ->capture_default_str();
+  serve_cmd
+      ->add_option("--auth-jwt-role-claim", s.server.jwt.role_claim,
+                   "Where tokens carry their role: a claim of this name, or else this dot path "
+                   "(e.g. Keycloak's realm_access.roles); a role, or an array of names in which "
+                   "producer, consumer and admin are taken")
+      ->envname("AUTH_JWT_ROLE_CLAIM")
+      ->capture_default_str();
   serve_cmd->add_option("--auth-jwt-issuer", s.server.jwt.issuer, "Required `iss` of tokens")
       ->envname("AUTH_JWT_ISSUER");
   serve_cmd->add_option("--auth-jwt-audience", s.server.jwt.audience, "Required `aud` of tokens")
