@@ -52,6 +52,14 @@ namespace websocket = beast::websocket;
 namespace json = boost::json;
 using tcp = asio::ip::tcp;
 using std::chrono_literals::operator""s;
+
+// Seconds since the epoch, as a token's `exp` counts them.
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 
 struct HttpResult {
@@ -1070,9 +1078,7 @@ TEST_P(ServerE2E, TheSummaryListsTheChannelsThatAreNoTopic) {
   // With auth on, a token limited to some channels sees only those topics and channels.
   const auth::JwtConfig jwt{"summary-secret", "", ""};
   restart_server({"--auth-jwt-secret", jwt.secret});
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = unix_now();
   auto as = [&](std::vector<std::string> channels) {
     auto token = auth::mint({"t", auth::Role::consumer, std::move(channels), now + 600}, jwt, now);
     auto r =
@@ -1260,9 +1266,7 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
   const auth::JwtConfig jwt{"test-secret", "replayrail-test", "events"};
   restart_server({"--auth-jwt-secret", jwt.secret, "--auth-jwt-issuer", jwt.issuer,
                   "--auth-jwt-audience", jwt.audience, "--auth-admin-secret", "dev-admin-secret"});
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = unix_now();
   auto token = [&](auth::Role role, std::vector<std::string> channels = {},
                    const auth::JwtConfig& config = {}) {
     const auth::JwtConfig& c = config.secret.empty() ? jwt : config;
@@ -1372,9 +1376,7 @@ TEST_P(ServerE2E, TokensOfAnIdentityProviderAreCheckedWithItsPublicKey) {
   const auto pem = dir_.path() / "provider.pem";
   std::ofstream(pem) << provider.public_pem();
   restart_server({"--auth-jwt-public-key", pem.string(), "--auth-jwt-issuer", "https://idp.test"});
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = unix_now();
   auto bearer = [](const std::string& t) {
     return std::vector<std::pair<std::string, std::string>>{{"Authorization", "Bearer " + t}};
   };
@@ -1429,9 +1431,7 @@ TEST_P(ServerE2E, TheRoleIsReadWhereTheIdentityProviderPutsIt) {
   std::ofstream(pem) << provider.public_pem();
   restart_server(
       {"--auth-jwt-public-key", pem.string(), "--auth-jwt-role-claim", "realm_access.roles"});
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = unix_now();
   auto token = [&](json::array roles) {
     return provider.sign(json::object{
         {"sub", "u1"}, {"exp", now + 600}, {"realm_access", {{"roles", std::move(roles)}}}});
@@ -1470,9 +1470,7 @@ TEST_P(ServerE2E, SighupLoadsTheJwtPublicKeysAgain) {
   };
   publish_jwks({&old_key});
   restart_server({"--auth-jwt-public-key", jwks.string()});
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = unix_now();
   const json::object claims{{"sub", "u1"}, {"role", "producer"}, {"exp", now + 600}};
   auto status_with = [&](const auth::testing::KeyPair& pair) {
     return call(http::verb::post, "/events/orders", R"({"type":"t"})",
@@ -1516,9 +1514,7 @@ TEST_P(ServerE2E, KeysOfAJwkSetUrlAreFetchedAndFollowARotation) {
   auto old_key = auth::testing::KeyPair::rsa(), new_key = auth::testing::KeyPair::ec();
   idp.publish({old_key.jwk("2026-10")});
   restart_server({"--auth-jwks-url", idp.url(), "--auth-jwt-issuer", "https://idp.test"});
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = unix_now();
   const json::object claims{
       {"sub", "u1"}, {"role", "producer"}, {"iss", "https://idp.test"}, {"exp", now + 600}};
   auto publish = [&](const auth::testing::KeyPair& pair, const std::string& kid) {
@@ -1558,9 +1554,7 @@ TEST_P(ServerE2E, AJwkSetUrlThatFailsAtStartIsTriedAgain) {
   idp.answer(503, "{}");
   restart_server({"--auth-jwks-url", idp.url()});
   auto key = auth::testing::KeyPair::ed25519();
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = unix_now();
   const std::string token =
       key.sign(json::object{{"sub", "u1"}, {"role", "consumer"}, {"exp", now + 600}}, "", "k1");
   auto read = [&] {
@@ -2716,9 +2710,7 @@ TEST_P(ServerE2E, TheArchiveApiListsSearchesAndVerifies) {
   const auth::JwtConfig jwt{"test-secret", "", ""};
   restart_server(
       {"--database-url", pg.url(), "--archive-interval-ms", "50", "--auth-jwt-secret", jwt.secret});
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  const auto now = unix_now();
   auto as = [&](auth::Role role) {
     return std::vector<std::pair<std::string, std::string>>{
         {"Authorization", "Bearer " + auth::mint({"tester", role, {}, now + 600}, jwt, now)}};

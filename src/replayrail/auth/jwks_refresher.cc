@@ -12,10 +12,10 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
-#include <boost/url/parse.hpp>
 #include <optional>
 #include <utility>
 
+#include "replayrail/common/http_url.h"
 #include "replayrail/common/tls_client.h"
 
 namespace replayrail::auth {
@@ -29,32 +29,10 @@ using tcp = asio::ip::tcp;
 // A JWK set is a few kilobytes; this bounds what a wrong URL can make the server read.
 constexpr std::size_t kMaxBody = 1 << 20;
 
-struct Target {
-  std::string host, port, path;  // path: with the query
-  bool tls = false;
-};
-
-result<Target> parse_target(const std::string& url) {
-  auto parsed = boost::urls::parse_absolute_uri(url);
-  if (!parsed || parsed->encoded_host().empty()) {
-    return make_error(errc::invalid_argument, url + " is not an absolute URL with a host");
-  }
-  Target t;
-  t.tls = parsed->scheme() == "https";
-  if (!t.tls && parsed->scheme() != "http") {
-    return make_error(errc::invalid_argument, url + ": the scheme must be http or https");
-  }
-  t.host = parsed->host_address();
-  t.port = parsed->has_port() ? std::string(parsed->port()) : t.tls ? "443" : "80";
-  t.path = parsed->encoded_target();
-  if (t.path.empty()) t.path = "/";
-  return t;
-}
-
 template <class Stream>
-asio::awaitable<void> exchange(Stream& stream, const Target& t,
+asio::awaitable<void> exchange(Stream& stream, const HttpUrl& t,
                                http::response_parser<http::string_body>& parser) {
-  http::request<http::empty_body> req{http::verb::get, t.path, 11};
+  http::request<http::empty_body> req{http::verb::get, t.target, 11};
   req.set(http::field::host, t.host);
   req.set(http::field::accept, "application/json");
   req.set(http::field::user_agent, "replayrail");
@@ -64,7 +42,7 @@ asio::awaitable<void> exchange(Stream& stream, const Target& t,
 }
 
 // The body of a 200 answer to GET `t`, or what went wrong.
-asio::awaitable<result<std::string>> get(Target t) {
+asio::awaitable<result<std::string>> get(HttpUrl t) {
   try {
     auto executor = co_await asio::this_coro::executor;
     auto endpoints =
@@ -101,8 +79,8 @@ asio::awaitable<result<std::string>> get(Target t) {
 // fetch_jwks on `io`: stopping `io` cuts it off.
 result<PublicKeys> fetch_on(asio::io_context& io, const std::string& url,
                             std::chrono::milliseconds timeout) {
-  Target target;
-  RR_TRY_ASSIGN(target, parse_target(url));
+  HttpUrl target;
+  RR_TRY_ASSIGN(target, parse_http_url(url));
   std::optional<result<std::string>> body;
   asio::co_spawn(io, get(std::move(target)),
                  [&body](std::exception_ptr failed, result<std::string> got) {
@@ -136,11 +114,6 @@ std::string key_ids(const PublicKeys& keys) {
 }
 
 }  // namespace
-
-result<void> check_jwks_url(const std::string& url) {
-  RR_TRY(parse_target(url));
-  return {};
-}
 
 result<PublicKeys> fetch_jwks(const std::string& url, std::chrono::milliseconds timeout) {
   asio::io_context io;

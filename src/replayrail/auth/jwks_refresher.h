@@ -22,15 +22,10 @@ class io_context;
 
 namespace replayrail::auth {
 
-using PublicKeys = std::vector<std::shared_ptr<const PublicKey>>;
-
 // One GET of an http:// or https:// URL (the server's certificate checked against the system's
 // authorities, as the CLI clients do) and the keys of the JWK set it answers with
 // (PublicKey::from_jwks). Errors say what failed: the URL, the connection, the status, the set.
 result<PublicKeys> fetch_jwks(const std::string& url, std::chrono::milliseconds timeout);
-
-// Whether `url` is one fetch_jwks can fetch (http or https, with a host); the reason if not.
-result<void> check_jwks_url(const std::string& url);
 
 // Fetches a JWK set on a thread of its own: at once, then every `refresh`, and sooner when asked
 // (refresh_soon: a token named a key id the set did not have, so the provider may have rotated),

@@ -12,6 +12,7 @@
 
 #include "replayrail/auth/testing/jwks_server.h"
 #include "replayrail/auth/testing/key_pair.h"
+#include "replayrail/common/http_url.h"
 
 namespace replayrail::auth {
 namespace {
@@ -96,11 +97,11 @@ TEST(FetchJwks, SaysWhatFailed) {
   expect_fails(fetch_jwks(idp.url(), 200ms), "no answer within 200 ms");
 
   for (std::string bad : {"idp.test/jwks", "ftp://idp.test/jwks", "https:///jwks"}) {
-    auto checked = check_jwks_url(bad);
+    auto checked = parse_http_url(bad);
     EXPECT_FALSE(checked) << bad;
     expect_fails(fetch_jwks(bad, 5s), bad);
   }
-  EXPECT_TRUE(check_jwks_url("https://idp.test:8443/realms/x/protocol/openid-connect/certs"));
+  EXPECT_TRUE(parse_http_url("https://idp.test:8443/realms/x/protocol/openid-connect/certs"));
 }
 
 // Fetched before the constructor returns, then again every `refresh`.

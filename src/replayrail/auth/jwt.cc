@@ -258,12 +258,12 @@ result<std::shared_ptr<const PublicKey>> PublicKey::from_pem(std::string_view pe
   return from(std::move(key));
 }
 
-result<std::vector<std::shared_ptr<const PublicKey>>> PublicKey::from_jwks(std::string_view text) {
+result<PublicKeys> PublicKey::from_jwks(std::string_view text) {
   boost::system::error_code ec;
   auto set = json::parse(text, ec);
   const json::value* keys = !ec && set.is_object() ? set.get_object().if_contains("keys") : nullptr;
   if (!keys || !keys->is_array()) return invalid_key("not a JWK set ({\"keys\": [...]})");
-  std::vector<std::shared_ptr<const PublicKey>> out;
+  PublicKeys out;
   for (std::size_t i = 0; i < keys->get_array().size(); ++i) {
     const json::value& jwk = keys->get_array()[i];
     auto where = [&] {
@@ -286,7 +286,7 @@ result<std::vector<std::shared_ptr<const PublicKey>>> PublicKey::from_jwks(std::
   return out;
 }
 
-result<std::vector<std::shared_ptr<const PublicKey>>> PublicKey::load(const std::string& path) {
+result<PublicKeys> PublicKey::load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream read;
   read << in.rdbuf();
@@ -301,12 +301,11 @@ result<std::vector<std::shared_ptr<const PublicKey>>> PublicKey::load(const std:
   }
   auto key = from_pem(text);
   if (!key) return in_file(key.error());
-  return std::vector<std::shared_ptr<const PublicKey>>{std::move(*key)};
+  return PublicKeys{std::move(*key)};
 }
 
-result<std::vector<std::shared_ptr<const PublicKey>>> load_public_keys(
-    const std::vector<std::string>& paths) {
-  std::vector<std::shared_ptr<const PublicKey>> all;
+result<PublicKeys> load_public_keys(const std::vector<std::string>& paths) {
+  PublicKeys all;
   for (const auto& path : paths) {
     auto keys = PublicKey::load(path);
     if (!keys) return keys.error();

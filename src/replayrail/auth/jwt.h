@@ -35,6 +35,9 @@ struct Claims {
   std::vector<Role> other_roles;      // the rest, when the role claim is an array of roles
 };
 
+class PublicKey;
+using PublicKeys = std::vector<std::shared_ptr<const PublicKey>>;
+
 // A public key tokens are verified with. Immutable, so shared by every copy of a JwtConfig.
 class PublicKey {
  public:
@@ -42,9 +45,9 @@ class PublicKey {
   // set (RFC 7517, `{"keys": [...]}`, what an identity provider's jwks_uri serves). RSA keys need
   // at least 2048 bits, EC keys the P-256 curve. Of a set, the keys for signatures of these
   // kinds are taken (not those for encryption, other curves or other algorithms); one is needed.
-  static result<std::vector<std::shared_ptr<const PublicKey>>> load(const std::string& path);
+  static result<PublicKeys> load(const std::string& path);
   static result<std::shared_ptr<const PublicKey>> from_pem(std::string_view pem);
-  static result<std::vector<std::shared_ptr<const PublicKey>>> from_jwks(std::string_view text);
+  static result<PublicKeys> from_jwks(std::string_view text);
 
   // "RS256", "ES256" or "EdDSA": the only `alg` this key verifies.
   std::string_view algorithm() const { return algorithm_; }
@@ -69,14 +72,13 @@ class PublicKey {
 };
 
 // The keys of every file (PublicKey::load), in order; the first file that fails is the error.
-result<std::vector<std::shared_ptr<const PublicKey>>> load_public_keys(
-    const std::vector<std::string>& paths);
+result<PublicKeys> load_public_keys(const std::vector<std::string>& paths);
 
 struct JwtConfig {
-  std::string secret;    // HS256 key
-  std::string issuer;    // `iss` required to match when set
-  std::string audience;  // `aud` (a string or an array) required to contain it when set
-  std::vector<std::shared_ptr<const PublicKey>> public_keys;  // RS256 / ES256 / EdDSA
+  std::string secret;      // HS256 key
+  std::string issuer;      // `iss` required to match when set
+  std::string audience;    // `aud` (a string or an array) required to contain it when set
+  PublicKeys public_keys;  // RS256 / ES256 / EdDSA
   // An identity provider's jwks_uri the server keeps its keys from (they are in `public_keys`
   // once fetched).
   std::string jwks_url;

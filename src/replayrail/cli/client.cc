@@ -13,12 +13,12 @@
 #include <boost/beast/websocket/ssl.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/url/encode.hpp>
-#include <boost/url/parse.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <chrono>
 #include <cstdio>
 #include <thread>
 
+#include "replayrail/common/http_url.h"
 #include "replayrail/common/tls_client.h"
 
 namespace replayrail::cli {
@@ -31,12 +31,10 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 std::optional<ServerAddress> parse_server_url(const std::string& url, std::string token) {
-  auto parsed = boost::urls::parse_absolute_uri(url);
-  if (!parsed || parsed->encoded_host().empty()) return std::nullopt;
-  const bool tls = parsed->scheme() == "https";
-  if (!tls && parsed->scheme() != "http") return std::nullopt;
-  std::string port = parsed->has_port() ? std::string(parsed->port()) : tls ? "443" : "80";
-  return ServerAddress{std::string(parsed->host_address()), std::move(port), std::move(token), tls};
+  auto parsed = parse_http_url(url);
+  if (!parsed) return std::nullopt;
+  return ServerAddress{std::move(parsed->host), std::move(parsed->port), std::move(token),
+                       parsed->tls};
 }
 
 std::string path_segment(std::string_view s) {

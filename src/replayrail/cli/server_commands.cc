@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "replayrail/archive/loop.h"
-#include "replayrail/auth/jwks_refresher.h"
 #include "replayrail/cli/client.h"
+#include "replayrail/common/http_url.h"
 #include "replayrail/log/log.h"
 #include "replayrail/resp/url.h"
 #include "replayrail/store/local/local_store.h"
@@ -114,7 +114,7 @@ int serve(ServeArgs& args) {
   }
   args.server.jwt.public_keys = std::move(*keys);
   if (auto url = args.server.jwt.jwks_url; !url.empty()) {
-    if (auto checked = auth::check_jwks_url(url); !checked) {
+    if (auto checked = parse_http_url(url); !checked) {  // what fetch_jwks takes
       std::fprintf(stderr, "replayrail: --auth-jwks-url %s\n", checked.error().message.c_str());
       return kUsage;
     }
