@@ -1369,6 +1369,85 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
   EXPECT_EQ(c.until("error", "g").back().at("error").at("code").as_string(), "forbidden");
 }
 
+// With auth on, the server writes who published into the event: metadata.publisher.sub, from
+// the token, on both publish endpoints. It is stored and delivered with the event (and so
+// covered by the archive's hash chain); a body naming another publisher is refused, and stores
+// nothing.
+TEST_P(ServerE2E, WithAuthTheEventRecordsWhoPublishedIt) {
+  // Auth off: there is no one to record, and a body's own metadata.publisher is its data.
+  auto open = publish("feed", R"({"type":"t","metadata":{"publisher":{"sub":"anyone"}}})");
+  ASSERT_EQ(open.status, 201u) << open.body;
+  EXPECT_EQ(open.json().at("event").at("metadata"),
+            json::parse(R"({"publisher":{"sub":"anyone"}})"));
+
+  const auth::JwtConfig jwt{"test-secret", "", ""};
+  restart_server({"--auth-jwt-secret", jwt.secret});
+  const auto now = unix_now();
+  auto as = [&](const std::string& sub, auth::Role role = auth::Role::producer) {
+    std::string token = auth::mint({sub, role, {}, now + 600}, jwt, now);
+    return std::vector<std::pair<std::string, std::string>>{{"Authorization", "Bearer " + token}};
+  };
+  auto metadata_of = [](const HttpResult& r) { return r.json().at("event").at("metadata"); };
+
+  auto stamped = call(http::verb::post, "/events/audit", R"({"type":"t","metadata":{"a":1}})",
+                      as("svc-orders"));
+  ASSERT_EQ(stamped.status, 201u) << stamped.body;
+  EXPECT_EQ(metadata_of(stamped), json::parse(R"({"publisher":{"sub":"svc-orders"},"a":1})"));
+  auto no_sub =
+      call(http::verb::post, "/events/audit", R"({"type":"t"})", as("", auth::Role::admin));
+  ASSERT_EQ(no_sub.status, 201u) << no_sub.body;
+  EXPECT_EQ(metadata_of(no_sub), json::parse(R"({"publisher":{"sub":null}})"));
+
+  // Claiming to be someone else: 403, and nothing is stored.
+  auto forged = call(http::verb::post, "/events/audit",
+                     R"({"type":"t","metadata":{"publisher":{"sub":"root"}}})", as("svc-orders"));
+  EXPECT_EQ(forged.status, 403u) << forged.body;
+  EXPECT_EQ(forged.error_code(), "forbidden");
+  auto forged_batch =
+      call(http::verb::post, "/v1/topics/audit-topic/events",
+           R"({"events":[{"type":"t"},{"type":"t","metadata":{"publisher":{"sub":"root"}}}]})",
+           as("svc-orders"));
+  EXPECT_EQ(forged_batch.status, 403u) << forged_batch.body;
+  EXPECT_NE(forged_batch.body.find("events[1]: metadata.publisher"), std::string::npos)
+      << forged_batch.body;
+
+  // A retry keeps its idempotency, whether it names the publisher or not; the same event_id
+  // published by someone else is other content: a conflict.
+  const std::string once = R"({"type":"t","event_id":"e-1"})";
+  ASSERT_EQ(call(http::verb::post, "/events/audit", once, as("svc-orders")).status, 201u);
+  EXPECT_EQ(call(http::verb::post, "/events/audit", once, as("svc-orders")).status, 200u);
+  EXPECT_EQ(call(http::verb::post, "/events/audit",
+                 R"({"type":"t","event_id":"e-1","metadata":{"publisher":{"sub":"svc-orders"}}})",
+                 as("svc-orders"))
+                .status,
+            200u);
+  EXPECT_EQ(call(http::verb::post, "/events/audit", once, as("svc-billing")).status, 409u);
+
+  // Batch ingest stamps each event.
+  auto batch = call(http::verb::post, "/v1/topics/audit-topic/events",
+                    R"({"events":[{"type":"t"},{"type":"t","metadata":{"b":2}}],"partitions":1})",
+                    as("svc-batch"));
+  ASSERT_EQ(batch.status, 201u) << batch.body;
+
+  // What is stored (and delivered) says who: the forged ones are not there.
+  auto stored = call(http::verb::get, "/events/audit", "", as("reader", auth::Role::consumer));
+  ASSERT_EQ(stored.status, 200u) << stored.body;
+  std::vector<std::string> publishers;
+  const auto stored_events = stored.json().at("events").as_array();
+  for (const auto& e : stored_events) {
+    publishers.push_back(json::serialize(e.at("metadata").at("publisher")));
+  }
+  EXPECT_EQ(publishers, (std::vector<std::string>{R"({"sub":"svc-orders"})", R"({"sub":null})",
+                                                  R"({"sub":"svc-orders"})"}));
+  auto topic = call(http::verb::get, "/events/audit-topic", "", as("reader", auth::Role::consumer));
+  ASSERT_EQ(topic.status, 200u) << topic.body;
+  const auto topic_events = topic.json().at("events").as_array();
+  ASSERT_EQ(topic_events.size(), 2u) << topic.body;
+  EXPECT_EQ(topic_events[0].at("metadata"), json::parse(R"({"publisher":{"sub":"svc-batch"}})"));
+  EXPECT_EQ(topic_events[1].at("metadata"),
+            json::parse(R"({"publisher":{"sub":"svc-batch"},"b":2})"));
+}
+
 // Tokens of an identity provider (RS256 here), checked with its public key: on every store, over
 // HTTP, WebSocket and SSE alike (they share the check), with no HS256 secret configured.
 TEST_P(ServerE2E, TokensOfAnIdentityProviderAreCheckedWithItsPublicKey) {
@@ -2711,15 +2790,16 @@ TEST_P(ServerE2E, TheArchiveApiListsSearchesAndVerifies) {
   restart_server(
       {"--database-url", pg.url(), "--archive-interval-ms", "50", "--auth-jwt-secret", jwt.secret});
   const auto now = unix_now();
-  auto as = [&](auth::Role role) {
+  auto as = [&](auth::Role role, const std::string& sub = "tester") {
     return std::vector<std::pair<std::string, std::string>>{
-        {"Authorization", "Bearer " + auth::mint({"tester", role, {}, now + 600}, jwt, now)}};
+        {"Authorization", "Bearer " + auth::mint({sub, role, {}, now + 600}, jwt, now)}};
   };
   const auto admin = as(auth::Role::admin);
   std::vector<std::string> ids;
   for (const char* type : {"a", "b", "a"}) {
-    auto r =
-        call(http::verb::post, "/events/kept", R"({"type":")" + std::string(type) + "\"}", admin);
+    // The second is published by another service: the search tells them apart.
+    auto r = call(http::verb::post, "/events/kept", R"({"type":")" + std::string(type) + "\"}",
+                  ids.size() == 1 ? as(auth::Role::producer, "svc-other") : admin);
     ASSERT_EQ(r.status, 201u) << r.body;
     ids.push_back(r.json().at("event").at("id").as_string().c_str());
   }
@@ -2751,6 +2831,20 @@ TEST_P(ServerE2E, TheArchiveApiListsSearchesAndVerifies) {
   EXPECT_EQ(body.at("next").as_string(), ids[2]);
   auto after = call(http::verb::get, "/v1/archive/streams/kept/events?after=" + ids[0], {}, admin);
   EXPECT_EQ(after.json().at("events").as_array().size(), 2u);
+  // By who published (metadata.publisher.sub, from each publish's token).
+  auto by_other =
+      call(http::verb::get, "/v1/archive/streams/kept/events?publisher=svc-other", {}, admin);
+  ASSERT_EQ(by_other.status, 200u) << by_other.body;
+  const auto other_events = by_other.json().at("events").as_array();
+  ASSERT_EQ(other_events.size(), 1u) << by_other.body;
+  EXPECT_EQ(other_events[0].at("id").as_string(), ids[1]);
+  EXPECT_EQ(other_events[0].at("metadata").at("publisher").at("sub").as_string(), "svc-other");
+  auto by_tester =
+      call(http::verb::get, "/v1/archive/streams/kept/events?publisher=tester&type=a", {}, admin);
+  EXPECT_EQ(by_tester.json().at("events").as_array().size(), 2u) << by_tester.body;
+  auto by_nobody =
+      call(http::verb::get, "/v1/archive/streams/kept/events?publisher=nobody", {}, admin);
+  EXPECT_TRUE(by_nobody.json().at("events").as_array().empty()) << by_nobody.body;
 
   auto verified = call(http::verb::get, "/v1/archive/streams/kept/verify", {}, admin);
   ASSERT_EQ(verified.status, 200u) << verified.body;

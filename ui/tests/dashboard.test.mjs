@@ -125,7 +125,10 @@ test('the overview lists the channels that are no topic', async () => {
 
 test('the live tail replays from a cursor, then shows what the publish form stores', async () => {
   const first = await call('POST', '/events/orders', { type: 'order.created', payload: { n: 1 } });
-  await call('POST', '/events/orders', { type: 'order.created', payload: { n: 2 } });
+  // What a server with auth on writes into each event (here, without auth, the body's own).
+  await call('POST', '/events/orders', {
+    type: 'order.created', payload: { n: 2 }, metadata: { publisher: { sub: 'svc-till' } },
+  });
   await page.fill('[data-test=tail-channel]', 'orders');
   await page.fill('[data-test=tail-after]', '0-0');
   await page.click('[data-test=tail-start]');
@@ -198,6 +201,11 @@ test('the archive panel lists what PostgreSQL holds, searches it and checks its 
   await page.fill('[data-test=archive-type]', 'order.created');
   await page.click('[data-test=archive-search]');
   await page.locator('[data-test=archive-found]', { hasText: '2 found' }).waitFor();
+  await page.fill('[data-test=archive-publisher]', 'svc-till');
+  await page.click('[data-test=archive-search]');
+  await page.locator('[data-test=archive-found]', { hasText: '1 found' }).waitFor();
+  assert.equal(await page.locator('[data-test=archive-event-publisher]').innerText(), 'svc-till');
+  await page.fill('[data-test=archive-publisher]', '');
 
   await row.locator('[data-test=archive-verify]').click();
   await row.locator('[data-test=archive-check]', { hasText: 'chain intact' }).waitFor();

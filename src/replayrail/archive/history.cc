@@ -130,6 +130,11 @@ store::task<result<std::vector<ArchivedEvent>>> ArchiveHistory::search(ArchiveQu
           params.push_back(q.event_id);
           sql += " AND event_id = $" + std::to_string(params.size());
         }
+        if (!q.publisher.empty()) {
+          params.push_back(q.publisher);
+          sql +=
+              " AND metadata::jsonb -> 'publisher' ->> 'sub' = $" + std::to_string(params.size());
+        }
         sql += " ORDER BY ms, seq LIMIT " + std::to_string(q.limit);
         pg::Result rows;
         RR_TRY_ASSIGN(rows, db.exec(sql, params));

@@ -36,13 +36,15 @@ struct ArchivedEvent {
 };
 
 // What search() looks for: events of `stream` after `after`, oldest first, at most `limit`;
-// when set, only those of that type, or with that event_id.
+// when set, only those of that type, with that event_id, or published by that token subject
+// (metadata.publisher.sub, which the server writes when auth is on).
 struct ArchiveQuery {
   std::string stream;
   StreamId after;
   std::size_t limit = 100;
   std::string type;
   std::string event_id;
+  std::string publisher;
 };
 
 // Thread-safe. libpq blocks, so queries run on threads of its own; the awaiting coroutine

@@ -131,18 +131,52 @@ EventInput PublishBody::input(std::string_view channel) const {
   return in;
 }
 
-void PublishBody::keep_traceparent(std::string_view header) {
-  if (metadata_has_traceparent) return;
-  std::string out = R"({"traceparent":)";
-  append_json_string(out, header);
+namespace {
+
+// `metadata` (compact object text, from to_json(), or none) with `"key":value` put first.
+std::string with_member(const std::optional<std::string>& metadata, std::string_view key,
+                        std::string_view value_json) {
+  std::string out = "{";
+  append_json_string(out, key);
+  out.push_back(':');
+  out.append(value_json);
   if (!metadata || *metadata == "{}") {
     out.push_back('}');
   } else {
     out.push_back(',');
-    out.append(*metadata, 1);  // compact, from to_json(): the members and the closing brace
+    out.append(*metadata, 1);  // the members and the closing brace
   }
-  metadata = std::move(out);
+  return out;
+}
+
+}  // namespace
+
+void PublishBody::keep_traceparent(std::string_view header) {
+  if (metadata_has_traceparent) return;
+  std::string value;
+  append_json_string(value, header);
+  metadata = with_member(metadata, "traceparent", value);
   metadata_has_traceparent = true;
+}
+
+result<void> PublishBody::stamp_publisher(std::string_view subject) {
+  const std::string stamp = to_json(json::object{
+      {"sub", subject.empty() ? json::value(nullptr) : json::value(json::string_view(subject))}});
+  if (metadata_publisher) {
+    if (*metadata_publisher == stamp) return {};
+    std::string given = *metadata_publisher;
+    if (given.size() > 200) {  // cut on a UTF-8 character's first byte: the message stays UTF-8
+      std::size_t cut = 200;
+      while ((static_cast<unsigned char>(given[cut]) & 0xC0) == 0x80) --cut;
+      given.resize(cut);
+      given += "…";
+    }
+    return make_error(errc::forbidden, "metadata.publisher " + given + " is not the token's " +
+                                           stamp + ": the server records who publishes");
+  }
+  metadata = with_member(metadata, "publisher", stamp);
+  metadata_publisher = stamp;
+  return {};
 }
 
 bool is_traceparent(std::string_view header) {
@@ -206,6 +240,9 @@ result<PublishBody> parse_publish_object(const json::object& object) {
       if (!v.is_null()) {
         body.metadata = to_json(v);
         body.metadata_has_traceparent = v.get_object().contains("traceparent");
+        if (const json::value* publisher = v.get_object().if_contains("publisher")) {
+          body.metadata_publisher = to_json(*publisher);
+        }
       }
     } else if (key == "event_id") {
       if (!v.is_null()) RR_TRY_ASSIGN(body.event_id, string_field(v, key, errc::invalid_event_id));

@@ -81,11 +81,18 @@ struct PublishBody {
   std::optional<std::string> created_at;
   std::optional<std::string> partition_key;
   bool metadata_has_traceparent = false;
+  // The body's `metadata.publisher`, as compact JSON text, when it has one.
+  std::optional<std::string> metadata_publisher;
 
   EventInput input(std::string_view channel) const;
   // Keeps the publish request's W3C `traceparent` header in metadata (DESIGN §5), unless the
   // body's metadata has one: the body says what it means. `header` must pass is_traceparent().
   void keep_traceparent(std::string_view header);
+  // Records who published, from the token that authorised the publish: metadata
+  // `"publisher": {"sub": <the token's sub, null when it has none>}`, so the stored event (and
+  // the archive's hash chain over it) says who did it. A body that names another publisher is
+  // refused (forbidden); one that names this one (a retry built from a delivered event) is kept.
+  result<void> stamp_publisher(std::string_view subject);
 };
 result<PublishBody> parse_publish_body(std::string_view json_text);
 

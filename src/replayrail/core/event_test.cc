@@ -195,6 +195,53 @@ TEST(Event, KeepTraceparentAddsItToMetadataUnlessTheBodyHasOne) {
   EXPECT_EQ(kept(R"({"type":"t","metadata":{"traceparent":"x"}})"), R"({"traceparent":"x"})");
 }
 
+TEST(Event, StampPublisherRecordsTheTokensSubjectAndRefusesAnother) {
+  auto stamped = [](const char* body, std::string_view sub) -> result<std::string> {
+    auto b = parse_publish_body(body).value();
+    RR_TRY(b.stamp_publisher(sub));
+    return b.metadata.value_or("(none)");
+  };
+  EXPECT_EQ(stamped(R"({"type":"t"})", "svc-1").value(), R"({"publisher":{"sub":"svc-1"}})");
+  EXPECT_EQ(stamped(R"({"type":"t","metadata":{"a":[1]}})", "svc-1").value(),
+            R"({"publisher":{"sub":"svc-1"},"a":[1]})");
+  EXPECT_EQ(stamped(R"({"type":"t","metadata":null})", "").value(),
+            R"({"publisher":{"sub":null}})");
+  // Quotes and non-ASCII in a subject are escaped, never spliced raw.
+  EXPECT_EQ(stamped(R"({"type":"t"})", "a\"b\xc3\xa9").value(),
+            "{\"publisher\":{\"sub\":\"a\\\"b\xc3\xa9\"}}");
+  // The same publisher (a retry built from a delivered event) is kept as it is.
+  EXPECT_EQ(
+      stamped(R"({"type":"t","metadata":{"a":1,"publisher":{"sub":"svc-1"}}})", "svc-1").value(),
+      R"({"a":1,"publisher":{"sub":"svc-1"}})");
+  // Another one, or anything else under that name, is someone claiming to be someone else.
+  for (const char* body : {R"({"type":"t","metadata":{"publisher":{"sub":"admin"}}})",
+                           R"({"type":"t","metadata":{"publisher":"svc-1"}})",
+                           R"({"type":"t","metadata":{"publisher":{"sub":"svc-1","x":1}}})",
+                           R"({"type":"t","metadata":{"publisher":null}})"}) {
+    auto refused = stamped(body, "svc-1");
+    ASSERT_FALSE(refused) << body;
+    EXPECT_EQ(refused.error().code, errc::forbidden);
+    EXPECT_NE(refused.error().message.find(R"(is not the token's {"sub":"svc-1"})"),
+              std::string::npos)
+        << refused.error().message;
+  }
+  // A long claim is cut in the message, between characters.
+  std::string long_claim = R"({"type":"t","metadata":{"publisher":{"sub":"x)";  // é at odd bytes
+  for (int i = 0; i < 150; ++i) long_claim += "\xc3\xa9";
+  auto cut = stamped((long_claim + "\"}}}").c_str(), "svc-1");
+  ASSERT_FALSE(cut);
+  EXPECT_LT(cut.error().message.size(), 300u);
+  EXPECT_NE(cut.error().message.find("\xc3\xa9… is not"), std::string::npos) << cut.error().message;
+  // Stamped, the metadata still takes a traceparent, and is what the fingerprint covers.
+  auto b = parse_publish_body(R"({"type":"t","event_id":"e1"})").value();
+  ASSERT_TRUE(b.stamp_publisher("svc-1"));
+  b.keep_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  auto other = parse_publish_body(R"({"type":"t","event_id":"e1"})").value();
+  ASSERT_TRUE(other.stamp_publisher("svc-2"));
+  EXPECT_NE(make_event(b.input("c")).value().fingerprint,
+            make_event(other.input("c")).value().fingerprint);
+}
+
 TEST(Event, FingerprintLeavesTraceContextOut) {
   auto fingerprint = [](const char* metadata) {
     EventInput in = valid();

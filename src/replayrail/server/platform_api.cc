@@ -194,7 +194,7 @@ task<std::optional<ApiResponse>> PlatformApi::handle(
   const std::string& topic = path[1];
   if (path.size() == 3 && path[2] == "events") {
     if (method != "POST") co_return not_allowed("POST");
-    co_return co_await ingest(topic, body, traceparent);
+    co_return co_await ingest(topic, body, traceparent, caller);
   }
   if (path.size() == 3 && path[2] == "describe") {
     if (method != "GET") co_return not_allowed("GET, HEAD");
@@ -217,10 +217,18 @@ task<std::optional<ApiResponse>> PlatformApi::handle(
 }
 
 task<ApiResponse> PlatformApi::ingest(const std::string& topic, std::string_view text,
-                                      std::string_view traceparent) {
+                                      std::string_view traceparent, const auth::Claims* caller) {
   const auto started = std::chrono::steady_clock::now();
   auto body = parse_ingest_body(text);
   if (!body) co_return error(body.error());
+  if (caller) {
+    for (std::size_t i = 0; i < body->events.size(); ++i) {
+      if (auto stamped = body->events[i].stamp_publisher(caller->subject); !stamped) {
+        co_return error(make_error(
+            stamped.error().code, "events[" + std::to_string(i) + "]: " + stamped.error().message));
+      }
+    }
+  }
   if (is_traceparent(traceparent)) {
     for (auto& e : body->events) e.keep_traceparent(traceparent);
   }
@@ -472,7 +480,8 @@ task<std::optional<ApiResponse>> PlatformApi::archive_route(std::string_view met
   }
   archive::ArchiveQuery query{.stream = stream,
                               .type = param(params, "type").value_or(""),
-                              .event_id = param(params, "event_id").value_or("")};
+                              .event_id = param(params, "event_id").value_or(""),
+                              .publisher = param(params, "publisher").value_or("")};
   if (auto after = param(params, "after"); after && !after->empty()) {
     auto id = StreamId::parse(*after);
     if (!id) {

@@ -76,8 +76,9 @@ class PlatformApi {
   // `path`: the segments after `v1`. nullopt when no /v1 route has this path; a route with
   // another method is method_not_allowed. `traceparent`: the request's header, kept in the
   // metadata of the events an ingest stores when it is valid (is_traceparent()). `caller`: the
-  // request's token, checked (null: auth is off); the summary shows only the topics and channels
-  // its `channels` claim allows.
+  // request's token, checked (null: auth is off); an ingest records its subject as each event's
+  // publisher (PublishBody::stamp_publisher), the summary shows only the topics and channels its
+  // `channels` claim allows.
   store::task<std::optional<ApiResponse>> handle(std::string_view method,
                                                  const std::vector<std::string>& path,
                                                  std::string_view body,
@@ -87,7 +88,7 @@ class PlatformApi {
 
  private:
   store::task<ApiResponse> ingest(const std::string& topic, std::string_view body,
-                                  std::string_view traceparent);
+                                  std::string_view traceparent, const auth::Claims* caller);
   store::task<ApiResponse> describe(const std::string& topic);
   store::task<ApiResponse> create_group(const std::string& topic, std::string_view body);
   store::task<ApiResponse> group_action(const std::string& topic, const std::string& group,

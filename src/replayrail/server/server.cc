@@ -532,15 +532,22 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
 
   if (path.size() == 2 && path[0] == "events") {
     const std::string& channel = path[1];
+    std::optional<auth::Claims> caller;
     if (req.method() == http::verb::post || req.method() == http::verb::get) {
       auto role = req.method() == http::verb::post ? auth::Role::producer : auth::Role::consumer;
       auto allowed = authorize(req, target, role, channel);
       if (!allowed) co_return error(req, allowed.error());
+      caller = std::move(*allowed);
     }
     if (req.method() == http::verb::post) {
       const auto started = std::chrono::steady_clock::now();
       auto body = parse_publish_body(req.body());
       if (!body) co_return error(req, body.error());
+      if (caller) {
+        if (auto stamped = body->stamp_publisher(caller->subject); !stamped) {
+          co_return error(req, stamped.error());
+        }
+      }
       if (auto trace = req["traceparent"]; is_traceparent(trace)) body->keep_traceparent(trace);
       auto partitions = co_await topics->partitions_of(channel);
       if (!partitions) co_return error(req, partitions.error());
