@@ -9,6 +9,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -436,6 +437,74 @@ TEST_F(LocalStoreTest, UnwritableDirectoryFailsWithAClearError) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::store_unavailable);
   EXPECT_NE(r.error().message.find("replayrail-cannot-be-here"), std::string::npos);
+}
+
+// A limit on the size of the files this process writes (RLIMIT_FSIZE), for as long as it lives:
+// a write past it fails (EFBIG, with SIGXFSZ ignored) as a write to a full disk does.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    ::getrlimit(RLIMIT_FSIZE, &saved_);
+    saved_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit limited = saved_;
+    limited.rlim_cur = bytes;
+    EXPECT_EQ(::setrlimit(RLIMIT_FSIZE, &limited), 0);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &saved_);
+    std::signal(SIGXFSZ, saved_handler_);
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+ private:
+  rlimit saved_{};
+  void (*saved_handler_)(int) = SIG_DFL;
+};
+
+// The disk has no more room for the database's files: appends fail with store_unavailable and
+// are not stored, nothing acknowledged is lost, reads go on, and once there is room the same
+// store appends again (no reopen), its ids still increasing, its file intact.
+TEST_F(LocalStoreTest, AFullDiskRefusesAppendsAndTheStoreGoesOnOnceThereIsRoom) {
+  auto s = open();
+  const std::string payload = R"({"x":")" + std::string(2000, 'x') + R"("})";
+  std::vector<StreamId> acknowledged;
+  int refused = 0;
+  {
+    FileSizeLimit full(256 * 1024);  // the WAL reaches it long before its first checkpoint
+    for (int i = 0; i < 1000 && refused < 5; ++i) {
+      auto appended = run(s->append("s", sample(payload), {}));
+      if (appended) {
+        acknowledged.push_back(appended->event->id);
+      } else {
+        EXPECT_EQ(appended.error().code, errc::store_unavailable);
+        EXPECT_NE(appended.error().message.find("SQLite"), std::string::npos)
+            << appended.error().message;
+        ++refused;
+      }
+    }
+    ASSERT_EQ(refused, 5) << "the file size limit was never reached";
+    ASSERT_GT(acknowledged.size(), 10u);
+    auto stored = run(s->range("s", StreamId{}, 10'000, {})).value();
+    std::vector<StreamId> ids;
+    for (const auto& e : stored) ids.push_back(e->id);
+    EXPECT_EQ(ids, acknowledged) << "reads go on, and see exactly what was acknowledged";
+  }
+  auto next = run(s->append("s", sample(payload), {}));
+  ASSERT_TRUE(next) << next.error().message;
+  EXPECT_GT(next->event->id, acknowledged.back());
+  acknowledged.push_back(next->event->id);
+  s.reset();
+  s = open();
+  auto stored = run(s->range("s", StreamId{}, 10'000, {})).value();
+  std::vector<StreamId> ids;
+  for (const auto& e : stored) ids.push_back(e->id);
+  EXPECT_EQ(ids, acknowledged);
+  EXPECT_EQ(run(s->info("s")).value().length, acknowledged.size());
+  auto db = sqlite::Connection::open(dir_.path() / "replayrail.db", false).value();
+  auto check = db->prepare("PRAGMA integrity_check").value();
+  ASSERT_TRUE(check.step().value());
+  EXPECT_EQ(check.text(0), "ok");
 }
 
 TEST_F(LocalStoreTest, ExpiredIdempotencyRecordsAreForgotten) {
