@@ -1526,6 +1526,12 @@ TEST_P(ServerE2E, TheRoleIsReadWhereTheIdentityProviderPutsIt) {
   const auto both = token({"offline_access", "consumer", "producer"});
   EXPECT_EQ(publish(both).status, 201u);
   EXPECT_EQ(read(both).status, 200u);
+  auto not_admin = call(http::verb::post, "/v1/topics/orders/groups", R"({"group":"g"})",
+                        {{"Authorization", "Bearer " + both}});
+  EXPECT_EQ(not_admin.status, 403u);
+  EXPECT_NE(not_admin.body.find("a consumer/producer token may not do this (it needs admin)"),
+            std::string::npos)
+      << not_admin.body;
   const auto reader = token({"consumer", "uma_authorization"});
   EXPECT_EQ(read(reader).status, 200u);
   EXPECT_EQ(publish(reader).status, 403u);

@@ -398,8 +398,9 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
   }
   auth::Claims& claims = *verified;
   if (role && !auth::allows(claims, *role)) {
-    return make_error(errc::forbidden, "a " + std::string(auth::to_string(claims.role)) +
-                                           " token may not do this (it needs " +
+    std::string roles(auth::to_string(claims.role));  // "consumer/producer": all it has
+    for (auth::Role r : claims.other_roles) roles += "/" + std::string(auth::to_string(r));
+    return make_error(errc::forbidden, "a " + roles + " token may not do this (it needs " +
                                            std::string(auth::to_string(*role)) + ")");
   }
   if (!channel.empty() && !auth::allows_channel(claims, channel)) {
