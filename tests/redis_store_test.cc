@@ -192,6 +192,42 @@ TEST_F(RedisStoreFaults, RedisSideErrorsAreClear) {
   raw->stop();
 }
 
+// Redis out of memory refuses writes, but a batch is stored whole or not at all: a failed batch
+// that had been stored in part would be stored twice by its retry.
+TEST_F(RedisStoreFaults, ABatchIsStoredWholeOrNotAtAllWhenRedisIsOutOfMemory) {
+  RedisServer redis({"--maxmemory-policy", "noeviction"});
+  auto store = connect(redis);
+  auto raw = resp::Connection::start(io_.get_executor(),
+                                     {.url = resp::parse_redis_url(redis.url()).value()});
+  ASSERT_TRUE(run(io_, raw->wait_ready(10s)));
+  ASSERT_TRUE(run(io_, store->append("batches", event(0), {})));
+  auto memory = run(io_, raw->command({"INFO", "memory"})).value().str;
+  auto at = memory.find("used_memory:");
+  ASSERT_NE(at, std::string::npos);
+  const std::int64_t used = std::stoll(memory.substr(at + 12));
+  // Room for a few batches of 40 events of 8 KB; then the limit is reached within one.
+  ASSERT_TRUE(
+      run(io_, raw->command({"CONFIG", "SET", "maxmemory", std::to_string(used + 1024 * 1024)})));
+  const std::string payload = R"({"x":")" + std::string(8 * 1024, 'x') + "\"}";
+  std::uint64_t stored = 1;
+  result<std::vector<store::Appended>> last = make_error(errc::internal);
+  for (int round = 0; round < 100; ++round) {
+    std::vector<NewEvent> events;
+    for (int i = 0; i < 40; ++i) {
+      events.push_back(make_event({.channel = "batches", .type = "t", .payload = payload}).value());
+    }
+    last = run(io_, store->append_batch("batches", std::move(events), {}));
+    if (last) stored += 40;
+    ASSERT_EQ(run(io_, store->info("batches")).value().length, stored)
+        << "batch " << round << " was stored in part";
+    if (!last) break;
+  }
+  ASSERT_FALSE(last) << "maxmemory was never reached";
+  EXPECT_EQ(last.error().code, errc::store_unavailable);
+  EXPECT_NE(last.error().message.find("OOM"), std::string::npos) << last.error().message;
+  raw->stop();
+}
+
 // How many times Redis ran a script since the last CONFIG RESETSTAT.
 std::int64_t script_runs(asio::io_context& io, resp::Connection& c) {
   auto stats = run(io, c.command({"INFO", "commandstats"})).value().str;

@@ -382,6 +382,7 @@ task<result<Reply>> RedisStore::eval_views(const char* script, std::size_t keys,
                                            bool waited) {
   static const std::map<const char*, std::string> shas{
       {kAppendBatchScript, sha1_hex(kAppendBatchScript)},
+      {kAppendGeneratedScript, sha1_hex(kAppendGeneratedScript)},
       {kRangeScript, sha1_hex(kRangeScript)},
       {kTrimScript, sha1_hex(kTrimScript)}};
   const std::string& sha = shas.at(script);
@@ -558,38 +559,60 @@ task<result<std::vector<Appended>>> RedisStore::append_batch(std::string_view st
   co_return out;
 }
 
-// Server-generated ids cannot conflict: the events are pipelined XADDs (and XLEN) in one write,
-// cheaper for Redis than the same XADDs in a script.
 task<result<std::vector<Appended>>> RedisStore::append_generated(std::string_view stream,
                                                                  std::vector<NewEvent> events,
                                                                  AppendOptions options) {
+  if (events.size() == 1) {  // one XADD: whole or not at all by itself
+    Appended one;
+    RR_CO_TRY_ASSIGN(one, co_await append(stream, std::move(events.front()), options));
+    std::vector<Appended> out;
+    out.push_back(std::move(one));
+    co_return out;
+  }
+  // Whole or not at all: Redis out of memory (maxmemory) refuses a pipelined XADD past the limit
+  // and keeps those before it, which the failed batch's retry would then store twice.
   const std::string k = key(stream);
-  resp::Encoded batch;
-  for (const auto& e : events) add_xadd(batch, k, e.event);
-  if (options.maxlen > 0) batch.add_args("XLEN", k);
   Reply reply;
-  RR_CO_TRY_ASSIGN(reply,
-                   co_await send(slot(k), "XADD", std::move(batch), options_.wait_replicas > 0));
-  RR_CO_TRY(check_wait(reply));
-  if (reply.type != Reply::Type::array) {  // a lone XADD's reply comes unwrapped
-    Reply one = std::move(reply);
-    reply = Reply{};
-    reply.type = Reply::Type::array;
-    reply.elements.push_back(std::move(one));
+  if (!cluster_) {
+    // MULTI / EXEC: a command Redis refuses as it is queued makes it refuse the EXEC; once EXEC
+    // runs, every XADD does. (The topics benchmark's batch ingest: as fast as pipelined XADDs
+    // within the noise, and ~7% faster than kAppendGeneratedScript.)
+    resp::Encoded batch;
+    batch.add_args("MULTI");
+    for (const auto& e : events) add_xadd(batch, k, e.event);
+    batch.add_args("XLEN", k);
+    batch.add_args("EXEC");
+    RR_CO_TRY_ASSIGN(reply,
+                     co_await send(slot(k), "XADD", std::move(batch), options_.wait_replicas > 0));
+    RR_CO_TRY(check_wait(reply));
+    Reply exec = std::move(reply.elements.back());  // after MULTI's OK and the QUEUEDs
+    for (const auto& r : exec.elements) {
+      if (r.is_error()) co_return redis_error(r, "XADD");
+    }
+    reply = std::move(exec);
+  } else {
+    // The cluster client follows redirections command by command, which would split a MULTI:
+    // there, the script.
+    std::vector<std::string_view> views{k};
+    views.reserve(1 + 7 * events.size());
+    for (const auto& ne : events) {
+      const Event& e = ne.event;
+      views.insert(views.end(),
+                   {e.event_id, e.channel, e.type, e.payload, e.actor, e.metadata, e.created_at});
+    }
+    RR_CO_TRY_ASSIGN(reply, co_await eval_views(kAppendGeneratedScript, 1, views, true));
   }
-  if (reply.elements.size() != events.size() + (options.maxlen > 0)) {
-    co_return unexpected_reply("XADD");
-  }
+  if (reply.elements.size() != events.size() + 1) co_return unexpected_reply("append");
   std::vector<Appended> out;
   out.reserve(events.size());
   for (std::size_t i = 0; i < events.size(); ++i) {
     auto id = StreamId::parse(reply.elements[i].str);
-    if (!id) co_return unexpected_reply("XADD");
+    if (!id) co_return unexpected_reply("append");
     auto stored = std::make_shared<Event>(std::move(events[i].event));
     stored->id = *id;
     out.push_back({std::move(stored), false});
   }
-  if (options.maxlen > 0 && over_maxlen(options, reply.elements.back().integer)) {
+  if (over_maxlen(options, reply.elements.back().integer)) {
     co_await trim_after_append(stream, options);
   }
   co_return out;

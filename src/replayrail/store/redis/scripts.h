@@ -9,7 +9,7 @@ namespace replayrail::store::redis {
 // batch in order, atomically, with the stream's epoch. Conflicts are looked for first, so a batch
 // with one writes nothing; then each event is looked up (a remembered event_id, also one an
 // earlier event of the batch remembered, is a duplicate), appended and remembered with a TTL.
-// (Server-generated ids need none of that: plain XADDs.)
+// (Server-generated ids need none of that: kAppendGeneratedScript, or one plain XADD.)
 // KEYS: stream, meta hash, then the idempotency key of each event with a chosen event_id, in order
 // ARGV: ttl seconds (0 = look up but do not remember), fresh epoch, then 9 values per event:
 //       chosen ("1" or "0"), fingerprint, and the 7 entry values
@@ -56,6 +56,23 @@ for i = 0, n - 1 do
   if rec then k = k + 1 end
 end
 return {'ok', out, redis.call('XLEN', KEYS[1])}
+)lua";
+
+// A batch of events with server-generated ids on a Redis Cluster (elsewhere: MULTI / EXEC): their
+// XADDs, in order, then XLEN. A script so that the batch is stored whole or not at all: Redis out
+// of memory (maxmemory) refuses a script before its first write and lets one that has written
+// finish. (Lighter for Redis than kAppendBatchScript: about 10% more CPU an event than pipelined
+// XADDs, against 25%.)
+// KEYS: stream. ARGV: the 7 entry values of each event. Returns {id, ..., XLEN}.
+inline constexpr const char* kAppendGeneratedScript = R"lua(
+local out = {}
+for a = 1, #ARGV, 7 do
+  out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'event_id', ARGV[a], 'channel', ARGV[a + 1],
+    'type', ARGV[a + 2], 'payload', ARGV[a + 3], 'actor', ARGV[a + 4], 'metadata', ARGV[a + 5],
+    'created_at', ARGV[a + 6])
+end
+out[#out + 1] = redis.call('XLEN', KEYS[1])
+return out
 )lua";
 
 // MAXLEN trimming that records the last id it removed (the stream's trimmed_through), so a
