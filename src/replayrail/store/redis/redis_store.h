@@ -197,7 +197,8 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   // reply left is unwrapped), and fails when too few replicas confirmed.
   result<void> check_wait(resp::Reply& reply) const;
   std::string idempotency_key(std::string_view stream, std::string_view event_id) const;
-  // append_batch() of events without a chosen event_id (kAppendGeneratedScript).
+  // append_batch() of events without a chosen event_id: one XADD, a MULTI / EXEC of several, or
+  // on a cluster kAppendGeneratedScript.
   task<result<std::vector<Appended>>> append_generated(std::string_view stream,
                                                        std::vector<NewEvent> events,
                                                        AppendOptions options);

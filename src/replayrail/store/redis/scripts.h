@@ -9,7 +9,7 @@ namespace replayrail::store::redis {
 // batch in order, atomically, with the stream's epoch. Conflicts are looked for first, so a batch
 // with one writes nothing; then each event is looked up (a remembered event_id, also one an
 // earlier event of the batch remembered, is a duplicate), appended and remembered with a TTL.
-// (Server-generated ids need none of that: kAppendGeneratedScript, or one plain XADD.)
+// (Server-generated ids need none of that: XADDs, in a MULTI or kAppendGeneratedScript.)
 // KEYS: stream, meta hash, then the idempotency key of each event with a chosen event_id, in order
 // ARGV: ttl seconds (0 = look up but do not remember), fresh epoch, then 9 values per event:
 //       chosen ("1" or "0"), fingerprint, and the 7 entry values
