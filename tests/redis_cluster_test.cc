@@ -182,6 +182,41 @@ TEST_F(RedisClusterStore, AGroupReadOverStreamsInDifferentSlotsWakesForAnyOfThem
   EXPECT_TRUE(run(io_, store_->read_group("g", "c", cursors, {10, std::nullopt})).value().empty());
 }
 
+// As on one Redis (redis_store_test.cc), where the batch is a MULTI: out of memory, a batch is
+// stored whole or not at all, here as a script.
+TEST_F(RedisClusterStore, ABatchIsStoredWholeOrNotAtAllWhenItsNodeIsOutOfMemory) {
+  ASSERT_TRUE(run(
+      io_, store_->append("batches", make_event({.channel = "batches", .type = "t"}).value(), {})));
+  for (std::size_t node = 0; node < cluster().size(); ++node) {
+    std::int64_t used = -1;
+    for (const auto& line : cluster().cli(node, {"INFO", "memory"})) {
+      if (line.rfind("used_memory:", 0) == 0) used = std::stoll(line.substr(12));
+    }
+    ASSERT_GT(used, 0);
+    cluster().cli(node, {"CONFIG", "SET", "maxmemory", std::to_string(used + 1024 * 1024)});
+  }
+  const std::string payload = R"({"x":")" + std::string(8 * 1024, 'x') + "\"}";
+  std::uint64_t stored = 1;
+  result<std::vector<store::Appended>> last = make_error(errc::internal);
+  for (int round = 0; round < 100; ++round) {
+    std::vector<NewEvent> events;
+    for (int i = 0; i < 40; ++i) {
+      events.push_back(make_event({.channel = "batches", .type = "t", .payload = payload}).value());
+    }
+    last = run(io_, store_->append_batch("batches", std::move(events), {}));
+    if (last) stored += 40;
+    ASSERT_EQ(run(io_, store_->info("batches")).value().length, stored)
+        << "batch " << round << " was stored in part";
+    if (!last) break;
+  }
+  for (std::size_t node = 0; node < cluster().size(); ++node) {
+    cluster().cli(node, {"CONFIG", "SET", "maxmemory", "0"});
+  }
+  ASSERT_FALSE(last) << "maxmemory was never reached";
+  EXPECT_EQ(last.error().code, errc::store_unavailable);
+  EXPECT_NE(last.error().message.find("OOM"), std::string::npos) << last.error().message;
+}
+
 void RedisClusterStore::publish_while_the_slot_moves() {
   // A publisher (generated ids, and chosen event_ids through the script), a blocked reader and a
   // consumer group run while the stream's slot moves to another node key by key: they meet ASK,
