@@ -17,6 +17,7 @@
 
 #include "replayrail/core/random.h"
 #include "replayrail/store/testing/conformance.h"
+#include "support/outage.h"
 #include "support/redis_server.h"
 
 namespace replayrail::testing {
@@ -208,23 +209,10 @@ TEST_F(RedisStoreFaults, ABatchIsStoredWholeOrNotAtAllWhenRedisIsOutOfMemory) {
   // Room for a few batches of 40 events of 8 KB; then the limit is reached within one.
   ASSERT_TRUE(
       run(io_, raw->command({"CONFIG", "SET", "maxmemory", std::to_string(used + 1024 * 1024)})));
-  const std::string payload = R"({"x":")" + std::string(8 * 1024, 'x') + "\"}";
-  std::uint64_t stored = 1;
-  result<std::vector<store::Appended>> last = make_error(errc::internal);
-  for (int round = 0; round < 100; ++round) {
-    std::vector<NewEvent> events;
-    for (int i = 0; i < 40; ++i) {
-      events.push_back(make_event({.channel = "batches", .type = "t", .payload = payload}).value());
-    }
-    last = run(io_, store->append_batch("batches", std::move(events), {}));
-    if (last) stored += 40;
-    ASSERT_EQ(run(io_, store->info("batches")).value().length, stored)
-        << "batch " << round << " was stored in part";
-    if (!last) break;
-  }
-  ASSERT_FALSE(last) << "maxmemory was never reached";
-  EXPECT_EQ(last.error().code, errc::store_unavailable);
-  EXPECT_NE(last.error().message.find("OOM"), std::string::npos) << last.error().message;
+  auto refused = batches_until_refused(io_, *store, "batches", 1);
+  ASSERT_TRUE(refused) << "maxmemory was never reached, or a batch was stored in part";
+  EXPECT_EQ(refused->code, errc::store_unavailable);
+  EXPECT_NE(refused->message.find("OOM"), std::string::npos) << refused->message;
   raw->stop();
 }
 

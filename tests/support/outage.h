@@ -1,18 +1,24 @@
 #pragma once
 
 // What the failover tests of the Redis store share: a reader and a publisher that keep going
-// through an outage, retrying what fails as store_unavailable (any other failure throws).
+// through an outage, retrying what fails as store_unavailable (any other failure throws); and
+// batches appended until Redis is out of memory.
+
+#include <gtest/gtest.h>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "replayrail/store/store.h"
+#include "replayrail/store/testing/run.h"
 
 namespace replayrail::testing {
 
@@ -70,6 +76,31 @@ inline boost::asio::awaitable<void> publish_through_outage(store::Store& st, std
     }
   }
   done = true;
+}
+
+// Appends batches of 40 events of 8 KB to `stream` (which holds `stored` events) until Redis,
+// given a maxmemory, refuses one (at most 100 batches), checking after each that the stream
+// holds exactly what the accepted batches stored: a batch is stored whole or not at all.
+// Returns the refused batch's error; nullopt when none was refused.
+inline std::optional<Error> batches_until_refused(boost::asio::io_context& io, store::Store& st,
+                                                  const std::string& stream, std::uint64_t stored) {
+  const std::string payload = R"({"x":")" + std::string(8 * 1024, 'x') + "\"}";
+  for (int round = 0; round < 100; ++round) {
+    std::vector<NewEvent> events;
+    for (int i = 0; i < 40; ++i) {
+      events.push_back(make_event({.channel = stream, .type = "t", .payload = payload}).value());
+    }
+    auto appended = run(io, st.append_batch(stream, std::move(events), {}));
+    if (appended) stored += 40;
+    const std::uint64_t length = run(io, st.info(stream)).value().length;
+    if (length != stored) {
+      ADD_FAILURE() << "batch " << round << " was stored in part: " << length << " events, not "
+                    << stored;
+      return std::nullopt;
+    }
+    if (!appended) return appended.error();
+  }
+  return std::nullopt;
 }
 
 }  // namespace replayrail::testing
