@@ -36,7 +36,7 @@ struct ArchivedEvent {
 };
 
 // What search() looks for: events of `stream` after `after`, oldest first, at most `limit`;
-// when set, only those of that type, with that event_id, or published by that token subject
+// when set, only those of that type, with that event_id and published by that token subject
 // (metadata.publisher.sub, which the server writes when auth is on).
 struct ArchiveQuery {
   std::string stream;
