@@ -45,6 +45,11 @@ const std::string kPayload = [] {
   return p + "\"}";
 }();
 
+// "   runs: 112k 110k 114k" and the end of the line: each run of a median's three.
+void print_runs(const std::vector<double>& r) {
+  std::printf("   runs: %.0fk %.0fk %.0fk\n", r[0] / 1e3, r[1] / 1e3, r[2] / 1e3);
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -273,9 +278,11 @@ int main(int argc, char** argv) {
     double ceiling = median(raw);
     auto line = [&](const char* what, double rate, const std::vector<double>& runs) {
       std::printf("%-8s %-38s %12.0f %8.0f%%", name(f), what, rate, 100 * rate / ceiling);
-      if (!runs.empty())
-        std::printf("   runs: %.0fk %.0fk %.0fk", runs[0] / 1e3, runs[1] / 1e3, runs[2] / 1e3);
-      std::printf("\n");
+      if (runs.empty()) {
+        std::printf("\n");
+      } else {
+        print_runs(runs);
+      }
     };
     line("raw SQLite, 1000-row transactions", ceiling, raw);
     line("raw SQLite, 64-row transactions", median(raw64), raw64);
@@ -285,14 +292,11 @@ int main(int argc, char** argv) {
   if (wanted("trim")) lowered_limit();
   if (!wanted("read")) return 0;
   auto reads = range_reads(1'000'000);
-  auto runs = [](const std::vector<double>& r) {
-    std::printf("   runs: %.0fk %.0fk %.0fk\n", r[0] / 1e3, r[1] / 1e3, r[2] / 1e3);
-  };
   std::printf("\nrange read of a 1M-event stream, 1000-event pages      events/s   of raw\n");
   std::printf("  raw SQLite, the same query (the ceiling)       %12.0f %8.0f%%", median(reads.raw),
               100.0);
-  runs(reads.raw);
+  print_runs(reads.raw);
   std::printf("  store                                          %12.0f %8.0f%%",
               median(reads.store), 100 * median(reads.store) / median(reads.raw));
-  runs(reads.store);
+  print_runs(reads.store);
 }

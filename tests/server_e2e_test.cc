@@ -60,6 +60,17 @@ std::int64_t unix_now() {
       .count();
 }
 
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// The header that presents `token`.
+Headers bearer(const std::string& token) { return {{"Authorization", "Bearer " + token}}; }
+
+// The header of an HS256 token of `sub` with `role`, signed with `jwt`, good for 10 minutes.
+Headers bearer(const auth::JwtConfig& jwt, const std::string& sub, auth::Role role) {
+  const auto now = unix_now();
+  return bearer(auth::mint({sub, role, {}, now + 600}, jwt, now));
+}
+
 constexpr auto kToken = asio::as_tuple(asio::use_awaitable);
 
 struct HttpResult {
@@ -1081,21 +1092,18 @@ TEST_P(ServerE2E, TheSummaryListsTheChannelsThatAreNoTopic) {
   const auto now = unix_now();
   auto as = [&](std::vector<std::string> channels) {
     auto token = auth::mint({"t", auth::Role::consumer, std::move(channels), now + 600}, jwt, now);
-    auto r =
-        call(http::verb::get, "/v1/metrics/summary", "", {{"Authorization", "Bearer " + token}});
+    auto r = call(http::verb::get, "/v1/metrics/summary", "", bearer(token));
     EXPECT_EQ(r.status, 200u) << r.body;
     return r.json();
   };
   // (The memory store starts empty again: what the view is made of is published again.)
-  auto producer = auth::mint({"p", auth::Role::admin, {}, now + 600}, jwt, now);
-  const std::vector<std::pair<std::string, std::string>> bearer{
-      {"Authorization", "Bearer " + producer}};
+  const Headers producer = bearer(jwt, "p", auth::Role::admin);
   for (std::string name :
        {"c010", "c011", "c012", "c013", "c014", "c015", "c016", "c017", "c018", "c019", "zz"}) {
-    ASSERT_EQ(call(http::verb::post, "/events/" + name, R"({"type":"t"})", bearer).status, 201u);
+    ASSERT_EQ(call(http::verb::post, "/events/" + name, R"({"type":"t"})", producer).status, 201u);
   }
   ASSERT_EQ(call(http::verb::post, "/v1/topics/jobs/events",
-                 R"({"partitions":3,"events":[{"type":"a","partition_key":"k"}]})", bearer)
+                 R"({"partitions":3,"events":[{"type":"a","partition_key":"k"}]})", producer)
                 .status,
             201u);
   auto limited = as({"c01*", "jobs"});
@@ -1272,9 +1280,6 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
     const auth::JwtConfig& c = config.secret.empty() ? jwt : config;
     return auth::mint({"tester", role, std::move(channels), now + 600}, c, now);
   };
-  auto bearer = [](const std::string& t) {
-    return std::vector<std::pair<std::string, std::string>>{{"Authorization", "Bearer " + t}};
-  };
 
   // Minting dev tokens: only with the admin secret.
   auto minted = call(http::verb::post, "/v1/auth/token",
@@ -1382,10 +1387,8 @@ TEST_P(ServerE2E, WithAuthTheEventRecordsWhoPublishedIt) {
 
   const auth::JwtConfig jwt{"test-secret", "", ""};
   restart_server({"--auth-jwt-secret", jwt.secret});
-  const auto now = unix_now();
   auto as = [&](const std::string& sub, auth::Role role = auth::Role::producer) {
-    std::string token = auth::mint({sub, role, {}, now + 600}, jwt, now);
-    return std::vector<std::pair<std::string, std::string>>{{"Authorization", "Bearer " + token}};
+    return bearer(jwt, sub, role);
   };
   auto metadata_of = [](const HttpResult& r) { return r.json().at("event").at("metadata"); };
 
@@ -1456,9 +1459,6 @@ TEST_P(ServerE2E, TokensOfAnIdentityProviderAreCheckedWithItsPublicKey) {
   std::ofstream(pem) << provider.public_pem();
   restart_server({"--auth-jwt-public-key", pem.string(), "--auth-jwt-issuer", "https://idp.test"});
   const auto now = unix_now();
-  auto bearer = [](const std::string& t) {
-    return std::vector<std::pair<std::string, std::string>>{{"Authorization", "Bearer " + t}};
-  };
   auto claims = [&](const char* role) {
     return json::object{{"sub", "u1"},
                         {"role", role},
@@ -1516,18 +1516,16 @@ TEST_P(ServerE2E, TheRoleIsReadWhereTheIdentityProviderPutsIt) {
         {"sub", "u1"}, {"exp", now + 600}, {"realm_access", {{"roles", std::move(roles)}}}});
   };
   auto publish = [&](const std::string& t) {
-    return call(http::verb::post, "/events/orders", R"({"type":"t"})",
-                {{"Authorization", "Bearer " + t}});
+    return call(http::verb::post, "/events/orders", R"({"type":"t"})", bearer(t));
   };
   auto read = [&](const std::string& t) {
-    return call(http::verb::get, "/events/orders?after=0-0", {},
-                {{"Authorization", "Bearer " + t}});
+    return call(http::verb::get, "/events/orders?after=0-0", {}, bearer(t));
   };
   const auto both = token({"offline_access", "consumer", "producer"});
   EXPECT_EQ(publish(both).status, 201u);
   EXPECT_EQ(read(both).status, 200u);
-  auto not_admin = call(http::verb::post, "/v1/topics/orders/groups", R"({"group":"g"})",
-                        {{"Authorization", "Bearer " + both}});
+  auto not_admin =
+      call(http::verb::post, "/v1/topics/orders/groups", R"({"group":"g"})", bearer(both));
   EXPECT_EQ(not_admin.status, 403u);
   EXPECT_NE(not_admin.body.find("a consumer/producer token may not do this (it needs admin)"),
             std::string::npos)
@@ -1558,8 +1556,7 @@ TEST_P(ServerE2E, SighupLoadsTheJwtPublicKeysAgain) {
   const auto now = unix_now();
   const json::object claims{{"sub", "u1"}, {"role", "producer"}, {"exp", now + 600}};
   auto status_with = [&](const auth::testing::KeyPair& pair) {
-    return call(http::verb::post, "/events/orders", R"({"type":"t"})",
-                {{"Authorization", "Bearer " + pair.sign(claims)}})
+    return call(http::verb::post, "/events/orders", R"({"type":"t"})", bearer(pair.sign(claims)))
         .status;
   };
   // Waits for the server to have read the files again (it logs nothing to stdout meanwhile).
@@ -1604,7 +1601,7 @@ TEST_P(ServerE2E, KeysOfAJwkSetUrlAreFetchedAndFollowARotation) {
       {"sub", "u1"}, {"role", "producer"}, {"iss", "https://idp.test"}, {"exp", now + 600}};
   auto publish = [&](const auth::testing::KeyPair& pair, const std::string& kid) {
     return call(http::verb::post, "/events/orders", R"({"type":"t"})",
-                {{"Authorization", "Bearer " + pair.sign(claims, "", kid)}});
+                bearer(pair.sign(claims, "", kid)));
   };
   auto r = publish(old_key, "2026-10");
   EXPECT_EQ(r.status, 201u) << r.body;
@@ -1642,10 +1639,7 @@ TEST_P(ServerE2E, AJwkSetUrlThatFailsAtStartIsTriedAgain) {
   const auto now = unix_now();
   const std::string token =
       key.sign(json::object{{"sub", "u1"}, {"role", "consumer"}, {"exp", now + 600}}, "", "k1");
-  auto read = [&] {
-    return call(http::verb::get, "/events/orders?after=0-0", {},
-                {{"Authorization", "Bearer " + token}});
-  };
+  auto read = [&] { return call(http::verb::get, "/events/orders?after=0-0", {}, bearer(token)); };
   auto r = read();
   EXPECT_EQ(r.status, 401u);
   EXPECT_NE(r.body.find("the keys of " + idp.url() + " are not loaded yet"), std::string::npos)
@@ -2795,10 +2789,8 @@ TEST_P(ServerE2E, TheArchiveApiListsSearchesAndVerifies) {
   const auth::JwtConfig jwt{"test-secret", "", ""};
   restart_server(
       {"--database-url", pg.url(), "--archive-interval-ms", "50", "--auth-jwt-secret", jwt.secret});
-  const auto now = unix_now();
   auto as = [&](auth::Role role, const std::string& sub = "tester") {
-    return std::vector<std::pair<std::string, std::string>>{
-        {"Authorization", "Bearer " + auth::mint({sub, role, {}, now + 600}, jwt, now)}};
+    return bearer(jwt, sub, role);
   };
   const auto admin = as(auth::Role::admin);
   std::vector<std::string> ids;

@@ -16,6 +16,11 @@ using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 
+// Now, in seconds since the Unix epoch: what the *_timestamp_seconds gauges hold.
+double unix_seconds_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 const prometheus::Histogram::BucketBoundaries kPublishBuckets{
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 const prometheus::Histogram::BucketBoundaries kLagBuckets{
@@ -103,8 +108,7 @@ void Metrics::archive_pass(bool ok, std::uint64_t events, std::chrono::milliseco
   }
   archived_.Increment(static_cast<double>(events));
   archive_lag_.Set(std::chrono::duration<double>(lag).count());
-  archive_success_.Set(
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  archive_success_.Set(unix_seconds_now());
 }
 
 void Metrics::jwks_fetch(bool ok, std::size_t keys) {
@@ -113,8 +117,7 @@ void Metrics::jwks_fetch(bool ok, std::size_t keys) {
     return;
   }
   jwks_keys_.Set(static_cast<double>(keys));
-  jwks_success_.Set(
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  jwks_success_.Set(unix_seconds_now());
 }
 
 ArchiveStatus Metrics::archive_status() const {
