@@ -19,10 +19,8 @@ using Hash = Fingerprint;  // 32 bytes of SHA-256
 
 // How long ago the event `id` was stored, by its id's time (zero for one from a clock ahead).
 std::chrono::milliseconds waited(StreamId id) {
-  using namespace std::chrono;
-  const auto now = static_cast<std::uint64_t>(
-      duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
-  return milliseconds(now > id.ms ? static_cast<std::int64_t>(now - id.ms) : 0);
+  const std::uint64_t now = unix_now_ms();
+  return std::chrono::milliseconds(now > id.ms ? static_cast<std::int64_t>(now - id.ms) : 0);
 }
 
 constexpr const char* kSchema = R"sql(

@@ -1,6 +1,7 @@
 #include "replayrail/common/stream_id.h"
 
 #include <charconv>
+#include <chrono>
 #include <ostream>
 
 namespace replayrail {
@@ -37,6 +38,12 @@ std::ostream& operator<<(std::ostream& os, const StreamId& id) { return os << id
 std::string StreamId::to_string() const {
   char buf[kMaxTextSize];
   return std::string(buf, format_to(buf));
+}
+
+std::uint64_t unix_now_ms() {
+  using namespace std::chrono;
+  return static_cast<std::uint64_t>(
+      duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
 }  // namespace replayrail

@@ -47,6 +47,9 @@ struct StreamId {
   friend constexpr auto operator<=>(const StreamId&, const StreamId&) = default;
 };
 
+// The wall clock in Unix milliseconds: the time part of the ids the stores generate.
+std::uint64_t unix_now_ms();
+
 // `<ms>-<seq>`, for logs and test failure messages.
 std::ostream& operator<<(std::ostream& os, const StreamId& id);
 

@@ -49,7 +49,7 @@ LocalStore::State::~State() {
 }
 
 result<std::shared_ptr<LocalStore>> LocalStore::open(Options options) {
-  if (!options.now_ms) options.now_ms = local::wall_clock_ms;
+  if (!options.now_ms) options.now_ms = unix_now_ms;
   if (options.max_batch == 0) options.max_batch = 1;
   if (options.trim_chunk == 0) options.trim_chunk = 1;
   if (options.fsync == local::Fsync::batch && options.fsync_interval.count() <= 0) {

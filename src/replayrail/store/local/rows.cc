@@ -1,7 +1,5 @@
 #include "replayrail/store/local/rows.h"
 
-#include <chrono>
-
 namespace replayrail::store::local {
 
 result<std::optional<StreamRow>> load_stream(sqlite::Connection& db, std::string_view stream) {
@@ -111,12 +109,6 @@ result<std::optional<Topic>> load_topic(sqlite::Connection& db, std::string_view
   if (!row) return std::optional<Topic>();
   return Topic{std::string(name), static_cast<std::uint32_t>(st->int64(0)),
                std::string(st->text(1))};
-}
-
-std::uint64_t wall_clock_ms() {
-  using namespace std::chrono;
-  return static_cast<std::uint64_t>(
-      duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
 }  // namespace replayrail::store::local

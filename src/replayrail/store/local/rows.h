@@ -50,6 +50,4 @@ result<void> check_group(sqlite::Connection& db, std::string_view stream, std::s
 
 result<std::optional<Topic>> load_topic(sqlite::Connection& db, std::string_view name);
 
-std::uint64_t wall_clock_ms();
-
 }  // namespace replayrail::store::local

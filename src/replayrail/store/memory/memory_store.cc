@@ -23,12 +23,6 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-std::uint64_t system_now_ms() {
-  using namespace std::chrono;
-  return static_cast<std::uint64_t>(
-      duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
-}
-
 std::uint64_t idle_ms(SteadyClock::time_point since, SteadyClock::time_point now) {
   auto d = std::chrono::duration_cast<Millis>(now - since).count();
   return d > 0 ? static_cast<std::uint64_t>(d) : 0;
@@ -117,7 +111,7 @@ struct Expiry {
 
 struct MemoryStore::State {
   explicit State(Options o) : options(std::move(o)) {
-    if (!options.now_ms) options.now_ms = system_now_ms;
+    if (!options.now_ms) options.now_ms = unix_now_ms;
   }
 
   Options options;
