@@ -190,6 +190,13 @@ class Store {
   // A stream created again gets a new epoch.
   virtual task<result<bool>> delete_stream(std::string_view stream) = 0;
 
+  // XTRIM MINID: removes the entries with an id below `before` (time-based retention: an id's
+  // first part is the time it was stored), records the greatest one removed as trimmed_through,
+  // and returns how many it removed; 0 when the stream does not exist. The stream stays, empty
+  // if need be, with its last id; a group's pending entries stay pending without their events,
+  // as after a MAXLEN trim.
+  virtual task<result<std::uint64_t>> trim_before(std::string_view stream, StreamId before) = 0;
+
   virtual task<result<std::vector<std::string>>> list_streams() = 0;
 
   // --- Consumer groups (XGROUP, XREADGROUP, XACK, XAUTOCLAIM, XPENDING, XINFO CONSUMERS) ---

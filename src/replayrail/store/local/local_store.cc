@@ -305,6 +305,22 @@ task<result<bool>> LocalStore::delete_stream(std::string_view stream) {
   co_return co_await state_->writer->call<bool>(std::move(op));
 }
 
+task<result<std::uint64_t>> LocalStore::trim_before(std::string_view stream, StreamId before) {
+  // A write of at most trim_chunk deletions at a time, as a MAXLEN trim: a stream with a long
+  // past to expire does not hold every other write up meanwhile.
+  const std::uint64_t chunk = state_->options.trim_chunk;
+  std::uint64_t removed = 0;
+  for (;;) {
+    auto op = [stream = std::string(stream), before, chunk](WriteContext& ctx) {
+      return ctx.trim_before(stream, before, chunk);
+    };
+    std::uint64_t n;
+    RR_CO_TRY_ASSIGN(n, co_await state_->writer->call<std::uint64_t>(std::move(op)));
+    removed += n;
+    if (n < chunk) co_return removed;
+  }
+}
+
 task<result<std::vector<std::string>>> LocalStore::list_streams() {
   local::ReaderPool::Lease db;
   RR_CO_TRY_ASSIGN(db, state_->readers->lease());

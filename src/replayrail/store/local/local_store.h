@@ -35,7 +35,7 @@ class LocalStore final : public Store {
     // Entries one transaction deletes from a stream at most, beyond as many as it appended, when
     // trimming to a MAXLEN (~4 ms of deletes): a far lower limit is reached over several
     // transactions, so other writes go on meanwhile. An append with an exact MAXLEN returns
-    // once its stream is down to it.
+    // once its stream is down to it. trim_before() deletes this many per transaction too.
     std::uint64_t trim_chunk = 2000;
     // What the WAL file is cut back to once a transaction grew it past that and a checkpoint
     // has copied it all (journal_size_limit). The WAL normally cycles through about 4 MiB (a
@@ -63,6 +63,7 @@ class LocalStore final : public Store {
                                                ReadOptions options) override;
   task<result<StreamInfo>> info(std::string_view stream) override;
   task<result<bool>> delete_stream(std::string_view stream) override;
+  task<result<std::uint64_t>> trim_before(std::string_view stream, StreamId before) override;
   task<result<std::vector<std::string>>> list_streams() override;
 
   task<result<void>> group_create(std::string_view stream, std::string_view group, Cursor start,

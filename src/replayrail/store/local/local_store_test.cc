@@ -71,6 +71,19 @@ boost::asio::awaitable<void> append_batch_noting(Store& s, std::string stream, i
   finished.push_back(stream);
 }
 
+// Removes the entries of `stream` below `before`, expects `removed` of them, and adds the
+// stream's name to `finished` when that returned.
+boost::asio::awaitable<void> trim_before_noting(Store& s, std::string stream, StreamId before,
+                                                std::uint64_t removed,
+                                                std::vector<std::string>& finished) {
+  auto trimmed = co_await s.trim_before(stream, before);
+  EXPECT_TRUE(trimmed) << trimmed.error().message;
+  if (trimmed) {
+    EXPECT_EQ(*trimmed, removed);
+  }
+  finished.push_back(stream);
+}
+
 // After `wait`: checks nothing in `finished` returned yet, and closes the store.
 boost::asio::awaitable<void> close_later(Store& s, std::chrono::milliseconds wait,
                                          const std::vector<std::string>& finished) {
@@ -543,6 +556,42 @@ TEST_F(LocalStoreTest, ABatchLargerThanTheTrimChunkIsTrimmedInItsOwnTransaction)
       append_noting(*s, "other", {10}, finished));
   EXPECT_EQ(finished, (std::vector<std::string>{"big", "other"}));
   EXPECT_EQ(run(s->info("big")).value().length, 10u);
+}
+
+// trim_before deletes as a MAXLEN trim does, `trim_chunk` entries a transaction: a long past
+// goes without holding other writes up meanwhile.
+TEST_F(LocalStoreTest, ALongPastIsExpiredInChunksWhileOtherWritesGoOn) {
+  auto s = open({.fsync = local::Fsync::never, .trim_chunk = 100});
+  auto stored = run(s->append_batch("big", samples(5000), {})).value();
+  std::vector<std::string> finished;
+  all(trim_before_noting(*s, "big", stored[4000].event->id, 4000, finished),
+      append_noting(*s, "other", {}, finished));
+  EXPECT_EQ(finished, (std::vector<std::string>{"other", "big"}));
+  auto info = run(s->info("big")).value();
+  EXPECT_EQ(info.length, 1000u);
+  EXPECT_EQ(info.first_id, stored[4000].event->id);
+  EXPECT_EQ(info.trimmed_through, stored[3999].event->id);
+}
+
+// An expiry while a MAXLEN trim is unfinished: both delete the oldest entries, and the stream
+// ends at its MAXLEN with the length it records matching what it holds.
+TEST_F(LocalStoreTest, ExpiryDuringAnUnfinishedMaxlenTrimLeavesTheRightLength) {
+  auto s = open({.fsync = local::Fsync::never, .trim_chunk = 100});
+  auto stored = run(s->append_batch("big", samples(5000), {})).value();
+  // MAXLEN ~ returns at its commit; its trim to 10 goes on, 100 entries a transaction.
+  ASSERT_TRUE(run(s->append("big", sample(), {.maxlen = 10, .approximate = true})));
+  auto removed = run(s->trim_before("big", stored[2500].event->id));
+  ASSERT_TRUE(removed) << removed.error().message;
+  EXPECT_LE(*removed, 2500u) << "what the MAXLEN trim deleted first is not counted again";
+  for (int i = 0; i < 1000 && run(s->info("big")).value().length > 10; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  auto info = run(s->info("big")).value();
+  EXPECT_EQ(info.length, 10u);
+  auto page = run(s->range("big", {}, 100, {})).value();
+  ASSERT_EQ(page.size(), 10u);
+  EXPECT_EQ(page.front()->id, stored[4991].event->id);
+  EXPECT_EQ(info.trimmed_through, stored[4990].event->id);
 }
 
 // MAXLEN ~ promises no exact length: its append returns at its commit, and the trim goes on in

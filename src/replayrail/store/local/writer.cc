@@ -63,8 +63,9 @@ result<void> WriteContext::apply_trims() {
   for (auto& [name, s] : streams_) {
     if (s.row.length <= s.target_length) continue;
     // What the batch appended (row.length - loaded_length, with what it deleted so far taken
-    // off) and trim_chunk_ more.
-    std::uint64_t allowed = trim_chunk_ + s.row.length - s.loaded_length;
+    // off, here or by trim_before) and trim_chunk_ more; none once it deleted that much.
+    const std::uint64_t budget = trim_chunk_ + s.row.length;
+    const std::uint64_t allowed = budget > s.loaded_length ? budget - s.loaded_length : 0;
     std::uint64_t drop = std::min(s.row.length - s.target_length, allowed);
     if (drop == 0) continue;
     auto last = db.prepare(
@@ -83,6 +84,36 @@ result<void> WriteContext::apply_trims() {
     s.dirty = true;
   }
   return {};
+}
+
+result<std::uint64_t> WriteContext::trim_before(std::string_view name, StreamId before,
+                                                std::uint64_t limit) {
+  Stream* s;
+  RR_TRY_ASSIGN(s, stream(name, false));
+  if (!s) return 0;
+  RR_TRY(apply_trims());  // a MAXLEN trim of this batch removes the oldest entries first
+  auto oldest = db.prepare(
+      "SELECT ms, seq FROM events WHERE stream = ?1 AND (ms, seq) < (?2, ?3) "
+      "ORDER BY ms, seq LIMIT ?4");
+  if (!oldest) return oldest.error();
+  oldest->bind(1, name).bind(2, before.ms).bind(3, before.seq).bind(4, limit);
+  std::uint64_t count = 0;
+  StreamId through;
+  for (;;) {
+    bool row;
+    RR_TRY_ASSIGN(row, oldest->step());
+    if (!row) break;
+    through = {oldest->uint64(0), oldest->uint64(1)};
+    ++count;
+  }
+  if (count == 0) return 0;
+  auto del = db.prepare("DELETE FROM events WHERE stream = ?1 AND (ms, seq) <= (?2, ?3)");
+  if (!del) return del.error();
+  RR_TRY(del->bind(1, name).bind(2, through.ms).bind(3, through.seq).run());
+  s->row.length -= count;
+  s->row.trimmed_through = through;
+  s->dirty = true;
+  return count;
 }
 
 result<void> WriteContext::flush() {

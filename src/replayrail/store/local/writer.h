@@ -54,6 +54,9 @@ class WriteContext {
   // Deletes what MAXLEN trimming removes (per stream and batch: what the batch appended and up
   // to trim_chunk more), so every op sees the state Redis would show.
   result<void> apply_trims();
+  // Deletes the oldest entries of `name` with an id below `before`, at most `limit` of them
+  // (trim_before, in chunks); returns how many it deleted.
+  result<std::uint64_t> trim_before(std::string_view name, StreamId before, std::uint64_t limit);
   // Writes dirty stream rows back.
   result<void> flush();
   void forget(std::string_view name) { streams_.erase(std::string(name)); }

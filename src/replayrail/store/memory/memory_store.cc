@@ -85,6 +85,11 @@ struct Stream {
     return it != entries.end() && (*it)->id == id ? *it : nullptr;
   }
 
+  void drop_oldest() {
+    trimmed_through = entries.front()->id;
+    entries.pop_front();
+  }
+
   StreamPosition position() const {
     return {epoch, entries.empty() ? StreamId{} : entries.front()->id, trimmed_through};
   }
@@ -196,10 +201,7 @@ result<Appended> MemoryStore::State::append(std::string_view stream, NewEvent& e
   auto stored = std::make_shared<const Event>(std::move(event.event));
   s.entries.push_back(stored);
   s.last_id = id;
-  while (append_options.maxlen && s.entries.size() > append_options.maxlen) {
-    s.trimmed_through = s.entries.front()->id;
-    s.entries.pop_front();
-  }
+  while (append_options.maxlen && s.entries.size() > append_options.maxlen) s.drop_oldest();
   if (event.chosen_event_id && append_options.idempotency_ttl.count() > 0) {
     auto expires = now + append_options.idempotency_ttl;
     idempotency[std::string(stream)][stored->event_id] =
@@ -326,6 +328,17 @@ task<result<bool>> MemoryStore::delete_stream(std::string_view stream) {
     state_->idempotency.erase(r);
   }
   co_return true;
+}
+
+task<result<std::uint64_t>> MemoryStore::trim_before(std::string_view stream, StreamId before) {
+  RR_CO_TRY(state_->open());
+  std::lock_guard lock(state_->mu);
+  auto it = state_->streams.find(stream);
+  if (it == state_->streams.end()) co_return 0;
+  Stream& s = it->second;
+  std::uint64_t removed = 0;
+  for (; !s.entries.empty() && s.entries.front()->id < before; ++removed) s.drop_oldest();
+  co_return removed;
 }
 
 task<result<std::vector<std::string>>> MemoryStore::list_streams() {

@@ -35,6 +35,7 @@ class MemoryStore final : public Store {
                                                ReadOptions options) override;
   task<result<StreamInfo>> info(std::string_view stream) override;
   task<result<bool>> delete_stream(std::string_view stream) override;
+  task<result<std::uint64_t>> trim_before(std::string_view stream, StreamId before) override;
   task<result<std::vector<std::string>>> list_streams() override;
 
   task<result<void>> group_create(std::string_view stream, std::string_view group, Cursor start,

@@ -384,7 +384,8 @@ task<result<Reply>> RedisStore::eval_views(const char* script, std::size_t keys,
       {kAppendBatchScript, sha1_hex(kAppendBatchScript)},
       {kAppendGeneratedScript, sha1_hex(kAppendGeneratedScript)},
       {kRangeScript, sha1_hex(kRangeScript)},
-      {kTrimScript, sha1_hex(kTrimScript)}};
+      {kTrimScript, sha1_hex(kTrimScript)},
+      {kTrimBeforeScript, sha1_hex(kTrimBeforeScript)}};
   const std::string& sha = shas.at(script);
   const std::string key_count = std::to_string(keys);
   auto encode = [&](std::string_view verb, std::string_view body) {
@@ -818,6 +819,15 @@ task<result<bool>> RedisStore::delete_stream(std::string_view stream) {
     RR_CO_TRY(co_await call(route, std::move(del)));
   }
   co_return deleted.integer > 0;
+}
+
+task<result<std::uint64_t>> RedisStore::trim_before(std::string_view stream, StreamId before) {
+  if (before == StreamId{}) co_return 0;  // nothing is below 0-0 (and "(0-0" is no range end)
+  Reply r;
+  RR_CO_TRY_ASSIGN(r, co_await eval(kTrimBeforeScript, command(key(stream), meta_key(stream)),
+                                    command(before.to_string())));
+  if (r.type != Reply::Type::integer) co_return unexpected_reply("trim_before");
+  co_return static_cast<std::uint64_t>(r.integer);
 }
 
 task<result<std::vector<std::string>>> RedisStore::list_streams() {

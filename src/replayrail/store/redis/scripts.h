@@ -99,6 +99,20 @@ redis.call('HSET', KEYS[2], 'trimmed', edge)
 return {count, excess}
 )lua";
 
+// XTRIM MINID that records the last id it removed (the stream's trimmed_through), as kTrimScript
+// does. Not in chunks as kTrimScript: nothing tells cheaply how many entries lie below an id,
+// and XTRIM frees every stream node wholly below it without reading its entries (measured:
+// 884k entries of small events in 4 ms, 932k with 200-byte payloads in 29 ms). Passes every
+// expiry interval remove what aged in one, so only a first pass over a long past takes that.
+// KEYS: stream, meta hash. ARGV: the id below which entries go (not 0-0). Returns entries removed.
+inline constexpr const char* kTrimBeforeScript = R"lua(
+local edge = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[1], '-', 'COUNT', 1)[1]
+if not edge then return 0 end
+local removed = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
+redis.call('HSET', KEYS[2], 'trimmed', edge[1])
+return removed
+)lua";
+
 // What a cursor check needs, and a page after the cursor, from one moment.
 // KEYS: stream, meta hash. ARGV: exclusive start ("(ms-seq"), count (0 = no entries), fresh epoch
 // Returns {exists, epoch, trimmed or "", first id or "", last id or "", entries, length}.

@@ -192,6 +192,80 @@ TEST_P(StoreConformance, IdsKeepIncreasingAfterEverythingWasTrimmed) {
   EXPECT_EQ(info->last_id, later->id);
 }
 
+TEST_P(StoreConformance, TrimBeforeRemovesTheEntriesBelowTheId) {
+  auto events = append_n("s", 5);
+  auto removed = run(store().trim_before("s", events[2]->id));
+  ASSERT_TRUE(removed) << removed.error().message;
+  EXPECT_EQ(*removed, 2u);
+  auto page = run(store().range("s", {}, 10));
+  ASSERT_TRUE(page);
+  EXPECT_EQ(ids_of(*page), (std::vector<StreamId>{events[2]->id, events[3]->id, events[4]->id}));
+  auto info = run(store().info("s"));
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->length, 3u);
+  EXPECT_EQ(info->first_id, events[2]->id);
+  EXPECT_EQ(info->last_id, events[4]->id);
+  EXPECT_EQ(info->trimmed_through, events[1]->id);
+
+  // A cursor in what was removed is expired; the last id removed is not.
+  auto expired = run(store().range("s", events[0]->id, 10));
+  ASSERT_FALSE(expired);
+  EXPECT_EQ(expired.error().code, errc::replay_window_expired);
+  ASSERT_TRUE(expired.error().first_available);
+  EXPECT_EQ(*expired.error().first_available, events[2]->id);
+  auto edge = run(store().range("s", events[1]->id, 10));
+  ASSERT_TRUE(edge);
+  EXPECT_EQ(edge->size(), 3u);
+
+  // Nothing is left below the id; an id between two entries removes the one below it.
+  EXPECT_EQ(run(store().trim_before("s", events[2]->id)).value(), 0u);
+  EXPECT_EQ(run(store().trim_before("s", {events[2]->id.ms, events[2]->id.seq + 1})).value(), 1u);
+  info = run(store().info("s"));
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->length, 2u);
+  EXPECT_EQ(info->trimmed_through, events[2]->id);
+}
+
+TEST_P(StoreConformance, TrimBeforeEverythingLeavesAnEmptyStreamThatGoesOn) {
+  auto events = append_n("s", 3);
+  EXPECT_EQ(run(store().trim_before("s", StreamId::max())).value(), 3u);
+  auto info = run(store().info("s"));
+  ASSERT_TRUE(info) << "the stream stays, empty";
+  EXPECT_EQ(info->length, 0u);
+  EXPECT_EQ(info->first_id, StreamId{});
+  EXPECT_EQ(info->last_id, events[2]->id);
+  EXPECT_EQ(info->trimmed_through, events[2]->id);
+  EXPECT_EQ(run(store().list_streams()).value(), std::vector<std::string>{"s"});
+  auto from_start = run(store().range("s", {}, 10));
+  ASSERT_TRUE(from_start);
+  EXPECT_TRUE(from_start->empty());
+  auto expired = run(store().range("s", events[1]->id, 10));
+  ASSERT_FALSE(expired);
+  EXPECT_EQ(expired.error().code, errc::replay_window_expired);
+
+  // A client whose cursor is the last event gets what comes next, with a larger id.
+  auto later = append("s", R"({"n":9})");
+  EXPECT_GT(later->id, events[2]->id);
+  auto next = run(store().range("s", events[2]->id, 10));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(ids_of(*next), std::vector<StreamId>{later->id});
+}
+
+TEST_P(StoreConformance, TrimBeforeRemovesNothingBelowTheFirstEntryOrOfAMissingStream) {
+  auto events = append_n("s", 2);
+  EXPECT_EQ(run(store().trim_before("s", events[0]->id)).value(), 0u);
+  EXPECT_EQ(run(store().trim_before("s", StreamId{})).value(), 0u);
+  auto info = run(store().info("s"));
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->length, 2u);
+  EXPECT_EQ(info->trimmed_through, StreamId{});
+
+  EXPECT_EQ(run(store().trim_before("missing", StreamId::max())).value(), 0u);
+  auto missing = run(store().info("missing"));
+  ASSERT_FALSE(missing) << "trim_before does not create the stream";
+  EXPECT_EQ(missing.error().code, errc::stream_not_found);
+}
+
 // --- idempotency ------------------------------------------------------------------------
 
 TEST_P(StoreConformance, SameEventIdAndContentIsStoredOnce) {

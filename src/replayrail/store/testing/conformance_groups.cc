@@ -175,6 +175,32 @@ TEST_P(StoreConformance, TrimmedPendingMessagesAreReportedAsDeleted) {
   EXPECT_EQ(run(store().pending("s", "g"))->count, 1u);
 }
 
+TEST_P(StoreConformance, TrimBeforeTakesUnreadEntriesFromAGroupAndLeavesPendingOnes) {
+  auto events = append_n("s", 4);
+  ASSERT_TRUE(run(store().group_create("s", "g", Cursor::beginning(), false)));
+  std::vector<GroupCursor> fresh{{"s", std::nullopt}};
+  ASSERT_TRUE(run(store().read_group("g", "c", fresh, {2, std::nullopt})));  // 0 and 1
+  ASSERT_EQ(run(store().trim_before("s", events[3]->id)).value(), 3u);
+  auto info = run(store().info("s"));
+  ASSERT_TRUE(info);
+  ASSERT_EQ(info->groups.size(), 1u);
+  EXPECT_EQ(info->groups[0].lag, 1u) << "event 3 is what the group has still to read";
+  EXPECT_EQ(info->groups[0].pending, 2u);
+
+  // Pending without their events; the unread event 2 is gone; event 3 is what is new.
+  std::vector<GroupCursor> history{{"s", StreamId{}}};
+  auto h = run(store().read_group("g", "c", history, {10, std::nullopt}));
+  ASSERT_TRUE(h);
+  ASSERT_EQ(h->front().messages.size(), 2u);
+  EXPECT_FALSE(h->front().messages[0].event);
+  EXPECT_FALSE(h->front().messages[1].event);
+  EXPECT_EQ(run(store().pending("s", "g"))->count, 2u);
+  auto next = run(store().read_group("g", "c", fresh, {10, std::nullopt}));
+  ASSERT_TRUE(next);
+  ASSERT_EQ(next->size(), 1u);
+  EXPECT_EQ(ids_of(next->front().messages), std::vector<StreamId>{events[3]->id});
+}
+
 TEST_P(StoreConformance, PendingEntriesFilterByRangeConsumerAndCount) {
   auto events = append_n("s", 6);
   ASSERT_TRUE(run(store().group_create("s", "g", Cursor::beginning(), false)));
