@@ -28,6 +28,22 @@ store::task<result<store::Appended>> Rail::publish(const EventInput& input) {
   co_return stored;
 }
 
+store::task<result<Expired>> Rail::expire_old_events(std::uint64_t now_ms) {
+  Expired out;
+  const auto max_age = static_cast<std::uint64_t>(config_.max_stream_age.count());
+  if (max_age == 0 || now_ms <= max_age) co_return out;
+  const StreamId before{now_ms - max_age, 0};
+  std::vector<std::string> streams;
+  RR_CO_TRY_ASSIGN(streams, co_await store_->list_streams());
+  for (const auto& stream : streams) {
+    std::uint64_t removed;
+    RR_CO_TRY_ASSIGN(removed, co_await store_->trim_before(stream, before));
+    out.events += removed;
+    ++out.streams;
+  }
+  co_return out;
+}
+
 store::task<result<StreamId>> Rail::resolve(std::string_view channel, Cursor cursor) {
   RR_CO_TRY(validate_channel(channel));
   if (!cursor.is_latest()) co_return cursor.id();

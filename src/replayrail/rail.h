@@ -3,6 +3,7 @@
 // The library facade (DESIGN §1): publish, replay, read and subscribe on channels, over any
 // store. This is what an application embeds; the server is built on it.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -30,6 +31,9 @@ struct RailConfig {
   // its limit, and publishes do not wait for it, so a stream may keep up to that many more, for
   // much less work in Redis. The local and memory stores trim exactly either way.
   bool approximate_trim = false;
+  // Retention by age (JetStream's MaxAge, Kafka's retention.ms): events stored longer ago than
+  // this are removed by Rail::expire_old_events(), whatever the length; 0 = no age limit.
+  store::Millis max_stream_age{0};
   StartPosition default_start_position = StartPosition::latest;
   std::size_t subscribe_batch_size = 100;   // events per replay page and per live read
   std::size_t max_payload_bytes = 1 << 20;  // payload + actor + metadata text
@@ -39,6 +43,18 @@ struct RailConfig {
   store::AppendOptions append_options() const {
     return {max_stream_length, idempotency_ttl, approximate_trim};
   }
+  // How often a server runs expire_old_events(): a tenth of the max age, from 1 s to 1 min, so
+  // an event outlives it by that at most.
+  store::Millis expiry_interval() const {
+    return std::clamp<store::Millis>(max_stream_age / 10, std::chrono::seconds(1),
+                                     std::chrono::minutes(1));
+  }
+};
+
+// What one Rail::expire_old_events() pass did.
+struct Expired {
+  std::size_t streams = 0;   // streams looked at
+  std::uint64_t events = 0;  // events removed
 };
 
 class Subscription;
@@ -76,6 +92,12 @@ class Rail {
   store::task<result<Subscription>> subscribe(std::string_view channel,
                                               std::optional<Cursor> from = {},
                                               std::string epoch = {});
+
+  // Retention by age: removes from every stream (channels and topic partitions) the events stored
+  // more than config.max_stream_age before `now_ms`, by the time in their id (XTRIM MINID);
+  // nothing without a max age. The server runs it every expiry_interval(); an application that
+  // embeds the library runs it on a timer of its own. It stops at the first stream that fails.
+  store::task<result<Expired>> expire_old_events(std::uint64_t now_ms = unix_now_ms());
 
   // The id `cursor` stands for now: `$` resolves to the stream's last id (0-0 if none yet),
   // any other cursor to its own id.

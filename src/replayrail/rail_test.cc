@@ -232,5 +232,53 @@ TEST_F(RailTest, SubscribeUnderConcurrentPublishingHasNoGapAndNoDuplicate) {
   }
 }
 
+TEST(RailRetention, ExpireOldEventsRemovesWhatOutlivedTheMaxAgeFromEveryStream) {
+  std::atomic<std::uint64_t> clock = 1'000'000;  // the store's clock: the ids' time
+  auto store = std::make_shared<store::MemoryStore>(
+      store::MemoryStore::Options{.now_ms = [&clock] { return clock.load(); }});
+  RailConfig config;
+  config.max_stream_age = 60'000ms;
+  Rail rail(store, config);
+  asio::io_context io;
+  auto publish = [&](std::string_view channel) {
+    EventInput in{.channel = channel, .type = "t", .payload = "{}"};
+    return testing::run(io, rail.publish(in)).value().event;
+  };
+  auto a0 = publish("a");
+  publish("a");
+  publish("b");
+  clock = 1'030'000;
+  auto a2 = publish("a");
+  clock = 1'070'000;
+  auto b2 = publish("b");
+
+  // 1'070'000 - 60 s: the first two of a and the first of b are older, a2 and b2 are not.
+  auto pass = testing::run(io, rail.expire_old_events(1'070'000));
+  ASSERT_TRUE(pass) << pass.error().message;
+  EXPECT_EQ(pass->streams, 2u);
+  EXPECT_EQ(pass->events, 3u);
+  auto a = testing::run(io, rail.replay("a", Cursor::beginning())).value();
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0]->id, a2->id);
+  auto b = testing::run(io, rail.replay("b", Cursor::beginning())).value();
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0]->id, b2->id);
+  auto gone = testing::run(io, rail.replay("a", Cursor::after(a0->id)));
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, errc::replay_window_expired);
+
+  // Exactly 60 s old is kept; a millisecond more is not.
+  EXPECT_EQ(testing::run(io, rail.expire_old_events(1'090'000)).value().events, 0u);
+  EXPECT_EQ(testing::run(io, rail.expire_old_events(1'090'001)).value().events, 1u);
+  EXPECT_TRUE(testing::run(io, rail.replay("a", Cursor::beginning())).value().empty());
+
+  // Without a max age nothing goes, however old.
+  Rail unlimited(store);
+  auto none = testing::run(io, unlimited.expire_old_events(9'000'000));
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->streams, 0u);
+  EXPECT_EQ(testing::run(io, rail.replay("b", Cursor::beginning())).value().size(), 1u);
+}
+
 }  // namespace
 }  // namespace replayrail
