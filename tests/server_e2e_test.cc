@@ -489,6 +489,49 @@ TEST_P(ServerE2E, ApproximateTrimLeavesUpTo100MoreOnRedis) {
   EXPECT_EQ(expired.status, 410u) << expired.body;
 }
 
+// --max-stream-age: what is older goes, from every stream, also from those nobody publishes to
+// any more (a pass in the background, as JetStream's MaxAge); a cursor into it is then 410, as
+// one into what --max-stream-length trimmed, and the stream goes on.
+TEST_P(ServerE2E, MaxStreamAgeRemovesOldEventsAlsoFromIdleStreams) {
+  restart_server({"--max-stream-age", "1s"});
+  auto first = publish("aging", R"({"type":"t"})");
+  ASSERT_EQ(first.status, 201u) << first.body;
+  const std::string first_id = first.json().at("event").at("id").as_string().c_str();
+  ASSERT_EQ(publish("aging", R"({"type":"t"})").status, 201u);
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/aged/events",
+                 R"({"partitions":2,"events":[{"type":"a"},{"type":"b"},{"type":"c"}]})")
+                .status,
+            201u);
+  auto length = [&](const std::string& topic) {
+    auto r = call(http::verb::get, "/v1/topics/" + topic + "/describe");
+    EXPECT_EQ(r.status, 200u) << r.body;
+    return r.json().at("length").as_int64();
+  };
+  // A second of age, then a pass (one a second): gone within a few seconds.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while ((length("aging") > 0 || length("aged") > 0) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(length("aging"), 0);
+  EXPECT_EQ(length("aged"), 0);
+
+  auto expired = call(http::verb::get, "/events/aging?after=" + first_id);
+  EXPECT_EQ(expired.status, 410u) << expired.body;
+  EXPECT_EQ(expired.error_code(), "replay_window_expired");
+  auto later = publish("aging", R"({"type":"t"})");
+  ASSERT_EQ(later.status, 201u) << later.body;
+  auto page = call(http::verb::get, "/events/aging?after=0-0");
+  ASSERT_EQ(page.status, 200u) << page.body;
+  const auto events = page.json().at("events").as_array();
+  ASSERT_EQ(events.size(), 1u) << "a new event is kept";
+  EXPECT_EQ(events[0].at("id"), later.json().at("event").at("id"));
+
+  const auto metrics = call(http::verb::get, "/metrics").body;
+  EXPECT_NE(metrics.find("replayrail_expired_events_total 5\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("replayrail_expiry_failures_total 0\n"), std::string::npos);
+}
+
 // DESIGN §2: a publish to a partitioned topic goes to the partition its partition_key picks;
 // a plain channel is a topic of one partition, so consumer groups work on it too.
 TEST_P(ServerE2E, PublishToAPartitionedTopicGoesToThePartitionItsKeyPicks) {
@@ -2372,6 +2415,9 @@ TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
       {"serve", "--no-such-flag"},
       {"serve", "--log-level", "loud"},
       {"serve", "--log-format", "xml"},
+      {"serve", "--max-stream-age", "10"},  // no unit
+      {"serve", "--max-stream-age", "-1h"},
+      {"serve", "--max-stream-age", "1y"},
       {"serve", "--auth-jwt-public-key", "/nonexistent/idp.pem"},
       {"serve", "--auth-jwt-public-key", "/etc/hostname"},  // no PEM key
       {"serve", "--auth-jwks-url", "idp.test/jwks"},

@@ -8,7 +8,9 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -122,6 +124,7 @@ int serve(ServeArgs& args) {
   args.server.jwks_refresh = std::chrono::milliseconds(args.jwks_refresh_ms);
   args.server.database_url = args.database_url;
   args.server.archive_interval = std::chrono::milliseconds(args.archive_interval_ms);
+  args.server.rail.max_stream_age = std::chrono::milliseconds(args.max_stream_age_ms);
   // Both are checked when parsed.
   logging::configure(logging::parse_level(args.log_level).value_or(spdlog::level::info),
                      logging::parse_format(args.log_format).value_or(logging::Format::text));
@@ -154,6 +157,10 @@ int serve(ServeArgs& args) {
   if (!args.server.database_url.empty()) {
     spdlog::info("archiving every stream to PostgreSQL at {}, a pass every {} ms",
                  redact_url(args.server.database_url), args.server.archive_interval.count());
+  }
+  if (const auto& rail = args.server.rail; rail.max_stream_age.count() > 0) {
+    spdlog::info("retention: events older than {} ms are removed, a pass every {} ms",
+                 rail.max_stream_age.count(), rail.expiry_interval().count());
   }
   (*server)->run();
   std::printf("replayrail: stopped\n");
@@ -354,6 +361,22 @@ ServerCommands::ServerCommands(CLI::App& app) {
       ->add_option("--max-stream-length", s.server.rail.max_stream_length,
                    "Retention: newest events kept per stream")
       ->capture_default_str();
+  serve_cmd
+      ->add_option("--max-stream-age", s.max_stream_age_ms,
+                   "Retention by age: events older than this are removed from every stream, "
+                   "whatever --max-stream-length, within a tenth of it (1 s to 1 min) more; "
+                   "with a unit: ms, s, m, h, d (e.g. 24h, 7d); 0s: no age limit")
+      ->transform(
+          CLI::AsNumberWithUnit(
+              std::map<std::string, std::int64_t>{
+                  {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}},
+              CLI::AsNumberWithUnit::UNIT_REQUIRED)
+              .description(""))
+      ->check(CLI::Validator(
+          [](std::string& ms) { return ms.starts_with('-') ? "an age is not negative" : ""; }, "",
+          "age"))
+      ->type_name("DURATION")
+      ->envname("REPLAYRAIL_MAX_STREAM_AGE");
   serve_cmd->add_flag(
       "--approximate-trim", s.server.rail.approximate_trim,
       "Retention as Redis' MAXLEN ~: on Redis, trim a stream once it is 100 events past "

@@ -29,6 +29,7 @@ struct ServeArgs {
   std::string database_url;  // the PostgreSQL archive; empty: none
   int archive_interval_ms = 1000;
   unsigned jwks_refresh_ms = 300'000;
+  std::int64_t max_stream_age_ms = 0;  // --max-stream-age; 0: no age limit
   server::ServerOptions server;
 };
 

@@ -80,6 +80,13 @@ Metrics::Metrics()
                          "How long the oldest event the last archive pass found waiting had been "
                          "stored (0: none was); about the pass interval while the archive keeps "
                          "up")),
+      expired_(counter_family("replayrail_expired_events_total",
+                              "Events removed for being older than --max-stream-age")
+                   .Add({})),
+      expiry_failures_(counter_family("replayrail_expiry_failures_total",
+                                      "Passes of --max-stream-age retention that failed (the "
+                                      "store unreachable)")
+                           .Add({})),
       jwks_failures_(counter_family("replayrail_jwks_fetch_failures_total",
                                     "Fetches of the JWK set URL (--auth-jwks-url) that failed")
                          .Add({})),
@@ -109,6 +116,14 @@ void Metrics::archive_pass(bool ok, std::uint64_t events, std::chrono::milliseco
   archived_.Increment(static_cast<double>(events));
   archive_lag_.Set(std::chrono::duration<double>(lag).count());
   archive_success_.Set(unix_seconds_now());
+}
+
+void Metrics::expiry_pass(bool ok, std::uint64_t events) {
+  if (!ok) {
+    expiry_failures_.Increment();
+    return;
+  }
+  expired_.Increment(static_cast<double>(events));
 }
 
 void Metrics::jwks_fetch(bool ok, std::size_t keys) {

@@ -75,6 +75,8 @@ class Metrics {
   // An archive pass ended: `events` copied, the oldest found waiting `lag` old; or failed.
   void archive_pass(bool ok, std::uint64_t events, std::chrono::milliseconds lag);
   ArchiveStatus archive_status() const;
+  // A retention-by-age pass (Rail::expire_old_events) ended: `events` removed; or failed.
+  void expiry_pass(bool ok, std::uint64_t events);
   // A fetch of the JWK set URL ended: a set of `keys` keys, or failed (`keys` unused).
   void jwks_fetch(bool ok, std::size_t keys);
 
@@ -107,6 +109,8 @@ class Metrics {
   prometheus::Counter& archive_failures_;
   prometheus::Gauge& archive_success_;
   prometheus::Gauge& archive_lag_;
+  prometheus::Counter& expired_;
+  prometheus::Counter& expiry_failures_;
   prometheus::Counter& jwks_failures_;
   prometheus::Gauge& jwks_success_;
   prometheus::Gauge& jwks_keys_;

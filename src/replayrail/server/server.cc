@@ -194,6 +194,9 @@ struct Server::Impl {
   std::unique_ptr<PlatformApi> api;  // /v1/…
   std::unique_ptr<Hub> hub;
   std::unique_ptr<archive::ArchiveLoop> archiving;  // with a database URL, while serving
+  // With a max stream age: a retention pass every RailConfig::expiry_interval(), until stopped.
+  std::unique_ptr<asio::steady_timer> expiry_timer;
+  asio::awaitable<void> expire_loop();
   // With a database URL: where replays read what the store trimmed (rail and hub use it), and
   // what /v1/archive/… answers from.
   std::shared_ptr<archive::ArchiveHistory> history;
@@ -1410,6 +1413,7 @@ asio::awaitable<void> Server::Impl::shutdown() {
   spdlog::info("stopping: {} streaming sessions and {} requests get up to {} ms to finish",
                streaming.load(), handling.load(), options.shutdown_grace.count());
   if (archiving) archiving->request_stop();  // the pass in progress ends within the grace
+  if (expiry_timer) expiry_timer->cancel();
   // Streaming sessions write what is queued, then close (WebSocket: 1001).
   for (std::size_t t = 0; t < contexts.size(); ++t) {
     asio::post(*contexts[t], [this, t] {
@@ -1582,6 +1586,10 @@ void Server::run() {
                                 pass ? pass->lag : std::chrono::milliseconds(0));
         });
   }
+  if (impl.options.rail.max_stream_age.count() > 0) {
+    impl.expiry_timer = std::make_unique<asio::steady_timer>(impl.main());
+    asio::co_spawn(impl.main(), impl.expire_loop(), asio::detached);
+  }
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < impl.contexts.size(); ++i) {
     threads.emplace_back([&ctx = *impl.contexts[i]] { ctx.run(); });
@@ -1589,6 +1597,30 @@ void Server::run() {
   impl.main().run();
   for (auto& t : threads) t.join();
   impl.jwks.reset();
+}
+
+asio::awaitable<void> Server::Impl::expire_loop() {
+  const Millis interval = options.rail.expiry_interval();
+  bool failing = false;
+  for (;;) {
+    expiry_timer->expires_after(interval);
+    auto [ec] = co_await expiry_timer->async_wait(kToken);
+    if (ec || stopping) co_return;
+    auto pass = co_await rail->expire_old_events();
+    if (stopping) co_return;  // the store closed under the pass
+    metrics->expiry_pass(pass.has_value(), pass ? pass->events : 0);
+    if (!pass && !failing) {
+      spdlog::warn("retention: expiring old events failed: {}; trying again every {} ms",
+                   pass.error().message, interval.count());
+    } else if (pass && failing) {
+      spdlog::info("retention: expiring old events again");
+    }
+    if (pass && pass->events > 0) {
+      spdlog::debug("retention: {} events older than {} ms removed from {} streams", pass->events,
+                    options.rail.max_stream_age.count(), pass->streams);
+    }
+    failing = !pass;
+  }
 }
 
 void Server::Impl::replace_keys(auth::PublicKeys Impl::*which, auth::PublicKeys keys) {
