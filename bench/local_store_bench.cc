@@ -2,7 +2,9 @@
 // concurrent publishers, with fsync=always, batch (fsynced within a second) and never; range
 // reads of a 1M-event stream; and, in the same run, the raw SQLite ceilings: the same rows
 // inserted in 1000-row transactions with the same pragmas, and read with the store's query
-// without making events of them, so each figure is also printed as a ratio.
+// without making events of them, so each figure is also printed as a ratio. Also: a MAXLEN
+// lowered, and a long past expired (trim_before), each with the latency of other appends
+// meanwhile.
 //
 // Also printed: the same raw loop with 64-row transactions. 64 publishers that each wait for
 // their append's commit can never have more than 64 rows in one transaction, so that figure is
@@ -21,6 +23,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -93,20 +96,24 @@ double store_appends(Fsync fsync, int publishers, int total) {
 }
 
 // The same rows straight into SQLite, `per_transaction` per transaction, same schema and pragmas.
-double raw_sqlite_inserts(Fsync fsync, int total, int per_transaction) {
-  testing::TempDir dir("bench-raw");
+// A raw database with the store's schema and pragmas, in `dir`.
+std::unique_ptr<store::sqlite::Connection> raw_database(const testing::TempDir& dir, Fsync fsync) {
   auto db = store::sqlite::Connection::open(dir.path() / "raw.db", true).value();
   store::local::configure(*db, fsync).value();
   store::local::prepare_schema(*db).value();
+  return db;
+}
+
+// Inserts `total` rows of stream "bench" (ids 1700000000000-0, -1, …) in transactions of
+// `per_transaction`.
+void raw_insert(store::sqlite::Connection& db, int total, int per_transaction) {
   NewEvent e = make_event({.channel = "bench", .type = "bench.event", .payload = kPayload}).value();
-  settle_disk();
-  auto start = Clock::now();
   std::uint64_t ms = 1'700'000'000'000;
   for (int done = 0; done < total;) {
-    db->exec("BEGIN IMMEDIATE").value();
+    db.exec("BEGIN IMMEDIATE").value();
     for (int i = 0; i < per_transaction && done < total; ++i, ++done) {
       auto st =
-          db->prepare(
+          db.prepare(
                 "INSERT INTO events (stream, ms, seq, event_id, channel, type, payload, "
                 "actor, metadata, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
               .value();
@@ -116,8 +123,16 @@ double raw_sqlite_inserts(Fsync fsync, int total, int per_transaction) {
       st.bind(8, e.event.actor).bind(9, e.event.metadata).bind(10, e.event.created_at);
       st.run().value();
     }
-    db->exec("COMMIT").value();
+    db.exec("COMMIT").value();
   }
+}
+
+double raw_sqlite_inserts(Fsync fsync, int total, int per_transaction) {
+  testing::TempDir dir("bench-raw");
+  auto db = raw_database(dir, fsync);
+  settle_disk();
+  auto start = Clock::now();
+  raw_insert(*db, total, per_transaction);
   return total / seconds_since(start);
 }
 
@@ -204,6 +219,55 @@ RangeReads range_reads(int total) {
   return out;
 }
 
+// Fills stream "big" of `s` with `events` events, in batches of 5000; returns the last one's id.
+StreamId fill_big(store::Store& s, asio::io_context& io, int events) {
+  StreamId last;
+  asio::co_spawn(
+      io,
+      [](store::Store& s, int events, StreamId& last) -> asio::awaitable<void> {
+        NewEvent proto =
+            make_event({.channel = "big", .type = "bench.event", .payload = kPayload}).value();
+        for (int done = 0; done < events; done += 5000) {
+          std::vector<NewEvent> batch(std::min(5000, events - done), proto);
+          for (auto& e : batch) e.event.event_id = make_uuid_v4();
+          last = (co_await s.append_batch("big", std::move(batch), {})).value().back().event->id;
+        }
+      }(s, events, last),
+      asio::detached);
+  io.run();
+  io.restart();
+  return last;
+}
+
+// Runs `work` (which sets `done` at its end) with appends to another stream, one at a time,
+// meanwhile; returns how long `work` took and prints the appends' latencies.
+double with_appends_meanwhile(store::Store& s, asio::io_context& io, asio::awaitable<void> work,
+                              const bool& done) {
+  settle_disk();
+  std::vector<double> waits;  // ms
+  auto start = Clock::now();
+  asio::co_spawn(io, std::move(work), asio::detached);
+  asio::co_spawn(
+      io,
+      [](store::Store& s, const bool& done, std::vector<double>& waits) -> asio::awaitable<void> {
+        NewEvent proto =
+            make_event({.channel = "other", .type = "bench.event", .payload = kPayload}).value();
+        while (!done) {
+          auto start = Clock::now();
+          (void)(co_await s.append("other", proto, {10'000})).value();
+          waits.push_back(1e3 * seconds_since(start));
+        }
+      }(s, done, waits),
+      asio::detached);
+  io.run();
+  io.restart();
+  const double took = seconds_since(start);
+  std::sort(waits.begin(), waits.end());
+  std::printf("  meanwhile %zu appends to another stream: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+              waits.size(), waits[waits.size() / 2], waits[waits.size() * 99 / 100], waits.back());
+  return took;
+}
+
 // Lowering a stream's limit far below its length: a 1M-event stream appended to with a MAXLEN
 // of 10,000 (fsync=always). Prints how long that append took (the trim of 990,000 events runs
 // over many transactions) and the latencies of appends to another stream, one at a time,
@@ -212,56 +276,62 @@ void lowered_limit() {
   testing::TempDir dir("bench-trim");
   auto s = store::LocalStore::open({.dir = dir.path(), .fsync = Fsync::always}).value();
   asio::io_context io;
-  NewEvent proto =
-      make_event({.channel = "big", .type = "bench.event", .payload = kPayload}).value();
-  auto fill = [](store::Store& s, const NewEvent& proto) -> asio::awaitable<void> {
-    for (int b = 0; b < 200; ++b) {
-      std::vector<NewEvent> batch(5000, proto);
-      for (auto& e : batch) e.event.event_id = make_uuid_v4();
-      (void)(co_await s.append_batch("big", std::move(batch), {})).value();
-    }
-  };
-  asio::co_spawn(io, fill(*s, proto), asio::detached);
-  io.run();
-  io.restart();
+  fill_big(*s, io, 1'000'000);
+  std::printf("\nMAXLEN lowered from 1,000,000 to 10,000 (fsync=always):\n");
+  bool done = false;
+  const double took = with_appends_meanwhile(
+      *s, io,
+      [](store::Store& s, bool& done) -> asio::awaitable<void> {
+        NewEvent e =
+            make_event({.channel = "big", .type = "bench.event", .payload = kPayload}).value();
+        (void)(co_await s.append("big", std::move(e), {10'000})).value();
+        done = true;
+      }(*s, done),
+      done);
+  std::printf("  the append that trims returned after %.2f s\n", took);
+}
+
+// Retention by age over a long past: trim_before removing the oldest 990,000 events of a
+// 1M-event stream (fsync=always), 2000 a transaction, with appends to another stream meanwhile;
+// and, in the same run, the ceiling: raw SQLite deleting as many rows in one statement.
+void expired_past() {
+  testing::TempDir dir("bench-expire");
+  auto s = store::LocalStore::open({.dir = dir.path(), .fsync = Fsync::always}).value();
+  asio::io_context io;
+  const StreamId before = fill_big(*s, io, 990'000).next();
+  fill_big(*s, io, 10'000);
+  std::printf("\nexpiring 990,000 of 1,000,000 events (fsync=always)       events/s   of raw\n");
+  bool done = false;
+  const double took = with_appends_meanwhile(
+      *s, io,
+      [](store::Store& s, StreamId before, bool& done) -> asio::awaitable<void> {
+        auto removed = (co_await s.trim_before("big", before)).value();
+        if (removed != 990'000)
+          std::printf("(removed %llu)\n", static_cast<unsigned long long>(removed));
+        done = true;
+      }(*s, before, done),
+      done);
+
+  testing::TempDir raw_dir("bench-expire-raw");
+  auto db = raw_database(raw_dir, Fsync::always);
+  raw_insert(*db, 1'000'000, 1000);
   settle_disk();
-  bool trimmed = false;
-  double trim_seconds = 0;
-  std::vector<double> waits;  // ms
-  asio::co_spawn(
-      io,
-      [](store::Store& s, const NewEvent& proto, bool& trimmed,
-         double& took) -> asio::awaitable<void> {
-        auto start = Clock::now();
-        (void)(co_await s.append("big", proto, {10'000})).value();
-        took = seconds_since(start);
-        trimmed = true;
-      }(*s, proto, trimmed, trim_seconds),
-      asio::detached);
-  asio::co_spawn(
-      io,
-      [](store::Store& s, const NewEvent& proto, const bool& trimmed,
-         std::vector<double>& waits) -> asio::awaitable<void> {
-        while (!trimmed) {
-          auto start = Clock::now();
-          (void)(co_await s.append("other", proto, {10'000})).value();
-          waits.push_back(1e3 * seconds_since(start));
-        }
-      }(*s, proto, trimmed, waits),
-      asio::detached);
-  io.run();
-  std::sort(waits.begin(), waits.end());
-  std::printf(
-      "\nMAXLEN lowered from 1,000,000 to 10,000: the append that trims returned after %.2f s; "
-      "meanwhile %zu appends to another stream, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-      trim_seconds, waits.size(), waits[waits.size() / 2], waits[waits.size() * 99 / 100],
-      waits.back());
+  auto start = Clock::now();
+  db->exec("BEGIN IMMEDIATE").value();
+  auto del =
+      db->prepare("DELETE FROM events WHERE stream = 'bench' AND (ms, seq) < (?1, ?2)").value();
+  del.bind(1, std::uint64_t{1'700'000'000'000}).bind(2, std::uint64_t{990'000}).run().value();
+  db->exec("COMMIT").value();
+  const double raw = 990'000 / seconds_since(start);
+  std::printf("  raw SQLite, one DELETE (the ceiling)           %12.0f %8.0f%%\n", raw, 100.0);
+  std::printf("  store, trim_before                             %12.0f %8.0f%%  (%.2f s)\n",
+              990'000 / took, 100 * (990'000 / took) / raw, took);
 }
 
 }  // namespace
 
-// Arguments pick what runs (`always`, `batch`, `never`, `trim`, `read`; all by default), e.g. to
-// profile one.
+// Arguments pick what runs (`always`, `batch`, `never`, `trim`, `expire`, `read`; all by
+// default), e.g. to profile one.
 int main(int argc, char** argv) {
   const Picked wanted(argc, argv);
   std::printf("local store benchmark (200-byte payloads, server-generated event ids)\n\n");
@@ -290,6 +360,7 @@ int main(int argc, char** argv) {
     line("store, 64 concurrent publishers", median(many), many);
   }
   if (wanted("trim")) lowered_limit();
+  if (wanted("expire")) expired_past();
   if (!wanted("read")) return 0;
   auto reads = range_reads(1'000'000);
   std::printf("\nrange read of a 1M-event stream, 1000-event pages      events/s   of raw\n");
