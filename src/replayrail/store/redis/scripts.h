@@ -101,9 +101,10 @@ return {count, excess}
 
 // XTRIM MINID that records the last id it removed (the stream's trimmed_through), as kTrimScript
 // does. Not in chunks as kTrimScript: nothing tells cheaply how many entries lie below an id,
-// and XTRIM frees every stream node wholly below it without reading its entries (measured:
-// 884k entries of small events in 4 ms, 932k with 200-byte payloads in 29 ms). Passes every
-// expiry interval remove what aged in one, so only a first pass over a long past takes that.
+// and XTRIM frees every stream node wholly below it without reading its entries:
+// rr_redis_store_bench expiry removes 990,000 events of 200-byte payloads in 38 ms, as fast as
+// a plain XTRIM MINID. Passes every expiry interval remove what aged in one, so only a first
+// pass over a long past takes that long.
 // KEYS: stream, meta hash. ARGV: the id below which entries go (not 0-0). Returns entries removed.
 inline constexpr const char* kTrimBeforeScript = R"lua(
 local edge = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[1], '-', 'COUNT', 1)[1]
