@@ -497,7 +497,8 @@ TEST_P(ServerE2E, MaxStreamAgeRemovesOldEventsAlsoFromIdleStreams) {
   auto first = publish("aging", R"({"type":"t"})");
   ASSERT_EQ(first.status, 201u) << first.body;
   const std::string first_id = first.json().at("event").at("id").as_string().c_str();
-  ASSERT_EQ(publish("aging", R"({"type":"t"})").status, 201u);
+  auto second = publish("aging", R"({"type":"t"})");
+  ASSERT_EQ(second.status, 201u) << second.body;
   ASSERT_EQ(call(http::verb::post, "/v1/topics/aged/events",
                  R"({"partitions":2,"events":[{"type":"a"},{"type":"b"},{"type":"c"}]})")
                 .status,
@@ -515,10 +516,15 @@ TEST_P(ServerE2E, MaxStreamAgeRemovesOldEventsAlsoFromIdleStreams) {
   }
   EXPECT_EQ(length("aging"), 0);
   EXPECT_EQ(length("aged"), 0);
+  auto described = call(http::verb::get, "/v1/topics/aging/describe").json();
+  EXPECT_EQ(described.at("streams").at(0).at("trimmed_through"), second.json().at("event").at("id"))
+      << "the last event removed: a cursor there resumes";
 
   auto expired = call(http::verb::get, "/events/aging?after=" + first_id);
   EXPECT_EQ(expired.status, 410u) << expired.body;
   EXPECT_EQ(expired.error_code(), "replay_window_expired");
+  const std::string second_id = second.json().at("event").at("id").as_string().c_str();
+  EXPECT_EQ(call(http::verb::get, "/events/aging?after=" + second_id).status, 200u);
   auto later = publish("aging", R"({"type":"t"})");
   ASSERT_EQ(later.status, 201u) << later.body;
   auto page = call(http::verb::get, "/events/aging?after=0-0");

@@ -80,6 +80,8 @@ json::object stream_json(json::object head, const store::StreamInfo& info) {
   head["length"] = info.length;
   head["first_id"] = info.first_id.to_string();
   head["last_id"] = info.last_id.to_string();
+  // The last id retention removed (0-0: none): a cursor at or after it resumes without a gap.
+  head["trimmed_through"] = info.trimmed_through.to_string();
   head["groups"] = std::move(groups);
   return head;
 }
