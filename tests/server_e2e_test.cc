@@ -2660,6 +2660,50 @@ TEST_P(ServerE2E, TwoNodesOnOneRedisShareEventsGroupsAndTheArchive) {
 // DESIGN §8 on a Redis Cluster: two nodes started with --redis-cluster share a channel (a
 // subscriber of one gets what the other publishes) and a topic whose partitions lie on different
 // cluster nodes, read by a consumer group that waits on all of them at once.
+// Partitions are separate streams: on a Redis Cluster with a node down, an ingest stores the
+// partitions the other nodes serve and fails those of the lost node. The answer is that failure's
+// status and error, with each event's result in request order (an id, or the error), so a client
+// without event_ids can resend just the events that were not stored.
+TEST_P(ServerE2E, AnIngestThatFailsOnSomePartitionsSaysWhichEventsWereStored) {
+  if (GetParam() != "redis") GTEST_SKIP() << "a Redis Cluster is for the redis store";
+  testing::RedisCluster cluster;
+  restart_server({"--redis", cluster.url(), "--redis-cluster"});
+  std::string batch = R"({"partitions":8,"events":[)";
+  for (int i = 0; i < 8; ++i) batch += std::string(i ? "," : "") + R"({"type":"t"})";
+  batch += "]}";
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/split/events", batch).status, 201u);
+  auto key = [](std::int64_t p) { return "rr:{split#" + std::to_string(p) + "}"; };
+  std::vector<std::size_t> owner;  // of each partition's stream
+  for (int p = 0; p < 8; ++p) {
+    owner.push_back(cluster.owner(static_cast<std::uint16_t>(
+        std::stoi(cluster.cli(0, {"CLUSTER", "KEYSLOT", key(p)}).at(0)))));
+  }
+  const std::size_t lost = owner[0];
+  ASSERT_NE(std::count(owner.begin(), owner.end(), lost), 8) << "the partitions all on one node";
+  cluster.kill(lost);  // the others serve on until they mark it failed (node timeout: 5 s)
+
+  auto r = call(http::verb::post, "/v1/topics/split/events", batch);
+  EXPECT_EQ(r.status, 503u) << r.body;
+  EXPECT_EQ(r.error_code(), "store_unavailable");
+  const auto results = r.json().at("results").as_array();
+  ASSERT_EQ(results.size(), 8u) << r.body;
+  std::set<std::int64_t> partitions;
+  for (const auto& result : results) {
+    const auto p = result.at("partition").as_int64();
+    partitions.insert(p);
+    if (owner[static_cast<std::size_t>(p)] == lost) {
+      EXPECT_EQ(result.at("error").at("code"), "store_unavailable") << result;
+      EXPECT_FALSE(result.as_object().contains("redis_id"));
+    } else {
+      ASSERT_TRUE(result.as_object().contains("redis_id")) << result;
+      const std::string id = result.at("redis_id").as_string().c_str();
+      auto stored = cluster.cli(owner[static_cast<std::size_t>(p)], {"XRANGE", key(p), id, id});
+      EXPECT_FALSE(stored.empty()) << "partition " << p << " does not hold " << id;
+    }
+  }
+  EXPECT_EQ(partitions.size(), 8u) << "one event a partition, round-robin";
+}
+
 TEST_P(ServerE2E, TwoNodesOnARedisClusterShareChannelsAndTopics) {
   if (GetParam() != "redis") GTEST_SKIP() << "a Redis Cluster is for the redis store";
   testing::RedisCluster cluster;

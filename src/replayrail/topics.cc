@@ -85,7 +85,9 @@ task<result<Ingested>> Topics::publish(std::string_view topic, const PublishBody
   std::pair<store::Topic, std::vector<Ingested>> stored;
   RR_CO_TRY_ASSIGN(
       stored, co_await store_events(topic, std::span(&event, 1), std::move(made), std::nullopt));
-  co_return std::move(stored.second.front());
+  Ingested& one = stored.second.front();
+  if (one.error) co_return *one.error;
+  co_return std::move(one);
 }
 
 task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::store_events(
@@ -115,17 +117,15 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::store_event
     }
   }
   // Partitions in parallel, each in one append_batch (in batch order).
-  std::optional<Error> failure;
   auto append_partition = [](store::Store& s, std::string stream, std::vector<std::size_t> indices,
                              std::vector<NewEvent>& made, std::vector<Ingested>& out,
-                             store::AppendOptions options,
-                             std::optional<Error>& failure) -> task<void> {
+                             store::AppendOptions options) -> task<void> {
     std::vector<NewEvent> batch;
     batch.reserve(indices.size());
     for (std::size_t i : indices) batch.push_back(std::move(made[i]));
     auto stored = co_await s.append_batch(stream, std::move(batch), options);
     if (!stored) {
-      if (!failure) failure = stored.error();
+      for (std::size_t i : indices) out[i].error = stored.error();
       co_return;
     }
     for (std::size_t j = 0; j < indices.size(); ++j) {
@@ -136,14 +136,14 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::store_event
   const store::AppendOptions& options = config_.appends;
   if (by_partition.size() == 1) {
     const auto& [p, part] = *by_partition.begin();
-    co_await append_partition(*store_, part.first, part.second, made, out, options, failure);
+    co_await append_partition(*store_, part.first, part.second, made, out, options);
   } else {
     auto executor = co_await asio::this_coro::executor;
     using Op = decltype(asio::co_spawn(executor, std::declval<task<void>>(), asio::deferred));
     std::vector<Op> ops;
     for (const auto& [p, part] : by_partition) {
       ops.push_back(asio::co_spawn(
-          executor, append_partition(*store_, part.first, part.second, made, out, options, failure),
+          executor, append_partition(*store_, part.first, part.second, made, out, options),
           asio::deferred));
     }
     co_await asio::experimental::make_parallel_group(std::move(ops))
@@ -156,10 +156,8 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::store_event
       backpressure_->appended(part.first, n);
     }
   }
-  // A partition's batch is all or nothing on a conflict, but partitions are separate streams:
-  // those stored before another failed stay stored (durable once acknowledged). The caller is
-  // told of the failure, and a retry with the same event_ids is idempotent.
-  if (failure) co_return *failure;
+  // A partition's batch is all or nothing, but partitions are separate streams: those stored
+  // while another failed stay stored (durable once acknowledged), and `out` says which.
   co_return std::make_pair(std::move(t), std::move(out));
 }
 

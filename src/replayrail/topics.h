@@ -31,8 +31,10 @@ struct TopicsConfig {
 
 struct Ingested {
   std::uint32_t partition = 0;
-  EventPtr event;  // as stored (a duplicate: as stored the first time)
+  EventPtr event;  // as stored (a duplicate: as stored the first time); null when not stored
   bool duplicate = false;
+  // Why the event was not stored: its partition's batch failed (the others may have been stored).
+  std::optional<Error> error;
 };
 
 // A group message and the partition it came from.
@@ -92,7 +94,10 @@ class Topics {
   // Validates every event, then appends each to its partition, in batch order per partition.
   // The topic is created on first use with `partitions` (else the default); later ingests may
   // leave `partitions` out, naming another count is topic_conflict. Nothing is written when any
-  // event is invalid or any partition it goes to is refused by the backpressure.
+  // event is invalid or any partition it goes to is refused by the backpressure (an error).
+  // Each partition's batch is stored whole or not at all, but partitions are separate streams:
+  // when one fails, the others may be stored. That is a success whose failed events carry
+  // their Ingested::error, so the caller can say which were stored.
   store::task<result<std::pair<store::Topic, std::vector<Ingested>>>> ingest(
       std::string_view topic, const std::vector<PublishBody>& events,
       std::optional<std::uint32_t> partitions);

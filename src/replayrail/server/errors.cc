@@ -49,10 +49,14 @@ unsigned http_status(errc code) {
   return 500;
 }
 
+boost::json::object error_json(const Error& e) {
+  boost::json::object out{{"code", to_string(e.code)}, {"message", e.message}};
+  if (e.first_available) out["first_available"] = e.first_available->to_string();
+  return out;
+}
+
 std::string error_body(const Error& e) {
-  boost::json::object inner{{"code", to_string(e.code)}, {"message", e.message}};
-  if (e.first_available) inner["first_available"] = e.first_available->to_string();
-  return boost::json::serialize(boost::json::object{{"error", std::move(inner)}});
+  return boost::json::serialize(boost::json::object{{"error", error_json(e)}});
 }
 
 unsigned short ws_close_code(errc code) {

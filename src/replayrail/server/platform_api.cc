@@ -1,6 +1,7 @@
 #include "replayrail/server/platform_api.h"
 
 #include <algorithm>
+#include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <charconv>
 #include <chrono>
@@ -44,10 +45,15 @@ result<Cursor> parse_start(const Body& body) {
 
 // {"topic", "partitions", "results": [{"partition", "redis_id", "event_id", "duplicate"}]},
 // written directly: a DOM of up to 5,000 results cost more than the rest of the answer.
-std::string ingest_json(const store::Topic& t, const std::vector<Ingested>& events) {
+// The answer to an ingest: each event's result, in request order. `failure`: the error that
+// some were not stored for, first; those events' results carry their error in place of an id.
+std::string ingest_json(const store::Topic& t, const std::vector<Ingested>& events,
+                        const Error* failure) {
   std::string out;
   out.reserve(64 + t.name.size() + events.size() * 128);
-  out += R"({"topic":)";
+  out.push_back('{');
+  if (failure) out += R"("error":)" + json::serialize(error_json(*failure)) + ",";
+  out += R"("topic":)";
   append_json_string(out, t.name);
   out += R"(,"partitions":)";
   out += std::to_string(t.partitions);
@@ -57,6 +63,10 @@ std::string ingest_json(const store::Topic& t, const std::vector<Ingested>& even
     if (&e != &events.front()) out.push_back(',');
     out += R"({"partition":)";
     out += std::to_string(e.partition);
+    if (e.error) {
+      out += R"(,"error":)" + json::serialize(error_json(*e.error)) + "}";
+      continue;
+    }
     out += R"(,"redis_id":")";
     out.append(id, e.event->id.format_to(id));
     out += R"(","event_id":)";
@@ -237,12 +247,21 @@ task<ApiResponse> PlatformApi::ingest(const std::string& topic, std::string_view
   auto ingested = co_await topics_.ingest(topic, body->events, body->partitions);
   if (!ingested) co_return error(ingested.error());
   const auto& [t, events] = *ingested;
-  if (metrics_) {
-    std::size_t stored = 0;
-    for (const auto& e : events) stored += !e.duplicate;
+  const Error* failure = nullptr;
+  std::size_t stored = 0;
+  for (const auto& e : events) {
+    if (e.error && !failure) failure = &*e.error;
+    stored += e.event && !e.duplicate;
+  }
+  if (metrics_ && (!failure || stored > 0)) {
     metrics_->published(t.name, stored, text.size(), std::chrono::steady_clock::now() - started);
   }
-  co_return ApiResponse{201, ingest_json(t, events)};
+  // Some partitions failed: the error's status, with what was stored (a retry can send just the
+  // rest), as a bulk API answers.
+  if (failure)
+    co_return ApiResponse{http_status(failure->code), ingest_json(t, events, failure),
+                          failure->code};
+  co_return ApiResponse{201, ingest_json(t, events, nullptr)};
 }
 
 task<ApiResponse> PlatformApi::describe(const std::string& topic) {
