@@ -1710,6 +1710,40 @@ TEST_P(ServerE2E, AJwkSetUrlThatFailsAtStartIsTriedAgain) {
       << "unix seconds";
 }
 
+// --auth-oidc-issuer: the JWK set URL comes from the provider's discovery document, and tokens
+// must name the provider as their issuer.
+TEST_P(ServerE2E, AnOpenIdProvidersKeysAreFoundByDiscovery) {
+  if (GetParam() != "memory") GTEST_SKIP() << "the keys are the server's, whatever the store";
+  auth::testing::JwksServer idp;
+  auto key = auth::testing::KeyPair::rsa();
+  idp.publish({key.jwk("k1")});
+  idp.discovery();
+  const std::string issuer = idp.url("");
+  restart_server({"--auth-oidc-issuer", issuer});
+  const auto now = unix_now();
+  auto token = [&](const std::string& iss) {
+    return key.sign(
+        json::object{{"sub", "u1"}, {"role", "producer"}, {"iss", iss}, {"exp", now + 600}}, "",
+        "k1");
+  };
+  auto publish_as = [&](const std::string& t) {
+    return call(http::verb::post, "/events/orders", R"({"type":"t"})", bearer(t));
+  };
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (publish_as(token(issuer)).status != 201 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(publish_as(token(issuer)).status, 201u);
+  auto other = publish_as(token("https://elsewhere.example"));
+  EXPECT_EQ(other.status, 401u) << other.body;
+  EXPECT_EQ(
+      publish_as(
+          key.sign(json::object{{"sub", "u1"}, {"role", "producer"}, {"exp", now + 600}}, "", "k1"))
+          .status,
+      401u)
+      << "a token without iss";
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kSanitized = true;
 #else
@@ -2429,6 +2463,10 @@ TEST(ServerCli, BadArgumentsExitWithTheUsageCode) {
       {"serve", "--auth-jwks-url", "idp.test/jwks"},
       {"serve", "--auth-jwks-url", "ftp://idp.test/jwks"},
       {"serve", "--auth-jwks-url", "http://127.0.0.1:1/jwks", "--auth-jwks-refresh-ms", "0"},
+      {"serve", "--auth-oidc-issuer", "ftp://idp.test"},
+      {"serve", "--auth-oidc-issuer", "https://idp.test", "--auth-jwks-url",
+       "https://idp.test/jwks"},
+      {"serve", "--auth-oidc-issuer", "https://idp.test", "--auth-jwt-issuer", "https://other"},
       {"publish"},
       {"replay", "c", "--url", "ftp://127.0.0.1:1"},
       {},

@@ -12,6 +12,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/json/parse.hpp>
 #include <optional>
 #include <utility>
 
@@ -76,9 +77,10 @@ asio::awaitable<result<std::string>> get(HttpUrl t) {
   }
 }
 
-// fetch_jwks on `io`: stopping `io` cuts it off.
-result<PublicKeys> fetch_on(asio::io_context& io, const std::string& url,
-                            std::chrono::milliseconds timeout) {
+// The body of a 200 answer to GET `url` on `io` (stopping `io` cuts it off), or what failed,
+// after the URL.
+result<std::string> fetch_body(asio::io_context& io, const std::string& url,
+                               std::chrono::milliseconds timeout) {
   HttpUrl target;
   RR_TRY_ASSIGN(target, parse_http_url(url));
   std::optional<result<std::string>> body;
@@ -100,9 +102,48 @@ result<PublicKeys> fetch_on(asio::io_context& io, const std::string& url,
                       url + ": no answer within " + std::to_string(timeout.count()) + " ms");
   }
   if (!*body) return make_error(body->error().code, url + ": " + body->error().message);
-  auto keys = PublicKey::from_jwks(**body);
+  return std::move(**body);
+}
+
+// fetch_jwks on `io`: stopping `io` cuts it off.
+result<PublicKeys> fetch_on(asio::io_context& io, const std::string& url,
+                            std::chrono::milliseconds timeout) {
+  std::string body;
+  RR_TRY_ASSIGN(body, fetch_body(io, url, timeout));
+  auto keys = PublicKey::from_jwks(body);
   if (!keys) return make_error(keys.error().code, url + ": " + keys.error().message);
   return keys;
+}
+
+// discover_jwks_uri on `io`: stopping `io` cuts it off.
+result<std::string> discover_on(asio::io_context& io, const std::string& issuer,
+                                std::chrono::milliseconds timeout) {
+  std::string url = issuer;
+  while (url.ends_with('/')) url.pop_back();
+  url += "/.well-known/openid-configuration";
+  std::string body;
+  RR_TRY_ASSIGN(body, fetch_body(io, url, timeout));
+  auto bad = [&](const std::string& why) {
+    return make_error(errc::internal,
+                      url + ": not the OpenID configuration of " + issuer + ": " + why);
+  };
+  boost::system::error_code ec;
+  auto parsed = boost::json::parse(body, ec);
+  if (ec || !parsed.is_object()) return bad("not a JSON object");
+  const auto& doc = parsed.get_object();
+  const auto* named = doc.if_contains("issuer");
+  if (!named || !named->is_string()) return bad("no issuer");
+  // Discovery §4.3: the document's issuer is the one asked, exactly, or its keys are not trusted.
+  if (named->get_string() != issuer) {
+    return bad("it names the issuer " + std::string(named->get_string()));
+  }
+  const auto* jwks_uri = doc.if_contains("jwks_uri");
+  if (!jwks_uri || !jwks_uri->is_string()) return bad("no jwks_uri");
+  std::string found(jwks_uri->get_string());
+  if (auto checked = parse_http_url(found); !checked) {
+    return bad("jwks_uri " + found + ": " + checked.error().message);
+  }
+  return found;
 }
 
 std::string key_ids(const PublicKeys& keys) {
@@ -120,8 +161,15 @@ result<PublicKeys> fetch_jwks(const std::string& url, std::chrono::milliseconds 
   return fetch_on(io, url, timeout);
 }
 
+result<std::string> discover_jwks_uri(const std::string& issuer,
+                                      std::chrono::milliseconds timeout) {
+  asio::io_context io;
+  return discover_on(io, issuer, timeout);
+}
+
 JwksRefresher::JwksRefresher(Options options, OnKeys on_keys, OnFailure on_failure)
     : options_(std::move(options)),
+      url_(options_.url),
       on_keys_(std::move(on_keys)),
       on_failure_(std::move(on_failure)) {
   thread_ = std::thread([this] { run(); });
@@ -162,7 +210,19 @@ void JwksRefresher::run() {
       soon_ = false;
       fetching_ = io;
     }
-    auto keys = fetch_on(*io, options_.url, options_.timeout);
+    // Without the set's URL yet: this round discovers it, and the next fetches the keys at once.
+    const bool discovering = url_.empty();
+    result<PublicKeys> keys = PublicKeys{};
+    if (discovering) {
+      auto found = discover_on(*io, options_.issuer, options_.timeout);
+      if (found) {
+        url_ = std::move(*found);
+      } else {
+        keys = found.error();
+      }
+    } else {
+      keys = fetch_on(*io, url_, options_.timeout);
+    }
     const auto fetched = clock::now();
     {
       std::lock_guard lock(mu_);
@@ -170,10 +230,14 @@ void JwksRefresher::run() {
       if (stopping_) return;
     }
     io.reset();  // ends what a fetch cut off by its timeout left
+    if (discovering && keys) {
+      spdlog::info("JWT keys: the OpenID provider {} publishes them at {}", options_.issuer, url_);
+      continue;
+    }
     auto next = fetched + options_.refresh;
     if (keys) {
       auto ids = key_ids(*keys);
-      if (ids != loaded) spdlog::info("JWT keys of {} loaded: {}", options_.url, ids);
+      if (ids != loaded) spdlog::info("JWT keys of {} loaded: {}", url_, ids);
       loaded = std::move(ids);
       on_keys_(std::move(*keys));
       backoff = std::chrono::seconds(1);

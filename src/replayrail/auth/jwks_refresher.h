@@ -27,15 +27,22 @@ namespace replayrail::auth {
 // (PublicKey::from_jwks). Errors say what failed: the URL, the connection, the status, the set.
 result<PublicKeys> fetch_jwks(const std::string& url, std::chrono::milliseconds timeout);
 
+// The jwks_uri of the OpenID provider `issuer` (OpenID Connect Discovery 1.0): its
+// `<issuer>/.well-known/openid-configuration`, whose `issuer` must be `issuer` exactly.
+result<std::string> discover_jwks_uri(const std::string& issuer, std::chrono::milliseconds timeout);
+
 // Fetches a JWK set on a thread of its own: at once, then every `refresh`, and sooner when asked
 // (refresh_soon: a token named a key id the set did not have, so the provider may have rotated),
 // but never more often than every `min_gap`. A fetch that fails keeps the keys as they were (it
 // is logged) and is tried again after 1 s, 2 s, 4 s … up to `refresh`. Like Kafka's
-// sasl.oauthbearer.jwks.endpoint.* settings and Centrifugo's token_jwks_public_endpoint.
+// sasl.oauthbearer.jwks.endpoint.* settings and Centrifugo's token_jwks_public_endpoint. Given
+// an OpenID provider's issuer instead of the set's URL, it first discovers the URL (as Spring's
+// issuer-uri does), tried again as a failed fetch is.
 class JwksRefresher {
  public:
   struct Options {
-    std::string url;
+    std::string url;  // the JWK set's; when empty, discovered from `issuer` (then cached)
+    std::string issuer;
     std::chrono::milliseconds refresh = std::chrono::minutes(5);
     std::chrono::milliseconds min_gap = std::chrono::seconds(5);
     std::chrono::milliseconds timeout = std::chrono::seconds(10);
@@ -59,6 +66,7 @@ class JwksRefresher {
   void run();
 
   const Options options_;
+  std::string url_;  // the refresher thread's: options_.url, or the one discovered
   const OnKeys on_keys_;
   const OnFailure on_failure_;
   std::mutex mu_;

@@ -105,6 +105,58 @@ TEST(FetchJwks, SaysWhatFailed) {
 }
 
 // Fetched before the constructor returns, then again every `refresh`.
+// OpenID Connect Discovery: the provider's configuration names its JWK set, and names the
+// provider itself as the issuer asked; anything else is not trusted.
+TEST(DiscoverJwksUri, ReadsTheProvidersConfiguration) {
+  testing::JwksServer idp;
+  idp.discovery();
+  auto found = discover_jwks_uri(idp.url(""), 5s);
+  ASSERT_TRUE(found) << found.error().message;
+  EXPECT_EQ(*found, idp.url());
+  auto slashed = discover_jwks_uri(idp.url("/"), 5s);
+  ASSERT_FALSE(slashed) << "the document names the issuer without the slash";
+  EXPECT_NE(slashed.error().message.find("it names the issuer " + idp.url("")), std::string::npos)
+      << slashed.error().message;
+
+  idp.discovery("https://idp.example");
+  auto other = discover_jwks_uri(idp.url(""), 5s);
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().message.find(idp.url("/.well-known/openid-configuration") +
+                                       ": not the OpenID configuration of " + idp.url("") +
+                                       ": it names the issuer https://idp.example"),
+            std::string::npos)
+      << other.error().message;
+
+  testing::JwksServer none;
+  none.answer(404, "{}");
+  auto missing = discover_jwks_uri(none.url(""), 5s);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("answered HTTP 404"), std::string::npos);
+  testing::JwksServer garbage;
+  garbage.answer(200, R"({"issuer":")" + garbage.url("") + R"("})");
+  auto no_set = discover_jwks_uri(garbage.url(""), 5s);
+  ASSERT_FALSE(no_set);
+  EXPECT_NE(no_set.error().message.find("no jwks_uri"), std::string::npos);
+}
+
+// Given the issuer, a refresher discovers the set's URL, then fetches and refreshes the keys
+// there; discovery that fails is tried again as a failed fetch is.
+TEST(JwksRefresher, DiscoversTheSetOfAnOpenIdProvider) {
+  testing::JwksServer idp;
+  auto key = testing::KeyPair::rsa();
+  idp.publish({key.jwk("k1")});
+  Delivered delivered;
+  std::atomic<int> failures = 0;
+  JwksRefresher refresher({.issuer = idp.url(""), .refresh = 200ms, .min_gap = 200ms},
+                          delivered.sink(), [&] { ++failures; });
+  EXPECT_EQ(failures, 1) << "no discovery document yet";
+  EXPECT_TRUE(delivered.sets().empty());
+  idp.discovery();
+  EXPECT_TRUE(eventually([&] { return delivered.last() == "k1"; }));
+  idp.publish({key.jwk("k1"), testing::KeyPair::ec().jwk("k2")});
+  EXPECT_TRUE(eventually([&] { return delivered.last() == "k1,k2"; }));
+}
+
 TEST(JwksRefresher, FetchesAtStartThenEveryRefresh) {
   testing::JwksServer idp;
   auto first = testing::KeyPair::ed25519(), second = testing::KeyPair::ed25519();

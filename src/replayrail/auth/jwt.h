@@ -80,15 +80,18 @@ struct JwtConfig {
   std::string audience;    // `aud` (a string or an array) required to contain it when set
   PublicKeys public_keys;  // RS256 / ES256 / EdDSA
   // An identity provider's jwks_uri the server keeps its keys from (they are in `public_keys`
-  // once fetched).
+  // once fetched); or, with `oidc_issuer`, the one its OpenID discovery document names.
   std::string jwks_url;
+  std::string oidc_issuer;
   // Where a token's role is: a claim of that name, or else that dot path into the claims (an
   // identity provider's, e.g. Keycloak's `realm_access.roles`). A role name, or an array in
   // which the names that are no role of ours are left out.
   std::string role_claim = "role";
 
-  // Auth is on once a secret, a public key or a JWK set URL is configured.
-  bool enabled() const { return !secret.empty() || !public_keys.empty() || !jwks_url.empty(); }
+  // Auth is on once a secret, a public key, a JWK set URL or an OpenID provider is configured.
+  bool enabled() const { return !secret.empty() || !public_keys.empty() || fetches_keys(); }
+  // Whether keys come from an identity provider (a JWK set URL, or one discovered).
+  bool fetches_keys() const { return !jwks_url.empty() || !oidc_issuer.empty(); }
   // The algorithms accepted, e.g. "HS256, RS256".
   std::string algorithms() const;
   // Whether a public key has this `kid`.

@@ -78,6 +78,10 @@ std::string auth_summary(const auth::JwtConfig& jwt) {
   if (!jwt.enabled()) return "off";
   std::string how = jwt.algorithms();
   if (!jwt.jwks_url.empty()) how += (how.empty() ? "keys of " : ", keys of ") + jwt.jwks_url;
+  if (!jwt.oidc_issuer.empty()) {
+    how +=
+        (how.empty() ? "keys of OpenID provider " : ", keys of OpenID provider ") + jwt.oidc_issuer;
+  }
   return "on (JWT " + how + ")";
 }
 
@@ -118,6 +122,25 @@ int serve(ServeArgs& args) {
   if (auto url = args.server.jwt.jwks_url; !url.empty()) {
     if (auto checked = parse_http_url(url); !checked) {  // what fetch_jwks takes
       std::fprintf(stderr, "replayrail: --auth-jwks-url %s\n", checked.error().message.c_str());
+      return kUsage;
+    }
+  }
+  if (auto& jwt = args.server.jwt; !jwt.oidc_issuer.empty()) {
+    if (auto checked = parse_http_url(jwt.oidc_issuer); !checked) {
+      std::fprintf(stderr, "replayrail: --auth-oidc-issuer %s\n", checked.error().message.c_str());
+      return kUsage;
+    }
+    if (!jwt.jwks_url.empty()) {
+      std::fprintf(stderr,
+                   "replayrail: --auth-oidc-issuer finds the JWK set URL itself: leave out "
+                   "--auth-jwks-url\n");
+      return kUsage;
+    }
+    // The provider's tokens name it as their issuer; no other is taken.
+    if (jwt.issuer.empty()) jwt.issuer = jwt.oidc_issuer;
+    if (jwt.issuer != jwt.oidc_issuer) {
+      std::fprintf(stderr, "replayrail: --auth-jwt-issuer %s is not --auth-oidc-issuer %s\n",
+                   jwt.issuer.c_str(), jwt.oidc_issuer.c_str());
       return kUsage;
     }
   }
@@ -404,8 +427,15 @@ ServerCommands::ServerCommands(CLI::App& app) {
                    "is on with it")
       ->envname("AUTH_JWKS_URL");
   serve_cmd
+      ->add_option("--auth-oidc-issuer", s.server.jwt.oidc_issuer,
+                   "An OpenID provider (http or https): its JWK set URL is read from "
+                   "<issuer>/.well-known/openid-configuration, its keys then kept as with "
+                   "--auth-jwks-url, and tokens must name it as their iss; auth is on with it")
+      ->envname("AUTH_OIDC_ISSUER");
+  serve_cmd
       ->add_option("--auth-jwks-refresh-ms", s.jwks_refresh_ms,
-                   "How often the keys of --auth-jwks-url are fetched again")
+                   "How often the keys of --auth-jwks-url (or --auth-oidc-issuer) are fetched "
+                   "again")
       ->check(CLI::Range(100u, 86'400'000u))
       ->capture_default_str();
   serve_cmd

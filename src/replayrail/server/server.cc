@@ -1565,9 +1565,10 @@ void Server::run() {
     if (!ec) stop();
   });
   if (impl.tls || !impl.options.jwt_public_key_files.empty()) impl.reload_on_sighup();
-  if (!impl.options.jwt.jwks_url.empty()) {
+  if (impl.options.jwt.fetches_keys()) {
     impl.jwks = std::make_unique<auth::JwksRefresher>(
         auth::JwksRefresher::Options{.url = impl.options.jwt.jwks_url,
+                                     .issuer = impl.options.jwt.oidc_issuer,
                                      .refresh = impl.options.jwks_refresh,
                                      .min_gap = std::min<std::chrono::milliseconds>(
                                          std::chrono::seconds(5), impl.options.jwks_refresh)},

@@ -2,14 +2,16 @@
 
 // For tests: an identity provider's JWK set URL. An HTTP server on 127.0.0.1 (a free port) that
 // answers every request with the status and body set last, counts the requests, and can be made
-// to hold them without an answer (a provider that hangs). Header-only; includers link Boost and
-// Threads.
+// to hold them without an answer (a provider that hangs); and, once told, its OpenID Connect
+// discovery document. Header-only; includers link Boost and Threads.
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 #include <memory>
 #include <mutex>
@@ -49,6 +51,16 @@ class JwksServer {
     for (const auto& jwk : jwks) keys.push_back(jwk);
     answer(200, boost::json::serialize(boost::json::object{{"keys", std::move(keys)}}));
   }
+  // From now on GET /.well-known/openid-configuration answers a discovery document naming
+  // `issuer` and url() as its jwks_uri (`issuer`: the default, this server's own address).
+  void discovery(std::string issuer = {}) {
+    if (issuer.empty()) issuer = url("");
+    std::lock_guard lock(mu_);
+    discovery_ = boost::json::serialize(
+        boost::json::object{{"issuer", issuer},
+                            {"jwks_uri", url()},
+                            {"response_types_supported", boost::json::array{"code"}}});
+  }
   // Requests from now on are read and never answered (until the server goes).
   void hang() {
     std::lock_guard lock(mu_);
@@ -80,6 +92,13 @@ class JwksServer {
     }
     http::response<http::string_body> res{static_cast<http::status>(status_), 11};
     res.set(http::field::content_type, "application/json");
+    if (!discovery_.empty() && req.target() == "/.well-known/openid-configuration") {
+      res.result(http::status::ok);
+      res.body() = discovery_;
+      res.prepare_payload();
+      http::write(socket, res, ec);
+      return;
+    }
     if (!location_.empty()) res.set(http::field::location, location_);
     res.body() = body_;
     res.prepare_payload();
@@ -92,6 +111,7 @@ class JwksServer {
   unsigned status_ = 404;  // guarded by mu_, as the three below
   std::string body_ = "{}";
   std::string location_;
+  std::string discovery_;  // empty: none
   bool hanging_ = false;
   std::vector<boost::asio::ip::tcp::socket> held_;
   std::atomic<std::size_t> requests_ = 0;
