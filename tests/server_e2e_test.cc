@@ -1697,6 +1697,11 @@ TEST_P(ServerE2E, AJwkSetUrlThatFailsAtStartIsTriedAgain) {
   auto metrics = call(http::verb::get, "/metrics").body;
   EXPECT_NE(metrics.find("\nreplayrail_jwks_fetch_failures_total 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("\nreplayrail_jwks_last_success_timestamp_seconds 0"), std::string::npos);
+  // Not ready: a load balancer leaves this node out while its tokens cannot be checked.
+  auto ready = call(http::verb::get, "/readyz");
+  EXPECT_EQ(ready.status, 503u) << ready.body;
+  EXPECT_EQ(ready.error_code(), "auth_unavailable");
+  EXPECT_EQ(call(http::verb::get, "/healthz").status, 200u) << "alive all the same";
 
   idp.publish({key.jwk("k1")});
   auto deadline = std::chrono::steady_clock::now() + 20s;
@@ -1704,6 +1709,7 @@ TEST_P(ServerE2E, AJwkSetUrlThatFailsAtStartIsTriedAgain) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_EQ(read().status, 200u);
+  EXPECT_EQ(call(http::verb::get, "/readyz").status, 200u);
   metrics = call(http::verb::get, "/metrics").body;
   EXPECT_NE(metrics.find("\nreplayrail_jwks_keys 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("\nreplayrail_jwks_last_success_timestamp_seconds 1"), std::string::npos)

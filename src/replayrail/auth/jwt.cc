@@ -397,9 +397,7 @@ result<Claims> verify(std::string_view token, const JwtConfig& config, std::int6
   // a public key as the secret, …), never reach a signature check.
   const bool hmac = alg == "HS256" && !config.secret.empty();
   if (!hmac && config.fetches_keys() && config.public_keys.empty()) {  // none fetched yet
-    return unauthorized("the keys of " +
-                        (config.jwks_url.empty() ? config.oidc_issuer : config.jwks_url) +
-                        " are not loaded yet");
+    return unauthorized("the keys of " + config.key_source() + " are not loaded yet");
   }
   const bool keyed = std::any_of(config.public_keys.begin(), config.public_keys.end(),
                                  [&](const auto& key) { return key->algorithm() == alg; });

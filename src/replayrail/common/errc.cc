@@ -59,6 +59,8 @@ std::string_view to_string(errc e) noexcept {
       return "slow_consumer";
     case errc::store_unavailable:
       return "store_unavailable";
+    case errc::auth_unavailable:
+      return "auth_unavailable";
     case errc::internal:
       return "internal";
   }

@@ -45,6 +45,8 @@ enum class errc {
   backpressure,
   slow_consumer,  // a subscriber with the `disconnect` policy fell too far behind
   store_unavailable,
+  // The identity provider's keys are not loaded yet: tokens cannot be checked (/readyz says so).
+  auth_unavailable,
   internal,
 };
 

@@ -11,6 +11,7 @@ TEST(Errc, WireCodesAreTheEnumNames) {
   EXPECT_EQ(to_string(errc::invalid_cursor), "invalid_cursor");
   EXPECT_EQ(to_string(errc::replay_window_expired), "replay_window_expired");
   EXPECT_EQ(to_string(errc::store_unavailable), "store_unavailable");
+  EXPECT_EQ(to_string(errc::auth_unavailable), "auth_unavailable");
   boost::system::error_code ec = errc::group_not_found;
   EXPECT_EQ(ec.category().name(), std::string("replayrail"));
   EXPECT_EQ(ec.message(), "group_not_found");

@@ -42,6 +42,7 @@ unsigned http_status(errc code) {
     case errc::slow_consumer:
       return 429;
     case errc::store_unavailable:
+    case errc::auth_unavailable:
       return 503;
     case errc::internal:
       return 500;
