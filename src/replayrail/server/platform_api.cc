@@ -43,10 +43,11 @@ result<Cursor> parse_start(const Body& body) {
   return Cursor::parse(text);
 }
 
-// {"topic", "partitions", "results": [{"partition", "redis_id", "event_id", "duplicate"}]},
-// written directly: a DOM of up to 5,000 results cost more than the rest of the answer.
-// The answer to an ingest: each event's result, in request order. `failure`: the error that
-// some were not stored for, first; those events' results carry their error in place of an id.
+// The answer to an ingest, each event's result in request order: {"topic", "partitions",
+// "results": [{"partition", "redis_id", "event_id", "duplicate"}]}, written directly (a DOM of up
+// to 5,000 results cost more than the rest of the answer). With a `failure` (some partitions
+// failed), its "error" comes first, and the results of the events it kept out carry their
+// partition's "error" in place of an id.
 std::string ingest_json(const store::Topic& t, const std::vector<Ingested>& events,
                         const Error* failure) {
   std::string out;
@@ -258,9 +259,10 @@ task<ApiResponse> PlatformApi::ingest(const std::string& topic, std::string_view
   }
   // Some partitions failed: the error's status, with what was stored (a retry can send just the
   // rest), as a bulk API answers.
-  if (failure)
+  if (failure) {
     co_return ApiResponse{http_status(failure->code), ingest_json(t, events, failure),
                           failure->code};
+  }
   co_return ApiResponse{201, ingest_json(t, events, nullptr)};
 }
 
