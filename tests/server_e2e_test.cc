@@ -161,6 +161,13 @@ class ServerE2E : public ::testing::TestWithParam<std::string> {
     return out;
   }
 
+  // The events a topic (or channel) retains, by its describe.
+  std::int64_t topic_length(const std::string& topic) {
+    auto r = call(http::verb::get, "/v1/topics/" + topic + "/describe");
+    EXPECT_EQ(r.status, 200u) << r.body;
+    return r.json().at("length").as_int64();
+  }
+
   HttpResult publish(const std::string& channel, const std::string& body) {
     return call(http::verb::post, "/events/" + channel, body);
   }
@@ -461,11 +468,6 @@ TEST_P(ServerE2E, AnExpiredCursorIsRefusedBeforeTheStreamStarts) {
 TEST_P(ServerE2E, ApproximateTrimLeavesUpTo100MoreOnRedis) {
   restart_server({"--max-stream-length", "50", "--approximate-trim"});
   const bool redis = GetParam() == "redis";
-  auto length = [&](const std::string& topic) {
-    auto r = call(http::verb::get, "/v1/topics/" + topic + "/describe");
-    EXPECT_EQ(r.status, 200u) << r.body;
-    return r.json().at("length").as_int64();
-  };
   std::string batch = R"({"events":[)";
   for (int i = 0; i < 60; ++i) batch += std::string(i ? "," : "") + R"({"type":"t"})";
   batch += "]}";
@@ -476,8 +478,8 @@ TEST_P(ServerE2E, ApproximateTrimLeavesUpTo100MoreOnRedis) {
     ids.push_back(r.json().at("event").at("id").as_string().c_str());
   }
   ASSERT_EQ(call(http::verb::post, "/v1/topics/ingested/events", batch).status, 201u);
-  EXPECT_EQ(length("loose"), redis ? 60 : 50) << "10 in excess: less than the slack";
-  EXPECT_EQ(length("ingested"), redis ? 60 : 50);
+  EXPECT_EQ(topic_length("loose"), redis ? 60 : 50) << "10 in excess: less than the slack";
+  EXPECT_EQ(topic_length("ingested"), redis ? 60 : 50);
 
   for (int i = 0; i < 200; ++i) {
     auto r = publish("loose", R"({"type":"t"})");
@@ -486,7 +488,7 @@ TEST_P(ServerE2E, ApproximateTrimLeavesUpTo100MoreOnRedis) {
   }
   // A trim of MAXLEN ~ is not waited for.
   std::int64_t kept = 0;
-  for (int tries = 0; tries < 200 && (kept = length("loose")) >= 150; ++tries) {
+  for (int tries = 0; tries < 200 && (kept = topic_length("loose")) >= 150; ++tries) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_GE(kept, 50);
@@ -513,19 +515,14 @@ TEST_P(ServerE2E, MaxStreamAgeRemovesOldEventsAlsoFromIdleStreams) {
                  R"({"partitions":2,"events":[{"type":"a"},{"type":"b"},{"type":"c"}]})")
                 .status,
             201u);
-  auto length = [&](const std::string& topic) {
-    auto r = call(http::verb::get, "/v1/topics/" + topic + "/describe");
-    EXPECT_EQ(r.status, 200u) << r.body;
-    return r.json().at("length").as_int64();
-  };
   // A second of age, then a pass (one a second): gone within a few seconds.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while ((length("aging") > 0 || length("aged") > 0) &&
+  while ((topic_length("aging") > 0 || topic_length("aged") > 0) &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  EXPECT_EQ(length("aging"), 0);
-  EXPECT_EQ(length("aged"), 0);
+  EXPECT_EQ(topic_length("aging"), 0);
+  EXPECT_EQ(topic_length("aged"), 0);
   auto described = call(http::verb::get, "/v1/topics/aging/describe").json();
   EXPECT_EQ(described.at("streams").at(0).at("trimmed_through"), second.json().at("event").at("id"))
       << "the last event removed: a cursor there resumes";

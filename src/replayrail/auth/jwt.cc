@@ -396,7 +396,7 @@ result<Claims> verify(std::string_view token, const JwtConfig& config, std::int6
   // Pinned: `none`, and an algorithm no configured key is for (algorithm confusion: HS256 with
   // a public key as the secret, …), never reach a signature check.
   const bool hmac = alg == "HS256" && !config.secret.empty();
-  if (!hmac && config.fetches_keys() && config.public_keys.empty()) {  // none fetched yet
+  if (!hmac && config.awaiting_keys()) {
     return unauthorized("the keys of " + config.key_source() + " are not loaded yet");
   }
   const bool keyed = std::any_of(config.public_keys.begin(), config.public_keys.end(),

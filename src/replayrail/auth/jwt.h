@@ -92,6 +92,8 @@ struct JwtConfig {
   bool enabled() const { return !secret.empty() || !public_keys.empty() || fetches_keys(); }
   // Whether keys come from an identity provider (a JWK set URL, or one discovered).
   bool fetches_keys() const { return !jwks_url.empty() || !oidc_issuer.empty(); }
+  // Keys come from an identity provider and none has loaded yet: its tokens cannot be checked.
+  bool awaiting_keys() const { return fetches_keys() && public_keys.empty(); }
   // Where they come from, for messages: the JWK set URL, or the OpenID provider.
   const std::string& key_source() const { return jwks_url.empty() ? oidc_issuer : jwks_url; }
   // The algorithms accepted, e.g. "HS256, RS256".

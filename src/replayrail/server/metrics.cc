@@ -6,6 +6,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include "replayrail/common/stream_id.h"
 #include "replayrail/server/hub.h"
 
 namespace replayrail::server {
@@ -17,9 +18,7 @@ using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 
 // Now, in seconds since the Unix epoch: what the *_timestamp_seconds gauges hold.
-double unix_seconds_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double unix_seconds_now() { return static_cast<double>(unix_now_ms()) / 1000; }
 
 const prometheus::Histogram::BucketBoundaries kPublishBuckets{
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};

@@ -226,7 +226,6 @@ struct Server::Impl {
   void replace_keys(auth::PublicKeys Impl::*which, auth::PublicKeys keys);
   // With a JWK set URL, while serving.
   std::unique_ptr<auth::JwksRefresher> jwks;
-  std::atomic<bool> keys_fetched = false;  // the refresher delivered a set once
   // SIGHUP: the TLS certificate and the JWT public keys are loaded again from their files; what
   // fails to load is kept as it was.
   void reload_on_sighup();
@@ -507,9 +506,9 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
       if (!healthy) co_return error(req, healthy.error());
       // Keys from an identity provider that never loaded: its tokens would all be refused, so a
       // load balancer should leave this node out (nodes that loaded them before keep them).
-      if (options.jwt.fetches_keys() && !keys_fetched) {
+      if (auto jwt = current_jwt(); jwt->awaiting_keys()) {
         co_return error(req, make_error(errc::auth_unavailable,
-                                        "the keys of " + options.jwt.key_source() +
+                                        "the keys of " + jwt->key_source() +
                                             " are not loaded yet: its tokens cannot be checked"));
       }
     }
@@ -1581,7 +1580,6 @@ void Server::run() {
                                      .min_gap = std::min<std::chrono::milliseconds>(
                                          std::chrono::seconds(5), impl.options.jwks_refresh)},
         [&impl](auth::PublicKeys keys) {
-          impl.keys_fetched = true;
           impl.metrics->jwks_fetch(true, keys.size());
           impl.replace_keys(&Impl::fetched_keys, std::move(keys));
         },

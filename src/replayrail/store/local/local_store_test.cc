@@ -17,6 +17,7 @@
 
 #include "replayrail/store/local/sqlite.h"
 #include "replayrail/store/testing/conformance.h"
+#include "replayrail/store/testing/helpers.h"
 #include "replayrail/store/testing/temp_dir.h"
 
 namespace replayrail::testing {
@@ -498,10 +499,8 @@ TEST_F(LocalStoreTest, AFullDiskRefusesAppendsAndTheStoreGoesOnOnceThereIsRoom) 
     }
     ASSERT_EQ(refused, 5) << "the file size limit was never reached";
     ASSERT_GT(acknowledged.size(), 10u);
-    auto stored = run(s->range("s", StreamId{}, 10'000, {})).value();
-    std::vector<StreamId> ids;
-    for (const auto& e : stored) ids.push_back(e->id);
-    EXPECT_EQ(ids, acknowledged) << "reads go on, and see exactly what was acknowledged";
+    EXPECT_EQ(testing::ids_of(run(s->range("s", StreamId{}, 10'000, {})).value()), acknowledged)
+        << "reads go on, and see exactly what was acknowledged";
   }
   auto next = run(s->append("s", sample(payload), {}));
   ASSERT_TRUE(next) << next.error().message;
@@ -509,10 +508,7 @@ TEST_F(LocalStoreTest, AFullDiskRefusesAppendsAndTheStoreGoesOnOnceThereIsRoom) 
   acknowledged.push_back(next->event->id);
   s.reset();
   s = open();
-  auto stored = run(s->range("s", StreamId{}, 10'000, {})).value();
-  std::vector<StreamId> ids;
-  for (const auto& e : stored) ids.push_back(e->id);
-  EXPECT_EQ(ids, acknowledged);
+  EXPECT_EQ(testing::ids_of(run(s->range("s", StreamId{}, 10'000, {})).value()), acknowledged);
   EXPECT_EQ(run(s->info("s")).value().length, acknowledged.size());
   auto db = sqlite::Connection::open(dir_.path() / "replayrail.db", false).value();
   auto check = db->prepare("PRAGMA integrity_check").value();

@@ -75,14 +75,19 @@ result<void> WriteContext::apply_trims() {
     bool row;
     RR_TRY_ASSIGN(row, last->step());
     if (!row) return make_error(errc::internal, "stream length out of step with its events");
-    StreamId through{last->uint64(0), last->uint64(1)};
-    auto del = db.prepare("DELETE FROM events WHERE stream = ?1 AND (ms, seq) <= (?2, ?3)");
-    if (!del) return del.error();
-    RR_TRY(del->bind(1, name).bind(2, through.ms).bind(3, through.seq).run());
-    s.row.length -= drop;
-    s.row.trimmed_through = through;
-    s.dirty = true;
+    RR_TRY(delete_oldest(name, s, {last->uint64(0), last->uint64(1)}, drop));
   }
+  return {};
+}
+
+result<void> WriteContext::delete_oldest(std::string_view name, Stream& s, StreamId through,
+                                         std::uint64_t count) {
+  auto del = db.prepare("DELETE FROM events WHERE stream = ?1 AND (ms, seq) <= (?2, ?3)");
+  if (!del) return del.error();
+  RR_TRY(del->bind(1, name).bind(2, through.ms).bind(3, through.seq).run());
+  s.row.length -= count;
+  s.row.trimmed_through = through;
+  s.dirty = true;
   return {};
 }
 
@@ -106,13 +111,7 @@ result<std::uint64_t> WriteContext::trim_before(std::string_view name, StreamId 
     through = {oldest->uint64(0), oldest->uint64(1)};
     ++count;
   }
-  if (count == 0) return 0;
-  auto del = db.prepare("DELETE FROM events WHERE stream = ?1 AND (ms, seq) <= (?2, ?3)");
-  if (!del) return del.error();
-  RR_TRY(del->bind(1, name).bind(2, through.ms).bind(3, through.seq).run());
-  s->row.length -= count;
-  s->row.trimmed_through = through;
-  s->dirty = true;
+  if (count > 0) RR_TRY(delete_oldest(name, *s, through, count));
   return count;
 }
 

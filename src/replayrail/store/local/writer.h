@@ -74,6 +74,11 @@ class WriteContext {
 
  private:
   friend class Writer;
+  // Deletes the `count` oldest entries of `s`, the newest of them `through`, and records it as
+  // the stream's trimmed_through.
+  result<void> delete_oldest(std::string_view name, Stream& s, StreamId through,
+                             std::uint64_t count);
+
   const UnfinishedTrims& unfinished_;
   std::uint64_t trim_chunk_;
   StringMap<Stream> streams_;
