@@ -62,7 +62,8 @@ class Backpressure {
   }
   // `n` events were appended to `stream` through this process.
   void appended(std::string_view stream, std::uint64_t n);
-  // `stream`'s groups changed (read, ack, claim, reset, create, destroy): re-read them.
+  // `stream`'s groups changed (read, ack, claim, reset, create, destroy) or it was purged:
+  // re-read its figures.
   void forget(std::string_view stream);
 
   // Publishes refused so far, by reason ("stream_length", "group_lag", "group_pending",

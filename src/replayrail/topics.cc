@@ -330,7 +330,7 @@ task<result<store::Topic>> Topics::on_every_partition(
   for (std::uint32_t p = 0; p < t.partitions; ++p) {
     auto stream = store::partition_stream(t.name, t.partitions, p);
     auto done = co_await op(stream);
-    groups_changed(stream);
+    stream_changed(stream);
     RR_CO_TRY(done);
   }
   co_return t;
@@ -371,7 +371,7 @@ task<result<bool>> Topics::destroy_group(std::string_view topic, std::string_vie
   for (std::uint32_t p = 0; p < t.partitions; ++p) {
     auto stream = store::partition_stream(t.name, t.partitions, p);
     auto r = co_await store_->group_destroy(stream, group);
-    groups_changed(stream);
+    stream_changed(stream);
     if (r) {
       existed = existed || *r;
     } else if (r.error().code != errc::stream_not_found) {
@@ -401,7 +401,7 @@ task<result<std::vector<PartitionMessage>>> Topics::read_group(
   RR_CO_TRY_ASSIGN(read, co_await store_->read_group(group, consumer, cursors, {count, block}));
   std::vector<PartitionMessage> out;
   for (auto& s : read) {
-    groups_changed(s.stream);
+    stream_changed(s.stream);
     std::uint32_t p = partition_of.find(s.stream)->second;
     for (auto& m : s.messages) out.push_back({p, std::move(m)});
   }
@@ -420,11 +420,38 @@ task<result<std::uint64_t>> Topics::ack(std::string_view topic, std::string_view
     auto stream = store::partition_stream(t.name, t.partitions, item.partition);
     std::uint64_t n = 0;
     auto acked_here = co_await store_->ack(stream, group, item.ids);
-    groups_changed(stream);
+    stream_changed(stream);
     RR_CO_TRY_ASSIGN(n, std::move(acked_here));
     acked += n;
   }
   co_return acked;
+}
+
+task<result<std::pair<store::Topic, std::vector<PartitionPurge>>>> Topics::purge(
+    std::string_view topic, std::optional<StreamId> before, std::vector<std::uint32_t> partitions) {
+  store::Topic t;
+  RR_CO_TRY_ASSIGN(t, co_await existing(topic));
+  RR_CO_TRY(check_partitions(t, partitions));
+  if (partitions.empty()) {
+    for (std::uint32_t p = 0; p < t.partitions; ++p) partitions.push_back(p);
+  }
+  std::vector<PartitionPurge> out;
+  for (std::uint32_t p : partitions) {
+    const auto stream = store::partition_stream(t.name, t.partitions, p);
+    StreamId below;
+    if (before) {
+      below = *before;
+    } else {
+      auto info = co_await store_->info(stream);
+      if (!info && info.error().code != errc::stream_not_found) co_return info.error();
+      if (info) below = info->last_id.next();  // everything up to the last id, inclusive
+    }
+    std::uint64_t purged = 0;
+    if (below != StreamId{}) RR_CO_TRY_ASSIGN(purged, co_await store_->trim_before(stream, below));
+    stream_changed(stream);
+    out.push_back({p, purged});
+  }
+  co_return std::make_pair(std::move(t), std::move(out));
 }
 
 std::string dead_letter_stream(std::string_view topic) { return std::string(topic) + ".dlq"; }
@@ -457,7 +484,7 @@ task<result<void>> Topics::dead_letter(const store::Topic& t, std::uint32_t p,
   RR_CO_TRY(co_await store_->append(stream, std::move(dead), config_.appends));
   const auto partition = store::partition_stream(t.name, t.partitions, p);
   RR_CO_TRY(co_await store_->ack(partition, group, std::span(&m.id, 1)));
-  groups_changed(partition);
+  stream_changed(partition);
   co_return result<void>{};
 }
 

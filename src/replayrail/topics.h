@@ -77,6 +77,12 @@ struct ClaimResult {
   std::vector<PartitionIds> dead_lettered;
 };
 
+// What Topics::purge() removed from one partition.
+struct PartitionPurge {
+  std::uint32_t partition = 0;
+  std::uint64_t purged = 0;
+};
+
 // The dead-letter stream of a topic: `T.dlq`, one stream whatever the partition count.
 std::string dead_letter_stream(std::string_view topic);
 
@@ -147,6 +153,15 @@ class Topics {
                                          std::optional<std::uint64_t> max_deliveries = {},
                                          std::vector<std::uint32_t> partitions = {});
 
+  // Removes from the given partitions (all when empty) the events stored before `before`, or,
+  // without it, every event stored now (what is appended meanwhile is kept): JetStream's purge,
+  // Kafka's DeleteRecords. As retention does (XTRIM MINID): the topic, its partition count and
+  // groups stay, ids go on from where they were, and a cursor into what went is
+  // replay_window_expired (or reads on from the archive, which keeps its copy).
+  store::task<result<std::pair<store::Topic, std::vector<PartitionPurge>>>> purge(
+      std::string_view topic, std::optional<StreamId> before,
+      std::vector<std::uint32_t> partitions);
+
   // invalid_argument when one of `ps` is not a partition of `t`.
   static result<void> check_partitions(const store::Topic& t, const std::vector<std::uint32_t>& ps);
 
@@ -179,8 +194,8 @@ class Topics {
   store::task<result<void>> dead_letter(const store::Topic& t, std::uint32_t p,
                                         std::string_view group, const store::GroupMessage& m);
 
-  // A group operation on `stream` changed its lag or pending.
-  void groups_changed(std::string_view stream) {
+  // A group operation on `stream` changed its lag or pending, or a purge its length.
+  void stream_changed(std::string_view stream) {
     if (backpressure_) backpressure_->forget(stream);
   }
 

@@ -208,5 +208,53 @@ TEST_F(TopicsTest, PartitionCountsComeFromTheRegistry) {
   EXPECT_EQ(testing::run(io, topics_.partitions_of("made-elsewhere")).value(), 2u);
 }
 
+// A purge removes what each partition holds now (or what is older than an id), only from the
+// partitions named, and lets a stream that was at the backpressure cap take events again.
+TEST_F(TopicsTest, PurgeEmptiesTheNamedPartitionsAndFreesTheBackpressureCap) {
+  boost::asio::io_context io;
+  auto backpressure =
+      std::make_shared<Backpressure>(*store_, BackpressureConfig{.max_stream_length = 5});
+  Topics topics{store_, TopicsConfig{}, backpressure};
+  std::vector<PublishBody> batch(10);
+  for (auto& e : batch) e.type = "job";  // no key: round-robin, 5 to each partition
+  ASSERT_TRUE(testing::run(io, topics.ingest("jobs", batch, 2)));
+  auto full = testing::run(io, topics.ingest("jobs", {batch[0]}, std::nullopt));
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, errc::backpressure);
+
+  auto one = testing::run(io, topics.purge("jobs", std::nullopt, {1}));
+  ASSERT_TRUE(one) << one.error().message;
+  ASSERT_EQ(one->second.size(), 1u);
+  EXPECT_EQ(one->second[0].partition, 1u);
+  EXPECT_EQ(one->second[0].purged, 5u);
+  EXPECT_EQ(testing::run(io, store_->info("jobs#0")).value().length, 5u) << "not named: kept";
+  auto partition1 = testing::run(io, store_->info("jobs#1")).value();
+  EXPECT_EQ(partition1.length, 0u);
+  const StreamId edge = partition1.trimmed_through;
+  EXPECT_EQ(edge, partition1.last_id) << "everything up to the last id went";
+  // Round-robin's next turn (the refused one took partition 0's) is partition 1.
+  auto after = testing::run(io, topics.ingest("jobs", {batch[0]}, std::nullopt));
+  ASSERT_TRUE(after) << "partition 1 takes events again: " << after.error().message;
+  const Ingested& taken = after->second.at(0);
+  ASSERT_FALSE(taken.error) << taken.error->message;
+  EXPECT_EQ(taken.partition, 1u);
+  EXPECT_GT(taken.event->id, edge) << "ids go on";
+
+  // Before an id: what is older, on every partition.
+  const StreamId middle =
+      testing::run(io, store_->range("jobs#0", StreamId{}, 10, {})).value().at(3)->id;
+  auto older = testing::run(io, topics.purge("jobs", middle, {}));
+  ASSERT_TRUE(older) << older.error().message;
+  EXPECT_EQ(older->second.at(0).purged, 3u);
+  EXPECT_EQ(testing::run(io, store_->info("jobs#0")).value().first_id, middle);
+
+  auto bad = testing::run(io, topics.purge("jobs", std::nullopt, {2}));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, errc::invalid_argument);
+  auto missing = testing::run(io, topics.purge("nothing", std::nullopt, {}));
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, errc::stream_not_found);
+}
+
 }  // namespace
 }  // namespace replayrail
