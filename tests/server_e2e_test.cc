@@ -545,6 +545,85 @@ TEST_P(ServerE2E, MaxStreamAgeRemovesOldEventsAlsoFromIdleStreams) {
   EXPECT_NE(metrics.find("replayrail_expiry_failures_total 0\n"), std::string::npos);
 }
 
+// POST /v1/topics/{t}/purge (JetStream's purge, Kafka's DeleteRecords): events go as retention
+// removes them; the topic, its partitions, groups and ids stay.
+TEST_P(ServerE2E, PurgeRemovesEventsAndKeepsTheTopicItsGroupsAndItsIds) {
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/orders/events",
+           R"({"partitions":2,"events":[{"type":"a"},{"type":"b"},{"type":"c"},{"type":"d"}]})")
+          .status,
+      201u);
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/groups", R"({"group":"g","start_id":"0-0"})")
+                .status,
+            201u);
+  auto read =
+      call(http::verb::post, "/v1/topics/orders/groups/g/read", R"({"consumer":"c","count":1})");
+  ASSERT_EQ(read.json().at("messages").as_array().size(), 2u) << read.body;  // one a partition
+
+  auto purged = call(http::verb::post, "/v1/topics/orders/purge");
+  ASSERT_EQ(purged.status, 200u) << purged.body;
+  auto answer = purged.json();
+  EXPECT_EQ(answer.at("topic"), "orders");
+  EXPECT_EQ(answer.at("purged").as_int64(), 4);
+  ASSERT_EQ(answer.at("results").as_array().size(), 2u);
+  EXPECT_EQ(answer.at("results").at(0).at("purged").as_int64(), 2);
+  EXPECT_EQ(answer.at("results").at(1).at("purged").as_int64(), 2);
+  EXPECT_EQ(topic_length("orders"), 0);
+  auto described = call(http::verb::get, "/v1/topics/orders/describe").json();
+  EXPECT_EQ(described.at("partitions").as_int64(), 2);
+  ASSERT_EQ(described.at("groups").as_array().size(), 1u) << "the group stays";
+  EXPECT_EQ(described.at("groups").at(0).at("lag").as_int64(), 0);
+  const auto edge = described.at("streams").at(0).at("trimmed_through");
+  EXPECT_NE(edge, "0-0");
+
+  // Ids go on past the purged ones; the group reads what comes next.
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/orders/events", R"({"events":[{"type":"e"}]})").status,
+      201u);
+  read = call(http::verb::post, "/v1/topics/orders/groups/g/read", R"({"consumer":"c"})");
+  ASSERT_EQ(read.json().at("messages").as_array().size(), 1u) << read.body;
+  EXPECT_EQ(read.json().at("messages").at(0).at("event").at("type"), "e");
+
+  // A channel, up to an id: what is older goes, a cursor into it is 410, a later one resumes.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto r = publish("feed", R"({"type":"t"})");
+    ASSERT_EQ(r.status, 201u) << r.body;
+    ids.emplace_back(r.json().at("event").at("id").as_string().c_str());
+  }
+  purged = call(http::verb::post, "/v1/topics/feed/purge", R"({"before":")" + ids[2] + "\"}");
+  ASSERT_EQ(purged.status, 200u) << purged.body;
+  EXPECT_EQ(purged.json().at("purged").as_int64(), 2);
+  EXPECT_EQ(purged.json().at("before").as_string(), ids[2]);
+  auto page = call(http::verb::get, "/events/feed?after=0-0");
+  ASSERT_EQ(page.json().at("events").as_array().size(), 1u) << page.body;
+  EXPECT_EQ(page.json().at("events").at(0).at("id").as_string(), ids[2]);
+  EXPECT_EQ(call(http::verb::get, "/events/feed?after=" + ids[0]).status, 410u);
+  EXPECT_EQ(call(http::verb::get, "/events/feed?after=" + ids[1]).status, 200u);
+  EXPECT_EQ(call(http::verb::post, "/v1/topics/feed/purge", R"({"before":")" + ids[2] + "\"}")
+                .json()
+                .at("purged")
+                .as_int64(),
+            0)
+      << "purging again removes nothing";
+
+  // Bad requests change nothing.
+  auto refused = [&](std::string target, std::string body, unsigned status, std::string code) {
+    auto r = call(http::verb::post, target, std::move(body));
+    EXPECT_EQ(r.status, status) << target << " " << r.body;
+    EXPECT_EQ(r.error_code(), code) << r.body;
+  };
+  refused("/v1/topics/feed/purge", R"({"before":"yesterday"})", 400, "invalid_cursor");
+  refused("/v1/topics/feed/purge", R"({"before":5})", 400, "invalid_cursor");
+  refused("/v1/topics/orders/purge", R"({"partitions":[2]})", 400, "invalid_argument");
+  refused("/v1/topics/feed/purge", R"({"keep":10})", 400, "invalid_argument");
+  refused("/v1/topics/feed/purge", "[", 400, "invalid_json");
+  refused("/v1/topics/nothing/purge", "", 404, "stream_not_found");
+  EXPECT_EQ(call(http::verb::get, "/v1/topics/feed/purge").status, 405u);
+  EXPECT_EQ(topic_length("feed"), 1);
+  EXPECT_EQ(topic_length("orders"), 1);
+}
+
 // DESIGN §2: a publish to a partitioned topic goes to the partition its partition_key picks;
 // a plain channel is a topic of one partition, so consumer groups work on it too.
 TEST_P(ServerE2E, PublishToAPartitionedTopicGoesToThePartitionItsKeyPicks) {
@@ -1389,6 +1468,7 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
       {http::verb::post, "/v1/topics/orders/groups/g/reset", R"({"start_id":"0-0"})", admin,
        consumer},
       {http::verb::delete_, "/v1/topics/orders/groups/h", "", admin, consumer},
+      {http::verb::post, "/v1/topics/orders/purge", R"({"before":"0-1"})", admin, producer},
       {http::verb::get, "/v1/metrics/summary", "", consumer, ""},
       {http::verb::get, "/sse/orders-feed", "", "", producer},
       {http::verb::get, "/ws/orders-feed", "", "", producer},
@@ -3240,6 +3320,31 @@ TEST_F(ClientCli, TokenSignsWhatTheServerAccepts) {
   EXPECT_EQ(cli({"token", "--sub", "x", "--role", "admin"}).code, 2);
   EXPECT_EQ(cli({"token", "--sub", "x", "--role", "root"}, {"AUTH_JWT_SECRET=s"}).code, 2);
   EXPECT_EQ(cli({"token", "--role", "admin"}, {"AUTH_JWT_SECRET=s"}).code, 2);
+}
+
+TEST_F(ClientCli, PurgeRemovesEventsWithAnAdminToken) {
+  const std::string admin = token("admin");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto r = cli({"publish", "jobs", "job.queued", "--token", admin});
+    ASSERT_EQ(r.code, 0);
+    ids.emplace_back(r.json().at("event").at("id").as_string());
+  }
+  auto refused = cli({"purge", "jobs", "--token", token("producer")});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_EQ(refused.json().at("error").at("code").as_string(), "forbidden");
+  auto older = cli({"purge", "jobs", "--before", ids[1], "--token", admin});
+  ASSERT_EQ(older.code, 0) << ::testing::PrintToString(older.lines);
+  EXPECT_EQ(older.json().at("purged").as_int64(), 1);
+  auto bad = cli({"purge", "jobs", "--partition", "1", "--token", admin});
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_EQ(bad.json().at("error").at("code").as_string(), "invalid_argument");
+  auto rest = cli({"purge", "jobs", "--partition", "0", "--token", admin});
+  ASSERT_EQ(rest.code, 0);
+  EXPECT_EQ(rest.json().at("purged").as_int64(), 2);
+  auto page = cli({"replay", "jobs", "--token", admin});
+  ASSERT_EQ(page.code, 0);
+  EXPECT_TRUE(page.json().at("events").as_array().empty());
 }
 
 // The seed's consumer-group walkthrough, from the command line.

@@ -179,7 +179,16 @@ ClientCommands::ClientCommands(CLI::App& app) {
   auto* tail_cmd = app.add_subcommand("tail", "Follow a channel live (JSON lines)");
   tail_cmd->add_option("channel", channel_, "Channel")->required();
   tail_cmd->add_option("--from", from_, "Cursor to start after (default: the server's setting)");
-  clients_ = {publish_cmd, replay_cmd, tail_cmd};
+  auto* purge_cmd = purge_cmd_ = app.add_subcommand(
+      "purge",
+      "Remove a topic's (or channel's) events: all, or those before an id; the topic, its "
+      "groups and ids stay (admin)");
+  purge_cmd->add_option("topic", channel_, "Topic (a channel is a topic of one partition)")
+      ->required();
+  purge_cmd->add_option("--before", before_,
+                        "Only the events before this id (<ms>-<seq>; <ms>-0: stored before then)");
+  purge_cmd->add_option("--partition", partitions_, "Only these partitions (repeatable)");
+  clients_ = {publish_cmd, replay_cmd, tail_cmd, purge_cmd};
 
   auto& g = groups_;
   auto* groups_cmd = app.add_subcommand("groups", "Consumer groups of a topic (or channel)");
@@ -320,6 +329,14 @@ int ClientCommands::run() {
                      "/events/" + path_segment(channel_) + "?after=" + path_segment(after_) +
                          "&limit=" + std::to_string(limit_),
                      {});
+  }
+  if (purge_cmd_->parsed()) {
+    json::object body;
+    if (!before_.empty()) body["before"] = before_;
+    if (!partitions_.empty())
+      body["partitions"] = json::array(partitions_.begin(), partitions_.end());
+    return http_call(*at, http::verb::post, "/v1/topics/" + path_segment(channel_) + "/purge",
+                     replayrail::to_json(body));
   }
   if (bench_cmd_->parsed()) return bench(*at, bench_);
   return tail(*at, channel_, from_);

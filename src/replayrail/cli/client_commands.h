@@ -4,6 +4,7 @@
 // `tail`, `groups …`, `bench`) and `token`, which signs a JWT with the server's secret.
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <deque>
 #include <string>
 #include <utility>
@@ -67,6 +68,8 @@ class ClientCommands {
   std::vector<CLI::App*> clients_;      // connections_[i] is clients_[i]'s
   std::string channel_, type_, payload_ = "{}", actor_, metadata_, event_id_, partition_key_;
   std::string after_ = "0-0", from_;
+  std::string before_;                     // purge --before
+  std::vector<std::uint32_t> partitions_;  // purge --partition
   std::size_t limit_ = 100;
   GroupArgs groups_;
   std::vector<std::pair<std::string, CLI::App*>> group_cmds_;
@@ -75,6 +78,7 @@ class ClientCommands {
   CLI::App* publish_cmd_ = nullptr;
   CLI::App* bench_cmd_ = nullptr;
   CLI::App* replay_cmd_ = nullptr;
+  CLI::App* purge_cmd_ = nullptr;
   CLI::App* token_cmd_ = nullptr;
 };
 

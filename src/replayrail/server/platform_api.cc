@@ -1,5 +1,7 @@
 #include "replayrail/server/platform_api.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -142,7 +144,7 @@ std::optional<Access> PlatformApi::access(std::string_view method,
   if (path.size() < 3 || path[0] != "topics") return Access{};                // any valid token
   const std::string& topic = path[1];
   if (path.size() == 3 && path[2] == "events") return Access{Role::producer, topic};
-  bool admin = (path.size() == 3 && path[2] == "groups") ||
+  bool admin = (path.size() == 3 && (path[2] == "groups" || path[2] == "purge")) ||
                (path.size() == 4 && method == "DELETE") || (path.size() == 5 && path[4] == "reset");
   return Access{admin ? Role::admin : Role::consumer, topic};
 }
@@ -213,6 +215,10 @@ task<std::optional<ApiResponse>> PlatformApi::handle(
     if (method != "GET") co_return not_allowed("GET, HEAD");
     co_return co_await describe(topic);
   }
+  if (path.size() == 3 && path[2] == "purge") {
+    if (method != "POST") co_return not_allowed("POST");
+    co_return co_await purge(topic, body, caller);
+  }
   if (path.size() == 3 && path[2] == "groups") {
     if (method != "POST") co_return not_allowed("POST");
     co_return co_await create_group(topic, body);
@@ -270,6 +276,36 @@ task<ApiResponse> PlatformApi::describe(const std::string& topic) {
   auto d = co_await topics_.describe(topic);
   if (!d) co_return error(d.error());
   co_return ok(200, topic_json(*d));
+}
+
+task<ApiResponse> PlatformApi::purge(const std::string& topic, std::string_view text,
+                                     const auth::Claims* caller) {
+  auto body = Body::parse(text, {"before", "partitions"});
+  if (!body) co_return error(body.error());
+  std::optional<StreamId> before;
+  if (const json::value* b = body->get("before")) {
+    auto id = parse_id(*b, "before");
+    if (!id) co_return error(id.error());
+    before = *id;
+  }
+  auto partitions = body->partitions();
+  if (!partitions) co_return error(partitions.error());
+  auto purged = co_await topics_.purge(topic, before, std::move(*partitions));
+  if (!purged) co_return error(purged.error());
+  const auto& [t, parts] = *purged;
+  std::uint64_t total = 0;
+  json::array results;
+  for (const auto& p : parts) {
+    total += p.purged;
+    results.push_back(json::object{{"partition", p.partition}, {"purged", p.purged}});
+  }
+  // Who removed events is kept in the log (the archive keeps the events themselves).
+  spdlog::info("purge of topic={}{}{} by {}: {} events removed", t.name, before ? " before " : "",
+               before ? before->to_string() : "", caller ? caller->subject : "(auth off)", total);
+  json::object out{{"topic", t.name}, {"partitions", t.partitions}, {"purged", total}};
+  if (before) out["before"] = before->to_string();
+  out["results"] = std::move(results);
+  co_return ok(200, out);
 }
 
 task<ApiResponse> PlatformApi::create_group(const std::string& topic, std::string_view text) {
