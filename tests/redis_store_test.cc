@@ -193,6 +193,42 @@ TEST_F(RedisStoreFaults, RedisSideErrorsAreClear) {
   raw->stop();
 }
 
+// The topic registry's layout (hash `{prefix}:@topics`): "<partitions> <created_at>", then the
+// topic's own retention. A record without retention (older versions) and one with a field a
+// later version may add both read; a damaged one is an error, not a guess.
+TEST_F(RedisStoreFaults, TopicRecordsKeepTheirLayoutAndReadOlderAndNewerOnes) {
+  RedisServer redis;
+  auto store = connect(redis);
+  auto raw = resp::Connection::start(io_.get_executor(),
+                                     {.url = resp::parse_redis_url(redis.url()).value()});
+  ASSERT_TRUE(run(io_, raw->wait_ready(10s)));
+  auto made = run(io_, store->create_topic("orders", 4));
+  ASSERT_TRUE(made);
+  ASSERT_TRUE(run(io_, store->set_topic_retention(
+                           "orders", {.max_length = 500, .max_age = store::Millis(3'600'000)})));
+  auto record = run(io_, raw->command({"HGET", "f:@topics", "orders"}));
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->str, "4 " + made->created_at + " max_length=500 max_age_ms=3600000");
+
+  ASSERT_TRUE(run(io_, raw->command({"HSET", "f:@topics", "old", "2 2025-01-01T00:00:00.000Z",
+                                     "newer", "3 2025-01-01T00:00:00.000Z max_age_ms=5 tier=hot",
+                                     "broken", "two 2025-01-01T00:00:00.000Z"})));
+  auto old = run(io_, store->get_topic("old"));
+  ASSERT_TRUE(old && *old);
+  EXPECT_EQ((*old)->partitions, 2u);
+  EXPECT_EQ((*old)->created_at, "2025-01-01T00:00:00.000Z");
+  EXPECT_EQ((*old)->retention, store::TopicRetention{});
+  auto newer = run(io_, store->get_topic("newer"));
+  ASSERT_TRUE(newer && *newer);
+  EXPECT_EQ((*newer)->partitions, 3u);
+  EXPECT_EQ((*newer)->retention,
+            (store::TopicRetention{.max_length = {}, .max_age = store::Millis(5)}));
+  auto broken = run(io_, store->get_topic("broken"));
+  ASSERT_FALSE(broken);
+  EXPECT_EQ(broken.error().code, errc::internal);
+  raw->stop();
+}
+
 // Redis out of memory refuses writes, but a batch is stored whole or not at all: a failed batch
 // that had been stored in part would be stored twice by its retry.
 TEST_F(RedisStoreFaults, ABatchIsStoredWholeOrNotAtAllWhenRedisIsOutOfMemory) {

@@ -1,6 +1,7 @@
 #include "replayrail/store/rules.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace replayrail::store {
 
@@ -71,6 +72,10 @@ Error no_stream(std::string_view stream) {
   return make_error(errc::stream_not_found, "stream " + quoted(stream) + " does not exist");
 }
 
+Error no_topic(std::string_view topic) {
+  return make_error(errc::stream_not_found, "topic " + quoted(topic) + " does not exist");
+}
+
 Error no_group(std::string_view stream, std::string_view group) {
   return make_error(errc::group_not_found,
                     "no consumer group " + quoted(group) + " on stream " + quoted(stream));
@@ -98,6 +103,20 @@ result<void> check_topic(std::string_view name, std::uint32_t partitions) {
   if (partitions < 1 || partitions > kMaxPartitions) {
     return make_error(errc::invalid_argument,
                       "partitions must be 1-" + std::to_string(kMaxPartitions));
+  }
+  return {};
+}
+
+result<void> check_retention(const TopicRetention& retention) {
+  if (retention.max_age &&
+      (retention.max_age->count() < 0 || *retention.max_age > kMaxRetentionAge)) {
+    return make_error(errc::invalid_argument, "max_age_ms must be 0 (no limit) to " +
+                                                  std::to_string(kMaxRetentionAge.count()));
+  }
+  if (retention.max_length &&
+      *retention.max_length >
+          static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return make_error(errc::invalid_argument, "max_length must be 0 (no limit) to 2^63 - 1");
   }
   return {};
 }

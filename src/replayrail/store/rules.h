@@ -59,12 +59,16 @@ Error no_stream(std::string_view stream);
 Error no_group(std::string_view stream, std::string_view group);
 Error group_exists_error(std::string_view stream, std::string_view group);
 Error duplicate_conflict_error(std::string_view stream, std::string_view event_id);
+Error no_topic(std::string_view topic);
 Error topic_conflict_error(std::string_view topic, std::uint32_t existing, std::uint32_t asked);
 // What every call of a closed store (Store::close) fails with.
 Error store_closed_error();
 
 // Validates a topic name (channel rules) and partition count (1..kMaxPartitions).
 result<void> check_topic(std::string_view name, std::uint32_t partitions);
+
+// A topic's retention: an age from 0 to kMaxRetentionAge, a length below 2^63.
+result<void> check_retention(const TopicRetention& retention);
 
 // read_group()'s arguments; returns whether any cursor re-reads pending history (then the
 // read never blocks).

@@ -144,12 +144,25 @@ struct ConsumerInfo {
   std::uint64_t idle_ms = 0;  // since the consumer last read or claimed
 };
 
+// A topic's own retention (Kafka's per-topic retention.ms, JetStream's per-stream MaxAge); an
+// unset field: the server's (RailConfig's max_stream_length, max_stream_age).
+struct TopicRetention {
+  std::optional<std::uint64_t> max_length;  // newest events kept per partition; 0: no limit
+  std::optional<Millis> max_age;            // events stored longer ago are removed; 0: no limit
+
+  bool operator==(const TopicRetention&) const = default;
+};
+
+// The longest max_age a topic may set (a century): beyond it every id's time is younger anyway.
+inline constexpr Millis kMaxRetentionAge{100LL * 366 * 24 * 3600 * 1000};
+
 // A topic: a channel split into a fixed number of partitions, stream `T#p` each (P = 1: the
 // stream is named T).
 struct Topic {
   std::string name;
   std::uint32_t partitions = 1;
   std::string created_at;
+  TopicRetention retention;
 };
 
 class Store {
@@ -244,6 +257,11 @@ class Store {
   virtual task<result<Topic>> create_topic(std::string_view name, std::uint32_t partitions) = 0;
   virtual task<result<std::optional<Topic>>> get_topic(std::string_view name) = 0;
   virtual task<result<std::vector<Topic>>> list_topics() = 0;
+  // Replaces the topic's own retention (a field left unset: the server's); returns the topic.
+  // stream_not_found when there is no such topic, invalid_argument for an age past
+  // kMaxRetentionAge or below 0, or a length past 2^63 - 1.
+  virtual task<result<Topic>> set_topic_retention(std::string_view name,
+                                                  TopicRetention retention) = 0;
 
   // Whether the store can serve requests now (store_unavailable otherwise).
   virtual task<result<void>> health() = 0;

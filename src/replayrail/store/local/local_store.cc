@@ -365,16 +365,42 @@ task<result<std::optional<Topic>>> LocalStore::get_topic(std::string_view name) 
 task<result<std::vector<Topic>>> LocalStore::list_topics() {
   local::ReaderPool::Lease db;
   RR_CO_TRY_ASSIGN(db, state_->readers->lease());
-  auto st = db->prepare("SELECT name, partitions, created_at FROM topics ORDER BY name");
+  auto st = db->prepare(
+      "SELECT name, partitions, created_at, max_length, max_age_ms FROM topics ORDER BY name");
   if (!st) co_return st.error();
   std::vector<Topic> out;
   for (;;) {
     bool row;
     RR_CO_TRY_ASSIGN(row, st->step());
     if (!row) co_return out;
-    out.push_back({std::string(st->text(0)), static_cast<std::uint32_t>(st->int64(1)),
-                   std::string(st->text(2))});
+    out.push_back(local::topic_row(*st));
   }
+}
+
+task<result<Topic>> LocalStore::set_topic_retention(std::string_view name,
+                                                    TopicRetention retention) {
+  RR_CO_TRY(check_retention(retention));
+  auto op = [name = std::string(name), retention](WriteContext& ctx) -> result<Topic> {
+    auto st = ctx.db.prepare("UPDATE topics SET max_length = ?2, max_age_ms = ?3 WHERE name = ?1");
+    if (!st) return st.error();
+    st->bind(1, name);
+    if (retention.max_length) {
+      st->bind(2, *retention.max_length);
+    } else {
+      st->bind_null(2);
+    }
+    if (retention.max_age) {
+      st->bind(3, std::int64_t{retention.max_age->count()});
+    } else {
+      st->bind_null(3);
+    }
+    RR_TRY(st->run());
+    auto t = local::load_topic(ctx.db, name);
+    if (!t) return t.error();
+    if (!*t) return no_topic(name);
+    return std::move(**t);
+  };
+  co_return co_await state_->writer->call<Topic>(std::move(op));
 }
 
 task<result<void>> LocalStore::health() {

@@ -245,8 +245,10 @@ TEST_F(LocalStoreTest, SchemaVersion1IsMigrated) {
     ASSERT_TRUE(run(s->append("s", sample(), {})));
     ASSERT_TRUE(run(s->group_create("s", "g", Cursor::beginning(), false)));
   }
-  // What a version 1 database looked like: groups without options.
-  set_pragma("ALTER TABLE groups DROP COLUMN max_deliveries; PRAGMA user_version=1;");
+  // What a version 1 database looked like: groups without options, topics without retention.
+  set_pragma(
+      "ALTER TABLE groups DROP COLUMN max_deliveries; ALTER TABLE topics DROP COLUMN max_length; "
+      "ALTER TABLE topics DROP COLUMN max_age_ms; PRAGMA user_version=1;");
   auto s = open();
   ASSERT_TRUE(s);
   auto info = run(s->info("s"));
@@ -261,6 +263,23 @@ TEST_F(LocalStoreTest, SchemaVersion1IsMigrated) {
   auto version = db->prepare("PRAGMA user_version").value();
   ASSERT_TRUE(version.step().value());
   EXPECT_EQ(version.int64(0), local::kSchemaVersion);
+}
+
+TEST_F(LocalStoreTest, SchemaVersion2IsMigrated) {
+  ASSERT_TRUE(run(open()->create_topic("orders", 4)));
+  // What a version 2 database looked like: topics without retention.
+  set_pragma(
+      "ALTER TABLE topics DROP COLUMN max_length; ALTER TABLE topics DROP COLUMN max_age_ms; "
+      "PRAGMA user_version=2;");
+  auto s = open();
+  auto t = run(s->get_topic("orders"));
+  ASSERT_TRUE(t) << t.error().message;
+  ASSERT_TRUE(t->has_value());
+  EXPECT_EQ((*t)->partitions, 4u);
+  EXPECT_EQ((*t)->retention, TopicRetention{}) << "the server's";
+  const TopicRetention own{.max_length = 10, .max_age = Millis(60'000)};
+  ASSERT_TRUE(run(s->set_topic_retention("orders", own)));
+  EXPECT_EQ(run(s->get_topic("orders"))->value().retention, own);
 }
 
 TEST_F(LocalStoreTest, ForeignDatabaseIsRefused) {

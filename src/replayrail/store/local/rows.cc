@@ -100,15 +100,25 @@ result<void> check_group(sqlite::Connection& db, std::string_view stream, std::s
   return {};
 }
 
+Topic topic_row(sqlite::Statement& st) {
+  Topic t{std::string(st.text(0)),
+          static_cast<std::uint32_t>(st.int64(1)),
+          std::string(st.text(2)),
+          {}};
+  if (!st.is_null(3)) t.retention.max_length = static_cast<std::uint64_t>(st.int64(3));
+  if (!st.is_null(4)) t.retention.max_age = Millis(st.int64(4));
+  return t;
+}
+
 result<std::optional<Topic>> load_topic(sqlite::Connection& db, std::string_view name) {
-  auto st = db.prepare("SELECT partitions, created_at FROM topics WHERE name = ?1");
+  auto st = db.prepare(
+      "SELECT name, partitions, created_at, max_length, max_age_ms FROM topics WHERE name = ?1");
   if (!st) return st.error();
   st->bind(1, name);
   bool row;
   RR_TRY_ASSIGN(row, st->step());
   if (!row) return std::optional<Topic>();
-  return Topic{std::string(name), static_cast<std::uint32_t>(st->int64(0)),
-               std::string(st->text(1))};
+  return topic_row(*st);
 }
 
 }  // namespace replayrail::store::local

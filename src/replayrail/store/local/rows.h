@@ -48,6 +48,8 @@ result<std::vector<GroupInfo>> load_groups(sqlite::Connection& db, std::string_v
 // no_group() unless the group exists on the stream.
 result<void> check_group(sqlite::Connection& db, std::string_view stream, std::string_view group);
 
+// A topic from a row of `SELECT name, partitions, created_at, max_length, max_age_ms`.
+Topic topic_row(sqlite::Statement& st);
 result<std::optional<Topic>> load_topic(sqlite::Connection& db, std::string_view name);
 
 }  // namespace replayrail::store::local

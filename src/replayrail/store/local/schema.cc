@@ -51,7 +51,8 @@ CREATE TABLE pending (
 ) WITHOUT ROWID;
 
 CREATE TABLE topics (
-  name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, created_at TEXT NOT NULL
+  name TEXT PRIMARY KEY, partitions INTEGER NOT NULL, created_at TEXT NOT NULL,
+  max_length INTEGER, max_age_ms INTEGER  -- the topic's own retention; NULL: the server's
 ) WITHOUT ROWID;
 )sql";
 
@@ -60,6 +61,9 @@ CREATE TABLE topics (
 constexpr const char* kMigrations[] = {
     // 1 -> 2: group options.
     "ALTER TABLE groups ADD COLUMN max_deliveries INTEGER NOT NULL DEFAULT 0;",
+    // 2 -> 3: a topic's own retention.
+    "ALTER TABLE topics ADD COLUMN max_length INTEGER;"
+    "ALTER TABLE topics ADD COLUMN max_age_ms INTEGER;",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion - 1);
 

@@ -10,7 +10,7 @@ namespace replayrail::store::local {
 
 // The database's schema version (PRAGMA user_version); bumped with every change to schema.cc.
 // Older versions are migrated when opened (schema.cc).
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 // PRAGMA application_id: marks a file as a ReplayRail database ("RRL1").
 inline constexpr int kApplicationId = 0x52524c31;
 

@@ -582,6 +582,17 @@ task<result<std::vector<Topic>>> MemoryStore::list_topics() {
   co_return out;
 }
 
+task<result<Topic>> MemoryStore::set_topic_retention(std::string_view name,
+                                                     TopicRetention retention) {
+  RR_CO_TRY(state_->open());
+  RR_CO_TRY(check_retention(retention));
+  std::lock_guard lock(state_->mu);
+  auto it = state_->topics.find(name);
+  if (it == state_->topics.end()) co_return no_topic(name);
+  it->second.retention = retention;
+  co_return it->second;
+}
+
 task<result<void>> MemoryStore::health() { co_return state_->open(); }
 
 void MemoryStore::close() {

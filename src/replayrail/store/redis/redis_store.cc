@@ -853,8 +853,8 @@ task<result<std::vector<std::string>>> RedisStore::list_streams() {
 
 task<result<Topic>> RedisStore::create_topic(std::string_view name, std::uint32_t partitions) {
   RR_CO_TRY(check_topic(name, partitions));
-  Topic t{std::string(name), partitions, now_timestamp()};
-  std::string value = std::to_string(partitions) + " " + t.created_at;
+  Topic t{std::string(name), partitions, now_timestamp(), {}};
+  std::string value = topic_value(t);
   Reply created;
   RR_CO_TRY_ASSIGN(
       created, co_await call(slot(topics_key()), command("HSETNX", topics_key(), t.name, value)));
@@ -887,6 +887,20 @@ task<result<std::vector<Topic>>> RedisStore::list_topics() {
   }
   std::sort(out.begin(), out.end(), [](const Topic& a, const Topic& b) { return a.name < b.name; });
   co_return out;
+}
+
+task<result<Topic>> RedisStore::set_topic_retention(std::string_view name,
+                                                    TopicRetention retention) {
+  RR_CO_TRY(check_retention(retention));
+  // Read, then write the whole record: its partitions and created_at never change, so only two
+  // retention changes at once can race, and the last one stands either way.
+  std::optional<Topic> t;
+  RR_CO_TRY_ASSIGN(t, co_await get_topic(name));
+  if (!t) co_return no_topic(name);
+  t->retention = retention;
+  RR_CO_TRY(
+      co_await call(slot(topics_key()), command("HSET", topics_key(), t->name, topic_value(*t))));
+  co_return std::move(*t);
 }
 
 task<result<void>> RedisStore::health() {

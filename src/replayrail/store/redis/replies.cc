@@ -1,6 +1,8 @@
 #include "replayrail/store/redis/replies.h"
 
+#include <algorithm>
 #include <charconv>
+#include <vector>
 
 namespace replayrail::store::redis {
 
@@ -78,14 +80,44 @@ const Reply& field(const Reply& map, std::string_view name) {
 }
 
 result<Topic> parse_topic(std::string_view name, std::string_view value) {
-  auto space = value.find(' ');
-  std::uint32_t partitions = 0;
-  auto bad = space == std::string_view::npos ||
-             std::from_chars(value.data(), value.data() + space, partitions).ec != std::errc{};
-  if (bad || partitions == 0) {
+  auto bad = [&] {
     return make_error(errc::internal, "bad topic record for " + std::string(name));
+  };
+  // Space-separated fields.
+  std::vector<std::string_view> fields;
+  for (std::size_t at = 0; at <= value.size();) {
+    auto end = std::min(value.find(' ', at), value.size());
+    fields.push_back(value.substr(at, end - at));
+    at = end + 1;
   }
-  return Topic{std::string(name), partitions, std::string(value.substr(space + 1))};
+  auto number = [](std::string_view text, auto& out) {
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    return ec == std::errc{} && end == text.data() + text.size();
+  };
+  Topic t{std::string(name), 0, {}, {}};
+  if (fields.size() < 2 || !number(fields[0], t.partitions) || t.partitions == 0) return bad();
+  t.created_at = fields[1];
+  for (std::size_t i = 2; i < fields.size(); ++i) {
+    const auto eq = fields[i].find('=');
+    if (eq == std::string_view::npos) continue;
+    const auto key = fields[i].substr(0, eq);
+    const auto text = fields[i].substr(eq + 1);
+    if (key == "max_length") {
+      if (!number(text, t.retention.max_length.emplace())) return bad();
+    } else if (key == "max_age_ms") {
+      std::int64_t ms = 0;
+      if (!number(text, ms)) return bad();
+      t.retention.max_age = Millis(ms);
+    }
+  }
+  return t;
+}
+
+std::string topic_value(const Topic& t) {
+  std::string out = std::to_string(t.partitions) + " " + t.created_at;
+  if (t.retention.max_length) out += " max_length=" + std::to_string(*t.retention.max_length);
+  if (t.retention.max_age) out += " max_age_ms=" + std::to_string(t.retention.max_age->count());
+  return out;
 }
 
 }  // namespace replayrail::store::redis

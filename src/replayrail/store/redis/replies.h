@@ -46,7 +46,10 @@ result<EventPtr> parse_entry(const resp::Reply& entry);
 // The value after `name` in a flat [name, value, …] reply (XINFO); a nil reply when absent.
 const resp::Reply& field(const resp::Reply& map, std::string_view name);
 
-// A topic registry value: "<partitions> <created_at>".
+// A topic registry value: "<partitions> <created_at>", then the topic's own retention, each
+// setting as " max_length=N" / " max_age_ms=N" when set. Fields it does not know are skipped,
+// so a later version may add some.
 result<Topic> parse_topic(std::string_view name, std::string_view value);
+std::string topic_value(const Topic& t);
 
 }  // namespace replayrail::store::redis

@@ -410,6 +410,46 @@ TEST_P(StoreConformance, TopicsRefuseBadNamesAndCounts) {
   EXPECT_TRUE(run(store().list_topics())->empty());
 }
 
+TEST_P(StoreConformance, ATopicKeepsItsOwnRetention) {
+  auto t = run(store().create_topic("orders", 4));
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->retention, TopicRetention{}) << "the server's, until set";
+  const TopicRetention own{.max_length = 500, .max_age = Millis(3'600'000)};
+  auto set = run(store().set_topic_retention("orders", own));
+  ASSERT_TRUE(set) << set.error().message;
+  EXPECT_EQ(set->retention, own);
+  EXPECT_EQ(set->partitions, 4u);
+  EXPECT_EQ(set->created_at, t->created_at);
+  EXPECT_EQ(run(store().get_topic("orders"))->value().retention, own);
+  EXPECT_EQ(run(store().list_topics())->at(0).retention, own);
+  EXPECT_EQ(run(store().create_topic("orders", 4))->retention, own) << "creating again keeps it";
+
+  // Zero is a setting of its own (no limit), not the server's; a field left unset is.
+  const TopicRetention unlimited{.max_length = 0, .max_age = std::nullopt};
+  ASSERT_TRUE(run(store().set_topic_retention("orders", unlimited)));
+  EXPECT_EQ(run(store().get_topic("orders"))->value().retention, unlimited);
+  ASSERT_TRUE(run(store().set_topic_retention("orders", {})));
+  EXPECT_EQ(run(store().get_topic("orders"))->value().retention, TopicRetention{});
+
+  auto missing = run(store().set_topic_retention("nope", own));
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, errc::stream_not_found);
+  EXPECT_FALSE(run(store().get_topic("nope"))->has_value()) << "not created";
+  for (const TopicRetention& bad :
+       {TopicRetention{.max_length = {}, .max_age = Millis(-1)},
+        TopicRetention{.max_length = {}, .max_age = kMaxRetentionAge + Millis(1)},
+        TopicRetention{.max_length = std::uint64_t{1} << 63, .max_age = {}}}) {
+    auto refused = run(store().set_topic_retention("orders", bad));
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, errc::invalid_argument);
+  }
+  EXPECT_EQ(run(store().get_topic("orders"))->value().retention, TopicRetention{});
+  const TopicRetention longest{.max_length = (std::uint64_t{1} << 63) - 1,
+                               .max_age = kMaxRetentionAge};
+  ASSERT_TRUE(run(store().set_topic_retention("orders", longest)));
+  EXPECT_EQ(run(store().get_topic("orders"))->value().retention, longest);
+}
+
 TEST_P(StoreConformance, HealthIsOk) { EXPECT_TRUE(run(store().health())); }
 
 }  // namespace replayrail::testing
