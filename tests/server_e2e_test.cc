@@ -545,6 +545,76 @@ TEST_P(ServerE2E, MaxStreamAgeRemovesOldEventsAlsoFromIdleStreams) {
   EXPECT_NE(metrics.find("replayrail_expiry_failures_total 0\n"), std::string::npos);
 }
 
+// PUT /v1/topics/{t}: a topic's own retention (Kafka's per-topic retention.ms, JetStream's
+// per-stream MaxMsgs and MaxAge), by length and by age, with no server-wide age set.
+TEST_P(ServerE2E, ATopicKeepsARetentionOfItsOwn) {
+  auto made = call(http::verb::put, "/v1/topics/orders", R"({"partitions":2,"max_length":3})");
+  ASSERT_EQ(made.status, 201u) << made.body;
+  auto answer = made.json();
+  EXPECT_EQ(answer.at("partitions").as_int64(), 2);
+  const auto& retention = answer.at("retention");
+  EXPECT_EQ(retention.at("max_length").at("value").as_int64(), 3);
+  EXPECT_EQ(retention.at("max_length").at("source"), "topic");
+  EXPECT_EQ(retention.at("max_age_ms").at("value").as_int64(), 0);
+  EXPECT_EQ(retention.at("max_age_ms").at("source"), "server");
+  std::string ten = R"({"events":[)";
+  for (int i = 0; i < 10; ++i) ten += std::string(i ? "," : "") + R"({"type":"t"})";
+  ten += "]}";
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/events", ten).status, 201u);
+  EXPECT_EQ(topic_length("orders"), 6) << "3 in each partition";
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(publish("orders", R"({"type":"t","partition_key":"k"})").status, 201u);
+  }
+  EXPECT_EQ(topic_length("orders"), 6) << "POST /events keeps to it too";
+
+  // PUT again: the whole retention is replaced (an absent field is the server's again).
+  auto again = call(http::verb::put, "/v1/topics/orders", R"({"max_length":5})");
+  ASSERT_EQ(again.status, 200u) << again.body;
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/events", ten).status, 201u);
+  EXPECT_EQ(topic_length("orders"), 10);
+  auto described = call(http::verb::get, "/v1/topics/orders/describe").json();
+  EXPECT_EQ(described.at("retention").at("max_length").at("value").as_int64(), 5);
+
+  // A channel is a topic of one partition: its publishes keep to its own limit.
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(publish("feed", R"({"type":"t"})").status, 201u);
+  ASSERT_EQ(call(http::verb::put, "/v1/topics/feed", R"({"max_length":2})").status, 200u);
+  ASSERT_EQ(publish("feed", R"({"type":"t"})").status, 201u);
+  EXPECT_EQ(topic_length("feed"), 2);
+
+  // By age, with no --max-stream-age: the server finds topics given one and expires them.
+  ASSERT_EQ(
+      call(http::verb::put, "/v1/topics/aged", R"({"partitions":2,"max_age_ms":1000})").status,
+      201u);
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/aged/events", ten).status, 201u);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (topic_length("aged") > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(topic_length("aged"), 0);
+  EXPECT_EQ(topic_length("orders"), 10) << "no age of its own, none on the server";
+  const auto metrics = call(http::verb::get, "/metrics").body;
+  EXPECT_NE(metrics.find("replayrail_expired_events_total 10\n"), std::string::npos) << metrics;
+
+  // Bad requests change nothing.
+  auto refused = [&](std::string target, std::string body, unsigned status, std::string code) {
+    auto r = call(http::verb::put, target, std::move(body));
+    EXPECT_EQ(r.status, status) << target << " " << r.body;
+    EXPECT_EQ(r.error_code(), code) << r.body;
+  };
+  refused("/v1/topics/orders", R"({"partitions":4})", 409, "topic_conflict");
+  refused("/v1/topics/orders", R"({"max_length":-1})", 400, "invalid_argument");
+  refused("/v1/topics/orders", R"({"max_age_ms":"7d"})", 400, "invalid_argument");
+  refused("/v1/topics/orders", R"({"max_age_ms":1e30})", 400, "invalid_argument");
+  refused("/v1/topics/orders", R"({"retention_ms":1})", 400, "invalid_argument");
+  refused("/v1/topics/fresh", R"({"partitions":0})", 400, "invalid_argument");
+  refused("/v1/topics/fresh", "{", 400, "invalid_json");
+  EXPECT_EQ(call(http::verb::get, "/v1/topics/orders").status, 405u);
+  EXPECT_EQ(call(http::verb::get, "/v1/topics/fresh/describe").status, 404u) << "not created";
+  described = call(http::verb::get, "/v1/topics/orders/describe").json();
+  EXPECT_EQ(described.at("partitions").as_int64(), 2);
+  EXPECT_EQ(described.at("retention").at("max_length").at("value").as_int64(), 5);
+}
+
 // POST /v1/topics/{t}/purge (JetStream's purge, Kafka's DeleteRecords): events go as retention
 // removes them; the topic, its partitions, groups and ids stay.
 TEST_P(ServerE2E, PurgeRemovesEventsAndKeepsTheTopicItsGroupsAndItsIds) {
@@ -1469,6 +1539,7 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
        consumer},
       {http::verb::delete_, "/v1/topics/orders/groups/h", "", admin, consumer},
       {http::verb::post, "/v1/topics/orders/purge", R"({"before":"0-1"})", admin, producer},
+      {http::verb::put, "/v1/topics/orders", R"({"partitions":8})", admin, consumer},
       {http::verb::get, "/v1/metrics/summary", "", consumer, ""},
       {http::verb::get, "/sse/orders-feed", "", "", producer},
       {http::verb::get, "/ws/orders-feed", "", "", producer},
@@ -3320,6 +3391,28 @@ TEST_F(ClientCli, TokenSignsWhatTheServerAccepts) {
   EXPECT_EQ(cli({"token", "--sub", "x", "--role", "admin"}).code, 2);
   EXPECT_EQ(cli({"token", "--sub", "x", "--role", "root"}, {"AUTH_JWT_SECRET=s"}).code, 2);
   EXPECT_EQ(cli({"token", "--role", "admin"}, {"AUTH_JWT_SECRET=s"}).code, 2);
+}
+
+TEST_F(ClientCli, ConfigureGivesATopicItsOwnRetention) {
+  const std::string admin = token("admin");
+  auto made = cli({"configure", "jobs", "--partitions", "3", "--max-length", "2", "--max-age", "7d",
+                   "--token", admin});
+  ASSERT_EQ(made.code, 0) << ::testing::PrintToString(made.lines);
+  const auto answer = made.json();
+  EXPECT_EQ(answer.at("partitions").as_int64(), 3);
+  EXPECT_EQ(answer.at("retention").at("max_length").at("value").as_int64(), 2);
+  EXPECT_EQ(answer.at("retention").at("max_age_ms").at("value").as_int64(), 7 * 86'400'000LL);
+  auto reset = cli({"configure", "jobs", "--token", admin});
+  ASSERT_EQ(reset.code, 0);
+  EXPECT_EQ(reset.json().at("retention").at("max_age_ms").at("source").as_string(), "server");
+  auto conflict = cli({"configure", "jobs", "--partitions", "2", "--token", admin});
+  EXPECT_EQ(conflict.code, 1);
+  EXPECT_EQ(conflict.json().at("error").at("code").as_string(), "topic_conflict");
+  EXPECT_EQ(cli({"configure", "jobs", "--max-age", "7", "--token", admin}).code, 2) << "no unit";
+  EXPECT_EQ(cli({"configure", "jobs", "--max-length", "-1", "--token", admin}).code, 2);
+  auto refused = cli({"configure", "jobs", "--token", token("producer")});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_EQ(refused.json().at("error").at("code").as_string(), "forbidden");
 }
 
 TEST_F(ClientCli, PurgeRemovesEventsWithAnAdminToken) {

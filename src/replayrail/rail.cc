@@ -28,16 +28,23 @@ store::task<result<store::Appended>> Rail::publish(const EventInput& input) {
   co_return stored;
 }
 
-store::task<result<Expired>> Rail::expire_old_events(std::uint64_t now_ms) {
-  Expired out;
-  const auto max_age = static_cast<std::uint64_t>(config_.max_stream_age.count());
-  if (max_age == 0 || now_ms <= max_age) co_return out;
-  const StreamId before{now_ms - max_age, 0};
+store::task<result<Expired>> Rail::expire_old_events(std::uint64_t now_ms,
+                                                     const StringMap<store::Millis>& own) {
+  // Every stream when there is a server-wide age (listing them all); else only those of `own`.
   std::vector<std::string> streams;
-  RR_CO_TRY_ASSIGN(streams, co_await store_->list_streams());
+  if (config_.max_stream_age.count() > 0) {
+    RR_CO_TRY_ASSIGN(streams, co_await store_->list_streams());
+  } else {
+    for (const auto& [stream, age] : own) streams.push_back(stream);
+  }
+  Expired out;
   for (const auto& stream : streams) {
+    auto it = own.find(stream);
+    const auto age =
+        static_cast<std::uint64_t>((it == own.end() ? config_.max_stream_age : it->second).count());
+    if (age == 0 || now_ms <= age) continue;
     std::uint64_t removed;
-    RR_CO_TRY_ASSIGN(removed, co_await store_->trim_before(stream, before));
+    RR_CO_TRY_ASSIGN(removed, co_await store_->trim_before(stream, StreamId{now_ms - age, 0}));
     out.events += removed;
     ++out.streams;
   }

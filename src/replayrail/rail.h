@@ -13,12 +13,19 @@
 #include <vector>
 
 #include "replayrail/backpressure.h"
+#include "replayrail/common/string_map.h"
 #include "replayrail/core/cursor.h"
 #include "replayrail/core/event.h"
 #include "replayrail/store/history.h"
 #include "replayrail/store/store.h"
 
 namespace replayrail {
+
+// How often to remove what is older than `max_age`: a tenth of it, from 1 s to 1 min, so an
+// event outlives it by that at most.
+inline store::Millis expiry_interval(store::Millis max_age) {
+  return std::clamp<store::Millis>(max_age / 10, std::chrono::seconds(1), std::chrono::minutes(1));
+}
 
 // Where a subscriber without a cursor starts.
 enum class StartPosition { latest, earliest };
@@ -43,12 +50,8 @@ struct RailConfig {
   store::AppendOptions append_options() const {
     return {max_stream_length, idempotency_ttl, approximate_trim};
   }
-  // How often a server runs expire_old_events(): a tenth of the max age, from 1 s to 1 min, so
-  // an event outlives it by that at most.
-  store::Millis expiry_interval() const {
-    return std::clamp<store::Millis>(max_stream_age / 10, std::chrono::seconds(1),
-                                     std::chrono::minutes(1));
-  }
+  // How often a server runs expire_old_events() for the max age: expiry_interval(max_stream_age).
+  store::Millis expiry_interval() const { return replayrail::expiry_interval(max_stream_age); }
 };
 
 // What one Rail::expire_old_events() pass did.
@@ -95,9 +98,12 @@ class Rail {
 
   // Retention by age: removes from every stream (channels and topic partitions) the events stored
   // more than config.max_stream_age before `now_ms`, by the time in their id (XTRIM MINID);
-  // nothing without a max age. The server runs it every expiry_interval(); an application that
-  // embeds the library runs it on a timer of its own. It stops at the first stream that fails.
-  store::task<result<Expired>> expire_old_events(std::uint64_t now_ms = unix_now_ms());
+  // nothing without a max age. `own`: streams with a max age of their own (their topic's, from
+  // Topics::own_max_ages(); 0: none), which config.max_stream_age does not govern. The server
+  // runs it every expiry_interval() of the shortest age; an application that embeds the library
+  // runs it on a timer of its own. It stops at the first stream that fails.
+  store::task<result<Expired>> expire_old_events(std::uint64_t now_ms = unix_now_ms(),
+                                                 const StringMap<store::Millis>& own = {});
 
   // The id `cursor` stands for now: `$` resolves to the stream's last id (0-0 if none yet),
   // any other cursor to its own id.

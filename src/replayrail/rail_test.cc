@@ -232,6 +232,40 @@ TEST_F(RailTest, SubscribeUnderConcurrentPublishingHasNoGapAndNoDuplicate) {
   }
 }
 
+// Streams with an age of their own (their topic's) follow it, whatever the server-wide one, and
+// without a server-wide age only they are looked at.
+TEST(RailRetention, StreamsWithAnAgeOfTheirOwnFollowIt) {
+  std::atomic<std::uint64_t> clock = 1'000'000;
+  auto store = std::make_shared<store::MemoryStore>(
+      store::MemoryStore::Options{.now_ms = [&clock] { return clock.load(); }});
+  asio::io_context io;
+  Rail unlimited(store);
+  auto publish = [&](std::string_view channel) {
+    EventInput in{.channel = channel, .type = "t", .payload = "{}"};
+    ASSERT_TRUE(testing::run(io, unlimited.publish(in)));
+  };
+  for (auto channel : {"short", "kept", "plain"}) publish(channel);
+  clock = 1'100'000;
+  for (auto channel : {"short", "kept", "plain"}) publish(channel);
+  const StringMap<store::Millis> own{{"short", 60'000ms}, {"kept", 0ms}, {"not-yet", 1ms}};
+
+  auto pass = testing::run(io, unlimited.expire_old_events(1'100'000, own));
+  ASSERT_TRUE(pass) << pass.error().message;
+  EXPECT_EQ(pass->events, 1u) << "only short's first event: no age for the others";
+  EXPECT_EQ(testing::run(io, store->info("short")).value().length, 1u);
+  EXPECT_EQ(testing::run(io, store->info("plain")).value().length, 2u);
+  EXPECT_FALSE(testing::run(io, store->info("not-yet"))) << "a stream is not created";
+
+  RailConfig config;
+  config.max_stream_age = 60'000ms;
+  Rail aging(store, config);
+  pass = testing::run(io, aging.expire_old_events(1'100'000, own));
+  ASSERT_TRUE(pass) << pass.error().message;
+  EXPECT_EQ(pass->events, 1u) << "plain's first event; kept's own 0 is no age limit";
+  EXPECT_EQ(testing::run(io, store->info("plain")).value().length, 1u);
+  EXPECT_EQ(testing::run(io, store->info("kept")).value().length, 2u);
+}
+
 TEST(RailRetention, ExpireOldEventsRemovesWhatOutlivedTheMaxAgeFromEveryStream) {
   std::atomic<std::uint64_t> clock = 1'000'000;  // the store's clock: the ids' time
   auto store = std::make_shared<store::MemoryStore>(

@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "replayrail/core/json_text.h"
+#include "replayrail/store/rules.h"
 
 namespace replayrail {
 
@@ -133,7 +134,7 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::store_event
       out[indices[j]].duplicate = (*stored)[j].duplicate;
     }
   };
-  const store::AppendOptions& options = config_.appends;
+  const store::AppendOptions options = appends_for(t);
   if (by_partition.size() == 1) {
     const auto& [p, part] = *by_partition.begin();
     co_await append_partition(*store_, part.first, part.second, made, out, options);
@@ -163,7 +164,8 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::store_event
 
 task<result<store::Topic>> Topics::open_for_ingest(std::string_view topic,
                                                    std::optional<std::uint32_t> partitions) {
-  std::optional<store::Topic> t = known(topic);
+  std::optional<store::Topic> t;
+  RR_CO_TRY_ASSIGN(t, co_await cached(topic));
   if (!t) RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));
   if (!t) RR_CO_TRY_ASSIGN(t, co_await adopt_channel(topic));
   if (!t) {
@@ -191,8 +193,9 @@ task<result<store::Topic>> Topics::open_for_ingest(std::string_view topic,
 
 task<result<store::Topic>> Topics::existing(std::string_view topic) {
   RR_CO_TRY(validate_channel(topic));
-  if (auto t = known(topic)) co_return std::move(*t);
   std::optional<store::Topic> t;
+  RR_CO_TRY_ASSIGN(t, co_await cached(topic));
+  if (t) co_return std::move(*t);
   RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));
   if (!t) RR_CO_TRY_ASSIGN(t, co_await adopt_channel(topic));
   if (!t) co_return make_error(errc::stream_not_found, "no topic " + std::string(topic));
@@ -213,49 +216,90 @@ task<result<std::optional<store::Topic>>> Topics::adopt_channel(std::string_view
   co_return t;
 }
 
-task<result<std::uint32_t>> Topics::partitions_of(std::string_view channel) {
-  // The count of a topic seen before, or whether this caller reloads the registry; one lock, as
-  // this runs on every POST /events.
-  auto look = [this](std::string_view name) -> std::optional<std::uint32_t> {
+task<result<std::optional<store::Topic>>> Topics::find(std::string_view channel) {
+  co_return co_await cached(channel);
+}
+
+task<result<std::optional<store::Topic>>> Topics::cached(std::string_view topic) {
+  // One lock, as this runs on every publish: the topic, and whether this caller reloads.
+  auto look = [this](std::string_view name) -> std::optional<store::Topic> {
     auto it = known_.find(name);
-    return it == known_.end() ? std::nullopt : std::optional(it->second.partitions);
+    return it == known_.end() ? std::nullopt : std::optional(it->second);
   };
   const auto now = std::chrono::steady_clock::now();
-  std::optional<std::uint32_t> found;
+  std::optional<store::Topic> found;
   bool load = false;
   {
     std::lock_guard lock(known_mu_);
-    found = look(channel);
+    found = look(topic);
     const bool never = registry_loaded_ == std::chrono::steady_clock::time_point{};
     // Before the first load every caller waits for one: a partitioned topic must never be
-    // taken for a plain channel. Later, one caller refreshes and the others answer from known_.
-    load = !found && (never || (!registry_loading_ && now - registry_loaded_ >= registry_refresh));
+    // taken for a plain channel. Later, one caller reloads and the others answer from known_.
+    load = never || (!registry_loading_ && now - registry_loaded_ >= registry_refresh);
     if (load) registry_loading_ = true;
   }
-  if (!load) co_return found.value_or(1u);
+  if (!load) co_return found;
   auto topics = co_await store_->list_topics();
   {
     std::lock_guard lock(known_mu_);
     registry_loading_ = false;
     if (topics) {
-      for (auto& t : *topics) known_.try_emplace(t.name, std::move(t));
+      for (auto& t : *topics) known_.insert_or_assign(t.name, std::move(t));
       registry_loaded_ = now;
-      found = look(channel);
+      found = look(topic);
     }
   }
   if (!topics) co_return topics.error();
-  co_return found.value_or(1u);
-}
-
-std::optional<store::Topic> Topics::known(std::string_view topic) {
-  std::lock_guard lock(known_mu_);
-  auto it = known_.find(topic);
-  return it == known_.end() ? std::nullopt : std::optional(it->second);
+  co_return found;
 }
 
 void Topics::remember(const store::Topic& t) {
   std::lock_guard lock(known_mu_);
-  known_.try_emplace(t.name, t);
+  known_.insert_or_assign(t.name, t);
+}
+
+store::AppendOptions Topics::appends_for(const store::Topic& t) const {
+  store::AppendOptions options = config_.appends;
+  if (t.retention.max_length) options.maxlen = *t.retention.max_length;
+  return options;
+}
+
+store::TopicRetention Topics::effective_retention(const store::Topic& t) const {
+  return {.max_length = t.retention.max_length.value_or(config_.appends.maxlen),
+          .max_age = t.retention.max_age.value_or(config_.max_age)};
+}
+
+task<result<std::pair<store::Topic, bool>>> Topics::configure(
+    std::string_view topic, std::optional<std::uint32_t> partitions,
+    store::TopicRetention retention) {
+  // Everything is checked before the topic is created.
+  RR_CO_TRY(validate_channel(topic));
+  RR_CO_TRY(store::check_retention(retention));
+  if (partitions && (*partitions == 0 || *partitions > kMaxPartitions)) {
+    co_return make_error(errc::invalid_argument,
+                         "partitions must be between 1 and " + std::to_string(kMaxPartitions));
+  }
+  std::optional<store::Topic> before;
+  RR_CO_TRY_ASSIGN(before, co_await store_->get_topic(topic));
+  if (!before) RR_CO_TRY_ASSIGN(before, co_await adopt_channel(topic));
+  store::Topic t;
+  RR_CO_TRY_ASSIGN(t, co_await open_for_ingest(topic, partitions));
+  RR_CO_TRY_ASSIGN(t, co_await store_->set_topic_retention(t.name, retention));
+  remember(t);
+  co_return std::make_pair(std::move(t), !before);
+}
+
+task<result<StringMap<store::Millis>>> Topics::own_max_ages() {
+  std::vector<store::Topic> topics;
+  RR_CO_TRY_ASSIGN(topics, co_await store_->list_topics());
+  StringMap<store::Millis> out;
+  for (const auto& t : topics) {
+    if (!t.retention.max_age) continue;
+    for (std::uint32_t p = 0; p < t.partitions; ++p) {
+      out.emplace(store::partition_stream(t.name, t.partitions, p), *t.retention.max_age);
+    }
+  }
+  co_return out;
 }
 
 result<void> Topics::check_partitions(const store::Topic& t, const std::vector<std::uint32_t>& ps) {
@@ -481,7 +525,11 @@ task<result<void>> Topics::dead_letter(const store::Topic& t, std::uint32_t p,
   if (!validate_event_id(event_id)) input.event_id.reset();  // too long, or the group's name
   NewEvent dead;
   RR_CO_TRY_ASSIGN(dead, make_event(input));
-  RR_CO_TRY(co_await store_->append(stream, std::move(dead), config_.appends));
+  // The dead-letter stream is a channel of its own, which may be given a retention of its own.
+  std::optional<store::Topic> own;
+  RR_CO_TRY_ASSIGN(own, co_await cached(stream));
+  RR_CO_TRY(
+      co_await store_->append(stream, std::move(dead), own ? appends_for(*own) : config_.appends));
   const auto partition = store::partition_stream(t.name, t.partitions, p);
   RR_CO_TRY(co_await store_->ack(partition, group, std::span(&m.id, 1)));
   stream_changed(partition);

@@ -27,6 +27,7 @@ struct TopicsConfig {
   std::size_t max_batch = 5000;          // events per ingest request
   std::size_t max_payload_bytes = 1 << 20;
   store::AppendOptions appends{.maxlen = 10000};  // retention and idempotency (RailConfig's)
+  store::Millis max_age{0};                       // RailConfig's max_stream_age; 0: none
 };
 
 struct Ingested {
@@ -111,12 +112,25 @@ class Topics {
   // /events/{channel}` when the channel is a partitioned topic).
   store::task<result<Ingested>> publish(std::string_view topic, const PublishBody& event);
 
-  // The partition count of `channel`: its topic's count, or 1 for a channel that is no topic.
-  // Answered from the topics seen before and, for others, from a copy of the store's topic
-  // registry at most registry_refresh old: other server nodes on the same Redis create topics
-  // too, and a channel is not looked up in the store on every publish.
-  store::task<result<std::uint32_t>> partitions_of(std::string_view channel);
+  // The topic `channel` names; nullopt for a channel that is no topic (yet). Answered from a
+  // copy of the store's topic registry at most registry_refresh old: other server nodes on the
+  // same Redis create topics and change their retention too, and a channel is not looked up in
+  // the store on every publish.
+  store::task<result<std::optional<store::Topic>>> find(std::string_view channel);
   static constexpr std::chrono::milliseconds registry_refresh{1000};
+
+  // Creates the topic (with `partitions`, else the default) or finds it (a channel with events
+  // is registered as a topic of one partition), then gives it `retention` as its own, whole (a
+  // field left unset: the server's). topic_conflict when `partitions` names another count than
+  // it has; nothing is created when an argument is invalid. Returns it, and whether it was new.
+  store::task<result<std::pair<store::Topic, bool>>> configure(
+      std::string_view topic, std::optional<std::uint32_t> partitions,
+      store::TopicRetention retention);
+  // The retention `t` has: its own, and the server's where it sets none.
+  store::TopicRetention effective_retention(const store::Topic& t) const;
+  // The streams (partitions) of the topics that set their own max age, with that age; what
+  // Rail::expire_old_events takes.
+  store::task<result<StringMap<store::Millis>>> own_max_ages();
 
   store::task<result<TopicDescription>> describe(std::string_view topic);
   store::task<result<std::vector<TopicDescription>>> describe_all();
@@ -170,9 +184,12 @@ class Topics {
   // topic_conflict when `partitions` names another count than it has.
   store::task<result<store::Topic>> open_for_ingest(std::string_view topic,
                                                     std::optional<std::uint32_t> partitions);
-  // A topic seen before (cached), and caching one.
-  std::optional<store::Topic> known(std::string_view topic);
+  // The topic from the copy of the registry, which is loaded again first when registry_refresh
+  // old; and putting a topic into the copy.
+  store::task<result<std::optional<store::Topic>>> cached(std::string_view topic);
   void remember(const store::Topic& t);
+  // What an append to `t`'s partitions is given: its own max length, or the server's.
+  store::AppendOptions appends_for(const store::Topic& t) const;
   // Validated events to the topic's partitions (created as open_for_ingest does); `events` gives
   // each one's partition_key.
   store::task<result<std::pair<store::Topic, std::vector<Ingested>>>> store_events(
@@ -203,8 +220,9 @@ class Topics {
   TopicsConfig config_;
   std::shared_ptr<Backpressure> backpressure_;
   std::atomic<std::uint64_t> round_robin_ = 0;
-  // Topics seen before. A topic's partition count never changes and topics are never deleted,
-  // so the store is asked once per topic, not once per request.
+  // The copy of the registry, and the topics this process made or found since it was loaded.
+  // A topic's partition count never changes and topics are never deleted; its retention may,
+  // on another node, so the copy is loaded again once it is registry_refresh old.
   std::mutex known_mu_;
   StringMap<store::Topic> known_;
   // When known_ last took in the whole registry (never: the epoch), and whether a coroutine is

@@ -189,23 +189,92 @@ TEST_F(TopicsTest, PublishPutsAnEventInThePartitionItsKeyPicks) {
       << "one event, not a batch: " << refused.error().message;
 }
 
-// partitions_of answers from what this process knows and, for other channels, from a copy of
-// the registry refreshed at most every registry_refresh: a topic another node creates is seen.
-TEST_F(TopicsTest, PartitionCountsComeFromTheRegistry) {
+// find() answers from a copy of the registry loaded again at most every registry_refresh, and
+// from what this process made since: a topic another node creates is seen, and so is a
+// retention another node gives a topic.
+TEST_F(TopicsTest, TopicsAndTheirRetentionComeFromTheRegistry) {
   boost::asio::io_context io;
+  auto partitions_of = [&](std::string_view channel) {
+    auto t = testing::run(io, topics_.find(channel)).value();
+    return t ? t->partitions : 1u;
+  };
   ASSERT_TRUE(testing::run(io, store_->create_topic("made-before", 3)));
-  EXPECT_EQ(testing::run(io, topics_.partitions_of("made-before")).value(), 3u)
-      << "the first call loads the registry";
-  EXPECT_EQ(testing::run(io, topics_.partitions_of("plain")).value(), 1u);
+  EXPECT_EQ(partitions_of("made-before"), 3u) << "the first call loads the registry";
+  EXPECT_FALSE(testing::run(io, topics_.find("plain")).value());
 
   std::vector<PublishBody> batch(1);
   batch[0].type = "t";
   ASSERT_TRUE(testing::run(io, topics_.ingest("mine", batch, 5)));
-  EXPECT_EQ(testing::run(io, topics_.partitions_of("mine")).value(), 5u) << "made here: known";
+  EXPECT_EQ(partitions_of("mine"), 5u) << "made here: known";
 
   ASSERT_TRUE(testing::run(io, store_->create_topic("made-elsewhere", 2)));
+  const store::TopicRetention elsewhere{.max_length = 7, .max_age = {}};
+  ASSERT_TRUE(testing::run(io, store_->set_topic_retention("made-before", elsewhere)));
   std::this_thread::sleep_for(Topics::registry_refresh + std::chrono::milliseconds(100));
-  EXPECT_EQ(testing::run(io, topics_.partitions_of("made-elsewhere")).value(), 2u);
+  EXPECT_EQ(partitions_of("made-elsewhere"), 2u);
+  EXPECT_EQ(testing::run(io, topics_.find("made-before")).value()->retention, elsewhere);
+}
+
+// configure() creates a topic or finds it, and gives it a retention of its own, whole; its max
+// length applies to every partition's appends, its max age is what own_max_ages() lists.
+TEST_F(TopicsTest, ATopicsOwnRetentionAppliesToItsPartitions) {
+  boost::asio::io_context io;
+  Topics topics{store_, TopicsConfig{.appends = {.maxlen = 100}, .max_age = std::chrono::hours(1)}};
+  auto made = testing::run(io, topics.configure("jobs", 2, {.max_length = 3, .max_age = {}}));
+  ASSERT_TRUE(made) << made.error().message;
+  EXPECT_TRUE(made->second) << "created";
+  EXPECT_EQ(made->first.partitions, 2u);
+  EXPECT_EQ(topics.effective_retention(made->first),
+            (store::TopicRetention{.max_length = 3, .max_age = std::chrono::hours(1)}));
+  std::vector<PublishBody> batch(10);
+  for (auto& e : batch) e.type = "job";
+  ASSERT_TRUE(testing::run(io, topics.ingest("jobs", batch, std::nullopt)));
+  EXPECT_EQ(testing::run(io, store_->info("jobs#0")).value().length, 3u);
+  EXPECT_EQ(testing::run(io, store_->info("jobs#1")).value().length, 3u);
+
+  // Configured again without a max length: the server's applies.
+  auto again = testing::run(io, topics.configure("jobs", std::nullopt, {}));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_FALSE(again->second);
+  EXPECT_EQ(topics.effective_retention(again->first),
+            (store::TopicRetention{.max_length = 100, .max_age = std::chrono::hours(1)}));
+  ASSERT_TRUE(testing::run(io, topics.ingest("jobs", batch, std::nullopt)));
+  EXPECT_EQ(testing::run(io, store_->info("jobs#0")).value().length, 8u);
+
+  // A topic's max length applies to its single partition and to publish() as well.
+  ASSERT_TRUE(testing::run(io, topics.configure("one", std::nullopt, {.max_length = 1})));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(testing::run(io, topics.publish("one", batch[0])));
+  EXPECT_EQ(testing::run(io, store_->info("one")).value().length, 1u);
+
+  // Refused: another partition count, or a bad retention; nothing changes, nothing is made.
+  auto wider = testing::run(io, topics.configure("jobs", 4, {.max_length = 1}));
+  ASSERT_FALSE(wider);
+  EXPECT_EQ(wider.error().code, errc::topic_conflict);
+  EXPECT_EQ(testing::run(io, store_->get_topic("jobs")).value()->retention,
+            store::TopicRetention{});
+  auto bad =
+      testing::run(io, topics.configure("new", 2, {.max_age = std::chrono::milliseconds(-1)}));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, errc::invalid_argument);
+  EXPECT_FALSE(testing::run(io, store_->get_topic("new")).value()) << "not created";
+  EXPECT_EQ(testing::run(io, topics.configure("bad#name", 2, {})).error().code,
+            errc::invalid_channel);
+  EXPECT_EQ(testing::run(io, topics.configure("new", 0, {})).error().code, errc::invalid_argument);
+
+  // A channel with events is found, as a topic of one partition.
+  ASSERT_TRUE(testing::run(
+      io, store_->append("plain", make_event({.channel = "plain", .type = "t"}).value(), {})));
+  auto plain = testing::run(io, topics.configure("plain", std::nullopt, {.max_length = 5}));
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_FALSE(plain->second) << "it had events";
+  EXPECT_EQ(plain->first.partitions, 1u);
+
+  ASSERT_TRUE(testing::run(io, topics.configure("aged", 3, {.max_age = std::chrono::minutes(1)})));
+  auto ages = testing::run(io, topics.own_max_ages());
+  ASSERT_TRUE(ages) << ages.error().message;
+  EXPECT_EQ(*ages, (StringMap<store::Millis>{{"aged#0", std::chrono::minutes(1)},
+                                             {"aged#1", std::chrono::minutes(1)},
+                                             {"aged#2", std::chrono::minutes(1)}}));
 }
 
 // A purge removes what each partition holds now (or what is older than an id), only from the

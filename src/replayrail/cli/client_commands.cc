@@ -8,7 +8,9 @@
 #include <map>
 
 #include "replayrail/cli/client.h"
+#include "replayrail/cli/options.h"
 #include "replayrail/common/stream_id.h"
+#include "replayrail/core/event.h"
 #include "replayrail/core/json_text.h"
 #include "replayrail/loadgen/load.h"
 
@@ -179,16 +181,30 @@ ClientCommands::ClientCommands(CLI::App& app) {
   auto* tail_cmd = app.add_subcommand("tail", "Follow a channel live (JSON lines)");
   tail_cmd->add_option("channel", channel_, "Channel")->required();
   tail_cmd->add_option("--from", from_, "Cursor to start after (default: the server's setting)");
-  auto* purge_cmd = purge_cmd_ = app.add_subcommand(
+  auto topic_command = [&](const std::string& name, const std::string& what) {
+    auto* cmd = app.add_subcommand(name, what);
+    cmd->add_option("topic", channel_, "Topic (a channel is a topic of one partition)")->required();
+    return cmd;
+  };
+  auto* purge_cmd = purge_cmd_ = topic_command(
       "purge",
       "Remove a topic's (or channel's) events: all, or those before an id; the topic, its "
       "groups and ids stay (admin)");
-  purge_cmd->add_option("topic", channel_, "Topic (a channel is a topic of one partition)")
-      ->required();
   purge_cmd->add_option("--before", before_,
                         "Only the events before this id (<ms>-<seq>; <ms>-0: stored before then)");
   purge_cmd->add_option("--partition", partitions_, "Only these partitions (repeatable)");
-  clients_ = {publish_cmd, replay_cmd, tail_cmd, purge_cmd};
+  auto* configure_cmd = configure_cmd_ = topic_command(
+      "configure",
+      "Create a topic, or find one, and set its own retention, whole: a setting left out is the "
+      "server's (admin)");
+  configure_cmd->add_option("--partitions", partition_count_, "Partitions of a new topic")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{kMaxPartitions}));
+  configure_cmd
+      ->add_option("--max-length", max_length_, "Newest events kept per partition (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  add_age_option(configure_cmd, "--max-age", max_age_ms_,
+                 "Events older than this are removed, with a unit: ms, s, m, h, d (0s: no limit)");
+  clients_ = {publish_cmd, replay_cmd, tail_cmd, purge_cmd, configure_cmd};
 
   auto& g = groups_;
   auto* groups_cmd = app.add_subcommand("groups", "Consumer groups of a topic (or channel)");
@@ -329,6 +345,14 @@ int ClientCommands::run() {
                      "/events/" + path_segment(channel_) + "?after=" + path_segment(after_) +
                          "&limit=" + std::to_string(limit_),
                      {});
+  }
+  if (configure_cmd_->parsed()) {
+    json::object body;
+    if (partition_count_ >= 0) body["partitions"] = partition_count_;
+    if (max_length_ >= 0) body["max_length"] = max_length_;
+    if (max_age_ms_ >= 0) body["max_age_ms"] = max_age_ms_;
+    return http_call(*at, http::verb::put, "/v1/topics/" + path_segment(channel_),
+                     replayrail::to_json(body));
   }
   if (purge_cmd_->parsed()) {
     json::object body;

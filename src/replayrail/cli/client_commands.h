@@ -70,6 +70,8 @@ class ClientCommands {
   std::string after_ = "0-0", from_;
   std::string before_;                     // purge --before
   std::vector<std::uint32_t> partitions_;  // purge --partition
+  // configure: -1 when not given (the server's setting).
+  std::int64_t partition_count_ = -1, max_length_ = -1, max_age_ms_ = -1;
   std::size_t limit_ = 100;
   GroupArgs groups_;
   std::vector<std::pair<std::string, CLI::App*>> group_cmds_;
@@ -79,6 +81,7 @@ class ClientCommands {
   CLI::App* bench_cmd_ = nullptr;
   CLI::App* replay_cmd_ = nullptr;
   CLI::App* purge_cmd_ = nullptr;
+  CLI::App* configure_cmd_ = nullptr;
   CLI::App* token_cmd_ = nullptr;
 };
 

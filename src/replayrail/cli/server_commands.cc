@@ -16,6 +16,7 @@
 
 #include "replayrail/archive/loop.h"
 #include "replayrail/cli/client.h"
+#include "replayrail/cli/options.h"
 #include "replayrail/common/http_url.h"
 #include "replayrail/log/log.h"
 #include "replayrail/resp/url.h"
@@ -384,21 +385,11 @@ ServerCommands::ServerCommands(CLI::App& app) {
       ->add_option("--max-stream-length", s.server.rail.max_stream_length,
                    "Retention: newest events kept per stream")
       ->capture_default_str();
-  serve_cmd
-      ->add_option("--max-stream-age", s.max_stream_age_ms,
-                   "Retention by age: events older than this are removed from every stream, "
-                   "whatever --max-stream-length, within a tenth of it (1 s to 1 min) more; "
-                   "with a unit: ms, s, m, h, d (e.g. 24h, 7d); 0s: no age limit")
-      ->transform(
-          CLI::AsNumberWithUnit(
-              std::map<std::string, std::int64_t>{
-                  {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}},
-              CLI::AsNumberWithUnit::UNIT_REQUIRED)
-              .description(""))
-      ->check(CLI::Validator(
-          [](std::string& ms) { return ms.starts_with('-') ? "an age is not negative" : ""; }, "",
-          "age"))
-      ->type_name("DURATION")
+  add_age_option(serve_cmd, "--max-stream-age", s.max_stream_age_ms,
+                 "Retention by age: events older than this are removed from every stream, "
+                 "whatever --max-stream-length, within a tenth of it (1 s to 1 min) more; "
+                 "with a unit: ms, s, m, h, d (e.g. 24h, 7d); 0s: no age limit (a topic may set "
+                 "its own: PUT /v1/topics/{t}, replayrail configure)")
       ->envname("REPLAYRAIL_MAX_STREAM_AGE");
   serve_cmd->add_flag(
       "--approximate-trim", s.server.rail.approximate_trim,

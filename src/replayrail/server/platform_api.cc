@@ -8,6 +8,7 @@
 #include <charconv>
 #include <chrono>
 #include <initializer_list>
+#include <limits>
 #include <map>
 
 #include "replayrail/core/json_text.h"
@@ -99,7 +100,17 @@ json::object stream_json(json::object head, const store::StreamInfo& info) {
   return head;
 }
 
-json::object topic_json(const TopicDescription& d) {
+// A topic's retention, each setting with where it comes from (as Kafka describes a topic's
+// configs): {"max_length":{"value":…,"source":"topic"|"server"},"max_age_ms":{…}}; 0 is no limit.
+json::object retention_json(const store::Topic& t, const store::TopicRetention& effective) {
+  auto setting = [](auto value, bool own) {
+    return json::object{{"value", value}, {"source", own ? "topic" : "server"}};
+  };
+  return {{"max_length", setting(*effective.max_length, t.retention.max_length.has_value())},
+          {"max_age_ms", setting(effective.max_age->count(), t.retention.max_age.has_value())}};
+}
+
+json::object topic_json(const TopicDescription& d, const store::TopicRetention& effective) {
   json::array streams;
   json::array groups;
   std::uint64_t total = 0;
@@ -129,6 +140,7 @@ json::object topic_json(const TopicDescription& d) {
   return {{"topic", d.topic.name},
           {"partitions", d.topic.partitions},
           {"created_at", d.topic.created_at},
+          {"retention", retention_json(d.topic, effective)},
           {"length", total},
           {"streams", std::move(streams)},
           {"groups", std::move(groups)}};
@@ -140,8 +152,9 @@ std::optional<Access> PlatformApi::access(std::string_view method,
                                           const std::vector<std::string>& path) {
   using auth::Role;
   if (path.size() == 2 && path[0] == "auth" && path[1] == "token") return std::nullopt;
-  if (!path.empty() && path[0] == "archive") return Access{Role::admin, {}};  // every stream
-  if (path.size() < 3 || path[0] != "topics") return Access{};                // any valid token
+  if (!path.empty() && path[0] == "archive") return Access{Role::admin, {}};         // every stream
+  if (path.size() == 2 && path[0] == "topics") return Access{Role::admin, path[1]};  // PUT
+  if (path.size() < 3 || path[0] != "topics") return Access{};  // any valid token
   const std::string& topic = path[1];
   if (path.size() == 3 && path[2] == "events") return Access{Role::producer, topic};
   bool admin = (path.size() == 3 && (path[2] == "groups" || path[2] == "purge")) ||
@@ -204,6 +217,10 @@ task<std::optional<ApiResponse>> PlatformApi::handle(
   if (path.size() == 2 && path[0] == "metrics" && path[1] == "summary") {
     if (method != "GET") co_return not_allowed("GET, HEAD");
     co_return co_await summary(caller);
+  }
+  if (path.size() == 2 && path[0] == "topics") {
+    if (method != "PUT") co_return not_allowed("PUT");
+    co_return co_await configure(path[1], body);
   }
   if (path.size() < 3 || path[0] != "topics") co_return std::nullopt;
   const std::string& topic = path[1];
@@ -275,7 +292,36 @@ task<ApiResponse> PlatformApi::ingest(const std::string& topic, std::string_view
 task<ApiResponse> PlatformApi::describe(const std::string& topic) {
   auto d = co_await topics_.describe(topic);
   if (!d) co_return error(d.error());
-  co_return ok(200, topic_json(*d));
+  co_return ok(200, topic_json(*d, topics_.effective_retention(d->topic)));
+}
+
+task<ApiResponse> PlatformApi::configure(const std::string& topic, std::string_view text) {
+  auto body = Body::parse(text, {"partitions", "max_length", "max_age_ms"});
+  if (!body) co_return error(body.error());
+  // A field absent or null: the server's setting (partitions: the default, for a new topic).
+  auto given = [&](std::string_view name, std::int64_t max) -> result<std::optional<std::int64_t>> {
+    if (!body->get(name)) return std::nullopt;
+    return body->integer(name, 0, 0, max);
+  };
+  auto partitions = given("partitions", kMaxPartitions);
+  if (!partitions) co_return error(partitions.error());
+  auto max_length = given("max_length", std::numeric_limits<std::int64_t>::max());
+  if (!max_length) co_return error(max_length.error());
+  auto max_age = given("max_age_ms", store::kMaxRetentionAge.count());
+  if (!max_age) co_return error(max_age.error());
+  store::TopicRetention retention;
+  if (*max_length) retention.max_length = static_cast<std::uint64_t>(**max_length);
+  if (*max_age) retention.max_age = store::Millis(**max_age);
+  std::optional<std::uint32_t> count;
+  if (*partitions) count = static_cast<std::uint32_t>(**partitions);
+  auto configured = co_await topics_.configure(topic, count, retention);
+  if (!configured) co_return error(configured.error());
+  const auto& [t, created] = *configured;
+  co_return ok(created ? 201 : 200,
+               json::object{{"topic", t.name},
+                            {"partitions", t.partitions},
+                            {"created_at", t.created_at},
+                            {"retention", retention_json(t, topics_.effective_retention(t))}});
 }
 
 task<ApiResponse> PlatformApi::purge(const std::string& topic, std::string_view text,
@@ -454,7 +500,9 @@ task<ApiResponse> PlatformApi::summary(const auth::Claims* caller) {
   if (!all) co_return error(all.error());
   json::array topics;
   for (const auto& d : *all) {
-    if (visible(d.topic.name)) topics.push_back(topic_json(d));
+    if (visible(d.topic.name)) {
+      topics.push_back(topic_json(d, topics_.effective_retention(d.topic)));
+    }
   }
   auto plain = co_await topics_.describe_channels(*all, kSummaryChannels, visible);
   if (!plain) co_return error(plain.error());

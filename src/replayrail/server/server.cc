@@ -482,7 +482,7 @@ Response Server::Impl::preflight(const Request& req) const {
   Response res{http::status::no_content, req.version()};
   res.keep_alive(req.keep_alive());
   // The headers are what makes it a grant; finish() adds Allow-Origin when the origin is allowed.
-  res.set(http::field::access_control_allow_methods, "GET, POST, DELETE, OPTIONS");
+  res.set(http::field::access_control_allow_methods, "GET, POST, PUT, DELETE, OPTIONS");
   res.set(http::field::access_control_allow_headers,
           "Authorization, Content-Type, Last-Event-ID, traceparent");
   res.set(http::field::access_control_max_age, "600");
@@ -560,16 +560,17 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
         }
       }
       if (auto trace = req["traceparent"]; is_traceparent(trace)) body->keep_traceparent(trace);
-      auto partitions = co_await topics->partitions_of(channel);
-      if (!partitions) co_return error(req, partitions.error());
-      // A partitioned topic's events go to the partition their partition_key picks (DESIGN §2);
-      // a plain channel (or a topic of one partition) is its own stream.
+      auto topic = co_await topics->find(channel);
+      if (!topic) co_return error(req, topic.error());
+      // A partitioned topic's events go to the partition their partition_key picks (DESIGN §2),
+      // and a topic's own max length applies; a plain channel (or a topic of one partition
+      // that keeps the server's retention) is its own stream.
       std::optional<std::uint32_t> partition;
       store::Appended stored;
-      if (*partitions > 1) {
+      if (*topic && ((*topic)->partitions > 1 || (*topic)->retention.max_length)) {
         auto ingested = co_await topics->publish(channel, *body);
         if (!ingested) co_return error(req, ingested.error());
-        partition = ingested->partition;
+        if ((*topic)->partitions > 1) partition = ingested->partition;
         stored = {std::move(ingested->event), ingested->duplicate};
       } else {
         auto appended = co_await rail->publish(body->input(channel));
@@ -794,12 +795,12 @@ asio::awaitable<result<Subscription>> Server::Impl::subscribe(const Request& req
 }
 
 asio::awaitable<result<void>> Server::Impl::check_one_stream(std::string_view channel) {
-  auto partitions = co_await topics->partitions_of(channel);
-  if (!partitions) co_return partitions.error();
-  if (*partitions > 1) {
+  auto topic = co_await topics->find(channel);
+  if (!topic) co_return topic.error();
+  if (*topic && (*topic)->partitions > 1) {
     const std::string name(channel);
     co_return make_error(errc::invalid_channel,
-                         name + " is a topic of " + std::to_string(*partitions) +
+                         name + " is a topic of " + std::to_string((*topic)->partitions) +
                              " partitions; read its events through a consumer group (POST "
                              "/v1/topics/" +
                              name + "/groups), not as one channel");
@@ -1523,7 +1524,8 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
                                TopicsConfig{.default_partitions = options.default_partitions,
                                             .max_batch = options.max_batch,
                                             .max_payload_bytes = options.rail.max_payload_bytes,
-                                            .appends = options.rail.append_options()},
+                                            .appends = options.rail.append_options(),
+                                            .max_age = options.rail.max_stream_age},
                                impl->backpressure);
   impl->api = std::make_unique<PlatformApi>(
       *impl->topics, [impl = impl.get()] { return impl->counters(); }, options.jwt,
@@ -1594,10 +1596,8 @@ void Server::run() {
                                 pass ? pass->lag : std::chrono::milliseconds(0));
         });
   }
-  if (impl.options.rail.max_stream_age.count() > 0) {
-    impl.expiry_timer = std::make_unique<asio::steady_timer>(impl.main());
-    asio::co_spawn(impl.main(), impl.expire_loop(), asio::detached);
-  }
+  impl.expiry_timer = std::make_unique<asio::steady_timer>(impl.main());
+  asio::co_spawn(impl.main(), impl.expire_loop(), asio::detached);
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < impl.contexts.size(); ++i) {
     threads.emplace_back([&ctx = *impl.contexts[i]] { ctx.run(); });
@@ -1608,15 +1608,31 @@ void Server::run() {
 }
 
 asio::awaitable<void> Server::Impl::expire_loop() {
-  const Millis interval = options.rail.expiry_interval();
+  // A pass every tenth of the shortest max age (the server's, or a topic's own), re-read at
+  // every pass since topics may be given one at any time; without any, a look every few seconds.
+  constexpr Millis kNoAgeLook{5000};
+  const Millis server_age = options.rail.max_stream_age;
+  Millis interval = server_age.count() > 0 ? expiry_interval(server_age) : kNoAgeLook;
   bool failing = false;
   for (;;) {
     expiry_timer->expires_after(interval);
     auto [ec] = co_await expiry_timer->async_wait(kToken);
     if (ec || stopping) co_return;
-    auto pass = co_await rail->expire_old_events();
+    auto own = co_await topics->own_max_ages();
+    result<Expired> pass = own.has_value() ? result<Expired>() : result<Expired>(own.error());
+    if (own) pass = co_await rail->expire_old_events(unix_now_ms(), *own);
     if (stopping) co_return;  // the store closed under the pass
-    metrics->expiry_pass(pass.has_value(), pass ? pass->events : 0);
+    Millis shortest = server_age;
+    if (own) {
+      for (const auto& [stream, age] : *own) {
+        if (age.count() > 0 && (shortest.count() == 0 || age < shortest)) shortest = age;
+      }
+    }
+    // With no age anywhere the pass was only a look: nothing to count.
+    if (shortest.count() > 0 || !pass) {
+      metrics->expiry_pass(pass.has_value(), pass ? pass->events : 0);
+    }
+    interval = shortest.count() > 0 ? expiry_interval(shortest) : kNoAgeLook;
     if (!pass && !failing) {
       spdlog::warn("retention: expiring old events failed: {}; trying again every {} ms",
                    pass.error().message, interval.count());
@@ -1624,8 +1640,8 @@ asio::awaitable<void> Server::Impl::expire_loop() {
       spdlog::info("retention: expiring old events again");
     }
     if (pass && pass->events > 0) {
-      spdlog::debug("retention: {} events older than {} ms removed from {} streams", pass->events,
-                    options.rail.max_stream_age.count(), pass->streams);
+      spdlog::debug("retention: {} old events removed from {} streams", pass->events,
+                    pass->streams);
     }
     failing = !pass;
   }
