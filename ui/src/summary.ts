@@ -13,10 +13,20 @@ export interface PartitionSummary {
   last_id: string;
   groups: GroupSummary[];
 }
+// A retention setting and where it comes from: the topic's own, or the server's. 0: no limit.
+export interface RetentionSetting {
+  value: number;
+  source: 'topic' | 'server';
+}
+export interface Retention {
+  max_length: RetentionSetting; // newest events kept per partition
+  max_age_ms: RetentionSetting;
+}
 export interface TopicSummary {
   topic: string;
   partitions: number;
   created_at: string;
+  retention: Retention;
   length: number;
   streams: PartitionSummary[];
   groups: GroupSummary[];
@@ -40,4 +50,21 @@ export interface Summary {
   rates: { published_per_second: number; delivered_per_second: number };
   // Null unless the server archives to PostgreSQL (--database-url).
   archive: { lag_seconds: number; last_success: number; events: number; failed_passes: number } | null;
+}
+
+// "10000 events, 7d": what a topic keeps per partition, a setting of its own marked with *.
+export function retentionText(r: Retention): string {
+  const own = (s: RetentionSetting) => (s.source === 'topic' ? '*' : '');
+  const length = r.max_length.value === 0 ? 'any number of events' : `${r.max_length.value} events`;
+  const age = r.max_age_ms.value === 0 ? 'any age' : duration(r.max_age_ms.value);
+  return `${length}${own(r.max_length)}, ${age}${own(r.max_age_ms)}`;
+}
+
+// The largest unit that divides `ms`: 7d, 36h, 90s, 250ms.
+function duration(ms: number): string {
+  const units: [string, number][] = [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]];
+  for (const [unit, size] of units) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
 }

@@ -91,6 +91,8 @@ after(async () => {
 const tailItems = () => page.locator('[data-test=tail-events] li');
 
 test('the overview shows the summary, topics and consumer groups', async () => {
+  const configured = await call('PUT', '/v1/topics/jobs', { partitions: 2, max_age_ms: 7 * 86_400_000 });
+  assert.equal(configured.status, 201, JSON.stringify(configured.body));
   const ingest = await call('POST', '/v1/topics/jobs/events',
                             { partitions: 2, events: [{ type: 'job.queued', partition_key: 'a' }] });
   assert.equal(ingest.status, 201);
@@ -103,6 +105,8 @@ test('the overview shows the summary, topics and consumer groups', async () => {
   const topic = page.locator('[data-topic=jobs]');
   await topic.waitFor();
   assert.match(await topic.innerText(), /2 partitions/);
+  // Its retention: the server's length limit, its own age (*).
+  assert.equal(await topic.locator('[data-test=retention]').innerText(), 'keeps 10000 events, 7d*');
   // The group's lag: the one event it has not read.
   assert.match(await topic.locator('[data-group=workers]').innerText(), /workers\s+0 \/ 1 \/ 0/);
 });
