@@ -262,6 +262,9 @@ class Store {
   // kMaxRetentionAge or below 0, or a length past 2^63 - 1.
   virtual task<result<Topic>> set_topic_retention(std::string_view name,
                                                   TopicRetention retention) = 0;
+  // Removes the topic from the registry (not its streams: delete_stream does); whether it was
+  // there.
+  virtual task<result<bool>> delete_topic(std::string_view name) = 0;
 
   // Whether the store can serve requests now (store_unavailable otherwise).
   virtual task<result<void>> health() = 0;

@@ -403,6 +403,16 @@ task<result<Topic>> LocalStore::set_topic_retention(std::string_view name,
   co_return co_await state_->writer->call<Topic>(std::move(op));
 }
 
+task<result<bool>> LocalStore::delete_topic(std::string_view name) {
+  auto op = [name = std::string(name)](WriteContext& ctx) -> result<bool> {
+    auto st = ctx.db.prepare("DELETE FROM topics WHERE name = ?1");
+    if (!st) return st.error();
+    RR_TRY(st->bind(1, name).run());
+    return ctx.db.changes() > 0;
+  };
+  co_return co_await state_->writer->call<bool>(std::move(op));
+}
+
 task<result<void>> LocalStore::health() {
   local::ReaderPool::Lease db;
   RR_CO_TRY_ASSIGN(db, state_->readers->lease());

@@ -593,6 +593,15 @@ task<result<Topic>> MemoryStore::set_topic_retention(std::string_view name,
   co_return it->second;
 }
 
+task<result<bool>> MemoryStore::delete_topic(std::string_view name) {
+  RR_CO_TRY(state_->open());
+  std::lock_guard lock(state_->mu);
+  auto it = state_->topics.find(name);
+  if (it == state_->topics.end()) co_return false;
+  state_->topics.erase(it);
+  co_return true;
+}
+
 task<result<void>> MemoryStore::health() { co_return state_->open(); }
 
 void MemoryStore::close() {

@@ -903,6 +903,13 @@ task<result<Topic>> RedisStore::set_topic_retention(std::string_view name,
   co_return std::move(*t);
 }
 
+task<result<bool>> RedisStore::delete_topic(std::string_view name) {
+  Reply r;
+  RR_CO_TRY_ASSIGN(
+      r, co_await call(slot(topics_key()), command("HDEL", topics_key(), std::string(name))));
+  co_return r.integer > 0;
+}
+
 task<result<void>> RedisStore::health() {
   if (cluster_ && !cluster_->ready() && !co_await cluster_->wait_ready(kConnectWait)) {
     co_return cluster_->not_ready_error();  // says why: not a cluster, no node reachable…

@@ -103,6 +103,7 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   task<result<std::optional<Topic>>> get_topic(std::string_view name) override;
   task<result<std::vector<Topic>>> list_topics() override;
   task<result<Topic>> set_topic_retention(std::string_view name, TopicRetention retention) override;
+  task<result<bool>> delete_topic(std::string_view name) override;
 
   task<result<void>> health() override;
   void close() override;

@@ -547,6 +547,7 @@ TEST_P(StoreConformance, CloseEndsBlockedReadsAtOnceAndFailsEveryLaterCall) {
   EXPECT_TRUE(closed(run(store().ack("s", "g", std::vector<StreamId>{last->id}))));
   EXPECT_TRUE(closed(run(store().create_topic("t", 2))));
   EXPECT_TRUE(closed(run(store().set_topic_retention("t", {}))));
+  EXPECT_TRUE(closed(run(store().delete_topic("t"))));
   EXPECT_TRUE(closed(run(store().health())));
   EXPECT_LT(std::chrono::steady_clock::now() - started, 1'000ms);
 }

@@ -450,6 +450,22 @@ TEST_P(StoreConformance, ATopicKeepsItsOwnRetention) {
   EXPECT_EQ(run(store().get_topic("orders"))->value().retention, longest);
 }
 
+TEST_P(StoreConformance, ATopicLeavesTheRegistryWhenDeleted) {
+  ASSERT_TRUE(run(store().create_topic("orders", 4)));
+  ASSERT_TRUE(run(store().create_topic("alerts", 1)));
+  ASSERT_TRUE(run(store().append("orders#0", event("orders"), {})));
+  EXPECT_TRUE(run(store().delete_topic("orders")).value());
+  EXPECT_FALSE(run(store().get_topic("orders"))->has_value());
+  ASSERT_EQ(run(store().list_topics())->size(), 1u);
+  EXPECT_EQ(run(store().info("orders#0"))->length, 1u) << "its streams are delete_stream's";
+  EXPECT_FALSE(run(store().delete_topic("orders")).value()) << "already gone";
+  EXPECT_FALSE(run(store().delete_topic("never")).value());
+  auto again = run(store().create_topic("orders", 8));
+  ASSERT_TRUE(again) << "made again, with another count";
+  EXPECT_EQ(again->partitions, 8u);
+  EXPECT_EQ(again->retention, TopicRetention{});
+}
+
 TEST_P(StoreConformance, HealthIsOk) { EXPECT_TRUE(run(store().health())); }
 
 }  // namespace replayrail::testing
