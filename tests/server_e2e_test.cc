@@ -1473,6 +1473,52 @@ TEST_P(ServerE2E, TopicBadInputIsAClearErrorAndWritesNothing) {
   EXPECT_EQ(described.json().at("partitions").as_int64(), 8);
 }
 
+// DELETE /v1/topics/{t}: the topic's streams, groups and registry entry go; the name may be made
+// again with another partition count; a subscriber of the old stream is told (stream_reset) at
+// the first event of the new one, never handed it as if it followed the old history.
+TEST_P(ServerE2E, ADeletedTopicMayBeMadeAgainAndItsSubscribersAreTold) {
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/events",
+                 R"({"partitions":4,"events":[{"type":"a"},{"type":"b"}]})")
+                .status,
+            201u);
+  ASSERT_EQ(call(http::verb::post, "/v1/topics/orders/groups", R"({"group":"g","start_id":"0-0"})")
+                .status,
+            201u);
+  auto deleted = call(http::verb::delete_, "/v1/topics/orders");
+  ASSERT_EQ(deleted.status, 200u) << deleted.body;
+  EXPECT_EQ(deleted.json().at("partitions").as_int64(), 4);
+  EXPECT_EQ(call(http::verb::get, "/v1/topics/orders/describe").status, 404u);
+  EXPECT_EQ(call(http::verb::post, "/v1/topics/orders/groups/g/read", R"({"consumer":"c"})").status,
+            404u);
+  auto again = call(http::verb::put, "/v1/topics/orders", R"({"partitions":2})");
+  ASSERT_EQ(again.status, 201u) << "made again, with another count: " << again.body;
+  ASSERT_EQ(publish("orders", R"({"type":"c","partition_key":"k"})").status, 201u);
+  EXPECT_EQ(topic_length("orders"), 1);
+
+  // A channel: its live subscriber learns of the deletion when the channel is made again.
+  ASSERT_EQ(publish("feed", R"({"type":"old"})").status, 201u);
+  V1Client c(port_);
+  c.send(R"({"op":"subscribe","sub":"f","channel":"feed","from":"0-0"})");
+  c.until("caught_up", "f");
+  ASSERT_EQ(call(http::verb::delete_, "/v1/topics/feed").status, 200u);
+  EXPECT_EQ(call(http::verb::get, "/events/feed?after=0-0").json().at("events").as_array().size(),
+            0u);
+  ASSERT_EQ(publish("feed", R"({"type":"new"})").status, 201u);
+  auto told = c.until("error", "f");
+  EXPECT_EQ(told.back().at("error").at("code").as_string(), "stream_reset") << told.back();
+  for (const auto& m : told) {
+    if (m.at("type").as_string() != "event") continue;
+    EXPECT_NE(m.at("event").at("type").as_string(), "new") << "not as if it followed the old";
+  }
+
+  auto missing = call(http::verb::delete_, "/v1/topics/nothing");
+  EXPECT_EQ(missing.status, 404u) << missing.body;
+  EXPECT_EQ(missing.error_code(), "stream_not_found");
+  auto get = call(http::verb::get, "/v1/topics/orders");
+  EXPECT_EQ(get.status, 405u);
+  EXPECT_EQ(get.header("allow"), "PUT, DELETE");
+}
+
 // --- auth ---------------------------------------------------------------------------------
 
 TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
@@ -1540,6 +1586,7 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
       {http::verb::delete_, "/v1/topics/orders/groups/h", "", admin, consumer},
       {http::verb::post, "/v1/topics/orders/purge", R"({"before":"0-1"})", admin, producer},
       {http::verb::put, "/v1/topics/orders", R"({"partitions":8})", admin, consumer},
+      {http::verb::delete_, "/v1/topics/gone", "", "", producer},
       {http::verb::get, "/v1/metrics/summary", "", consumer, ""},
       {http::verb::get, "/sse/orders-feed", "", "", producer},
       {http::verb::get, "/ws/orders-feed", "", "", producer},
@@ -3393,7 +3440,7 @@ TEST_F(ClientCli, TokenSignsWhatTheServerAccepts) {
   EXPECT_EQ(cli({"token", "--role", "admin"}, {"AUTH_JWT_SECRET=s"}).code, 2);
 }
 
-TEST_F(ClientCli, ConfigureGivesATopicItsOwnRetention) {
+TEST_F(ClientCli, ConfigureAndDeleteATopic) {
   const std::string admin = token("admin");
   auto made = cli({"configure", "jobs", "--partitions", "3", "--max-length", "2", "--max-age", "7d",
                    "--token", admin});
@@ -3413,6 +3460,15 @@ TEST_F(ClientCli, ConfigureGivesATopicItsOwnRetention) {
   auto refused = cli({"configure", "jobs", "--token", token("producer")});
   EXPECT_EQ(refused.code, 1);
   EXPECT_EQ(refused.json().at("error").at("code").as_string(), "forbidden");
+
+  auto deleted = cli({"delete", "jobs", "--token", admin});
+  ASSERT_EQ(deleted.code, 0) << ::testing::PrintToString(deleted.lines);
+  EXPECT_TRUE(deleted.json().at("deleted").as_bool());
+  auto gone = cli({"delete", "jobs", "--token", admin});
+  EXPECT_EQ(gone.code, 1);
+  EXPECT_EQ(gone.json().at("error").at("code").as_string(), "stream_not_found");
+  EXPECT_EQ(cli({"configure", "jobs", "--partitions", "2", "--token", admin}).code, 0)
+      << "made again with another count";
 }
 
 TEST_F(ClientCli, PurgeRemovesEventsWithAnAdminToken) {

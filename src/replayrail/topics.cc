@@ -224,7 +224,7 @@ task<result<std::optional<store::Topic>>> Topics::cached(std::string_view topic)
   // One lock, as this runs on every publish: the topic, and whether this caller reloads.
   auto look = [this](std::string_view name) -> std::optional<store::Topic> {
     auto it = known_.find(name);
-    return it == known_.end() ? std::nullopt : std::optional(it->second);
+    return it == known_.end() ? std::nullopt : std::optional(it->second.topic);
   };
   const auto now = std::chrono::steady_clock::now();
   std::optional<store::Topic> found;
@@ -244,7 +244,12 @@ task<result<std::optional<store::Topic>>> Topics::cached(std::string_view topic)
     std::lock_guard lock(known_mu_);
     registry_loading_ = false;
     if (topics) {
-      for (auto& t : *topics) known_.insert_or_assign(t.name, std::move(t));
+      for (auto& t : *topics) {
+        std::string name = t.name;
+        known_.insert_or_assign(std::move(name), Known{std::move(t), now});
+      }
+      // Gone from the registry (deleted), unless made here since the read began.
+      std::erase_if(known_, [now](const auto& entry) { return entry.second.seen < now; });
       registry_loaded_ = now;
       found = look(topic);
     }
@@ -255,7 +260,7 @@ task<result<std::optional<store::Topic>>> Topics::cached(std::string_view topic)
 
 void Topics::remember(const store::Topic& t) {
   std::lock_guard lock(known_mu_);
-  known_.insert_or_assign(t.name, t);
+  known_.insert_or_assign(t.name, Known{t, std::chrono::steady_clock::now()});
 }
 
 store::AppendOptions Topics::appends_for(const store::Topic& t) const {
@@ -496,6 +501,29 @@ task<result<std::pair<store::Topic, std::vector<PartitionPurge>>>> Topics::purge
     out.push_back({p, purged});
   }
   co_return std::make_pair(std::move(t), std::move(out));
+}
+
+task<result<store::Topic>> Topics::remove(std::string_view topic) {
+  RR_CO_TRY(validate_channel(topic));
+  std::optional<store::Topic> t;
+  RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));   // the registry's, not the copy
+  if (!t) t = store::Topic{std::string(topic), 1, {}, {}};  // a plain channel, if anything
+  bool streams = false;
+  for (std::uint32_t p = 0; p < t->partitions; ++p) {
+    const auto stream = store::partition_stream(t->name, t->partitions, p);
+    bool deleted;
+    RR_CO_TRY_ASSIGN(deleted, co_await store_->delete_stream(stream));
+    streams = streams || deleted;
+    stream_changed(stream);
+  }
+  bool registered;
+  RR_CO_TRY_ASSIGN(registered, co_await store_->delete_topic(t->name));
+  {
+    std::lock_guard lock(known_mu_);
+    known_.erase(t->name);
+  }
+  if (!registered && !streams) co_return make_error(errc::stream_not_found, "no topic " + t->name);
+  co_return std::move(*t);
 }
 
 std::string dead_letter_stream(std::string_view topic) { return std::string(topic) + ".dlq"; }

@@ -132,6 +132,15 @@ class Topics {
   // Rail::expire_old_events takes.
   store::task<result<StringMap<store::Millis>>> own_max_ages();
 
+  // Deletes the topic: every partition's stream (its events, groups and idempotency records),
+  // then its registry entry, so that the name may be made again, with another partition count.
+  // A channel with events and no entry is deleted as a topic of one partition. Returns what was
+  // deleted; stream_not_found when there was nothing. Subscribers of a partition get
+  // stream_reset at the next event of the stream made again (its epoch differs). Partitions are
+  // separate streams: a delete that fails part-way has deleted those before it, and can be sent
+  // again. The dead-letter stream (T.dlq) is a channel of its own and stays.
+  store::task<result<store::Topic>> remove(std::string_view topic);
+
   store::task<result<TopicDescription>> describe(std::string_view topic);
   store::task<result<std::vector<TopicDescription>>> describe_all();
   // The first `limit` channels by name (each an info() call: a dashboard refresh stays bounded
@@ -220,11 +229,17 @@ class Topics {
   TopicsConfig config_;
   std::shared_ptr<Backpressure> backpressure_;
   std::atomic<std::uint64_t> round_robin_ = 0;
-  // The copy of the registry, and the topics this process made or found since it was loaded.
-  // A topic's partition count never changes and topics are never deleted; its retention may,
-  // on another node, so the copy is loaded again once it is registry_refresh old.
+  // The copy of the registry, and the topics this process made or found since it was loaded,
+  // each with when it was last seen so. Another node may change a topic's retention, or delete
+  // it and make it again with another partition count, so the copy is loaded again once it is
+  // registry_refresh old; a topic the registry no longer has is dropped then, unless this
+  // process made it while the registry was being read.
+  struct Known {
+    store::Topic topic;
+    std::chrono::steady_clock::time_point seen;
+  };
   std::mutex known_mu_;
-  StringMap<store::Topic> known_;
+  StringMap<Known> known_;
   // When known_ last took in the whole registry (never: the epoch), and whether a coroutine is
   // taking it in now (the others answer from known_ meanwhile).
   std::chrono::steady_clock::time_point registry_loaded_;

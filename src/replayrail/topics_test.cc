@@ -277,6 +277,48 @@ TEST_F(TopicsTest, ATopicsOwnRetentionAppliesToItsPartitions) {
                                              {"aged#2", std::chrono::minutes(1)}}));
 }
 
+// remove() deletes a topic's streams and its registry entry, so the name may be made again with
+// another count; another node's copy of the registry drops it within registry_refresh.
+TEST_F(TopicsTest, ADeletedTopicMayBeMadeAgainAndOtherNodesSeeIt) {
+  boost::asio::io_context io;
+  Topics other_node{store_, TopicsConfig{}};
+  std::vector<PublishBody> batch(4);
+  for (auto& e : batch) e.type = "job";
+  ASSERT_TRUE(testing::run(io, topics_.ingest("jobs", batch, 4)));
+  ASSERT_TRUE(testing::run(io, topics_.create_group("jobs", "g", Cursor::beginning())));
+  EXPECT_EQ(testing::run(io, other_node.find("jobs")).value()->partitions, 4u);
+
+  auto removed = testing::run(io, topics_.remove("jobs"));
+  ASSERT_TRUE(removed) << removed.error().message;
+  EXPECT_EQ(removed->partitions, 4u);
+  for (int p = 0; p < 4; ++p) {
+    EXPECT_EQ(testing::run(io, store_->info("jobs#" + std::to_string(p))).error().code,
+              errc::stream_not_found);
+  }
+  EXPECT_FALSE(testing::run(io, store_->get_topic("jobs")).value());
+  EXPECT_FALSE(testing::run(io, topics_.find("jobs")).value()) << "this node forgot it at once";
+
+  auto again = testing::run(io, topics_.ingest("jobs", batch, 2));
+  ASSERT_TRUE(again) << "made again with another count: " << again.error().message;
+  std::this_thread::sleep_for(Topics::registry_refresh + std::chrono::milliseconds(100));
+  EXPECT_EQ(testing::run(io, other_node.find("jobs")).value()->partitions, 2u);
+  ASSERT_TRUE(testing::run(io, topics_.remove("jobs")));
+  std::this_thread::sleep_for(Topics::registry_refresh + std::chrono::milliseconds(100));
+  EXPECT_FALSE(testing::run(io, other_node.find("jobs")).value()) << "gone from its copy too";
+
+  // A channel with events and no registry entry is a topic of one partition.
+  ASSERT_TRUE(testing::run(
+      io, store_->append("plain", make_event({.channel = "plain", .type = "t"}).value(), {})));
+  auto plain = testing::run(io, topics_.remove("plain"));
+  ASSERT_TRUE(plain) << plain.error().message;
+  EXPECT_EQ(plain->partitions, 1u);
+  EXPECT_FALSE(testing::run(io, store_->info("plain")));
+  auto nothing = testing::run(io, topics_.remove("plain"));
+  ASSERT_FALSE(nothing);
+  EXPECT_EQ(nothing.error().code, errc::stream_not_found);
+  EXPECT_EQ(testing::run(io, topics_.remove("bad#name")).error().code, errc::invalid_channel);
+}
+
 // A purge removes what each partition holds now (or what is older than an id), only from the
 // partitions named, and lets a stream that was at the backpressure cap take events again.
 TEST_F(TopicsTest, PurgeEmptiesTheNamedPartitionsAndFreesTheBackpressureCap) {

@@ -204,7 +204,11 @@ ClientCommands::ClientCommands(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   add_age_option(configure_cmd, "--max-age", max_age_ms_,
                  "Events older than this are removed, with a unit: ms, s, m, h, d (0s: no limit)");
-  clients_ = {publish_cmd, replay_cmd, tail_cmd, purge_cmd, configure_cmd};
+  auto* delete_cmd = delete_cmd_ = topic_command(
+      "delete",
+      "Delete a topic (or channel): its partitions' events and groups, and the topic, whose name "
+      "may then be made again (admin)");
+  clients_ = {publish_cmd, replay_cmd, tail_cmd, purge_cmd, configure_cmd, delete_cmd};
 
   auto& g = groups_;
   auto* groups_cmd = app.add_subcommand("groups", "Consumer groups of a topic (or channel)");
@@ -345,6 +349,9 @@ int ClientCommands::run() {
                      "/events/" + path_segment(channel_) + "?after=" + path_segment(after_) +
                          "&limit=" + std::to_string(limit_),
                      {});
+  }
+  if (delete_cmd_->parsed()) {
+    return http_call(*at, http::verb::delete_, "/v1/topics/" + path_segment(channel_), {});
   }
   if (configure_cmd_->parsed()) {
     json::object body;

@@ -82,6 +82,7 @@ class ClientCommands {
   CLI::App* replay_cmd_ = nullptr;
   CLI::App* purge_cmd_ = nullptr;
   CLI::App* configure_cmd_ = nullptr;
+  CLI::App* delete_cmd_ = nullptr;
   CLI::App* token_cmd_ = nullptr;
 };
 

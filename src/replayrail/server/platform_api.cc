@@ -153,7 +153,7 @@ std::optional<Access> PlatformApi::access(std::string_view method,
   using auth::Role;
   if (path.size() == 2 && path[0] == "auth" && path[1] == "token") return std::nullopt;
   if (!path.empty() && path[0] == "archive") return Access{Role::admin, {}};         // every stream
-  if (path.size() == 2 && path[0] == "topics") return Access{Role::admin, path[1]};  // PUT
+  if (path.size() == 2 && path[0] == "topics") return Access{Role::admin, path[1]};  // PUT, DELETE
   if (path.size() < 3 || path[0] != "topics") return Access{};  // any valid token
   const std::string& topic = path[1];
   if (path.size() == 3 && path[2] == "events") return Access{Role::producer, topic};
@@ -219,8 +219,9 @@ task<std::optional<ApiResponse>> PlatformApi::handle(
     co_return co_await summary(caller);
   }
   if (path.size() == 2 && path[0] == "topics") {
-    if (method != "PUT") co_return not_allowed("PUT");
-    co_return co_await configure(path[1], body);
+    if (method == "PUT") co_return co_await configure(path[1], body);
+    if (method == "DELETE") co_return co_await remove(path[1], caller);
+    co_return not_allowed("PUT, DELETE");
   }
   if (path.size() < 3 || path[0] != "topics") co_return std::nullopt;
   const std::string& topic = path[1];
@@ -322,6 +323,16 @@ task<ApiResponse> PlatformApi::configure(const std::string& topic, std::string_v
                             {"partitions", t.partitions},
                             {"created_at", t.created_at},
                             {"retention", retention_json(t, topics_.effective_retention(t))}});
+}
+
+task<ApiResponse> PlatformApi::remove(const std::string& topic, const auth::Claims* caller) {
+  auto removed = co_await topics_.remove(topic);
+  if (!removed) co_return error(removed.error());
+  spdlog::info("topic={} ({} partitions) deleted by {}", removed->name, removed->partitions,
+               caller ? caller->subject : "(auth off)");
+  co_return ok(
+      200, json::object{
+               {"topic", removed->name}, {"partitions", removed->partitions}, {"deleted", true}});
 }
 
 task<ApiResponse> PlatformApi::purge(const std::string& topic, std::string_view text,

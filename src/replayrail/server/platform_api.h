@@ -91,6 +91,7 @@ class PlatformApi {
                                   std::string_view traceparent, const auth::Claims* caller);
   store::task<ApiResponse> describe(const std::string& topic);
   store::task<ApiResponse> configure(const std::string& topic, std::string_view body);
+  store::task<ApiResponse> remove(const std::string& topic, const auth::Claims* caller);
   store::task<ApiResponse> purge(const std::string& topic, std::string_view body,
                                  const auth::Claims* caller);
   store::task<ApiResponse> create_group(const std::string& topic, std::string_view body);
