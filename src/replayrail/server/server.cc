@@ -1464,6 +1464,7 @@ Server::~Server() {
   impl.work.clear();
   impl.signals.reset();
   impl.reloads.reset();
+  impl.expiry_timer.reset();
   impl.acceptor.reset();
   // Everything holding the store lets go of it here, so it goes while its loops still exist.
   impl.api.reset();
