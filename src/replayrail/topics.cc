@@ -254,7 +254,9 @@ task<result<std::optional<store::Topic>>> Topics::cached(std::string_view topic)
       found = look(topic);
     }
   }
-  if (!topics) co_return topics.error();
+  // The registry cannot be read (the store is down, or its node on a cluster): a topic known
+  // before is still that topic.
+  if (!topics && !found) co_return topics.error();
   co_return found;
 }
 
