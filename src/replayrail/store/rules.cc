@@ -107,6 +107,12 @@ result<void> check_topic(std::string_view name, std::uint32_t partitions) {
   return {};
 }
 
+result<void> check_lease(std::string_view name, Millis ttl) {
+  RR_TRY(validate_channel(name));
+  if (ttl.count() <= 0) return make_error(errc::invalid_argument, "a lease's ttl must be positive");
+  return {};
+}
+
 result<void> check_retention(const TopicRetention& retention) {
   if (retention.max_age &&
       (retention.max_age->count() < 0 || *retention.max_age > kMaxRetentionAge)) {

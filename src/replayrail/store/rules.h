@@ -67,6 +67,9 @@ Error store_closed_error();
 // Validates a topic name (channel rules) and partition count (1..kMaxPartitions).
 result<void> check_topic(std::string_view name, std::uint32_t partitions);
 
+// A lease's name (channel rules) and a positive ttl.
+result<void> check_lease(std::string_view name, Millis ttl);
+
 // A topic's retention: an age from 0 to kMaxRetentionAge, a length below 2^63.
 result<void> check_retention(const TopicRetention& retention);
 

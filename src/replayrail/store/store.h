@@ -266,6 +266,14 @@ class Store {
   // there.
   virtual task<result<bool>> delete_topic(std::string_view name) = 0;
 
+  // --- Server nodes sharing the store ---
+
+  // Takes the lease `name` for `ttl` (positive) unless it is held (Redis' SET NX PX): whether
+  // this caller holds it now. Nodes on one Redis take one before a periodic job (the retention
+  // pass), so that one of them runs it each time rather than all. A lease is not released: it
+  // lapses. The memory and local stores belong to one process and keep theirs in memory.
+  virtual task<result<bool>> take_lease(std::string_view name, Millis ttl) = 0;
+
   // Whether the store can serve requests now (store_unavailable otherwise).
   virtual task<result<void>> health() = 0;
 

@@ -5,6 +5,7 @@
 #include <memory>
 #include <span>
 
+#include "replayrail/store/leases.h"
 #include "replayrail/store/local/local_store.h"
 #include "replayrail/store/local/reader_pool.h"
 #include "replayrail/store/local/writer.h"
@@ -28,6 +29,7 @@ struct LocalStore::State {
   int lock_fd = -1;
   std::filesystem::path db_path;
   WaitList waiters;
+  Leases leases;  // this process's: the data directory is locked to it
   std::unique_ptr<local::ReaderPool> readers;
   std::unique_ptr<local::Writer> writer;
 };

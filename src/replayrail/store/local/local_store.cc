@@ -413,6 +413,12 @@ task<result<bool>> LocalStore::delete_topic(std::string_view name) {
   co_return co_await state_->writer->call<bool>(std::move(op));
 }
 
+task<result<bool>> LocalStore::take_lease(std::string_view name, Millis ttl) {
+  RR_CO_TRY(check_lease(name, ttl));
+  RR_CO_TRY(state_->readers->lease());  // fails once the store is closed, as every call does
+  co_return state_->leases.take(name, ttl);
+}
+
 task<result<void>> LocalStore::health() {
   local::ReaderPool::Lease db;
   RR_CO_TRY_ASSIGN(db, state_->readers->lease());

@@ -92,6 +92,7 @@ class LocalStore final : public Store {
   task<result<std::vector<Topic>>> list_topics() override;
   task<result<Topic>> set_topic_retention(std::string_view name, TopicRetention retention) override;
   task<result<bool>> delete_topic(std::string_view name) override;
+  task<result<bool>> take_lease(std::string_view name, Millis ttl) override;
 
   task<result<void>> health() override;
   void close() override;

@@ -12,6 +12,7 @@
 #include "replayrail/common/string_map.h"
 #include "replayrail/core/random.h"
 #include "replayrail/core/timestamp.h"
+#include "replayrail/store/leases.h"
 #include "replayrail/store/rules.h"
 #include "replayrail/store/wait_list.h"
 
@@ -125,6 +126,7 @@ struct MemoryStore::State {
   StringMap<StringMap<IdempotencyRecord>> idempotency;  // stream → event_id → record
   std::priority_queue<Expiry, std::vector<Expiry>, std::greater<>> expiries;
   SortedStringMap<Topic> topics;
+  Leases leases;
   WaitList waiters;
   std::atomic<bool> closed = false;  // close()
 
@@ -600,6 +602,12 @@ task<result<bool>> MemoryStore::delete_topic(std::string_view name) {
   if (it == state_->topics.end()) co_return false;
   state_->topics.erase(it);
   co_return true;
+}
+
+task<result<bool>> MemoryStore::take_lease(std::string_view name, Millis ttl) {
+  RR_CO_TRY(state_->open());
+  RR_CO_TRY(check_lease(name, ttl));
+  co_return state_->leases.take(name, ttl);
 }
 
 task<result<void>> MemoryStore::health() { co_return state_->open(); }

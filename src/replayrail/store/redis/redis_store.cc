@@ -910,6 +910,15 @@ task<result<bool>> RedisStore::delete_topic(std::string_view name) {
   co_return r.integer > 0;
 }
 
+task<result<bool>> RedisStore::take_lease(std::string_view name, Millis ttl) {
+  RR_CO_TRY(check_lease(name, ttl));
+  const std::string k = options_.prefix + ":@lease:" + std::string(name);
+  Reply r;
+  RR_CO_TRY_ASSIGN(
+      r, co_await call(slot(k), command("SET", k, "1", "NX", "PX", std::to_string(ttl.count()))));
+  co_return !r.is_nil();  // OK, or nil when held
+}
+
 task<result<void>> RedisStore::health() {
   if (cluster_ && !cluster_->ready() && !co_await cluster_->wait_ready(kConnectWait)) {
     co_return cluster_->not_ready_error();  // says why: not a cluster, no node reachable…

@@ -104,6 +104,7 @@ class RedisStore final : public Store, public std::enable_shared_from_this<Redis
   task<result<std::vector<Topic>>> list_topics() override;
   task<result<Topic>> set_topic_retention(std::string_view name, TopicRetention retention) override;
   task<result<bool>> delete_topic(std::string_view name) override;
+  task<result<bool>> take_lease(std::string_view name, Millis ttl) override;
 
   task<result<void>> health() override;
   void close() override;

@@ -548,6 +548,7 @@ TEST_P(StoreConformance, CloseEndsBlockedReadsAtOnceAndFailsEveryLaterCall) {
   EXPECT_TRUE(closed(run(store().create_topic("t", 2))));
   EXPECT_TRUE(closed(run(store().set_topic_retention("t", {}))));
   EXPECT_TRUE(closed(run(store().delete_topic("t"))));
+  EXPECT_TRUE(closed(run(store().take_lease("t", 1000ms))));
   EXPECT_TRUE(closed(run(store().health())));
   EXPECT_LT(std::chrono::steady_clock::now() - started, 1'000ms);
 }

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "replayrail/store/testing/conformance.h"
 #include "replayrail/store/testing/helpers.h"
@@ -464,6 +465,18 @@ TEST_P(StoreConformance, ATopicLeavesTheRegistryWhenDeleted) {
   ASSERT_TRUE(again) << "made again, with another count";
   EXPECT_EQ(again->partitions, 8u);
   EXPECT_EQ(again->retention, TopicRetention{});
+}
+
+// A lease (SET NX PX): one taker until it lapses, whoever asks.
+TEST_P(StoreConformance, ALeaseHasOneTakerUntilItLapses) {
+  EXPECT_TRUE(run(store().take_lease("expiry", 300ms)).value());
+  EXPECT_FALSE(run(store().take_lease("expiry", 300ms)).value()) << "held";
+  EXPECT_TRUE(run(store().take_lease("archive", 300ms)).value()) << "another lease";
+  std::this_thread::sleep_for(400ms);
+  EXPECT_TRUE(run(store().take_lease("expiry", 10'000ms)).value()) << "lapsed";
+  EXPECT_FALSE(run(store().take_lease("expiry", 300ms)).value());
+  EXPECT_EQ(run(store().take_lease("expiry", 0ms)).error().code, errc::invalid_argument);
+  EXPECT_EQ(run(store().take_lease("bad#name", 300ms)).error().code, errc::invalid_channel);
 }
 
 TEST_P(StoreConformance, HealthIsOk) { EXPECT_TRUE(run(store().health())); }
