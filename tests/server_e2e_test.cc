@@ -545,6 +545,41 @@ TEST_P(ServerE2E, MaxStreamAgeRemovesOldEventsAlsoFromIdleStreams) {
   EXPECT_NE(metrics.find("replayrail_expiry_failures_total 0\n"), std::string::npos);
 }
 
+// Nodes sharing a Redis take turns at the retention pass (a lease held for one interval): one
+// pass a second between two nodes with a 1 s age, where each would run one a second alone.
+TEST_P(ServerE2E, NodesOnOneRedisTakeTurnsAtTheRetentionPass) {
+  if (GetParam() != "redis") GTEST_SKIP() << "the memory and local stores belong to one process";
+  restart_server({"--max-stream-age", "1s"});
+  const auto other_port = testing::free_port();
+  testing::ChildProcess other({RR_SERVER_BINARY, "serve", "--store", "redis", "--redis",
+                               redis_->url(), "--listen", "127.0.0.1:" + std::to_string(other_port),
+                               "--max-stream-age", "1s"});
+  auto line = other.read_line(std::chrono::seconds(20));
+  ASSERT_TRUE(line && line->find("serving on") != std::string::npos) << line.value_or("");
+  auto passes = [&] {
+    double sum = 0;
+    for (auto port : {port_, other_port}) {
+      asio::io_context io;
+      beast::tcp_stream stream(io);
+      stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+      const std::string text =
+          testing::exchange(stream, http::verb::get, "/metrics", {}, {}).body();
+      const std::string name = "replayrail_expiry_passes_total ";
+      auto at = text.find("\n" + name);
+      EXPECT_NE(at, std::string::npos) << text;
+      if (at != std::string::npos) sum += std::stod(text.substr(at + 1 + name.size()));
+    }
+    return sum;
+  };
+  const double before = passes();
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  const double during = passes() - before;
+  EXPECT_GE(during, 2) << "the pass still runs";
+  EXPECT_LE(during, 6) << "about one a second between the two nodes, not one each";
+  other.kill(SIGTERM);
+  other.wait();
+}
+
 // PUT /v1/topics/{t}: a topic's own retention (Kafka's per-topic retention.ms, JetStream's
 // per-stream MaxMsgs and MaxAge), by length and by age, with no server-wide age set.
 TEST_P(ServerE2E, ATopicKeepsARetentionOfItsOwn) {

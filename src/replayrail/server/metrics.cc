@@ -80,11 +80,16 @@ Metrics::Metrics()
                          "stored (0: none was); about the pass interval while the archive keeps "
                          "up")),
       expired_(counter_family("replayrail_expired_events_total",
-                              "Events removed for being older than --max-stream-age")
+                              "Events removed for being older than --max-stream-age, or their "
+                              "topic's max age")
                    .Add({})),
+      expiry_passes_(counter_family("replayrail_expiry_passes_total",
+                                    "Passes of retention by age this node ran (nodes sharing a "
+                                    "Redis take turns: one runs each pass)")
+                         .Add({})),
       expiry_failures_(counter_family("replayrail_expiry_failures_total",
-                                      "Passes of --max-stream-age retention that failed (the "
-                                      "store unreachable)")
+                                      "Passes of retention by age that failed (the store "
+                                      "unreachable)")
                            .Add({})),
       jwks_failures_(counter_family("replayrail_jwks_fetch_failures_total",
                                     "Fetches of the JWK set URL (--auth-jwks-url) that failed")
@@ -118,6 +123,7 @@ void Metrics::archive_pass(bool ok, std::uint64_t events, std::chrono::milliseco
 }
 
 void Metrics::expiry_pass(bool ok, std::uint64_t events) {
+  expiry_passes_.Increment();
   if (!ok) {
     expiry_failures_.Increment();
     return;

@@ -110,6 +110,7 @@ class Metrics {
   prometheus::Gauge& archive_success_;
   prometheus::Gauge& archive_lag_;
   prometheus::Counter& expired_;
+  prometheus::Counter& expiry_passes_;
   prometheus::Counter& expiry_failures_;
   prometheus::Counter& jwks_failures_;
   prometheus::Gauge& jwks_success_;

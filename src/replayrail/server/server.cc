@@ -194,9 +194,15 @@ struct Server::Impl {
   std::unique_ptr<PlatformApi> api;  // /v1/…
   std::unique_ptr<Hub> hub;
   std::unique_ptr<archive::ArchiveLoop> archiving;  // with a database URL, while serving
-  // With a max stream age: a retention pass every RailConfig::expiry_interval(), until stopped.
+  // Retention by age: a turn every expiry_interval() of the shortest max age in force (the
+  // server's, the topics' own), until stopped.
   std::unique_ptr<asio::steady_timer> expiry_timer;
   asio::awaitable<void> expire_loop();
+  struct ExpiryTurn {
+    Millis shortest{0};                   // the shortest max age in force; 0: none
+    std::optional<result<Expired>> pass;  // none: no age anywhere, or another node's turn
+  };
+  asio::awaitable<ExpiryTurn> expiry_turn(Millis interval);
   // With a database URL: where replays read what the store trimmed (rail and hub use it), and
   // what /v1/archive/… answers from.
   std::shared_ptr<archive::ArchiveHistory> history;
@@ -1609,8 +1615,8 @@ void Server::run() {
 }
 
 asio::awaitable<void> Server::Impl::expire_loop() {
-  // A pass every tenth of the shortest max age (the server's, or a topic's own), re-read at
-  // every pass since topics may be given one at any time; without any, a look every few seconds.
+  // A turn every tenth of the shortest max age in force; without any, a look every few seconds
+  // (topics may be given one at any time).
   constexpr Millis kNoAgeLook{5000};
   const Millis server_age = options.rail.max_stream_age;
   Millis interval = server_age.count() > 0 ? expiry_interval(server_age) : kNoAgeLook;
@@ -1619,21 +1625,12 @@ asio::awaitable<void> Server::Impl::expire_loop() {
     expiry_timer->expires_after(interval);
     auto [ec] = co_await expiry_timer->async_wait(kToken);
     if (ec || stopping) co_return;
-    auto own = co_await topics->own_max_ages();
-    result<Expired> pass = own.has_value() ? result<Expired>() : result<Expired>(own.error());
-    if (own) pass = co_await rail->expire_old_events(unix_now_ms(), *own);
+    auto turn = co_await expiry_turn(interval);
     if (stopping) co_return;  // the store closed under the pass
-    Millis shortest = server_age;
-    if (own) {
-      for (const auto& [stream, age] : *own) {
-        if (age.count() > 0 && (shortest.count() == 0 || age < shortest)) shortest = age;
-      }
-    }
-    // With no age anywhere the pass was only a look: nothing to count.
-    if (shortest.count() > 0 || !pass) {
-      metrics->expiry_pass(pass.has_value(), pass ? pass->events : 0);
-    }
-    interval = shortest.count() > 0 ? expiry_interval(shortest) : kNoAgeLook;
+    interval = turn.shortest.count() > 0 ? expiry_interval(turn.shortest) : kNoAgeLook;
+    if (!turn.pass) continue;
+    const result<Expired>& pass = *turn.pass;
+    metrics->expiry_pass(pass.has_value(), pass ? pass->events : 0);
     if (!pass && !failing) {
       spdlog::warn("retention: expiring old events failed: {}; trying again every {} ms",
                    pass.error().message, interval.count());
@@ -1646,6 +1643,29 @@ asio::awaitable<void> Server::Impl::expire_loop() {
     }
     failing = !pass;
   }
+}
+
+asio::awaitable<Server::Impl::ExpiryTurn> Server::Impl::expiry_turn(Millis interval) {
+  ExpiryTurn turn{options.rail.max_stream_age, std::nullopt};
+  auto own = co_await topics->own_max_ages();
+  if (!own) {
+    turn.pass = result<Expired>(own.error());
+    co_return turn;
+  }
+  for (const auto& [stream, age] : *own) {
+    if (age.count() > 0 && (turn.shortest.count() == 0 || age < turn.shortest)) turn.shortest = age;
+  }
+  if (turn.shortest.count() == 0) co_return turn;  // no age anywhere
+  // Nodes sharing the store take turns: the one that takes the lease runs the pass, so it is
+  // done about once per interval rather than once per node. The lease lapses a little before
+  // the interval ends, so that a node's own next turn never finds it still held.
+  auto mine = co_await store->take_lease("expiry", std::max(interval * 9 / 10, Millis(1)));
+  if (!mine) {
+    turn.pass = result<Expired>(mine.error());
+  } else if (*mine) {
+    turn.pass = co_await rail->expire_old_events(unix_now_ms(), *own);
+  }
+  co_return turn;
 }
 
 void Server::Impl::replace_keys(auth::PublicKeys Impl::*which, auth::PublicKeys keys) {
