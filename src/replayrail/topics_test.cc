@@ -213,6 +213,13 @@ TEST_F(TopicsTest, TopicsAndTheirRetentionComeFromTheRegistry) {
   std::this_thread::sleep_for(Topics::registry_refresh + std::chrono::milliseconds(100));
   EXPECT_EQ(partitions_of("made-elsewhere"), 2u);
   EXPECT_EQ(testing::run(io, topics_.find("made-before")).value()->retention, elsewhere);
+
+  // The registry cannot be read (the store is down): a topic known before is still that topic,
+  // one never seen is an error, never taken for a plain channel.
+  store_->close();
+  std::this_thread::sleep_for(Topics::registry_refresh + std::chrono::milliseconds(100));
+  EXPECT_EQ(partitions_of("mine"), 5u);
+  EXPECT_FALSE(testing::run(io, topics_.find("unseen")));
 }
 
 // configure() creates a topic or finds it, and gives it a retention of its own, whole; its max
