@@ -1929,10 +1929,15 @@ TEST_P(ServerE2E, AJwkSetUrlThatFailsAtStartIsTriedAgain) {
   const std::string token =
       key.sign(json::object{{"sub", "u1"}, {"role", "consumer"}, {"exp", now + 600}}, "", "k1");
   auto read = [&] { return call(http::verb::get, "/events/orders?after=0-0", {}, bearer(token)); };
+  // The token may well be good: not refused (401) but not checkable yet (503, try again).
   auto r = read();
-  EXPECT_EQ(r.status, 401u);
+  EXPECT_EQ(r.status, 503u);
+  EXPECT_EQ(r.error_code(), "auth_unavailable");
+  EXPECT_EQ(r.header("retry-after"), "1");
   EXPECT_NE(r.body.find("the keys of " + idp.url() + " are not loaded yet"), std::string::npos)
       << r.body;
+  auto garbage = call(http::verb::get, "/events/orders?after=0-0", {}, bearer("not-a-token"));
+  EXPECT_EQ(garbage.status, 401u) << "a malformed token is refused as ever: " << garbage.body;
   // Counted for the operator (deploy/prometheus/alerts.yml alerts on it).
   auto metrics = call(http::verb::get, "/metrics").body;
   EXPECT_NE(metrics.find("\nreplayrail_jwks_fetch_failures_total 1"), std::string::npos) << metrics;

@@ -396,8 +396,13 @@ result<Claims> verify(std::string_view token, const JwtConfig& config, std::int6
   // Pinned: `none`, and an algorithm no configured key is for (algorithm confusion: HS256 with
   // a public key as the secret, …), never reach a signature check.
   const bool hmac = alg == "HS256" && !config.secret.empty();
-  if (!hmac && config.awaiting_keys()) {
-    return unauthorized("the keys of " + config.key_source() + " are not loaded yet");
+  // A token the provider may have signed, while its keys have never loaded: not refused (401
+  // would tell the client its token is bad) but not checkable yet (503, try again shortly).
+  const bool provider_alg = alg == "RS256" || alg == "ES256" || alg == "EdDSA";
+  if (!hmac && provider_alg && config.awaiting_keys()) {
+    return make_error(errc::auth_unavailable,
+                      "the keys of " + config.key_source() +
+                          " are not loaded yet: the token cannot be checked; try again shortly");
   }
   const bool keyed = std::any_of(config.public_keys.begin(), config.public_keys.end(),
                                  [&](const auto& key) { return key->algorithm() == alg; });

@@ -261,15 +261,30 @@ TEST_F(JwtTest, ATokensKeyIdPicksItsKey) {
   JwtConfig pem{"", "replayrail", "events", {PublicKey::from_pem(current.public_pem()).value()}};
   EXPECT_TRUE(verify(current.sign(claims, "", "anything"), pem, kNow));
 
-  // A JWK set URL whose keys are not fetched yet: no token passes, and the message says why.
+  // A JWK set URL whose keys are not fetched yet: no token passes. One the provider may have
+  // signed cannot be checked yet (auth_unavailable, 503: try again), and the message says why;
+  // one it cannot have signed is refused as ever.
   JwtConfig waiting{"", "replayrail", "events", {}, "https://idp.test/jwks"};
   EXPECT_TRUE(waiting.enabled());
-  expect_refused(current.sign(claims, "", "2026-10"),
-                 "the keys of https://idp.test/jwks are not loaded yet", waiting);
+  auto unavailable = [&](const std::string& token) {
+    auto r = verify(token, waiting, kNow);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::auth_unavailable) << r.error().message;
+    EXPECT_NE(r.error().message.find("the keys of https://idp.test/jwks are not loaded yet"),
+              std::string::npos)
+        << r.error().message;
+  };
+  unavailable(current.sign(claims, "", "2026-10"));
+  unavailable(testing::KeyPair::ec().sign(claims));
+  unavailable(testing::KeyPair::ed25519().sign(claims));
+  expect_refused(mint({"me", Role::producer, {}, kNow + 60}, {"s3cret", "", ""}, kNow),
+                 "algorithm must be", waiting);
+  expect_refused("eyJhbGciOiJub25lIn0.e30.", "algorithm must be", waiting);
+  expect_refused("not a token", "not a JWT", waiting);
   // With a secret as well, its HS256 tokens pass meanwhile.
   waiting.secret = "s3cret";
   EXPECT_TRUE(verify(mint({"me", Role::producer, {}, kNow + 60}, waiting, kNow), waiting, kNow));
-  expect_refused(current.sign(claims, "", "2026-10"), "not loaded yet", waiting);
+  unavailable(current.sign(claims, "", "2026-10"));
 }
 
 // The role where an identity provider puts it (--auth-jwt-role-claim): a claim of another name
