@@ -630,6 +630,20 @@ TEST_P(ServerE2E, ATopicKeepsARetentionOfItsOwn) {
   const auto metrics = call(http::verb::get, "/metrics").body;
   EXPECT_NE(metrics.find("replayrail_expired_events_total 10\n"), std::string::npos) << metrics;
 
+  // Listed with the others, each with its retention.
+  auto listed = call(http::verb::get, "/v1/topics");
+  ASSERT_EQ(listed.status, 200u) << listed.body;
+  std::map<std::string, json::value> by_name;
+  const auto listed_doc = listed.json();
+  for (const auto& t : listed_doc.at("topics").as_array()) {
+    by_name[std::string(t.at("topic").as_string())] = t;
+  }
+  ASSERT_EQ(by_name.size(), 3u) << listed.body;  // orders, feed, aged
+  EXPECT_EQ(by_name["orders"].at("partitions").as_int64(), 2);
+  EXPECT_EQ(by_name["feed"].at("retention").at("max_length").at("value").as_int64(), 2);
+  EXPECT_EQ(by_name["aged"].at("retention").at("max_age_ms").at("source"), "topic");
+  EXPECT_EQ(call(http::verb::post, "/v1/topics").status, 405u);
+
   // Bad requests change nothing.
   auto refused = [&](std::string target, std::string body, unsigned status, std::string code) {
     auto r = call(http::verb::put, target, std::move(body));
@@ -1623,6 +1637,7 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
       {http::verb::put, "/v1/topics/orders", R"({"partitions":8})", admin, consumer},
       {http::verb::delete_, "/v1/topics/gone", "", "", producer},
       {http::verb::get, "/v1/metrics/summary", "", consumer, ""},
+      {http::verb::get, "/v1/topics", "", consumer, ""},
       {http::verb::get, "/sse/orders-feed", "", "", producer},
       {http::verb::get, "/ws/orders-feed", "", "", producer},
   };
@@ -1643,7 +1658,7 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
     if (!e.too_weak.empty()) {
       EXPECT_EQ(status(bearer(e.too_weak)).status, 403u) << "role";
     }
-    if (e.target.find("summary") == std::string::npos) {
+    if (e.target.find("summary") == std::string::npos && e.target != "/v1/topics") {
       EXPECT_EQ(status(bearer(other_channel)).status, 403u) << "a channel outside the ACL";
     }
     if (!e.allowed.empty()) {
@@ -1651,6 +1666,15 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
       EXPECT_LT(r.status, 300u) << r.body;
     }
   }
+
+  // Lists name only the topics within the token's channels.
+  ASSERT_EQ(call(http::verb::put, "/v1/topics/payments", "{}", bearer(admin)).status, 201u);
+  auto listed = call(http::verb::get, "/v1/topics", {}, bearer(consumer)).json();
+  ASSERT_EQ(listed.at("topics").as_array().size(), 1u) << listed;
+  EXPECT_EQ(listed.at("topics").at(0).at("topic"), "orders");
+  EXPECT_EQ(
+      call(http::verb::get, "/v1/topics", {}, bearer(admin)).json().at("topics").as_array().size(),
+      2u);
 
   // WebSocket v1: the token in ?token=, checked again on every subscribe.
   V1Client c(port_, "/ws?token=" + consumer);
@@ -3509,6 +3533,9 @@ TEST_F(ClientCli, ConfigureAndDeleteATopic) {
   EXPECT_EQ(gone.json().at("error").at("code").as_string(), "stream_not_found");
   EXPECT_EQ(cli({"configure", "jobs", "--partitions", "2", "--token", admin}).code, 0)
       << "made again with another count";
+  auto listed = cli({"topics", "--token", token("consumer")});
+  ASSERT_EQ(listed.code, 0) << ::testing::PrintToString(listed.lines);
+  EXPECT_EQ(listed.json().at("topics").at(0).at("partitions").as_int64(), 2);
 }
 
 TEST_F(ClientCli, PurgeRemovesEventsWithAnAdminToken) {

@@ -320,6 +320,8 @@ result<void> Topics::check_partitions(const store::Topic& t, const std::vector<s
   return {};
 }
 
+task<result<std::vector<store::Topic>>> Topics::list() { co_return co_await store_->list_topics(); }
+
 task<result<TopicDescription>> Topics::describe(std::string_view topic) {
   TopicDescription d;
   RR_CO_TRY_ASSIGN(d.topic, co_await existing(topic));

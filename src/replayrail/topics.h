@@ -141,6 +141,8 @@ class Topics {
   // again. The dead-letter stream (T.dlq) is a channel of its own and stays.
   store::task<result<store::Topic>> remove(std::string_view topic);
 
+  // Every registered topic, by name (the store's registry, not this process's copy).
+  store::task<result<std::vector<store::Topic>>> list();
   store::task<result<TopicDescription>> describe(std::string_view topic);
   store::task<result<std::vector<TopicDescription>>> describe_all();
   // The first `limit` channels by name (each an info() call: a dashboard refresh stays bounded

@@ -208,7 +208,9 @@ ClientCommands::ClientCommands(CLI::App& app) {
       "delete",
       "Delete a topic (or channel): its partitions' events and groups, and the topic, whose name "
       "may then be made again (admin)");
-  clients_ = {publish_cmd, replay_cmd, tail_cmd, purge_cmd, configure_cmd, delete_cmd};
+  auto* topics_cmd = topics_cmd_ = app.add_subcommand(
+      "topics", "List the topics (those the token may use): partitions, retention");
+  clients_ = {publish_cmd, replay_cmd, tail_cmd, purge_cmd, configure_cmd, delete_cmd, topics_cmd};
 
   auto& g = groups_;
   auto* groups_cmd = app.add_subcommand("groups", "Consumer groups of a topic (or channel)");
@@ -350,6 +352,7 @@ int ClientCommands::run() {
                          "&limit=" + std::to_string(limit_),
                      {});
   }
+  if (topics_cmd_->parsed()) return http_call(*at, http::verb::get, "/v1/topics", {});
   if (delete_cmd_->parsed()) {
     return http_call(*at, http::verb::delete_, "/v1/topics/" + path_segment(channel_), {});
   }

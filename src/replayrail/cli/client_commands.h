@@ -83,6 +83,7 @@ class ClientCommands {
   CLI::App* purge_cmd_ = nullptr;
   CLI::App* configure_cmd_ = nullptr;
   CLI::App* delete_cmd_ = nullptr;
+  CLI::App* topics_cmd_ = nullptr;
   CLI::App* token_cmd_ = nullptr;
 };
 

@@ -218,6 +218,10 @@ task<std::optional<ApiResponse>> PlatformApi::handle(
     if (method != "GET") co_return not_allowed("GET, HEAD");
     co_return co_await summary(caller);
   }
+  if (path.size() == 1 && path[0] == "topics") {
+    if (method != "GET") co_return not_allowed("GET, HEAD");
+    co_return co_await list(caller);
+  }
   if (path.size() == 2 && path[0] == "topics") {
     if (method == "PUT") co_return co_await configure(path[1], body);
     if (method == "DELETE") co_return co_await remove(path[1], caller);
@@ -294,6 +298,20 @@ task<ApiResponse> PlatformApi::describe(const std::string& topic) {
   auto d = co_await topics_.describe(topic);
   if (!d) co_return error(d.error());
   co_return ok(200, topic_json(*d, topics_.effective_retention(d->topic)));
+}
+
+task<ApiResponse> PlatformApi::list(const auth::Claims* caller) {
+  auto all = co_await topics_.list();
+  if (!all) co_return error(all.error());
+  json::array out;
+  for (const auto& t : *all) {
+    if (caller && !auth::allows_channel(*caller, t.name)) continue;  // as the summary does
+    out.push_back(json::object{{"topic", t.name},
+                               {"partitions", t.partitions},
+                               {"created_at", t.created_at},
+                               {"retention", retention_json(t, topics_.effective_retention(t))}});
+  }
+  co_return ok(200, json::object{{"topics", std::move(out)}});
 }
 
 task<ApiResponse> PlatformApi::configure(const std::string& topic, std::string_view text) {

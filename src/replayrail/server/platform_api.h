@@ -90,6 +90,7 @@ class PlatformApi {
   store::task<ApiResponse> ingest(const std::string& topic, std::string_view body,
                                   std::string_view traceparent, const auth::Claims* caller);
   store::task<ApiResponse> describe(const std::string& topic);
+  store::task<ApiResponse> list(const auth::Claims* caller);
   store::task<ApiResponse> configure(const std::string& topic, std::string_view body);
   store::task<ApiResponse> remove(const std::string& topic, const auth::Claims* caller);
   store::task<ApiResponse> purge(const std::string& topic, std::string_view body,
