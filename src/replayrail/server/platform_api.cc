@@ -110,6 +110,14 @@ json::object retention_json(const store::Topic& t, const store::TopicRetention& 
           {"max_age_ms", setting(effective.max_age->count(), t.retention.max_age.has_value())}};
 }
 
+// A topic as the registry has it: {"topic","partitions","created_at","retention"}.
+json::object record_json(const store::Topic& t, const store::TopicRetention& effective) {
+  return {{"topic", t.name},
+          {"partitions", t.partitions},
+          {"created_at", t.created_at},
+          {"retention", retention_json(t, effective)}};
+}
+
 json::object topic_json(const TopicDescription& d, const store::TopicRetention& effective) {
   json::array streams;
   json::array groups;
@@ -137,13 +145,11 @@ json::object topic_json(const TopicDescription& d, const store::TopicRetention& 
                                   {"consumers", sum.consumers},
                                   {"max_deliveries", sum.max_deliveries}});
   }
-  return {{"topic", d.topic.name},
-          {"partitions", d.topic.partitions},
-          {"created_at", d.topic.created_at},
-          {"retention", retention_json(d.topic, effective)},
-          {"length", total},
-          {"streams", std::move(streams)},
-          {"groups", std::move(groups)}};
+  json::object out = record_json(d.topic, effective);
+  out["length"] = total;
+  out["streams"] = std::move(streams);
+  out["groups"] = std::move(groups);
+  return out;
 }
 
 }  // namespace
@@ -306,10 +312,7 @@ task<ApiResponse> PlatformApi::list(const auth::Claims* caller) {
   json::array out;
   for (const auto& t : *all) {
     if (caller && !auth::allows_channel(*caller, t.name)) continue;  // as the summary does
-    out.push_back(json::object{{"topic", t.name},
-                               {"partitions", t.partitions},
-                               {"created_at", t.created_at},
-                               {"retention", retention_json(t, topics_.effective_retention(t))}});
+    out.push_back(record_json(t, topics_.effective_retention(t)));
   }
   co_return ok(200, json::object{{"topics", std::move(out)}});
 }
@@ -336,11 +339,7 @@ task<ApiResponse> PlatformApi::configure(const std::string& topic, std::string_v
   auto configured = co_await topics_.configure(topic, count, retention);
   if (!configured) co_return error(configured.error());
   const auto& [t, created] = *configured;
-  co_return ok(created ? 201 : 200,
-               json::object{{"topic", t.name},
-                            {"partitions", t.partitions},
-                            {"created_at", t.created_at},
-                            {"retention", retention_json(t, topics_.effective_retention(t))}});
+  co_return ok(created ? 201 : 200, record_json(t, topics_.effective_retention(t)));
 }
 
 task<ApiResponse> PlatformApi::remove(const std::string& topic, const auth::Claims* caller) {
