@@ -385,7 +385,8 @@ task<result<Reply>> RedisStore::eval_views(const char* script, std::size_t keys,
       {kAppendGeneratedScript, sha1_hex(kAppendGeneratedScript)},
       {kRangeScript, sha1_hex(kRangeScript)},
       {kTrimScript, sha1_hex(kTrimScript)},
-      {kTrimBeforeScript, sha1_hex(kTrimBeforeScript)}};
+      {kTrimBeforeScript, sha1_hex(kTrimBeforeScript)},
+      {kSetTopicScript, sha1_hex(kSetTopicScript)}};
   const std::string& sha = shas.at(script);
   const std::string key_count = std::to_string(keys);
   auto encode = [&](std::string_view verb, std::string_view body) {
@@ -892,14 +893,17 @@ task<result<std::vector<Topic>>> RedisStore::list_topics() {
 task<result<Topic>> RedisStore::set_topic_retention(std::string_view name,
                                                     TopicRetention retention) {
   RR_CO_TRY(check_retention(retention));
-  // Read, then write the whole record: its partitions and created_at never change, so only two
-  // retention changes at once can race, and the last one stands either way.
+  // Read, then write the whole record while the topic exists: its partitions and created_at
+  // never change, so only two retention changes at once can race, and the last one stands.
   std::optional<Topic> t;
   RR_CO_TRY_ASSIGN(t, co_await get_topic(name));
   if (!t) co_return no_topic(name);
   t->retention = retention;
-  RR_CO_TRY(
-      co_await call(slot(topics_key()), command("HSET", topics_key(), t->name, topic_value(*t))));
+  std::vector<std::string> keys{topics_key()};
+  std::vector<std::string> args{t->name, topic_value(*t)};
+  Reply set;
+  RR_CO_TRY_ASSIGN(set, co_await eval(kSetTopicScript, std::move(keys), std::move(args)));
+  if (set.integer == 0) co_return no_topic(name);  // deleted meanwhile
   co_return std::move(*t);
 }
 

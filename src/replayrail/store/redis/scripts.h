@@ -114,6 +114,15 @@ redis.call('HSET', KEYS[2], 'trimmed', edge[1])
 return removed
 )lua";
 
+// Replaces a topic's registry record only while the topic exists (Redis has no HSET XX): a
+// topic deleted since its record was read is not brought back.
+// KEYS: the registry hash. ARGV: topic, record. Returns 1, or 0 when there is no such topic.
+inline constexpr const char* kSetTopicScript = R"lua(
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+)lua";
+
 // What a cursor check needs, and a page after the cursor, from one moment.
 // KEYS: stream, meta hash. ARGV: exclusive start ("(ms-seq"), count (0 = no entries), fresh epoch
 // Returns {exists, epoch, trimmed or "", first id or "", last id or "", entries, length}.
