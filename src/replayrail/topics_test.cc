@@ -284,6 +284,27 @@ TEST_F(TopicsTest, ATopicsOwnRetentionAppliesToItsPartitions) {
                                              {"aged#2", std::chrono::minutes(1)}}));
 }
 
+// The dead-letter stream is a channel of its own: a max length given to it applies to the
+// dead letters a claim appends.
+TEST_F(TopicsTest, DeadLettersKeepToTheirStreamsOwnRetention) {
+  boost::asio::io_context io;
+  std::vector<PublishBody> batch(3);
+  for (auto& e : batch) e.type = "job";
+  ASSERT_TRUE(testing::run(io, topics_.ingest("jobs", batch, 1)));
+  ASSERT_TRUE(testing::run(io, topics_.create_group("jobs", "g", Cursor::beginning(), {1})));
+  ASSERT_TRUE(testing::run(io, topics_.configure(dead_letter_stream("jobs"), std::nullopt,
+                                                 {.max_length = 1, .max_age = {}})));
+  ASSERT_EQ(testing::run(io, topics_.read_group("jobs", "g", "c1", 10, std::nullopt, {}))->size(),
+            3u);
+  auto claimed = testing::run(
+      io, topics_.claim("jobs", "g", "c2", store::Millis(0), 10, StreamId{}, std::nullopt, {}));
+  ASSERT_TRUE(claimed) << claimed.error().message;
+  ASSERT_EQ(claimed->dead_lettered.size(), 1u);
+  EXPECT_EQ(claimed->dead_lettered[0].ids.size(), 3u)
+      << "each delivered once: the second is one too many";
+  EXPECT_EQ(testing::run(io, store_->info(dead_letter_stream("jobs"))).value().length, 1u);
+}
+
 // remove() deletes a topic's streams and its registry entry, so the name may be made again with
 // another count; another node's copy of the registry drops it within registry_refresh.
 TEST_F(TopicsTest, ADeletedTopicMayBeMadeAgainAndOtherNodesSeeIt) {
