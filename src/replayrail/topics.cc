@@ -162,12 +162,20 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::store_event
   co_return std::make_pair(std::move(t), std::move(out));
 }
 
-task<result<store::Topic>> Topics::open_for_ingest(std::string_view topic,
-                                                   std::optional<std::uint32_t> partitions) {
+task<result<std::optional<store::Topic>>> Topics::look_up(std::string_view topic) {
   std::optional<store::Topic> t;
-  RR_CO_TRY_ASSIGN(t, co_await cached(topic));
+  RR_CO_TRY_ASSIGN(t, co_await find(topic));
   if (!t) RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));
   if (!t) RR_CO_TRY_ASSIGN(t, co_await adopt_channel(topic));
+  co_return t;
+}
+
+task<result<store::Topic>> Topics::open_for_ingest(std::string_view topic,
+                                                   std::optional<std::uint32_t> partitions,
+                                                   bool* created_here) {
+  std::optional<store::Topic> t;
+  RR_CO_TRY_ASSIGN(t, co_await look_up(topic));
+  if (created_here) *created_here = !t;
   if (!t) {
     auto created =
         co_await store_->create_topic(topic, partitions.value_or(config_.default_partitions));
@@ -194,10 +202,7 @@ task<result<store::Topic>> Topics::open_for_ingest(std::string_view topic,
 task<result<store::Topic>> Topics::existing(std::string_view topic) {
   RR_CO_TRY(validate_channel(topic));
   std::optional<store::Topic> t;
-  RR_CO_TRY_ASSIGN(t, co_await cached(topic));
-  if (t) co_return std::move(*t);
-  RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));
-  if (!t) RR_CO_TRY_ASSIGN(t, co_await adopt_channel(topic));
+  RR_CO_TRY_ASSIGN(t, co_await look_up(topic));
   if (!t) co_return make_error(errc::stream_not_found, "no topic " + std::string(topic));
   remember(*t);
   co_return std::move(*t);
@@ -216,11 +221,7 @@ task<result<std::optional<store::Topic>>> Topics::adopt_channel(std::string_view
   co_return t;
 }
 
-task<result<std::optional<store::Topic>>> Topics::find(std::string_view channel) {
-  co_return co_await cached(channel);
-}
-
-task<result<std::optional<store::Topic>>> Topics::cached(std::string_view topic) {
+task<result<std::optional<store::Topic>>> Topics::find(std::string_view topic) {
   // One lock, as this runs on every publish: the topic, and whether this caller reloads.
   auto look = [this](std::string_view name) -> std::optional<store::Topic> {
     auto it = known_.find(name);
@@ -286,14 +287,12 @@ task<result<std::pair<store::Topic, bool>>> Topics::configure(
     co_return make_error(errc::invalid_argument,
                          "partitions must be between 1 and " + std::to_string(kMaxPartitions));
   }
-  std::optional<store::Topic> before;
-  RR_CO_TRY_ASSIGN(before, co_await store_->get_topic(topic));
-  if (!before) RR_CO_TRY_ASSIGN(before, co_await adopt_channel(topic));
+  bool created = false;
   store::Topic t;
-  RR_CO_TRY_ASSIGN(t, co_await open_for_ingest(topic, partitions));
+  RR_CO_TRY_ASSIGN(t, co_await open_for_ingest(topic, partitions, &created));
   RR_CO_TRY_ASSIGN(t, co_await store_->set_topic_retention(t.name, retention));
   remember(t);
-  co_return std::make_pair(std::move(t), !before);
+  co_return std::make_pair(std::move(t), created);
 }
 
 task<result<StringMap<store::Millis>>> Topics::own_max_ages() {
@@ -559,7 +558,7 @@ task<result<void>> Topics::dead_letter(const store::Topic& t, std::uint32_t p,
   RR_CO_TRY_ASSIGN(dead, make_event(input));
   // The dead-letter stream is a channel of its own, which may be given a retention of its own.
   std::optional<store::Topic> own;
-  RR_CO_TRY_ASSIGN(own, co_await cached(stream));
+  RR_CO_TRY_ASSIGN(own, co_await find(stream));
   RR_CO_TRY(
       co_await store_->append(stream, std::move(dead), own ? appends_for(*own) : config_.appends));
   const auto partition = store::partition_stream(t.name, t.partitions, p);

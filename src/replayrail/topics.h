@@ -193,11 +193,14 @@ class Topics {
  private:
   // The topic an ingest writes to: created with `partitions` (else the default) when new;
   // topic_conflict when `partitions` names another count than it has.
+  // `created_here` (optional): set to whether it had to be created.
   store::task<result<store::Topic>> open_for_ingest(std::string_view topic,
-                                                    std::optional<std::uint32_t> partitions);
-  // The topic from the copy of the registry, which is loaded again first when registry_refresh
-  // old; and putting a topic into the copy.
-  store::task<result<std::optional<store::Topic>>> cached(std::string_view topic);
+                                                    std::optional<std::uint32_t> partitions,
+                                                    bool* created_here = nullptr);
+  // The topic: from the registry copy (find()), else the store's registry, else a channel with
+  // events adopted as a topic of one partition; nullopt when none of them has it.
+  store::task<result<std::optional<store::Topic>>> look_up(std::string_view topic);
+  // Puts a topic into the registry copy.
   void remember(const store::Topic& t);
   // What an append to `t`'s partitions is given: its own max length, or the server's.
   store::AppendOptions appends_for(const store::Topic& t) const;
