@@ -638,7 +638,9 @@ TEST_P(ServerE2E, ATopicKeepsARetentionOfItsOwn) {
   for (const auto& t : listed_doc.at("topics").as_array()) {
     by_name[std::string(t.at("topic").as_string())] = t;
   }
-  ASSERT_EQ(by_name.size(), 3u) << listed.body;  // orders, feed, aged
+  // orders, feed, aged, and the audit trail their configuration was recorded in
+  ASSERT_EQ(by_name.size(), 4u) << listed.body;
+  EXPECT_EQ(by_name["replayrail.audit"].at("partitions").as_int64(), 1);
   EXPECT_EQ(by_name["orders"].at("partitions").as_int64(), 2);
   EXPECT_EQ(by_name["feed"].at("retention").at("max_length").at("value").as_int64(), 2);
   EXPECT_EQ(by_name["aged"].at("retention").at("max_age_ms").at("source"), "topic");
@@ -1325,7 +1327,8 @@ TEST_P(ServerE2E, TheSummaryListsTheChannelsThatAreNoTopic) {
   summary = channels_of();
   ASSERT_EQ(summary.at("channels").as_array().size(), 1u) << summary;
   EXPECT_EQ(summary.at("channels").as_array()[0].at("channel").as_string(), "orders");
-  EXPECT_EQ(summary.at("topics").as_array().size(), 3u) << summary;
+  // jobs, solo, audit, and the audit trail that recorded the group
+  EXPECT_EQ(summary.at("topics").as_array().size(), 4u) << summary;
 
   // 120 more: the first 100 by name are described, all are counted.
   for (int i = 0; i < 120; ++i) {
@@ -1672,9 +1675,9 @@ TEST_P(ServerE2E, EveryEndpointChecksTheTokenRoleAndChannels) {
   auto listed = call(http::verb::get, "/v1/topics", {}, bearer(consumer)).json();
   ASSERT_EQ(listed.at("topics").as_array().size(), 1u) << listed;
   EXPECT_EQ(listed.at("topics").at(0).at("topic"), "orders");
-  EXPECT_EQ(
+  EXPECT_EQ(  // orders, payments, and the audit trail
       call(http::verb::get, "/v1/topics", {}, bearer(admin)).json().at("topics").as_array().size(),
-      2u);
+      3u);
 
   // WebSocket v1: the token in ?token=, checked again on every subscribe.
   V1Client c(port_, "/ws?token=" + consumer);
@@ -1762,6 +1765,141 @@ TEST_P(ServerE2E, WithAuthTheEventRecordsWhoPublishedIt) {
   EXPECT_EQ(topic_events[0].at("metadata"), json::parse(R"({"publisher":{"sub":"svc-batch"}})"));
   EXPECT_EQ(topic_events[1].at("metadata"),
             json::parse(R"({"publisher":{"sub":"svc-batch"},"b":2})"));
+}
+
+// Every change made through the API is recorded, once made, in the audit trail: what (type,
+// payload), who (actor: the token's role and subject, or whoever showed the admin secret), from
+// where (metadata.remote). Reads and refused requests are not changes. Only the server writes
+// to the trail, and it is read with an admin token or one whose channels claim names it.
+TEST_P(ServerE2E, ChangesAreRecordedInTheAuditTrailWithWhoMadeThem) {
+  const auth::JwtConfig jwt{"test-secret", "", ""};
+  restart_server({"--auth-jwt-secret", jwt.secret, "--auth-admin-secret", "dev-admin-secret"});
+  auto minted = call(http::verb::post, "/v1/auth/token",
+                     R"({"sub":"alice","role":"admin","admin_secret":"dev-admin-secret",)"
+                     R"("channels":["*"]})");
+  ASSERT_EQ(minted.status, 200u) << minted.body;
+  const auto alice = bearer(std::string(minted.json().at("token").as_string()));
+  const auto bob = bearer(jwt, "bob", auth::Role::admin);
+  const std::string trail = "/events/replayrail.audit";
+
+  auto expect_status = [&](http::verb verb, const std::string& target, const std::string& body,
+                           const Headers& who, unsigned status) {
+    auto r = call(verb, target, body, who);
+    EXPECT_EQ(r.status, status) << target << ": " << r.body;
+  };
+  expect_status(http::verb::put, "/v1/topics/orders", R"({"partitions":2,"max_length":50})", alice,
+                201);
+  expect_status(http::verb::put, "/v1/topics/orders", R"({"partitions":2})", bob, 200);
+  expect_status(http::verb::post, "/v1/topics/orders/groups", R"({"group":"g","start_id":"$"})",
+                alice, 201);
+  expect_status(http::verb::post, "/v1/topics/orders/groups/g/reset", R"({"start_id":"0-0"})",
+                alice, 200);
+  expect_status(http::verb::post, "/v1/topics/orders/events",
+                R"({"events":[{"type":"t"},{"type":"t"},{"type":"t"}]})",
+                bearer(jwt, "svc", auth::Role::producer), 201);
+  auto purged = call(http::verb::post, "/v1/topics/orders/purge", "{}",
+                     {alice[0],
+                      {"traceparent",
+                       "00-0af7651916cd43dd8448eb211c80319c-"
+                       "b7ad6b7169203331-01"}});
+  ASSERT_EQ(purged.status, 200u) << purged.body;
+  expect_status(http::verb::delete_, "/v1/topics/orders/groups/g", "", alice, 200);
+  expect_status(http::verb::delete_, "/v1/topics/orders", "", bob, 200);
+  // Not changes: reads, and what failed or was refused.
+  expect_status(http::verb::get, "/v1/topics", "", alice, 200);
+  expect_status(http::verb::delete_, "/v1/topics/orders", "", alice, 404);
+  expect_status(http::verb::put, "/v1/topics/x", R"({"partitions":0})", alice, 400);
+  expect_status(http::verb::put, "/v1/topics/x", "{}", bearer(jwt, "eve", auth::Role::consumer),
+                403);
+
+  auto page = call(http::verb::get, trail, "", alice);
+  ASSERT_EQ(page.status, 200u) << page.body;
+  const auto records = page.json().at("events").as_array();
+  std::vector<std::string> types;
+  for (const auto& r : records) types.push_back(std::string(r.at("type").as_string()));
+  ASSERT_EQ(types, (std::vector<std::string>{"token.minted", "topic.created", "topic.configured",
+                                             "group.created", "group.reset", "topic.purged",
+                                             "group.deleted", "topic.deleted"}))
+      << page.body;
+  // The token's subject, never the token.
+  EXPECT_EQ(records[0].at("actor"), json::parse(R"({"type":"admin_secret"})"));
+  EXPECT_EQ(records[0].at("payload"),
+            json::parse(R"({"sub":"alice","role":"admin","channels":["*"],"expires_at":)" +
+                        std::to_string(minted.json().at("expires_at").as_int64()) + "}"));
+  EXPECT_EQ(records[1].at("actor"), json::parse(R"({"type":"admin","id":"alice"})"));
+  EXPECT_EQ(records[1].at("payload").at("retention").at("max_length"),
+            json::parse(R"({"value":50,"source":"topic"})"));
+  EXPECT_EQ(records[2].at("actor"), json::parse(R"({"type":"admin","id":"bob"})"));
+  EXPECT_EQ(records[2].at("payload").at("retention").at("max_length").at("source"), "server");
+  EXPECT_EQ(records[4].at("payload").at("start_id"), "0-0");
+  EXPECT_EQ(records[5].at("payload"), purged.json()) << "what the purge answered";
+  EXPECT_EQ(records[5].at("payload").at("purged"), 3);
+  EXPECT_EQ(records[5].at("metadata").at("traceparent"),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+  EXPECT_EQ(records[7].at("payload"),
+            json::parse(R"({"topic":"orders","partitions":2,"deleted":true})"));
+  for (const auto& r : records) {
+    EXPECT_EQ(std::string(r.at("metadata").at("remote").as_string()).rfind("127.0.0.1:", 0), 0u)
+        << r;
+  }
+
+  // Only the server writes to the trail, on either publish route, whoever asks; and it keeps
+  // one partition (one order).
+  auto forged = call(http::verb::post, trail, R"({"type":"topic.deleted"})", alice);
+  EXPECT_EQ(forged.status, 403u) << forged.body;
+  EXPECT_EQ(forged.error_code(), "forbidden");
+  expect_status(http::verb::post, "/v1/topics/replayrail.audit/events",
+                R"({"events":[{"type":"topic.deleted"}]})", alice, 403);
+  auto split = call(http::verb::put, "/v1/topics/replayrail.audit", R"({"partitions":4})", alice);
+  EXPECT_EQ(split.status, 409u) << split.body;
+  EXPECT_EQ(split.error_code(), "topic_conflict");
+  EXPECT_EQ(call(http::verb::get, trail, "", alice).json().at("events").as_array().size(),
+            records.size())
+      << "nothing written by the refused requests";
+
+  // Readers: an admin, or a token whose channels claim names the trail; not a consumer token
+  // that is limited to nothing, over HTTP, SSE, WebSocket and the summary alike.
+  const auto now = unix_now();
+  const std::string unlimited = auth::mint({"c", auth::Role::consumer, {}, now + 600}, jwt, now);
+  const std::string forwarder =
+      auth::mint({"siem", auth::Role::consumer, {"replayrail.*"}, now + 600}, jwt, now);
+  auto refused = call(http::verb::get, trail, "", bearer(unlimited));
+  EXPECT_EQ(refused.status, 403u) << refused.body;
+  EXPECT_NE(refused.body.find("audit trail"), std::string::npos) << refused.body;
+  EXPECT_EQ(call(http::verb::get, "/sse/replayrail.audit", "", bearer(unlimited)).status, 403u);
+  EXPECT_EQ(
+      call(http::verb::get, "/v1/topics/replayrail.audit/describe", "", bearer(unlimited)).status,
+      403u);
+  EXPECT_EQ(call(http::verb::get, trail, "", bearer(forwarder)).status, 200u);
+  auto names = [&](const std::string& token) {
+    std::vector<std::string> out;
+    const auto listed = call(http::verb::get, "/v1/topics", "", bearer(token)).json();
+    for (const auto& t : listed.at("topics").as_array()) {
+      out.push_back(std::string(t.at("topic").as_string()));
+    }
+    return out;
+  };
+  EXPECT_EQ(names(unlimited), std::vector<std::string>{});
+  EXPECT_EQ(names(forwarder), std::vector<std::string>{"replayrail.audit"});
+  {
+    V1Client c(port_, "/ws?token=" + unlimited);
+    c.send(R"({"op":"subscribe","sub":"a","channel":"replayrail.audit","from":"0-0"})");
+    EXPECT_EQ(c.until("error", "a").back().at("error").at("code").as_string(), "forbidden");
+    V1Client f(port_, "/ws?token=" + forwarder);
+    f.send(R"({"op":"subscribe","sub":"a","channel":"replayrail.audit","from":"0-0"})");
+    EXPECT_EQ(event_ids(f.until("caught_up", "a"), "a").size(), records.size());
+  }
+
+  auto scraped = call(http::verb::get, "/metrics").body;
+  EXPECT_NE(scraped.find("replayrail_audit_records_total 8"), std::string::npos) << scraped;
+  EXPECT_NE(scraped.find("replayrail_audit_failures_total 0"), std::string::npos);
+
+  // --audit-channel "": no trail, and the name is a channel as any other.
+  restart_server({"--audit-channel", ""});
+  const auto before = call(http::verb::get, trail).json().at("events").as_array().size();
+  ASSERT_EQ(call(http::verb::put, "/v1/topics/payments", "{}").status, 201u);
+  EXPECT_EQ(call(http::verb::get, trail).json().at("events").as_array().size(), before);
+  EXPECT_EQ(publish("replayrail.audit", R"({"type":"t"})").status, 201u);
 }
 
 // Tokens of an identity provider (RS256 here), checked with its public key: on every store, over
@@ -3257,6 +3395,30 @@ TEST_P(ServerE2E, TheArchiveApiListsSearchesAndVerifies) {
   ASSERT_EQ(verified.status, 200u) << verified.body;
   EXPECT_TRUE(verified.json().at("intact").as_bool());
   EXPECT_EQ(verified.json().at("events").as_int64(), 3);
+
+  // The audit trail is archived as any channel is, in its own chain: who made a change is kept
+  // with the events.
+  ASSERT_EQ(
+      call(http::verb::post, "/v1/topics/kept/groups", R"({"group":"g","start_id":"$"})", admin)
+          .status,
+      201u);
+  for (;;) {
+    auto changes =
+        call(http::verb::get, "/v1/archive/streams/replayrail.audit/events?type=group.created", {},
+             admin);
+    const auto changes_doc = changes.json();
+    if (changes.status == 200u && !changes_doc.at("events").as_array().empty()) {
+      const auto& change = changes_doc.at("events").at(0);
+      EXPECT_EQ(change.at("actor"), json::parse(R"({"type":"admin","id":"tester"})"));
+      EXPECT_EQ(change.at("payload").at("topic"), "kept");
+      break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << changes.body;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto trail = call(http::verb::get, "/v1/archive/streams/replayrail.audit/verify", {}, admin);
+  ASSERT_EQ(trail.status, 200u) << trail.body;
+  EXPECT_TRUE(trail.json().at("intact").as_bool()) << trail.body;
 
   // Bad input.
   EXPECT_EQ(

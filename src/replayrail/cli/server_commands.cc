@@ -445,6 +445,13 @@ ServerCommands::ServerCommands(CLI::App& app) {
                    "Enables POST /v1/auth/token (dev token minting) for who knows it")
       ->envname("AUTH_ADMIN_SECRET");
   serve_cmd
+      ->add_option("--audit-channel", s.server.audit_channel,
+                   "Where each change made through the API (topics, groups, tokens) is recorded, "
+                   "with who made it: a channel only the server writes to, read with an admin "
+                   "token (or one whose channels claim names it); \"\": no record")
+      ->envname("AUDIT_CHANNEL")
+      ->capture_default_str();
+  serve_cmd
       ->add_option("--partitions-default", s.server.default_partitions,
                    "Partitions of a topic created without a count")
       ->check(CLI::Range(1u, kMaxPartitions))

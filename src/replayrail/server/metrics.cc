@@ -94,6 +94,13 @@ Metrics::Metrics()
       jwks_failures_(counter_family("replayrail_jwks_fetch_failures_total",
                                     "Fetches of the JWK set URL (--auth-jwks-url) that failed")
                          .Add({})),
+      audit_records_(counter_family("replayrail_audit_records_total",
+                                    "Changes recorded in the audit trail (--audit-channel)")
+                         .Add({})),
+      audit_failures_(counter_family("replayrail_audit_failures_total",
+                                     "Changes made whose audit record could not be stored (the "
+                                     "log has them)")
+                          .Add({})),
       jwks_success_(gauge("replayrail_jwks_last_success_timestamp_seconds",
                           "When the JWK set was last fetched (0: never, or no --auth-jwks-url)")),
       jwks_keys_(gauge("replayrail_jwks_keys", "Keys of the JWK set last fetched")),
@@ -130,6 +137,8 @@ void Metrics::expiry_pass(bool ok, std::uint64_t events) {
   }
   expired_.Increment(static_cast<double>(events));
 }
+
+void Metrics::audit_record(bool ok) { (ok ? audit_records_ : audit_failures_).Increment(); }
 
 void Metrics::jwks_fetch(bool ok, std::size_t keys) {
   if (!ok) {

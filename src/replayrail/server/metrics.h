@@ -77,6 +77,8 @@ class Metrics {
   ArchiveStatus archive_status() const;
   // A retention-by-age pass (Rail::expire_old_events) ended: `events` removed; or failed.
   void expiry_pass(bool ok, std::uint64_t events);
+  // A record of the audit trail (AuditTrail) stored, or not.
+  void audit_record(bool ok);
   // A fetch of the JWK set URL ended: a set of `keys` keys, or failed (`keys` unused).
   void jwks_fetch(bool ok, std::size_t keys);
 
@@ -113,6 +115,8 @@ class Metrics {
   prometheus::Counter& expiry_passes_;
   prometheus::Counter& expiry_failures_;
   prometheus::Counter& jwks_failures_;
+  prometheus::Counter& audit_records_;
+  prometheus::Counter& audit_failures_;
   prometheus::Gauge& jwks_success_;
   prometheus::Gauge& jwks_keys_;
   // The hot path's metrics, looked up once (Family::Add hashes the labels under a lock).

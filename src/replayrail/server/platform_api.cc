@@ -39,6 +39,13 @@ ApiResponse not_allowed(const char* allowed) {
 
 ApiResponse ok(unsigned status, const json::value& body) { return {status, to_json(body)}; }
 
+// The answer to a change of `type` (`topic.purged`), whose audit record holds what it answers.
+ApiResponse changed(unsigned status, std::string type, json::object body) {
+  ApiResponse res = ok(status, body);
+  res.audit = AuditEntry{std::move(type), std::move(body)};
+  return res;
+}
+
 // A group's start: `$` or an id (`0-0` = everything retained).
 result<Cursor> parse_start(const Body& body) {
   std::string text;
@@ -206,15 +213,32 @@ ApiResponse PlatformApi::mint_token(std::string_view text) const {
                  std::chrono::system_clock::now().time_since_epoch())
                  .count();
   claims.expires = now + *ttl;
-  return ok(200, json::object{{"token", auth::mint(claims, jwt_, now)},
-                              {"token_type", "bearer"},
-                              {"role", auth::to_string(*role)},
-                              {"expires_at", claims.expires}});
+  ApiResponse res = ok(200, json::object{{"token", auth::mint(claims, jwt_, now)},
+                                         {"token_type", "bearer"},
+                                         {"role", auth::to_string(*role)},
+                                         {"expires_at", claims.expires}});
+  // Whom a token was made for, never the token itself.
+  json::object minted{{"sub", claims.subject}, {"role", auth::to_string(*role)}};
+  if (const json::value* channels = body->get("channels")) minted["channels"] = *channels;
+  minted["expires_at"] = claims.expires;
+  res.audit = AuditEntry{"token.minted", std::move(minted)};
+  return res;
 }
 
-task<std::optional<ApiResponse>> PlatformApi::handle(
-    std::string_view method, const std::vector<std::string>& path, std::string_view body,
-    std::string_view traceparent, const Params& params, const auth::Claims* caller) {
+task<std::optional<ApiResponse>> PlatformApi::handle(std::string_view method,
+                                                     const std::vector<std::string>& path,
+                                                     std::string_view body, const Params& params,
+                                                     const Requester& who) {
+  auto res = co_await route(method, path, body, params, who);
+  if (res && res->audit) co_await audit_.record(*res->audit, who);
+  co_return res;
+}
+
+task<std::optional<ApiResponse>> PlatformApi::route(std::string_view method,
+                                                    const std::vector<std::string>& path,
+                                                    std::string_view body, const Params& params,
+                                                    const Requester& who) {
+  const auth::Claims* caller = who.token;
   if (!path.empty() && path[0] == "archive") co_return co_await archive_route(method, path, params);
   if (path.size() == 2 && path[0] == "auth" && path[1] == "token") {
     if (method != "POST") co_return not_allowed("POST");
@@ -237,7 +261,7 @@ task<std::optional<ApiResponse>> PlatformApi::handle(
   const std::string& topic = path[1];
   if (path.size() == 3 && path[2] == "events") {
     if (method != "POST") co_return not_allowed("POST");
-    co_return co_await ingest(topic, body, traceparent, caller);
+    co_return co_await ingest(topic, body, who.traceparent, caller);
   }
   if (path.size() == 3 && path[2] == "describe") {
     if (method != "GET") co_return not_allowed("GET, HEAD");
@@ -266,6 +290,7 @@ task<std::optional<ApiResponse>> PlatformApi::handle(
 task<ApiResponse> PlatformApi::ingest(const std::string& topic, std::string_view text,
                                       std::string_view traceparent, const auth::Claims* caller) {
   const auto started = std::chrono::steady_clock::now();
+  if (auto allowed = audit_.may_publish(topic); !allowed) co_return error(allowed.error());
   auto body = parse_ingest_body(text);
   if (!body) co_return error(body.error());
   if (caller) {
@@ -311,7 +336,7 @@ task<ApiResponse> PlatformApi::list(const auth::Claims* caller) {
   if (!all) co_return error(all.error());
   json::array out;
   for (const auto& t : *all) {
-    if (caller && !auth::allows_channel(*caller, t.name)) continue;  // as the summary does
+    if (caller && !audit_.may_read(*caller, t.name).has_value()) continue;  // as the summary does
     out.push_back(record_json(t, topics_.effective_retention(t)));
   }
   co_return ok(200, json::object{{"topics", std::move(out)}});
@@ -336,10 +361,14 @@ task<ApiResponse> PlatformApi::configure(const std::string& topic, std::string_v
   if (*max_age) retention.max_age = store::Millis(**max_age);
   std::optional<std::uint32_t> count;
   if (*partitions) count = static_cast<std::uint32_t>(**partitions);
+  if (auto allowed = audit_.may_partition(topic, count); !allowed) {
+    co_return error(allowed.error());
+  }
   auto configured = co_await topics_.configure(topic, count, retention);
   if (!configured) co_return error(configured.error());
   const auto& [t, created] = *configured;
-  co_return ok(created ? 201 : 200, record_json(t, topics_.effective_retention(t)));
+  co_return changed(created ? 201 : 200, created ? "topic.created" : "topic.configured",
+                    record_json(t, topics_.effective_retention(t)));
 }
 
 task<ApiResponse> PlatformApi::remove(const std::string& topic, const auth::Claims* caller) {
@@ -347,9 +376,10 @@ task<ApiResponse> PlatformApi::remove(const std::string& topic, const auth::Clai
   if (!removed) co_return error(removed.error());
   spdlog::info("topic={} ({} partitions) deleted by {}", removed->name, removed->partitions,
                caller ? caller->subject : "(auth off)");
-  co_return ok(
-      200, json::object{
-               {"topic", removed->name}, {"partitions", removed->partitions}, {"deleted", true}});
+  co_return changed(
+      200, "topic.deleted",
+      json::object{
+          {"topic", removed->name}, {"partitions", removed->partitions}, {"deleted", true}});
 }
 
 task<ApiResponse> PlatformApi::purge(const std::string& topic, std::string_view text,
@@ -379,7 +409,7 @@ task<ApiResponse> PlatformApi::purge(const std::string& topic, std::string_view 
   json::object out{{"topic", t.name}, {"partitions", t.partitions}, {"purged", total}};
   if (before) out["before"] = before->to_string();
   out["results"] = std::move(results);
-  co_return ok(200, out);
+  co_return changed(200, "topic.purged", std::move(out));
 }
 
 task<ApiResponse> PlatformApi::create_group(const std::string& topic, std::string_view text) {
@@ -394,7 +424,8 @@ task<ApiResponse> PlatformApi::create_group(const std::string& topic, std::strin
   store::GroupOptions options{max_deliveries->value_or(0)};
   auto t = co_await topics_.create_group(topic, *group, *start, options);
   if (!t) co_return error(t.error());
-  co_return ok(201, json::object{{"topic", t->name},
+  co_return changed(201, "group.created",
+                    json::object{{"topic", t->name},
                                  {"group", *group},
                                  {"start_id", start->to_string()},
                                  {"partitions", t->partitions},
@@ -409,7 +440,8 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
     if (!*existed) {
       co_return error(make_error(errc::group_not_found, "no group " + group + " on " + topic));
     }
-    co_return ok(200, json::object{{"topic", topic}, {"group", group}, {"destroyed", true}});
+    co_return changed(200, "group.deleted",
+                      json::object{{"topic", topic}, {"group", group}, {"destroyed", true}});
   }
   if (action == "reset") {
     auto body = Body::parse(text, {"start_id"});
@@ -418,7 +450,8 @@ task<ApiResponse> PlatformApi::group_action(const std::string& topic, const std:
     if (!start) co_return error(start.error());
     auto t = co_await topics_.reset_group(topic, group, *start);
     if (!t) co_return error(t.error());
-    co_return ok(200, json::object{{"topic", t->name},
+    co_return changed(200, "group.reset",
+                      json::object{{"topic", t->name},
                                    {"group", group},
                                    {"start_id", start->to_string()},
                                    {"partitions", t->partitions}});
@@ -520,9 +553,10 @@ task<result<std::vector<PartitionMessage>>> PlatformApi::read_group(
 }
 
 task<ApiResponse> PlatformApi::summary(const auth::Claims* caller) {
-  // A token limited to some channels sees only those (their names and lengths are not for others).
-  auto visible = [caller](std::string_view name) {
-    return !caller || auth::allows_channel(*caller, name);
+  // A token limited to some channels sees only those (their names and lengths are not for others),
+  // and the audit trail only when it may read it.
+  auto visible = [this, caller](std::string_view name) {
+    return !caller || audit_.may_read(*caller, name).has_value();
   };
   auto all = co_await topics_.describe_all();
   if (!all) co_return error(all.error());

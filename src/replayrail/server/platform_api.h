@@ -14,6 +14,7 @@
 
 #include "replayrail/archive/history.h"
 #include "replayrail/auth/jwt.h"
+#include "replayrail/server/audit_trail.h"
 #include "replayrail/server/metrics.h"
 #include "replayrail/topics.h"
 
@@ -24,6 +25,8 @@ struct ApiResponse {
   std::string body;          // JSON
   std::optional<errc> code;  // an error's
   std::string allow;         // a 405's: the methods the path takes (its Allow header)
+  // What a change did, for the audit trail; none for reads and failures.
+  std::optional<AuditEntry> audit;
 };
 
 // What the server reports about itself in the summary.
@@ -53,16 +56,18 @@ struct BlockingReads {
 
 class PlatformApi {
  public:
-  // `metrics`: where ingests are counted (may be null). `archive`: what /v1/archive/… reads
-  // (null without a database URL: those routes answer not_found).
+  // `metrics`: where ingests are counted (may be null). `audit`: where changes are recorded,
+  // and who may read and write which channel. `archive`: what /v1/archive/… reads (null without
+  // a database URL: those routes answer not_found).
   PlatformApi(Topics& topics, std::function<ServerCounters()> counters, auth::JwtConfig jwt,
-              std::string admin_secret, Metrics* metrics, BlockingReads blocking = {},
-              archive::ArchiveHistory* archive = nullptr)
+              std::string admin_secret, Metrics* metrics, AuditTrail& audit,
+              BlockingReads blocking = {}, archive::ArchiveHistory* archive = nullptr)
       : topics_(topics),
         counters_(std::move(counters)),
         jwt_(std::move(jwt)),
         admin_secret_(std::move(admin_secret)),
         metrics_(metrics),
+        audit_(audit),
         blocking_(blocking),
         archive_(archive) {}
 
@@ -74,19 +79,21 @@ class PlatformApi {
   using Params = std::vector<std::pair<std::string, std::string>>;
 
   // `path`: the segments after `v1`. nullopt when no /v1 route has this path; a route with
-  // another method is method_not_allowed. `traceparent`: the request's header, kept in the
-  // metadata of the events an ingest stores when it is valid (is_traceparent()). `caller`: the
-  // request's token, checked (null: auth is off); an ingest records its subject as each event's
-  // publisher (PublishBody::stamp_publisher), the summary shows only the topics and channels its
-  // `channels` claim allows.
+  // another method is method_not_allowed. `who`: the request's token, checked (null: auth is
+  // off), its traceparent header and its address. An ingest records the token's subject as each
+  // event's publisher (PublishBody::stamp_publisher) and keeps a valid traceparent in their
+  // metadata; the summary shows only the topics and channels the token may read; a change
+  // (ApiResponse::audit) is recorded in the audit trail before it is answered.
   store::task<std::optional<ApiResponse>> handle(std::string_view method,
                                                  const std::vector<std::string>& path,
-                                                 std::string_view body,
-                                                 std::string_view traceparent = {},
-                                                 const Params& params = {},
-                                                 const auth::Claims* caller = nullptr);
+                                                 std::string_view body, const Params& params,
+                                                 const Requester& who);
 
  private:
+  store::task<std::optional<ApiResponse>> route(std::string_view method,
+                                                const std::vector<std::string>& path,
+                                                std::string_view body, const Params& params,
+                                                const Requester& who);
   store::task<ApiResponse> ingest(const std::string& topic, std::string_view body,
                                   std::string_view traceparent, const auth::Claims* caller);
   store::task<ApiResponse> describe(const std::string& topic);
@@ -114,6 +121,7 @@ class PlatformApi {
   auth::JwtConfig jwt_;
   std::string admin_secret_;
   Metrics* metrics_;
+  AuditTrail& audit_;
   BlockingReads blocking_;
   archive::ArchiveHistory* archive_;
 };

@@ -191,7 +191,8 @@ struct Server::Impl {
   std::unique_ptr<Metrics> metrics = std::make_unique<Metrics>();
   std::unique_ptr<Rail> rail;
   std::unique_ptr<Topics> topics;
-  std::unique_ptr<PlatformApi> api;  // /v1/…
+  std::unique_ptr<AuditTrail> audit;  // changes made through /v1, and who may use its channel
+  std::unique_ptr<PlatformApi> api;   // /v1/…
   std::unique_ptr<Hub> hub;
   std::unique_ptr<archive::ArchiveLoop> archiving;  // with a database URL, while serving
   // Retention by age: a turn every expiry_interval() of the shortest max age in force (the
@@ -256,8 +257,10 @@ struct Server::Impl {
                                                            beast::flat_buffer& buffer);
   // `thread`: the index of the event loop the connection lives on.
   asio::awaitable<void> http_session(tcp::socket socket, std::size_t thread);
-  // The request target is parsed once, by http_session, and handed on.
-  asio::awaitable<Response> handle(const Request& req, const Target& target);
+  // The request target is parsed once, by http_session, and handed on; `remote` is the client's
+  // address and port.
+  asio::awaitable<Response> handle(const Request& req, const Target& target,
+                                   const std::string& remote);
   asio::awaitable<result<Subscription>> subscribe(const Request& req, const Target& target);
   // Replay, /ws/{channel}, /sse/{channel} and v1 subscriptions read one stream: a plain channel
   // (or a topic of one partition). A partitioned topic's events are in its partitions' streams,
@@ -313,6 +316,16 @@ struct Counted {
   ~Counted() { --n; }
   std::atomic<std::size_t>& n;
 };
+
+// A peer's address as "127.0.0.1:5432" or "[::1]:5432"; empty when the socket has none.
+std::string endpoint_text(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  auto peer = socket.remote_endpoint(ec);
+  if (ec) return {};
+  const auto address = peer.address().to_string();
+  const auto port = std::to_string(peer.port());
+  return peer.address().is_v6() ? "[" + address + "]:" + port : address + ":" + port;
+}
 
 result<Target> parse_target(std::string_view text) {
   auto url = boost::urls::parse_origin_form(text);
@@ -416,6 +429,7 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
     return make_error(errc::forbidden,
                       "the token's channels do not include " + std::string(channel));
   }
+  if (role == auth::Role::consumer && !channel.empty()) RR_TRY(audit->may_read(claims, channel));
   return std::optional<auth::Claims>(std::move(claims));
 }
 
@@ -496,7 +510,8 @@ Response Server::Impl::preflight(const Request& req) const {
   return res;
 }
 
-asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target& target) {
+asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target& target,
+                                               const std::string& remote) {
   const auto& path = target.path;
   auto method_not_allowed = [&](const char* allowed) {
     auto res = error(
@@ -558,6 +573,9 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
     }
     if (req.method() == http::verb::post) {
       const auto started = std::chrono::steady_clock::now();
+      if (auto allowed = audit->may_publish(channel); !allowed) {
+        co_return error(req, allowed.error());
+      }
       auto body = parse_publish_body(req.body());
       if (!body) co_return error(req, body.error());
       if (caller) {
@@ -631,8 +649,11 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
       if (!allowed) co_return error(req, allowed.error());
       claims = std::move(*allowed);
     }
-    auto res = co_await api->handle(req.method_string(), rest, req.body(), req["traceparent"],
-                                    target.params, claims ? &*claims : nullptr);
+    Requester who{.token = claims ? &*claims : nullptr,
+                  .admin_secret = rest.size() == 2 && rest[0] == "auth" && rest[1] == "token",
+                  .remote = remote,
+                  .traceparent = std::string(req["traceparent"])};
+    auto res = co_await api->handle(req.method_string(), rest, req.body(), target.params, who);
     if (res) {
       if (res->code) metrics->failed(*res->code);
       auto out = json_response(req, res->status, std::move(res->body));
@@ -677,6 +698,7 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
   auto opened = co_await open_transport(std::move(socket), buffer);
   if (!opened) co_return;
   Transport& stream = *opened;
+  const std::string remote = endpoint_text(stream.tcp().socket());
   for (bool first = true;; first = false) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(options.max_body_bytes);
@@ -776,11 +798,11 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
       // HEAD: the answer to GET, without its body (RFC 9110 §9.3.2).
       Counted counted(handling);
       req.method(http::verb::get);
-      res = co_await handle(req, *target);
+      res = co_await handle(req, *target, remote);
       req.method(http::verb::head);
     } else {
       Counted counted(handling);
-      res = co_await handle(req, *target);
+      res = co_await handle(req, *target, remote);
     }
     finish(req, res.result_int(), res);
     if (stopping) res.keep_alive(false);
@@ -1162,11 +1184,11 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
     outbox->push_message(v1_error(&*sub, known.error()));
     co_return;
   }
-  if (session->claims && !auth::allows_channel(*session->claims, field("channel").value_or(""))) {
-    outbox->push_message(v1_error(
-        &*sub, make_error(errc::forbidden,
-                          "the token's channels do not include " + field("channel").value_or(""))));
-    co_return;
+  if (session->claims) {
+    if (auto allowed = audit->may_read(*session->claims, field("channel").value_or("")); !allowed) {
+      outbox->push_message(v1_error(&*sub, allowed.error()));
+      co_return;
+    }
   }
   auto policy = parse_policy(field("policy").value_or(""));
   std::optional<Cursor> from;
@@ -1231,10 +1253,11 @@ asio::awaitable<void> Server::Impl::subscribe_group(std::shared_ptr<Outbox> outb
     outbox->push_message(v1_error(&name, o.error()));
     co_return;
   }
-  if (session->claims && !auth::allows_channel(*session->claims, o->topic)) {
-    outbox->push_message(v1_error(
-        &name, make_error(errc::forbidden, "the token's channels do not include " + o->topic)));
-    co_return;
+  if (session->claims) {
+    if (auto allowed = audit->may_read(*session->claims, o->topic); !allowed) {
+      outbox->push_message(v1_error(&name, allowed.error()));
+      co_return;
+    }
   }
   // The topic and the group must exist (the group is on every partition).
   auto described = co_await topics->describe(o->topic);
@@ -1504,6 +1527,11 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
     return make_error(errc::invalid_argument,
                       "a TLS certificate goes with its key: give both --tls-cert and --tls-key");
   }
+  if (!options.audit_channel.empty()) {
+    if (auto valid = validate_channel(options.audit_channel); !valid) {
+      return make_error(errc::invalid_argument, "--audit-channel: " + valid.error().message);
+    }
+  }
   if (!options.tls_client_ca.empty() && options.tls_cert.empty()) {
     return make_error(errc::invalid_argument,
                       "client certificates are asked for over TLS: --tls-client-ca needs "
@@ -1534,9 +1562,11 @@ result<std::unique_ptr<Server>> Server::create(ServerOptions options, StoreFacto
                                             .appends = options.rail.append_options(),
                                             .max_age = options.rail.max_stream_age},
                                impl->backpressure);
+  impl->audit =
+      std::make_unique<AuditTrail>(*impl->topics, options.audit_channel, impl->metrics.get());
   impl->api = std::make_unique<PlatformApi>(
       *impl->topics, [impl = impl.get()] { return impl->counters(); }, options.jwt,
-      options.admin_secret, impl->metrics.get(),
+      options.admin_secret, impl->metrics.get(), *impl->audit,
       BlockingReads{.slice = group_read_block(options), .stopping = &impl->stopping},
       impl->history.get());
   std::vector<asio::any_io_executor> executors;

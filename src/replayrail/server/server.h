@@ -61,6 +61,8 @@ struct ServerOptions {
   // a thread of their own, and replays of what the store trimmed read from it; empty URL: none.
   std::string database_url;
   Millis archive_interval{1000};
+  // The channel changes made through the API are recorded in (AuditTrail); empty: none.
+  std::string audit_channel = "replayrail.audit";
 };
 
 // Makes the store once the server's executors exist (the Redis store runs on them).
