@@ -515,14 +515,17 @@ TEST_P(ServerE2E, MaxStreamAgeRemovesOldEventsAlsoFromIdleStreams) {
                  R"({"partitions":2,"events":[{"type":"a"},{"type":"b"},{"type":"c"}]})")
                 .status,
             201u);
-  // A second of age, then a pass (one a second): gone within a few seconds.
+  // A second of age, then a pass (one a second): gone within a few seconds, and so is the audit
+  // trail's record of the ingest that made "aged".
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  while ((topic_length("aging") > 0 || topic_length("aged") > 0) &&
+  while ((topic_length("aging") > 0 || topic_length("aged") > 0 ||
+          topic_length("replayrail.audit") > 0) &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(topic_length("aging"), 0);
   EXPECT_EQ(topic_length("aged"), 0);
+  EXPECT_EQ(topic_length("replayrail.audit"), 0);
   auto described = call(http::verb::get, "/v1/topics/aging/describe").json();
   EXPECT_EQ(described.at("streams").at(0).at("trimmed_through"), second.json().at("event").at("id"))
       << "the last event removed: a cursor there resumes";
@@ -541,7 +544,7 @@ TEST_P(ServerE2E, MaxStreamAgeRemovesOldEventsAlsoFromIdleStreams) {
   EXPECT_EQ(events[0].at("id"), later.json().at("event").at("id"));
 
   const auto metrics = call(http::verb::get, "/metrics").body;
-  EXPECT_NE(metrics.find("replayrail_expired_events_total 5\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("replayrail_expired_events_total 6\n"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("replayrail_expiry_failures_total 0\n"), std::string::npos);
 }
 
@@ -1797,6 +1800,10 @@ TEST_P(ServerE2E, ChangesAreRecordedInTheAuditTrailWithWhoMadeThem) {
   expect_status(http::verb::post, "/v1/topics/orders/events",
                 R"({"events":[{"type":"t"},{"type":"t"},{"type":"t"}]})",
                 bearer(jwt, "svc", auth::Role::producer), 201);
+  // A producer whose ingest makes a topic made a change too: its partition count is fixed.
+  expect_status(http::verb::post, "/v1/topics/jobs/events",
+                R"({"events":[{"type":"t"}],"partitions":3})",
+                bearer(jwt, "svc", auth::Role::producer), 201);
   auto purged = call(http::verb::post, "/v1/topics/orders/purge", "{}",
                      {alice[0],
                       {"traceparent",
@@ -1818,8 +1825,8 @@ TEST_P(ServerE2E, ChangesAreRecordedInTheAuditTrailWithWhoMadeThem) {
   std::vector<std::string> types;
   for (const auto& r : records) types.push_back(std::string(r.at("type").as_string()));
   ASSERT_EQ(types, (std::vector<std::string>{"token.minted", "topic.created", "topic.configured",
-                                             "group.created", "group.reset", "topic.purged",
-                                             "group.deleted", "topic.deleted"}))
+                                             "group.created", "group.reset", "topic.created",
+                                             "topic.purged", "group.deleted", "topic.deleted"}))
       << page.body;
   // The token's subject, never the token.
   EXPECT_EQ(records[0].at("actor"), json::parse(R"({"type":"admin_secret"})"));
@@ -1832,11 +1839,14 @@ TEST_P(ServerE2E, ChangesAreRecordedInTheAuditTrailWithWhoMadeThem) {
   EXPECT_EQ(records[2].at("actor"), json::parse(R"({"type":"admin","id":"bob"})"));
   EXPECT_EQ(records[2].at("payload").at("retention").at("max_length").at("source"), "server");
   EXPECT_EQ(records[4].at("payload").at("start_id"), "0-0");
-  EXPECT_EQ(records[5].at("payload"), purged.json()) << "what the purge answered";
-  EXPECT_EQ(records[5].at("payload").at("purged"), 3);
-  EXPECT_EQ(records[5].at("metadata").at("traceparent"),
+  EXPECT_EQ(records[5].at("actor"), json::parse(R"({"type":"producer","id":"svc"})"));
+  EXPECT_EQ(records[5].at("payload").at("topic"), "jobs");
+  EXPECT_EQ(records[5].at("payload").at("partitions"), 3);
+  EXPECT_EQ(records[6].at("payload"), purged.json()) << "what the purge answered";
+  EXPECT_EQ(records[6].at("payload").at("purged"), 3);
+  EXPECT_EQ(records[6].at("metadata").at("traceparent"),
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
-  EXPECT_EQ(records[7].at("payload"),
+  EXPECT_EQ(records[8].at("payload"),
             json::parse(R"({"topic":"orders","partitions":2,"deleted":true})"));
   for (const auto& r : records) {
     EXPECT_EQ(std::string(r.at("metadata").at("remote").as_string()).rfind("127.0.0.1:", 0), 0u)
@@ -1879,7 +1889,7 @@ TEST_P(ServerE2E, ChangesAreRecordedInTheAuditTrailWithWhoMadeThem) {
     }
     return out;
   };
-  EXPECT_EQ(names(unlimited), std::vector<std::string>{});
+  EXPECT_EQ(names(unlimited), std::vector<std::string>{"jobs"});
   EXPECT_EQ(names(forwarder), std::vector<std::string>{"replayrail.audit"});
   {
     V1Client c(port_, "/ws?token=" + unlimited);
@@ -1891,7 +1901,7 @@ TEST_P(ServerE2E, ChangesAreRecordedInTheAuditTrailWithWhoMadeThem) {
   }
 
   auto scraped = call(http::verb::get, "/metrics").body;
-  EXPECT_NE(scraped.find("replayrail_audit_records_total 8"), std::string::npos) << scraped;
+  EXPECT_NE(scraped.find("replayrail_audit_records_total 9"), std::string::npos) << scraped;
   EXPECT_NE(scraped.find("replayrail_audit_failures_total 0"), std::string::npos);
 
   // --audit-channel "": no trail, and the name is a channel as any other.
@@ -2940,14 +2950,15 @@ TEST_P(ServerE2E, TheServerArchivesWhatItStoresToPostgres) {
     const std::string all = ::testing::PrintToString(out);
     if (all.find("archived: 5 events, chain intact") != std::string::npos &&
         all.find("parts#0: 1 events") != std::string::npos &&
-        all.find("parts#1: 1 events") != std::string::npos) {
+        all.find("parts#1: 1 events") != std::string::npos &&
+        all.find("replayrail.audit: 1 events") != std::string::npos) {  // parts was created
       break;
     }
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << all;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   const auto metrics = call(http::verb::get, "/metrics").body;
-  EXPECT_NE(metrics.find("replayrail_archived_events_total 7"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("replayrail_archived_events_total 8"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("replayrail_archive_last_success_timestamp_seconds 1"), std::string::npos);
   EXPECT_NE(metrics.find("replayrail_archive_failures_total 0"), std::string::npos);
   EXPECT_NE(metrics.find("\nreplayrail_archive_lag_seconds "), std::string::npos);
@@ -2956,7 +2967,7 @@ TEST_P(ServerE2E, TheServerArchivesWhatItStoresToPostgres) {
   ASSERT_EQ(summary.status, 200u) << summary.body;
   const json::value summary_json = summary.json();
   const auto& archive = summary_json.at("archive");
-  EXPECT_EQ(archive.at("events").to_number<std::int64_t>(), 7);
+  EXPECT_EQ(archive.at("events").to_number<std::int64_t>(), 8);
   EXPECT_EQ(archive.at("failed_passes").to_number<std::int64_t>(), 0);
   EXPECT_GT(archive.at("last_success").to_number<double>(), 1.7e9) << "unix seconds";
   EXPECT_GE(archive.at("lag_seconds").to_number<double>(), 0.0);

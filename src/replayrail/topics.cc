@@ -50,9 +50,9 @@ std::uint32_t Topics::partition_for(const store::Topic& topic,
   return best;
 }
 
-task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::ingest(
-    std::string_view topic, const std::vector<PublishBody>& events,
-    std::optional<std::uint32_t> partitions) {
+task<result<IngestResult>> Topics::ingest(std::string_view topic,
+                                          const std::vector<PublishBody>& events,
+                                          std::optional<std::uint32_t> partitions) {
   RR_CO_TRY(validate_channel(topic));
   if (events.empty()) co_return make_error(errc::invalid_argument, "events must not be empty");
   if (events.size() > config_.max_batch) {
@@ -83,19 +83,21 @@ task<result<Ingested>> Topics::publish(std::string_view topic, const PublishBody
   RR_CO_TRY(validate_channel(topic));
   std::vector<NewEvent> made(1);
   RR_CO_TRY_ASSIGN(made[0], make_event_within(event.input(topic), config_.max_payload_bytes));
-  std::pair<store::Topic, std::vector<Ingested>> stored;
+  IngestResult stored;
   RR_CO_TRY_ASSIGN(
       stored, co_await store_events(topic, std::span(&event, 1), std::move(made), std::nullopt));
-  Ingested& one = stored.second.front();
+  Ingested& one = stored.events.front();
   if (one.error) co_return *one.error;
   co_return std::move(one);
 }
 
-task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::store_events(
-    std::string_view topic, std::span<const PublishBody> events, std::vector<NewEvent> made,
-    std::optional<std::uint32_t> partitions) {
+task<result<IngestResult>> Topics::store_events(std::string_view topic,
+                                                std::span<const PublishBody> events,
+                                                std::vector<NewEvent> made,
+                                                std::optional<std::uint32_t> partitions) {
   store::Topic t;
-  RR_CO_TRY_ASSIGN(t, co_await open_for_ingest(topic, partitions));
+  bool created = false;
+  RR_CO_TRY_ASSIGN(t, co_await open_for_ingest(topic, partitions, &created));
 
   std::vector<Ingested> out(events.size());
   // Per partition: its stream and the batch indices of its events.
@@ -159,7 +161,7 @@ task<result<std::pair<store::Topic, std::vector<Ingested>>>> Topics::store_event
   }
   // A partition's batch is all or nothing, but partitions are separate streams: those stored
   // while another failed stay stored (durable once acknowledged), and `out` says which.
-  co_return std::make_pair(std::move(t), std::move(out));
+  co_return IngestResult{std::move(t), std::move(out), created};
 }
 
 task<result<std::optional<store::Topic>>> Topics::look_up(std::string_view topic) {
@@ -175,12 +177,13 @@ task<result<store::Topic>> Topics::open_for_ingest(std::string_view topic,
                                                    bool* created_here) {
   std::optional<store::Topic> t;
   RR_CO_TRY_ASSIGN(t, co_await look_up(topic));
-  if (created_here) *created_here = !t;
+  if (created_here) *created_here = false;
   if (!t) {
     auto created =
         co_await store_->create_topic(topic, partitions.value_or(config_.default_partitions));
     if (created) {
       t = std::move(*created);
+      if (created_here) *created_here = true;
     } else if (created.error().code == errc::topic_conflict && !partitions) {
       // Another server created it first, with another count: that count it is.
       RR_CO_TRY_ASSIGN(t, co_await store_->get_topic(topic));

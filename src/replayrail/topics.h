@@ -38,6 +38,13 @@ struct Ingested {
   std::optional<Error> error;
 };
 
+// What an ingest stored, in batch order, and in which topic.
+struct IngestResult {
+  store::Topic topic;
+  std::vector<Ingested> events;
+  bool created = false;  // the ingest made the topic
+};
+
 // A group message and the partition it came from.
 struct PartitionMessage {
   std::uint32_t partition = 0;
@@ -105,9 +112,9 @@ class Topics {
   // Each partition's batch is stored whole or not at all, but partitions are separate streams:
   // when one fails, the others may be stored. That is a success whose failed events carry
   // their Ingested::error, so the caller can say which were stored.
-  store::task<result<std::pair<store::Topic, std::vector<Ingested>>>> ingest(
-      std::string_view topic, const std::vector<PublishBody>& events,
-      std::optional<std::uint32_t> partitions);
+  store::task<result<IngestResult>> ingest(std::string_view topic,
+                                           const std::vector<PublishBody>& events,
+                                           std::optional<std::uint32_t> partitions);
   // One event to an existing topic, in the partition its partition_key picks (`POST
   // /events/{channel}` when the channel is a partitioned topic).
   store::task<result<Ingested>> publish(std::string_view topic, const PublishBody& event);
@@ -206,9 +213,10 @@ class Topics {
   store::AppendOptions appends_for(const store::Topic& t) const;
   // Validated events to the topic's partitions (created as open_for_ingest does); `events` gives
   // each one's partition_key.
-  store::task<result<std::pair<store::Topic, std::vector<Ingested>>>> store_events(
-      std::string_view topic, std::span<const PublishBody> events, std::vector<NewEvent> made,
-      std::optional<std::uint32_t> partitions);
+  store::task<result<IngestResult>> store_events(std::string_view topic,
+                                                 std::span<const PublishBody> events,
+                                                 std::vector<NewEvent> made,
+                                                 std::optional<std::uint32_t> partitions);
   // The existing topic; stream_not_found (404) when there is none. A channel with events but no
   // topic (published to with `POST /events/{channel}`) is a topic of one partition, its own
   // stream (DESIGN §2), and is registered as one here.

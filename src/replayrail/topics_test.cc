@@ -78,10 +78,12 @@ TEST_F(TopicsTest, LaterIngestsMayLeaveThePartitionCountOut) {
   batch[0].type = "ok";
   auto first = testing::run(io, topics_.ingest("orders", batch, 4));
   ASSERT_TRUE(first) << first.error().message;
-  EXPECT_EQ(first->first.partitions, 4u);
+  EXPECT_EQ(first->topic.partitions, 4u);
+  EXPECT_TRUE(first->created);
   auto later = testing::run(io, topics_.ingest("orders", batch, std::nullopt));
   ASSERT_TRUE(later) << later.error().message;
-  EXPECT_EQ(later->first.partitions, 4u) << "the topic's count, not the default (1)";
+  EXPECT_EQ(later->topic.partitions, 4u) << "the topic's count, not the default (1)";
+  EXPECT_FALSE(later->created);
   auto other = testing::run(io, topics_.ingest("orders", batch, 2));
   ASSERT_FALSE(other);
   EXPECT_EQ(other.error().code, errc::topic_conflict);
@@ -90,7 +92,8 @@ TEST_F(TopicsTest, LaterIngestsMayLeaveThePartitionCountOut) {
   ASSERT_TRUE(testing::run(io, store_->create_topic("made-elsewhere", 3)));
   auto found = testing::run(io, topics_.ingest("made-elsewhere", batch, std::nullopt));
   ASSERT_TRUE(found) << found.error().message;
-  EXPECT_EQ(found->first.partitions, 3u);
+  EXPECT_EQ(found->topic.partitions, 3u);
+  EXPECT_FALSE(found->created);
 }
 
 TEST_F(TopicsTest, ClaimsTakeOnlyTheNamedPartitions) {
@@ -146,7 +149,7 @@ TEST_F(TopicsTest, AChannelWithEventsIsATopicOfOnePartition) {
       io, store_->append("other", make_event({.channel = "other", .type = "t"}).value(), {})));
   auto ingested = testing::run(io, four_by_default.ingest("other", batch, std::nullopt));
   ASSERT_TRUE(ingested) << ingested.error().message;
-  EXPECT_EQ(ingested->first.partitions, 1u);
+  EXPECT_EQ(ingested->topic.partitions, 1u);
   EXPECT_EQ(testing::run(io, store_->info("other")).value().length, 2u);
 
   // A channel without events is no topic yet.
@@ -374,7 +377,7 @@ TEST_F(TopicsTest, PurgeEmptiesTheNamedPartitionsAndFreesTheBackpressureCap) {
   // Round-robin's next turn (the refused one took partition 0's) is partition 1.
   auto after = testing::run(io, topics.ingest("jobs", {batch[0]}, std::nullopt));
   ASSERT_TRUE(after) << "partition 1 takes events again: " << after.error().message;
-  const Ingested& taken = after->second.at(0);
+  const Ingested& taken = after->events.at(0);
   ASSERT_FALSE(taken.error) << taken.error->message;
   EXPECT_EQ(taken.partition, 1u);
   EXPECT_GT(taken.event->id, edge) << "ids go on";

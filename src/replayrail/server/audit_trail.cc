@@ -67,7 +67,7 @@ store::task<void> AuditTrail::record(const AuditEntry& entry, const Requester& w
   std::optional<Error> failed;
   if (!stored) {
     failed = stored.error();
-  } else if (const auto& one = stored->second.front(); one.error) {
+  } else if (const auto& one = stored->events.front(); one.error) {
     failed = *one.error;
   }
   if (metrics_) metrics_->audit_record(!failed);

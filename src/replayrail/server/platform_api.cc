@@ -306,7 +306,7 @@ task<ApiResponse> PlatformApi::ingest(const std::string& topic, std::string_view
   }
   auto ingested = co_await topics_.ingest(topic, body->events, body->partitions);
   if (!ingested) co_return error(ingested.error());
-  const auto& [t, events] = *ingested;
+  const auto& [t, events, created] = *ingested;
   const Error* failure = nullptr;
   std::size_t stored = 0;
   for (const auto& e : events) {
@@ -318,11 +318,13 @@ task<ApiResponse> PlatformApi::ingest(const std::string& topic, std::string_view
   }
   // Some partitions failed: the error's status, with what was stored (a retry can send just the
   // rest), as a bulk API answers.
-  if (failure) {
-    co_return ApiResponse{http_status(failure->code), ingest_json(t, events, failure),
-                          failure->code};
-  }
-  co_return ApiResponse{201, ingest_json(t, events, nullptr)};
+  ApiResponse res = failure ? ApiResponse{http_status(failure->code),
+                                          ingest_json(t, events, failure), failure->code}
+                            : ApiResponse{201, ingest_json(t, events, nullptr)};
+  // The topic it made stays, with its partition count, whatever became of the events.
+  if (created)
+    res.audit = AuditEntry{"topic.created", record_json(t, topics_.effective_retention(t))};
+  co_return res;
 }
 
 task<ApiResponse> PlatformApi::describe(const std::string& topic) {
