@@ -68,3 +68,14 @@ function duration(ms: number): string {
   }
   return `${ms}ms`;
 }
+
+// "7d", "12h", "90s", "250ms" (or "0": no limit) in milliseconds, as the CLI's --max-age takes
+// them; anything else throws, saying what is expected.
+export function parseDuration(text: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(text);
+  if (!m || (!m[2] && m[1] !== '0')) {
+    throw new Error(`max age must be a number with a unit (ms, s, m, h, d), e.g. 7d, or 0; not "${text}"`);
+  }
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  return Number(m[1]) * unit[m[2] ?? 'ms'];
+}

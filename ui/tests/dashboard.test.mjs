@@ -232,3 +232,56 @@ test('without --database-url the archive panel says the archive is off', async (
   assert.equal(await page.locator('[data-test=archive-error]').count(), 0);
   assert.equal(await page.locator('[data-test=archive-search]').count(), 0);
 });
+
+test('the topic admin creates a topic, sets its retention, purges and deletes it, each in the audit trail', async () => {
+  await page.goto(`${base}/ui/`);
+  const result = page.locator('[data-test=admin-result]');
+  const error = page.locator('[data-test=admin-error]');
+  await page.fill('[data-test=admin-topic]', 'payments');
+  await page.fill('[data-test=admin-partitions]', '3');
+  await page.fill('[data-test=admin-max-length]', '500');
+  await page.fill('[data-test=admin-max-age]', '12h');
+  await page.click('[data-test=admin-save]');
+  assert.equal(await result.innerText(), 'payments: 3 partitions, saved');
+  const topic = page.locator('[data-topic=payments]');
+  await topic.waitFor();
+  assert.equal(await topic.locator('[data-test=retention]').innerText(), 'keeps 500 events*, 12h*');
+  const described = await call('GET', '/v1/topics/payments/describe');
+  assert.equal(described.body.retention.max_age_ms.value, 12 * 3_600_000);
+
+  // Bad input: refused by the form, or by the server, as each says; nothing changes.
+  await page.fill('[data-test=admin-max-age]', '12');
+  await page.click('[data-test=admin-save]');
+  assert.match(await error.innerText(), /^max age must be a number with a unit/);
+  await page.fill('[data-test=admin-max-age]', '');
+  await page.fill('[data-test=admin-partitions]', '2');
+  await page.click('[data-test=admin-save]');
+  assert.match(await error.innerText(), /^topic_conflict: /);
+  assert.equal((await call('GET', '/v1/topics/payments/describe')).body.retention.max_age_ms.value,
+               12 * 3_600_000);
+
+  const ingest = await call('POST', '/v1/topics/payments/events',
+                            { events: [{ type: 'paid' }, { type: 'paid' }, { type: 'paid' }, { type: 'paid' }] });
+  assert.equal(ingest.status, 201, JSON.stringify(ingest.body));
+  await page.click('[data-test=admin-purge]');
+  await result.filter({ hasText: 'purged' }).waitFor();
+  assert.equal(await result.innerText(), 'payments: 4 events purged');
+  assert.equal((await call('GET', '/v1/topics/payments/describe')).body.length, 0);
+
+  // Delete asks first: dismissed, nothing is deleted; accepted, the topic goes.
+  page.once('dialog', (d) => d.dismiss());
+  await page.click('[data-test=admin-delete]');
+  assert.equal((await call('GET', '/v1/topics/payments/describe')).status, 200);
+  page.once('dialog', (d) => d.accept());
+  await page.click('[data-test=admin-delete]');
+  await result.filter({ hasText: 'deleted' }).waitFor();
+  assert.equal(await result.innerText(), 'payments: deleted (3 partitions)');
+  await topic.waitFor({ state: 'detached' });
+  assert.equal((await call('GET', '/v1/topics/payments/describe')).status, 404);
+
+  // Each change, in order, in the audit trail.
+  const trail = await call('GET', '/events/replayrail.audit?after=0-0&limit=1000');
+  assert.equal(trail.status, 200);
+  const changes = trail.body.events.filter((e) => e.payload.topic === 'payments').map((e) => e.type);
+  assert.deepEqual(changes, ['topic.created', 'topic.purged', 'topic.deleted']);
+});
