@@ -1033,6 +1033,124 @@ TEST_P(ServerE2E, V1MultiplexesSubscriptionsEachWithItsCursor) {
   EXPECT_TRUE(event_ids(after, "s1").empty());
 }
 
+// A v1 `publish`: stored as POST /events stores it, answered by its id with the event (or an
+// error), in the order sent, and delivered to the connection's own subscriptions like any other.
+TEST_P(ServerE2E, V1PublishStoresEventsInOrderAndAnswersEachById) {
+  // The answer to the publish `id`, skipping the subscription's events.
+  auto answer = [](V1Client& c, const std::string& id) {
+    for (;;) {
+      auto m = c.next();
+      if (m.contains("id") && m.at("id").as_string() == id) return m;
+    }
+  };
+  {  // the connections close before the restart below
+    V1Client watcher(port_);
+    watcher.send(R"({"op":"subscribe","sub":"s","channel":"chat","from":"$"})");
+    watcher.until("caught_up", "s");
+    V1Client c(port_);
+    for (int i = 1; i <= 3; ++i) {
+      c.send(R"({"op":"publish","id":"p)" + std::to_string(i) +
+             R"(","channel":"chat","type":"said","payload":{"n":)" + std::to_string(i) + "}}");
+    }
+    std::vector<std::string> answered;
+    for (int i = 1; i <= 3; ++i) {
+      auto m = answer(c, "p" + std::to_string(i));
+      ASSERT_EQ(m.at("type").as_string(), "published") << json::serialize(m);
+      EXPECT_EQ(m.at("event").at("payload").at("n").as_int64(), i);
+      EXPECT_FALSE(m.contains("duplicate"));
+      answered.push_back(std::string(m.at("event").at("id").as_string()));
+    }
+    EXPECT_TRUE(std::is_sorted(answered.begin(), answered.end(), [](const auto& a, const auto& b) {
+      return StreamId::parse(a).value() < StreamId::parse(b).value();
+    }));
+    const auto stored = call(http::verb::get, "/events/chat").json();
+    std::vector<std::string> ids;
+    for (const auto& e : stored.at("events").as_array()) {
+      ids.push_back(std::string(e.at("id").as_string()));
+    }
+    EXPECT_EQ(ids, answered) << "stored in the order sent";
+    // An event_id sent again is stored once; a partitioned topic's answer names the partition.
+    const std::string once =
+        R"({"op":"publish","id":"o","channel":"chat","type":"t","event_id":"e-1"})";
+    c.send(once);
+    const auto first = answer(c, "o");
+    c.send(once);
+    const auto again = answer(c, "o");
+    EXPECT_EQ(again.at("duplicate"), true);
+    EXPECT_EQ(again.at("event").at("id"), first.at("event").at("id"));
+    ASSERT_EQ(call(http::verb::put, "/v1/topics/parts", R"({"partitions":4})").status, 201u);
+    c.send(R"({"op":"publish","id":"k","channel":"parts","type":"t","partition_key":"a"})");
+    const auto keyed = answer(c, "k");
+    ASSERT_EQ(keyed.at("type").as_string(), "published") << json::serialize(keyed);
+    EXPECT_LT(keyed.at("partition").as_int64(), 4);
+
+    // Bad input: an error naming the op and id, the connection stays, nothing is stored.
+    const std::vector<std::pair<std::string, std::string>> bad{
+        {R"({"op":"publish","id":"b","type":"t"})", "invalid_channel"},
+        {R"({"op":"publish","id":"b","channel":"chat"})", "invalid_event_type"},
+        {R"({"op":"publish","id":"b","channel":"chat","type":"t","paylod":{}})",
+         "invalid_argument"},
+        {R"({"op":"publish","id":"b","channel":"chat","type":"t","payload":[]})",
+         "invalid_payload"},
+        {R"({"op":"publish","id":"b","channel":"bad channel","type":"t"})", "invalid_channel"},
+        {R"({"op":"publish","id":"b","channel":"replayrail.audit","type":"t"})", "forbidden"},
+    };
+    for (const auto& [message, code] : bad) {
+      c.send(message);
+      const auto m = answer(c, "b");
+      EXPECT_EQ(m.at("type").as_string(), "error") << message;
+      EXPECT_EQ(m.at("op").as_string(), "publish");
+      EXPECT_EQ(m.at("error").at("code").as_string(), code)
+          << message << ": " << json::serialize(m);
+    }
+    c.send(R"({"op":"publish","id":")" + std::string(129, 'x') +
+           R"(","channel":"chat","type":"t"})");
+    EXPECT_EQ(c.until("error").back().at("error").at("code").as_string(), "invalid_argument");
+    EXPECT_EQ(call(http::verb::get, "/events/chat").json().at("events").as_array().size(), 4u);
+    // A subscriber got them live, once each, in order.
+    std::vector<std::string> expected = answered;
+    expected.push_back(std::string(first.at("event").at("id").as_string()));
+    std::vector<std::string> delivered;
+    while (delivered.size() < expected.size()) {
+      delivered.push_back(
+          std::string(watcher.until("event", "s").back().at("event").at("id").as_string()));
+    }
+    EXPECT_EQ(delivered, expected);
+  }
+
+  // Auth: any valid token connects; a publish takes a producer's token for its channel, a
+  // subscribe a consumer's; the publisher is recorded as on POST /events.
+  const auth::JwtConfig jwt{"test-secret", "", ""};
+  restart_server({"--auth-jwt-secret", jwt.secret, "--backpressure-max-stream-len", "6"});
+  const auto now = unix_now();
+  const std::string producer =
+      auth::mint({"svc-chat", auth::Role::producer, {"chat*"}, now + 600}, jwt, now);
+  const std::string consumer =
+      auth::mint({"reader", auth::Role::consumer, {}, now + 600}, jwt, now);
+  V1Client p(port_, "/ws?token=" + producer);
+  p.send(R"({"op":"publish","id":"a","channel":"chat","type":"t"})");
+  const auto stamped = answer(p, "a");
+  ASSERT_EQ(stamped.at("type").as_string(), "published") << json::serialize(stamped);
+  EXPECT_EQ(stamped.at("event").at("metadata"), json::parse(R"({"publisher":{"sub":"svc-chat"}})"));
+  p.send(R"({"op":"publish","id":"a","channel":"other","type":"t"})");
+  EXPECT_EQ(answer(p, "a").at("error").at("code").as_string(), "forbidden");
+  p.send(R"({"op":"subscribe","sub":"x","channel":"chat","from":"0-0"})");
+  EXPECT_EQ(p.until("error", "x").back().at("error").at("code").as_string(), "forbidden");
+  V1Client r(port_, "/ws?token=" + consumer);
+  r.send(R"({"op":"publish","id":"a","channel":"chat","type":"t"})");
+  EXPECT_EQ(answer(r, "a").at("error").at("code").as_string(), "forbidden");
+  // Backpressure: the error says when to try again, as Retry-After does.
+  json::object full;
+  for (int i = 0; i < 10; ++i) {
+    p.send(R"({"op":"publish","id":"f","channel":"chat","type":"t"})");
+    full = answer(p, "f");
+    if (full.at("type").as_string() == "error") break;
+  }
+  ASSERT_EQ(full.at("type").as_string(), "error") << json::serialize(full);
+  EXPECT_EQ(full.at("error").at("code").as_string(), "backpressure");
+  EXPECT_EQ(full.at("retry_after").as_int64(), 1);
+}
+
 TEST_P(ServerE2E, WebSocketFramesOfEverySizeArriveIntact) {
   // The server frames its messages itself: Beast's client checks every header. Events are
   // 16-bit-length frames up to 65,535 bytes and 64-bit-length ones above; v1 control messages

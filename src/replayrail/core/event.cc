@@ -209,8 +209,6 @@ result<NewEvent> make_event_within(const EventInput& input, std::size_t max_byte
   return make_event(input);
 }
 
-namespace {
-
 // One publish body as a JSON object. `event_type` is OpenStream's name for `type`.
 result<PublishBody> parse_publish_object(const json::object& object) {
   PublishBody body;
@@ -262,8 +260,6 @@ result<PublishBody> parse_publish_object(const json::object& object) {
   if (!has_type) return make_error(errc::invalid_event_type, "type is required");
   return body;
 }
-
-}  // namespace
 
 result<json::value> parse_request_object(std::string_view text, json::storage_ptr storage) {
   auto doc = parse_json(text, std::move(storage));

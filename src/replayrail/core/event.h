@@ -11,6 +11,10 @@
 #include "replayrail/common/errc.h"
 #include "replayrail/common/stream_id.h"
 
+namespace boost::json {
+class object;
+}
+
 namespace replayrail {
 
 // One stored event (DESIGN §2). payload, actor and metadata hold the exact JSON text that was
@@ -95,6 +99,8 @@ struct PublishBody {
   result<void> stamp_publisher(std::string_view subject);
 };
 result<PublishBody> parse_publish_body(std::string_view json_text);
+// The same, of a parsed object (a v1 `publish` message, its own fields taken out).
+result<PublishBody> parse_publish_object(const boost::json::object& object);
 
 // Whether `header` is a W3C Trace Context `traceparent` (https://www.w3.org/TR/trace-context/):
 // version 00 is `00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>`, lower-case, ids not all

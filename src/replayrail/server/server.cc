@@ -113,6 +113,21 @@ bool is_loopback(const std::string& host) {
 namespace {
 
 // The decoded path segments and query parameters of a request target.
+// One event stored, and the partition it went to when its channel is a partitioned topic.
+struct Published {
+  store::Appended stored;
+  std::optional<std::uint32_t> partition;
+};
+
+// `"event":{…}` of a publish's answer, then `"partition":n` for a partitioned topic's and
+// `"duplicate":true` for a repeat of a remembered event_id (HTTP and v1 alike).
+void append_published(std::string& out, const Published& p) {
+  out += R"("event":)";
+  append_envelope(out, *p.stored.event);
+  if (p.partition) out += R"(,"partition":)" + std::to_string(*p.partition);
+  if (p.stored.duplicate) out += R"(,"duplicate":true)";
+}
+
 struct Target {
   std::vector<std::string> path;
   std::vector<std::pair<std::string, std::string>> params;
@@ -262,6 +277,12 @@ struct Server::Impl {
   asio::awaitable<Response> handle(const Request& req, const Target& target,
                                    const std::string& remote);
   asio::awaitable<result<Subscription>> subscribe(const Request& req, const Target& target);
+  // A publish to `channel` (POST /events/{channel}, a v1 `publish`) by `caller` (null: auth is
+  // off), whose request was `bytes` long: refused for the audit trail, the publisher stamped,
+  // then stored in the partition its key picks when the channel is a partitioned topic (or a
+  // topic with a max length of its own), else in the channel's stream; counted in the metrics.
+  asio::awaitable<result<Published>> publish(const std::string& channel, PublishBody body,
+                                             const auth::Claims* caller, std::size_t bytes);
   // Replay, /ws/{channel}, /sse/{channel} and v1 subscriptions read one stream: a plain channel
   // (or a topic of one partition). A partitioned topic's events are in its partitions' streams,
   // read through consumer groups; asking for it as one channel is invalid_channel.
@@ -274,6 +295,10 @@ struct Server::Impl {
   result<std::optional<auth::Claims>> authorize(const Request& req, const Target& target,
                                                 std::optional<auth::Role> role,
                                                 std::string_view channel) const;
+  // forbidden unless `claims` may do `role`'s work (any, when nullopt) on `channel` (none, when
+  // empty): its role, its channels claim and, for readers, the audit trail's rule.
+  result<void> may_use(const auth::Claims& claims, std::optional<auth::Role> role,
+                       std::string_view channel) const;
   std::shared_ptr<WsStream> open_websocket(Transport stream) const;
   asio::awaitable<void> websocket_session(Transport stream, Request req, Target target,
                                           std::size_t thread);
@@ -282,6 +307,10 @@ struct Server::Impl {
                                    std::optional<auth::Claims> claims);
   asio::awaitable<void> handle_v1(std::size_t thread, std::shared_ptr<Outbox> outbox,
                                   std::shared_ptr<V1Session> session, std::string text);
+  // A v1 `publish` (`bytes`: its message's size).
+  asio::awaitable<void> publish_v1(std::shared_ptr<Outbox> outbox,
+                                   std::shared_ptr<V1Session> session, boost::json::object msg,
+                                   std::size_t bytes);
   asio::awaitable<void> subscribe_group(std::shared_ptr<Outbox> outbox,
                                         std::shared_ptr<V1Session> session, std::string name,
                                         const boost::json::object& msg);
@@ -418,19 +447,25 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
     }
     return verified.error();
   }
-  auth::Claims& claims = *verified;
+  RR_TRY(may_use(*verified, role, channel));
+  return std::optional<auth::Claims>(std::move(*verified));
+}
+
+result<void> Server::Impl::may_use(const auth::Claims& claims, std::optional<auth::Role> role,
+                                   std::string_view channel) const {
   if (role && !auth::allows(claims, *role)) {
     std::string roles(auth::to_string(claims.role));  // "consumer/producer": all it has
     for (auth::Role r : claims.other_roles) roles += "/" + std::string(auth::to_string(r));
     return make_error(errc::forbidden, "a " + roles + " token may not do this (it needs " +
                                            std::string(auth::to_string(*role)) + ")");
   }
-  if (!channel.empty() && !auth::allows_channel(claims, channel)) {
+  if (channel.empty()) return {};
+  if (role == auth::Role::consumer) return audit->may_read(claims, channel);
+  if (!auth::allows_channel(claims, channel)) {
     return make_error(errc::forbidden,
                       "the token's channels do not include " + std::string(channel));
   }
-  if (role == auth::Role::consumer && !channel.empty()) RR_TRY(audit->may_read(claims, channel));
-  return std::optional<auth::Claims>(std::move(claims));
+  return {};
 }
 
 Response Server::Impl::error(const Request& req, const Error& e) const {
@@ -510,6 +545,30 @@ Response Server::Impl::preflight(const Request& req) const {
   return res;
 }
 
+asio::awaitable<result<Published>> Server::Impl::publish(const std::string& channel,
+                                                         PublishBody body,
+                                                         const auth::Claims* caller,
+                                                         std::size_t bytes) {
+  const auto started = std::chrono::steady_clock::now();
+  RR_CO_TRY(audit->may_publish(channel));
+  if (caller) RR_CO_TRY(body.stamp_publisher(caller->subject));
+  std::optional<store::Topic> topic;
+  RR_CO_TRY_ASSIGN(topic, co_await topics->find(channel));
+  Published out;
+  if (topic && (topic->partitions > 1 || topic->retention.max_length)) {
+    Ingested ingested;
+    RR_CO_TRY_ASSIGN(ingested, co_await topics->publish(channel, body));
+    if (topic->partitions > 1) out.partition = ingested.partition;
+    out.stored = {std::move(ingested.event), ingested.duplicate};
+  } else {
+    RR_CO_TRY_ASSIGN(out.stored, co_await rail->publish(body.input(channel)));
+  }
+  if (!out.stored.duplicate) {
+    metrics->published({}, 1, bytes, std::chrono::steady_clock::now() - started);
+  }
+  co_return out;
+}
+
 asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target& target,
                                                const std::string& remote) {
   const auto& path = target.path;
@@ -572,44 +631,17 @@ asio::awaitable<Response> Server::Impl::handle(const Request& req, const Target&
       caller = std::move(*allowed);
     }
     if (req.method() == http::verb::post) {
-      const auto started = std::chrono::steady_clock::now();
-      if (auto allowed = audit->may_publish(channel); !allowed) {
-        co_return error(req, allowed.error());
-      }
       auto body = parse_publish_body(req.body());
       if (!body) co_return error(req, body.error());
-      if (caller) {
-        if (auto stamped = body->stamp_publisher(caller->subject); !stamped) {
-          co_return error(req, stamped.error());
-        }
-      }
       if (auto trace = req["traceparent"]; is_traceparent(trace)) body->keep_traceparent(trace);
-      auto topic = co_await topics->find(channel);
-      if (!topic) co_return error(req, topic.error());
-      // A partitioned topic's events go to the partition their partition_key picks (DESIGN §2),
-      // and a topic's own max length applies; a plain channel (or a topic of one partition
-      // that keeps the server's retention) is its own stream.
-      std::optional<std::uint32_t> partition;
-      store::Appended stored;
-      if (*topic && ((*topic)->partitions > 1 || (*topic)->retention.max_length)) {
-        auto ingested = co_await topics->publish(channel, *body);
-        if (!ingested) co_return error(req, ingested.error());
-        if ((*topic)->partitions > 1) partition = ingested->partition;
-        stored = {std::move(ingested->event), ingested->duplicate};
-      } else {
-        auto appended = co_await rail->publish(body->input(channel));
-        if (!appended) co_return error(req, appended.error());
-        stored = std::move(*appended);
-      }
-      if (!stored.duplicate) {
-        metrics->published({}, 1, req.body().size(), std::chrono::steady_clock::now() - started);
-      }
-      std::string out = R"({"event":)";
-      append_envelope(out, *stored.event);
-      if (partition) out += R"(,"partition":)" + std::to_string(*partition);
-      out += stored.duplicate ? R"(,"duplicate":true})" : "}";
+      auto published = co_await publish(channel, std::move(*body), caller ? &*caller : nullptr,
+                                        req.body().size());
+      if (!published) co_return error(req, published.error());
+      std::string out = "{";
+      append_published(out, *published);
+      out += "}";
       // A repeat of a remembered event_id is answered like the first publish, but 200.
-      co_return json_response(req, stored.duplicate ? 200 : 201, std::move(out));
+      co_return json_response(req, published->stored.duplicate ? 200 : 201, std::move(out));
     }
     if (req.method() == http::verb::get) {
       auto after = Cursor::parse(target.param("after").value_or("0-0"));
@@ -744,11 +776,12 @@ asio::awaitable<void> Server::Impl::http_session(tcp::socket socket, std::size_t
         pos = comma + 1;
       }
     }
-    // Streaming sessions need a consumer token for their channel (v1: per subscribe).
+    // Streaming sessions need a consumer token for their channel; a v1 connection any valid
+    // token, each subscribe and publish then checked for its own role and channel.
     std::optional<auth::Claims> claims;
     if (streaming_path || v1_offered) {
-      auto allowed = authorize(req, *target, auth::Role::consumer,
-                               streaming_path ? std::string_view(target->path[1]) : "");
+      auto allowed = streaming_path ? authorize(req, *target, auth::Role::consumer, target->path[1])
+                                    : authorize(req, *target, std::nullopt, "");
       if (!allowed) {
         auto res = error(req, allowed.error());
         finish(req, res.result_int(), res);
@@ -1105,11 +1138,15 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
     outbox->push_message(v1_message("pong", nullptr, std::move(fields)));
     co_return;
   }
+  if (op == "publish") {
+    co_await publish_v1(outbox, session, msg, text.size());
+    co_return;
+  }
   if (op != "subscribe" && op != "unsubscribe" && op != "ack") {
-    outbox->push_message(
-        v1_error(sub ? &*sub : nullptr,
-                 make_error(errc::invalid_argument,
-                            "op must be subscribe, unsubscribe, ack or ping, not '" + op + "'")));
+    outbox->push_message(v1_error(
+        sub ? &*sub : nullptr,
+        make_error(errc::invalid_argument,
+                   "op must be subscribe, unsubscribe, ack, publish or ping, not '" + op + "'")));
     co_return;
   }
   if (!sub || sub->empty() || sub->size() > 128) {
@@ -1185,7 +1222,9 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
     co_return;
   }
   if (session->claims) {
-    if (auto allowed = audit->may_read(*session->claims, field("channel").value_or("")); !allowed) {
+    if (auto allowed =
+            may_use(*session->claims, auth::Role::consumer, field("channel").value_or(""));
+        !allowed) {
       outbox->push_message(v1_error(&*sub, allowed.error()));
       co_return;
     }
@@ -1243,6 +1282,66 @@ asio::awaitable<void> Server::Impl::handle_v1(std::size_t thread, std::shared_pt
   subs.emplace(name, std::move(subscriber));
 }
 
+// A v1 `publish`: the event stored as POST /events/{channel} stores it, answered `published`
+// with it, or an `error`, each carrying the message's `id` (when it has one) so that a client
+// may have many on their way. Messages of a connection are handled in turn: its publishes are
+// stored in the order sent.
+asio::awaitable<void> Server::Impl::publish_v1(std::shared_ptr<Outbox> outbox,
+                                               std::shared_ptr<V1Session> session,
+                                               boost::json::object msg, std::size_t bytes) {
+  std::optional<std::string> id;
+  auto answer_error = [&](const Error& e) {
+    boost::json::object fields{{"op", "publish"}};
+    if (id) fields["id"] = *id;
+    // As HTTP's Retry-After on 429 and 503.
+    const unsigned status = http_status(e.code);
+    if (status == 429 || status == 503) {
+      fields["retry_after"] = options.backpressure.retry_after.count();
+    }
+    outbox->push_message(v1_error(nullptr, e, std::move(fields)));
+  };
+  if (const auto* given = msg.if_contains("id")) {
+    if (!given->is_string() || given->get_string().empty() || given->get_string().size() > 128) {
+      answer_error(make_error(errc::invalid_argument, "id: a string of 1-128 chars"));
+      co_return;
+    }
+    id = std::string(given->get_string());
+  }
+  const auto* channel_field = msg.if_contains("channel");
+  if (!channel_field || !channel_field->is_string()) {
+    answer_error(make_error(errc::invalid_channel, "channel: the channel to publish to"));
+    co_return;
+  }
+  const std::string channel(channel_field->get_string());
+  if (session->claims) {
+    if (auto allowed = may_use(*session->claims, auth::Role::producer, channel); !allowed) {
+      answer_error(allowed.error());
+      co_return;
+    }
+  }
+  // What is left is the publish body of POST /events/{channel}.
+  msg.erase("op");
+  msg.erase("id");
+  msg.erase("channel");
+  auto body = parse_publish_object(msg);
+  if (!body) {
+    answer_error(body.error());
+    co_return;
+  }
+  auto published = co_await publish(channel, std::move(*body),
+                                    session->claims ? &*session->claims : nullptr, bytes);
+  if (outbox->closed()) co_return;
+  if (!published) {
+    answer_error(published.error());
+    co_return;
+  }
+  std::string out = R"({"type":"published",)";
+  if (id) out += R"("id":)" + json_string(*id) + ",";
+  append_published(out, *published);
+  out += "}";
+  outbox->push_message(std::move(out));
+}
+
 // A v1 `subscribe` with a `group`: the group's new messages for `consumer`, acked by the client.
 asio::awaitable<void> Server::Impl::subscribe_group(std::shared_ptr<Outbox> outbox,
                                                     std::shared_ptr<V1Session> session,
@@ -1254,7 +1353,7 @@ asio::awaitable<void> Server::Impl::subscribe_group(std::shared_ptr<Outbox> outb
     co_return;
   }
   if (session->claims) {
-    if (auto allowed = audit->may_read(*session->claims, o->topic); !allowed) {
+    if (auto allowed = may_use(*session->claims, auth::Role::consumer, o->topic); !allowed) {
       outbox->push_message(v1_error(&name, allowed.error()));
       co_return;
     }
