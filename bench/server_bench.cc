@@ -95,17 +95,23 @@ double cpu_seconds(pid_t pid = 0) {
   return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// Single-event publishes from 32 connections: HTTP requests (keep-alive), then replayrail.v1
+// publish ops (up to 16 unanswered on each), on the same server.
 void publish_rate(const std::string& store, const std::string& redis_url) {
   Server server(store, redis_url);
-  auto r = loadgen::run_load({.port = std::to_string(server.port),
-                              .tls = store == "memory-tls",
-                              .channel = "pub",
-                              .publishers = 32,
-                              .channels = 8,
-                              .events = 32 * 1500});
-  check(r);
-  std::printf("%-7s HTTP publish, 32 keep-alive connections: %9.0f req/s\n", store.c_str(),
-              static_cast<double>(r.published) / r.seconds);
+  for (bool v1 : {false, true}) {
+    auto r = loadgen::run_load({.port = std::to_string(server.port),
+                                .tls = store == "memory-tls",
+                                .channel = v1 ? "pub-v1" : "pub",
+                                .publishers = 32,
+                                .v1_publish = v1,
+                                .channels = 8,
+                                .events = 32 * 1500});
+    check(r);
+    std::printf("%-7s %s, 32 connections: %9.0f events/s, p50 %.2f ms, p99 %.2f ms\n",
+                store.c_str(), v1 ? "v1 publish ops " : "HTTP publishes ",
+                static_cast<double>(r.published) / r.seconds, r.publish.p50, r.publish.p99);
+  }
 }
 
 // kEvents events published by kPublishers to kSubscribers WebSocket subscribers of one channel.

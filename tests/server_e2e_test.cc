@@ -3588,6 +3588,16 @@ TEST_P(ServerE2E, BenchLoadsTheServerAndCountsEveryEvent) {
   EXPECT_NE(out.find("lost 0, duplicates 0"), std::string::npos) << out;
   auto page = call(http::verb::get, "/events/loaded?after=0-0&limit=1000");
   EXPECT_EQ(page.json().at("events").as_array().size(), 301u);
+  // The same over replayrail.v1 publish ops.
+  auto [v1_code, v1_out] = bench({"--channel", "loaded", "--events", "300", "--publishers", "3",
+                                  "--subscribers", "5", "--v1-publish"});
+  EXPECT_EQ(v1_code, 0) << v1_out;
+  EXPECT_NE(v1_out.find("(replayrail.v1, as fast as answered)"), std::string::npos) << v1_out;
+  EXPECT_NE(v1_out.find("published 300 in "), std::string::npos) << v1_out;
+  EXPECT_NE(v1_out.find("delivered 1500 to 5 subscribers"), std::string::npos) << v1_out;
+  EXPECT_NE(v1_out.find("lost 0, duplicates 0"), std::string::npos) << v1_out;
+  page = call(http::verb::get, "/events/loaded?after=0-0&limit=1000");
+  EXPECT_EQ(page.json().at("events").as_array().size(), 601u);
 
   // A partitioned topic is not one channel: refused, exit 1.
   ASSERT_EQ(call(http::verb::post, "/v1/topics/parts/events",

@@ -123,9 +123,10 @@ int bench(const ServerAddress& at, const BenchArgs& b) {
   const std::string pace =
       b.rate > 0 ? std::to_string(b.rate) + " events/s" : "as fast as answered";
   std::printf(
-      "replayrail bench: %d events to %s from %d publishers (%s), %d subscribers, "
+      "replayrail bench: %d events to %s from %d publishers (%s, %s), %d subscribers, "
       "%zu-byte payloads\n",
-      b.events, b.channel.c_str(), b.publishers, pace.c_str(), b.subscribers, b.payload_bytes);
+      b.events, b.channel.c_str(), b.publishers, b.v1_publish ? "replayrail.v1" : "HTTP",
+      pace.c_str(), b.subscribers, b.payload_bytes);
   std::fflush(stdout);
   const auto r = loadgen::run_load({.host = at.host,
                                     .port = at.port,
@@ -133,6 +134,7 @@ int bench(const ServerAddress& at, const BenchArgs& b) {
                                     .token = at.token,
                                     .channel = b.channel,
                                     .publishers = b.publishers,
+                                    .v1_publish = b.v1_publish,
                                     .events = b.events,
                                     .rate = b.rate,
                                     .subscribers = b.subscribers,
@@ -265,6 +267,9 @@ ClientCommands::ClientCommands(CLI::App& app) {
   bench_cmd->add_option("--publishers", b.publishers, "Keep-alive connections publishing")
       ->check(CLI::Range(1, 10'000))
       ->capture_default_str();
+  bench_cmd->add_flag("--v1-publish", b.v1_publish,
+                      "Publish over replayrail.v1 WebSockets (publish ops, up to 16 unanswered on "
+                      "each), not HTTP requests");
   bench_cmd
       ->add_option("--rate", b.rate,
                    "Events per second on one schedule (0: as fast as "

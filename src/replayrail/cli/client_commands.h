@@ -39,6 +39,7 @@ struct GroupArgs {
 struct BenchArgs {
   std::string channel = "bench";
   int publishers = 4;
+  bool v1_publish = false;  // publish ops over replayrail.v1, not HTTP requests
   int events = 10000;
   int rate = 0;  // events/s; 0: as fast as the answers come
   int subscribers = 0;

@@ -10,11 +10,15 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <charconv>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -130,6 +134,82 @@ asio::awaitable<void> publish_on(Shared& shared, Stream& stream, beast::error_co
   --shared.publishers_running;
 }
 
+// `count` publishes over one replayrail.v1 WebSocket (LoadOptions::v1_publish), up to kWindow
+// unanswered: the server answers a connection's publishes in the order sent, so each answer is
+// the oldest one's. Paced as publish_on is.
+template <class Stream>
+asio::awaitable<void> publish_v1_on(Shared& shared, Stream& stream, beast::error_code cec,
+                                    int index, int count, Publisher& out) {
+  constexpr int kWindow = 16;
+  const LoadOptions& o = shared.options;
+  namespace websocket = beast::websocket;
+  websocket::stream<Stream&> ws(stream);
+  ws.set_option(websocket::stream_base::decorator([&o](websocket::request_type& req) {
+    req.set(http::field::sec_websocket_protocol, "replayrail.v1");
+    if (!o.token.empty()) req.set(http::field::authorization, "Bearer " + o.token);
+  }));
+  if (!cec) std::tie(cec) = co_await ws.async_handshake(o.host, "/ws", kToken);
+  if (cec) {
+    shared.error("publisher: cannot connect: " + cec.message());
+    ++shared.connect_failures;
+    --shared.publishers_running;
+    co_return;
+  }
+  const std::string head = R"({"op":"publish","channel":)" + ("\"" + shared.channel(index) + "\"") +
+                           R"(,"type":"bench","payload":{"sent_us":)";
+  const auto every =
+      o.rate > 0 ? std::chrono::nanoseconds(1'000'000'000LL / o.rate) : std::chrono::nanoseconds(0);
+  auto due = [&](int i) {
+    return shared.start + (index + static_cast<std::int64_t>(i) * o.publishers) * every;
+  };
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  std::deque<std::int64_t> asked;  // when each unanswered publish was written
+  beast::flat_buffer buffer;
+  for (int sent = 0, answered = 0; answered < count;) {
+    const bool room = sent < count && sent - answered < kWindow;
+    if (room && (o.rate == 0 || Clock::now() >= due(sent))) {
+      const std::int64_t sent_us =
+          o.rate > 0
+              ? std::chrono::duration_cast<std::chrono::microseconds>(due(sent).time_since_epoch())
+                    .count()
+              : now_us();
+      const std::string text =
+          head + std::to_string(sent_us) + R"(,"pad":")" + shared.padding + "\"}}";
+      asked.push_back(now_us());
+      auto [wec, w] = co_await ws.async_write(asio::buffer(text), kToken);
+      if (wec) {
+        shared.error("publisher: connection lost: " + wec.message());
+        break;
+      }
+      ++sent;
+      continue;
+    }
+    if (sent == answered) {  // nothing to wait for but the schedule
+      timer.expires_at(due(sent));
+      co_await timer.async_wait(kToken);
+      continue;
+    }
+    buffer.clear();
+    auto [rec, r] = co_await ws.async_read(buffer, kToken);
+    if (rec) {
+      shared.error("publisher: connection lost: " + rec.message());
+      break;
+    }
+    const std::string answer = beast::buffers_to_string(buffer.data());
+    if (answer.rfind(R"({"type":"published")", 0) != 0) {
+      shared.error("publish answered " + answer);
+      break;
+    }
+    out.latencies_us.push_back(now_us() - asked.front());
+    asked.pop_front();
+    ++answered;
+    ++shared.published;
+  }
+  --shared.publishers_running;
+  beast::error_code ignored;
+  std::tie(ignored) = co_await ws.async_close(websocket::close_code::normal, kToken);
+}
+
 // TCP connected to `at`, then the TLS handshake with `host`.
 asio::awaitable<beast::error_code> connect(Tls& stream, const tcp::resolver::results_type& at,
                                            const std::string& host) {
@@ -159,10 +239,11 @@ asio::awaitable<void> on_connection(Shared& shared, tcp::resolver::results_type 
 
 asio::awaitable<void> publish(Shared& shared, tcp::resolver::results_type at, int index, int count,
                               Publisher& out) {
-  return on_connection(shared, std::move(at),
-                       [&shared, index, count, &out](auto& stream, beast::error_code ec) {
-                         return publish_on(shared, stream, ec, index, count, out);
-                       });
+  return on_connection(
+      shared, std::move(at), [&shared, index, count, &out](auto& stream, beast::error_code ec) {
+        return shared.options.v1_publish ? publish_v1_on(shared, stream, ec, index, count, out)
+                                         : publish_on(shared, stream, ec, index, count, out);
+      });
 }
 
 // The fields of an event frame the load generator looks at. The envelope's layout is fixed

@@ -22,7 +22,10 @@ struct LoadOptions {
   bool tls = false;
   std::string token;  // sent as a bearer token (and ?token= on WebSockets); empty: none
   std::string channel = "bench";
-  int publishers = 4;   // keep-alive connections publishing
+  int publishers = 4;  // keep-alive connections publishing
+  // Publish over a replayrail.v1 WebSocket per publisher (`publish` ops, up to 16 unanswered),
+  // not HTTP requests.
+  bool v1_publish = false;
   int channels = 1;     // publisher p publishes to channel-p%channels (1: `channel` itself)
   int events = 10000;   // published in all
   int rate = 0;         // events per second, on one schedule; 0: as fast as the answers come
