@@ -405,7 +405,8 @@ task<ApiResponse> PlatformApi::purge(const std::string& topic, std::string_view 
     total += p.purged;
     results.push_back(json::object{{"partition", p.partition}, {"purged", p.purged}});
   }
-  // Who removed events is kept in the log (the archive keeps the events themselves).
+  // Who removed events is kept in the audit trail (handle()) and the log; the archive keeps the
+  // events themselves.
   spdlog::info("purge of topic={}{}{} by {}: {} events removed", t.name, before ? " before " : "",
                before ? before->to_string() : "", caller ? caller->subject : "(auth off)", total);
   json::object out{{"topic", t.name}, {"partitions", t.partitions}, {"purged", total}};

@@ -112,7 +112,6 @@ bool is_loopback(const std::string& host) {
 
 namespace {
 
-// The decoded path segments and query parameters of a request target.
 // One event stored, and the partition it went to when its channel is a partitioned topic.
 struct Published {
   store::Appended stored;
@@ -128,6 +127,7 @@ void append_published(std::string& out, const Published& p) {
   if (p.stored.duplicate) out += R"(,"duplicate":true)";
 }
 
+// The decoded path segments and query parameters of a request target.
 struct Target {
   std::vector<std::string> path;
   std::vector<std::pair<std::string, std::string>> params;
