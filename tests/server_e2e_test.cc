@@ -1139,6 +1139,16 @@ TEST_P(ServerE2E, V1PublishStoresEventsInOrderAndAnswersEachById) {
   V1Client r(port_, "/ws?token=" + consumer);
   r.send(R"({"op":"publish","id":"a","channel":"chat","type":"t"})");
   EXPECT_EQ(answer(r, "a").at("error").at("code").as_string(), "forbidden");
+  // A token that expires while its connection is open publishes no more.
+  const auto expires = unix_now() + 2;  // at least a second to connect in
+  const std::string brief =
+      auth::mint({"svc-chat", auth::Role::producer, {}, expires}, jwt, unix_now());
+  V1Client b(port_, "/ws?token=" + brief);
+  std::this_thread::sleep_until(std::chrono::system_clock::from_time_t(expires) +
+                                std::chrono::milliseconds(100));
+  b.send(R"({"op":"publish","id":"late","channel":"chat","type":"t"})");
+  const auto late = answer(b, "late");
+  EXPECT_EQ(late.at("error").at("code").as_string(), "unauthorized") << json::serialize(late);
   // Backpressure: the error says when to try again, as Retry-After does.
   json::object full;
   for (int i = 0; i < 10; ++i) {

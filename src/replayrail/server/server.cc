@@ -346,6 +346,12 @@ struct Counted {
   std::atomic<std::size_t>& n;
 };
 
+std::int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // A peer's address as "127.0.0.1:5432" or "[::1]:5432"; empty when the socket has none.
 std::string endpoint_text(const tcp::socket& socket) {
   boost::system::error_code ec;
@@ -434,10 +440,7 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
     return make_error(errc::unauthorized,
                       "a token is required (Authorization: Bearer, or ?token=)");
   }
-  auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                 std::chrono::system_clock::now().time_since_epoch())
-                 .count();
-  auto verified = auth::verify(token, *jwt, now);
+  auto verified = auth::verify(token, *jwt, unix_seconds());
   if (!verified) {
     // The provider may have rotated its keys: a token naming a key the set lacks has it fetched
     // again (the refresher spaces the fetches, whatever the tokens).
@@ -453,6 +456,11 @@ result<std::optional<auth::Claims>> Server::Impl::authorize(const Request& req,
 
 result<void> Server::Impl::may_use(const auth::Claims& claims, std::optional<auth::Role> role,
                                    std::string_view channel) const {
+  // A v1 connection's token is checked again at each subscribe and publish: one that expired
+  // since the connection opened is refused, as a request with it would be.
+  if (claims.expires > 0 && unix_seconds() >= claims.expires) {
+    return make_error(errc::unauthorized, "the token expired: connect again with a new one");
+  }
   if (role && !auth::allows(claims, *role)) {
     std::string roles(auth::to_string(claims.role));  // "consumer/producer": all it has
     for (auth::Role r : claims.other_roles) roles += "/" + std::string(auth::to_string(r));
