@@ -22,14 +22,23 @@ std::string field(const std::vector<std::string>& lines, const std::string& name
   return "";
 }
 
-// Bounded poll: the processes agree by gossip and replication, with no signal to wait on.
+// Bounded poll: the processes agree by gossip and replication, with no signal to wait on. A
+// redis-cli that fails is "not yet": when a Sentinel makes a server a replica it kills that
+// server's clients (CLIENT KILL TYPE normal, in the MULTI that sends REPLICAOF), and a poll
+// connected at that moment reads "Server closed the connection".
 template <class Done>
 void poll_until(Done done, const char* what) {
+  std::string last_error;
   for (int attempt = 0; attempt < 3000; ++attempt) {
-    if (done()) return;
+    try {
+      if (done()) return;
+    } catch (const std::runtime_error& e) {
+      last_error = e.what();
+    }
     std::this_thread::sleep_for(10ms);
   }
-  throw std::runtime_error(std::string("Redis Sentinel: ") + what);
+  throw std::runtime_error(std::string("Redis Sentinel: ") + what +
+                           (last_error.empty() ? "" : " (last: " + last_error + ")"));
 }
 
 }  // namespace
