@@ -506,6 +506,11 @@ bool allows_channel(const Claims& claims, std::string_view channel) {
   });
 }
 
+result<void> check_channel(const Claims& claims, std::string_view channel) {
+  if (allows_channel(claims, channel)) return {};
+  return make_error(errc::forbidden, "the token's channels do not include " + std::string(channel));
+}
+
 bool secrets_equal(std::string_view a, std::string_view b) {
   // Compare fixed-size digests, so neither the length nor the first difference shows in the time.
   unsigned char da[SHA256_DIGEST_LENGTH], db[SHA256_DIGEST_LENGTH];

@@ -123,6 +123,8 @@ std::string base64url_encode(std::string_view bytes);
 bool allows(const Claims& claims, Role needed);
 // Whether the `channels` claim lets the token use `channel` (fnmatch globs; none: all).
 bool allows_channel(const Claims& claims, std::string_view channel);
+// The same as an error: forbidden, naming the channel, when the claim does not allow it.
+result<void> check_channel(const Claims& claims, std::string_view channel);
 
 // Compares secrets in time independent of where they differ.
 bool secrets_equal(std::string_view a, std::string_view b);

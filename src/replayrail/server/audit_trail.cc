@@ -12,24 +12,21 @@ namespace json = boost::json;
 namespace {
 
 // Who, as the event's actor: {"type":<role>,"id":<sub>} for a token, {"type":"admin_secret"}
-// for whoever showed the admin secret, null with auth off.
-std::string actor_json(const Requester& who) {
+// for whoever showed the admin secret (`entry`'s), null with auth off.
+std::string actor_json(const AuditEntry& entry, const Requester& who) {
+  if (entry.by_admin_secret) return to_json(json::object{{"type", "admin_secret"}});
   if (who.token) {
     json::value id = nullptr;
     if (!who.token->subject.empty()) id = json::string_view(who.token->subject);
     return to_json(json::object{{"type", auth::to_string(who.token->role)}, {"id", id}});
   }
-  if (who.admin_secret) return to_json(json::object{{"type", "admin_secret"}});
   return "null";
 }
 
 }  // namespace
 
 result<void> AuditTrail::may_read(const auth::Claims& token, std::string_view channel) const {
-  if (!auth::allows_channel(token, channel)) {
-    return make_error(errc::forbidden,
-                      "the token's channels do not include " + std::string(channel));
-  }
+  RR_TRY(auth::check_channel(token, channel));
   if (is_trail(channel) && !auth::allows(token, auth::Role::admin) && token.channels.empty()) {
     return make_error(errc::forbidden, channel_ +
                                            " is the audit trail: reading it takes an admin "
@@ -58,9 +55,12 @@ store::task<void> AuditTrail::record(const AuditEntry& entry, const Requester& w
   PublishBody body;
   body.type = entry.type;
   body.payload = to_json(entry.details);
-  body.actor = actor_json(who);
-  json::object metadata{{"remote", who.remote}};
-  if (is_traceparent(who.traceparent)) metadata["traceparent"] = who.traceparent;
+  const std::string actor = actor_json(entry, who);
+  body.actor = actor;
+  json::object metadata{{"remote", json::string_view(who.remote)}};
+  if (is_traceparent(who.traceparent)) {
+    metadata["traceparent"] = json::string_view(who.traceparent);
+  }
   body.metadata = to_json(metadata);
   std::vector<PublishBody> events{std::move(body)};
   auto stored = co_await topics_.ingest(channel_, events, 1);
@@ -73,9 +73,8 @@ store::task<void> AuditTrail::record(const AuditEntry& entry, const Requester& w
   if (metrics_) metrics_->audit_record(!failed);
   if (failed) {
     // The change stands (it was made); the log keeps who made it.
-    spdlog::error("audit record {} by {} not stored in {}: {}: {} ({})", entry.type,
-                  actor_json(who), channel_, to_string(failed->code), failed->message,
-                  to_json(entry.details));
+    spdlog::error("audit record {} by {} not stored in {}: {}: {} ({})", entry.type, actor,
+                  channel_, to_string(failed->code), failed->message, to_json(entry.details));
   }
 }
 

@@ -25,14 +25,14 @@ namespace replayrail::server {
 struct AuditEntry {
   std::string type;
   boost::json::object details;
+  bool by_admin_secret = false;  // made by whoever showed the admin secret (a minted token)
 };
 
-// Who asked for a change.
+// Who asked for a change; views of the request, which outlives its handling.
 struct Requester {
-  const auth::Claims* token = nullptr;  // null: auth is off, or the admin secret was shown
-  bool admin_secret = false;            // POST /v1/auth/token: whoever knows the admin secret
-  std::string remote;                   // the client's address and port
-  std::string traceparent;              // the request's W3C traceparent, kept when valid
+  const auth::Claims* token = nullptr;  // null: auth is off, or a route without a token
+  std::string_view remote;              // the client's address and port
+  std::string_view traceparent;         // the request's W3C traceparent, kept when valid
 };
 
 class AuditTrail {
@@ -42,7 +42,6 @@ class AuditTrail {
   AuditTrail(Topics& topics, std::string channel, Metrics* metrics)
       : topics_(topics), channel_(std::move(channel)), metrics_(metrics) {}
 
-  const std::string& channel() const { return channel_; }
   bool is_trail(std::string_view channel) const { return !channel_.empty() && channel == channel_; }
 
   // forbidden unless `token` may read `channel`: its channels claim allows it and, for the

@@ -221,7 +221,7 @@ ApiResponse PlatformApi::mint_token(std::string_view text) const {
   json::object minted{{"sub", claims.subject}, {"role", auth::to_string(*role)}};
   if (const json::value* channels = body->get("channels")) minted["channels"] = *channels;
   minted["expires_at"] = claims.expires;
-  res.audit = AuditEntry{"token.minted", std::move(minted)};
+  res.audit = AuditEntry{"token.minted", std::move(minted), true};
   return res;
 }
 
